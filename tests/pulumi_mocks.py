@@ -1,0 +1,191 @@
+"""Shared Pulumi mocks: run component code without an engine and record every registration.
+
+`run_program(fn, config)` builds whatever `fn` creates under `pulumi.runtime.set_mocks`, waits for
+every registration, and returns a `Recorded` with each resource's type, name, resolved inputs,
+parent URN and explicit dependencies (read from the RegisterResource request itself, so the parent
+chain and `depends_on` can be asserted as data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-west-2"
+OIDC_ID = "EXAMPLED539D4633E53DE1B71EXAMPLE"
+OIDC_ISSUER = f"oidc.eks.{REGION}.amazonaws.com/id/{OIDC_ID}"
+OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{OIDC_ISSUER}"
+PROJECT = "falco-eks-lab"
+STACK = "test"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    parent: str
+    dependencies: list[str]
+    custom: bool
+    remote: bool
+
+
+@dataclass
+class Recorded:
+    """Everything one mocked program registered, in order."""
+
+    resources: list[Registration] = field(default_factory=list)
+    result: Any = None
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Registration:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(typ)]
+            raise AssertionError(f"expected one {typ} named {name!r}, found {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+    def parent_chain(self, reg: Registration) -> list[Registration]:
+        """The registrations above `reg`, nearest first (the stack itself is not recorded)."""
+        chain: list[Registration] = []
+        parent = self.by_urn(reg.parent) if reg.parent else None
+        while parent is not None:
+            chain.append(parent)
+            parent = self.by_urn(parent.parent) if parent.parent else None
+        return chain
+
+
+def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Realistic outputs for the resource types the components read outputs of."""
+    out = dict(inputs)
+    if typ == "eks:index:Cluster":
+        cluster_name = inputs.get("name", name)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster_name, "cluster": {"server": "https://EXAMPLE.eks.amazonaws.com"}}],
+            "users": [{"name": "aws", "user": {"exec": {"command": "aws", "args": ["eks", "get-token", "--cluster-name", cluster_name]}}}],
+        }
+        out.update(
+            kubeconfigJson=json.dumps(kubeconfig),
+            kubeconfig=kubeconfig,
+            oidcProviderArn=OIDC_PROVIDER_ARN,
+            oidcProviderUrl=f"https://{OIDC_ISSUER}",
+            oidcIssuer=OIDC_ISSUER,
+            clusterSecurityGroupId="sg-0cluster",
+            nodeSecurityGroupId="sg-0node",
+            eksCluster={"name": cluster_name, "arn": f"arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{cluster_name}"},
+        )
+    elif typ.startswith("aws:"):
+        resource_name = inputs.get("name", name)
+        service = typ.split(":")[1].split("/")[0]
+        if typ == "aws:cloudwatch/logGroup:LogGroup":
+            out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{resource_name}"
+        elif typ == "aws:iam/role:Role":
+            out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{resource_name}"
+        elif typ == "aws:ecr/repository:Repository":
+            out["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{resource_name}"
+            out["arn"] = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{resource_name}"
+        else:
+            out.setdefault("arn", f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{name}")
+    elif typ == "random:index/randomPassword:RandomPassword":
+        out["result"] = "mock-generated-password-0123456789"
+        out["bcryptHash"] = "$2a$10$mockmockmockmockmockmu"
+    elif typ == "docker-build:index:Image":
+        out["digest"] = "sha256:" + "ab" * 32
+        out["ref"] = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/forwarder@sha256:{'ab' * 32}"
+    elif typ.startswith("kubernetes:"):
+        meta = dict(inputs.get("metadata") or {})
+        meta.setdefault("name", name)
+        out["metadata"] = meta
+    return out
+
+
+class LabMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        token = args.token
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"], "zoneIds": ["usw2-az1", "usw2-az2", "usw2-az3"], "id": REGION}
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": REGION, "region": REGION, "id": REGION, "endpoint": f"ec2.{REGION}.amazonaws.com"}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test", "userId": "AIDATEST", "id": ACCOUNT_ID}
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "mock-token", "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com", "authorizationToken": "x", "expiresAt": "2099-01-01T00:00:00Z", "id": REGION}
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
+        super().__init__(mocks)
+        self.recorded = recorded
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            registration = self.resources.get(response.urn)
+            self.recorded.resources.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=rpc.deserialize_properties(request.object),
+                    outputs=dict(registration.state) if registration else {},
+                    parent=request.parent,
+                    dependencies=list(request.dependencies),
+                    custom=bool(request.custom),
+                    remote=bool(request.remote),
+                )
+            )
+        return response
+
+
+def run_program(build: Callable[[], Any], config: dict[str, str] | None = None, preview: bool = False) -> Recorded:
+    """Run `build` as a Pulumi program under mocks; `config` holds full keys like "falco-eks-lab:clusterName"."""
+    recorded = Recorded()
+    settings.reset_options()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.set_all_config(dict(config or {}))
+    mocks = LabMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=preview, monitor=_RecordingMonitor(mocks, recorded))
+
+    @pulumi.runtime.test
+    def _run():
+        recorded.result = build()
+        return pulumi.Output.from_input(None)
+
+    _run()
+    return recorded
+
+
+def resolve(output: Any) -> Any:
+    """The value of an Output once the mocked program finished (None if unknown)."""
+    if not isinstance(output, pulumi.Output):
+        return output
+    loop = asyncio.get_event_loop()
+    return loop.run_until_complete(output.future())
+
+
+def is_secret(output: Any) -> bool:
+    if not isinstance(output, pulumi.Output):
+        return False
+    return bool(asyncio.get_event_loop().run_until_complete(output.is_secret()))
