@@ -1,0 +1,1 @@
+"""Forwards EKS Kubernetes audit events from CloudWatch Logs to Falco's k8saudit webhook."""
