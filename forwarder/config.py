@@ -1,0 +1,490 @@
+"""Command-line and environment configuration, validated once at start.
+
+Every option can also come from an environment variable ``FORWARDER_<OPTION>`` (named in
+``--help``); a flag wins over its variable. Any bad value raises :class:`ConfigError`
+naming the option, so the CLI can print one line and exit 2 before doing anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NoReturn
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "FORWARDER_"
+
+DEFAULT_STREAM_PREFIX = "kube-apiserver-audit"
+# The k8saudit webhook's own defaults (webhookMaxBatchSize, maxEventSize).
+DEFAULT_MAX_BATCH_BYTES = 12 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
+# Bytes an EventList adds around its items: the envelope, plus a comma per item after the first.
+EVENT_LIST_PREFIX = b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":['
+EVENT_LIST_SUFFIX = b"]}"
+EVENT_LIST_OVERHEAD = len(EVENT_LIST_PREFIX) + len(EVENT_LIST_SUFFIX)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A bad option. ``str()`` is one line that names it, e.g.
+    ``--poll-interval: must be a number > 0, got 'abc'``."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(option, message)
+        self.option = option
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.option}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """Where the checkpoint lives: ``file:PATH`` or ``configmap:NAMESPACE/NAME``."""
+
+    kind: Literal["file", "configmap"]
+    path: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StartAt:
+    """Where to start reading when there is no checkpoint yet."""
+
+    kind: Literal["now", "ago", "time"] = "now"
+    seconds_ago: float = 0.0
+    """For ``ago``: how far before the start of the process."""
+    epoch_ms: int = 0
+    """For ``time``: an absolute instant, in milliseconds since the epoch."""
+
+    def resolve(self, now_ms: int) -> int:
+        """The start instant in epoch milliseconds, given the current time."""
+        if self.kind == "now":
+            return now_ms
+        if self.kind == "ago":
+            return now_ms - int(self.seconds_ago * 1000)
+        return self.epoch_ms
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of ``forwarder run``."""
+
+    log_group: str
+    """CloudWatch log group holding the audit log (``/aws/eks/<cluster>/cluster``)."""
+    falco_url: str
+    """The k8saudit webhook, e.g. ``http://falco-k8saudit-webhook:9765/k8s-audit``."""
+    region: str | None = None
+    """AWS Region; ``None`` leaves it to boto3's standard chain (AWS_REGION, profile, IMDS)."""
+    stream_prefix: str = DEFAULT_STREAM_PREFIX
+    checkpoint: CheckpointSpec | None = None
+    start_at: StartAt = field(default_factory=StartAt)
+    poll_interval_seconds: float = 2.0
+    max_lateness_seconds: float = 600.0
+    max_requests_per_second: float = 3.0
+    """Hard cap on CloudWatch API calls per second, all operations together."""
+    metrics_port: int = 9090
+    """Port of /metrics, /healthz and /readyz; 0 disables the server."""
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    request_timeout_seconds: float = 10.0
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    """Backpressure: reading pauses while this many bytes wait for delivery."""
+    shutdown_grace_seconds: float = 8.0
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Settings of ``forwarder replay``."""
+
+    files: list[str]
+    """JSON-lines files; ``-`` is standard input."""
+    falco_url: str
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    request_timeout_seconds: float = 10.0
+    log_level: str = "INFO"
+
+
+# --- option table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Option:
+    flag: str
+    metavar: str
+    help: str
+    default: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+_FALCO_URL = _Option("--falco-url", "URL", "Falco k8saudit webhook URL (http or https), required")
+_MAX_BATCH = _Option(
+    "--max-batch-bytes", "BYTES", "largest request body sent to Falco (Falco's webhookMaxBatchSize)",
+    str(DEFAULT_MAX_BATCH_BYTES),
+)
+_MAX_EVENT = _Option(
+    "--max-event-bytes", "BYTES", "larger events are skipped (Falco's maxEventSize)", str(DEFAULT_MAX_EVENT_BYTES)
+)
+_TIMEOUT = _Option("--request-timeout", "SECONDS", "timeout of one HTTP request to Falco", "10")
+_LOG_LEVEL = _Option("--log-level", "LEVEL", "one of " + ", ".join(LOG_LEVELS), "INFO")
+
+_RUN_OPTIONS: tuple[_Option, ...] = (
+    _Option("--cluster-name", "NAME", "EKS cluster; reads log group /aws/eks/NAME/cluster (or give --log-group)"),
+    _Option("--log-group", "NAME", "CloudWatch log group to read (or give --cluster-name)"),
+    _FALCO_URL,
+    _Option("--region", "REGION", "AWS Region (default: boto3's chain, e.g. AWS_REGION)"),
+    _Option("--stream-prefix", "PREFIX", "read every log stream whose name starts with this", DEFAULT_STREAM_PREFIX),
+    _Option("--checkpoint", "SPEC", "file:PATH or configmap:NAMESPACE/NAME (default: no checkpoint)"),
+    _Option("--start-at", "WHEN", "first start without checkpoint: now, a duration ago (30m, 2h, 90s), or RFC3339",
+            "now"),
+    _Option("--poll-interval", "SECONDS", "pause between polls once caught up", "2"),
+    _Option("--max-lateness", "SECONDS", "events arriving up to this long after their timestamp are delivered", "600"),
+    _Option("--max-requests-per-second", "RATE", "hard cap on CloudWatch API calls per second", "3"),
+    _Option("--metrics-port", "PORT", "port of /metrics, /healthz, /readyz; 0 disables", "9090"),
+    _MAX_BATCH,
+    _MAX_EVENT,
+    _TIMEOUT,
+    _Option("--max-inflight-bytes", "BYTES", "reading pauses while this many bytes await delivery",
+            str(DEFAULT_MAX_INFLIGHT_BYTES)),
+    _Option("--shutdown-grace", "SECONDS", "on SIGTERM, time allowed to deliver what is in flight", "8"),
+    _LOG_LEVEL,
+)
+_REPLAY_OPTIONS: tuple[_Option, ...] = (_FALCO_URL, _MAX_BATCH, _MAX_EVENT, _TIMEOUT, _LOG_LEVEL)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument {run,replay}") or message.startswith("the following arguments are required"):
+            option = "command" if "{run,replay}" in message else "FILE"
+        else:
+            match = re.search(r"(--[a-z0-9-]+)", message)
+            option = match.group(1) if match else "command"
+        # argparse repeats the option's name ("argument --x: expected one argument"): say it once.
+        message = re.sub(r"^argument [^:]+: ", "", message)
+        raise ConfigError(option, message)
+
+
+def _add_options(parser: argparse.ArgumentParser, options: Sequence[_Option]) -> None:
+    for opt in options:
+        default = f", default {opt.default}" if opt.default is not None else ""
+        parser.add_argument(
+            opt.flag, dest=opt.dest, metavar=opt.metavar, default=None, help=f"{opt.help} [env {opt.env}{default}]"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="forwarder",
+        description="Forward EKS Kubernetes audit events from CloudWatch Logs to Falco's k8saudit webhook.",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{run,replay}", parser_class=_Parser)
+    run = commands.add_parser(
+        "run", help="follow the audit log in CloudWatch and deliver it to Falco", allow_abbrev=False,
+        description="Follow the audit log in CloudWatch Logs and deliver it to Falco. Every option can also be set "
+        "from the environment variable shown with it; a flag wins over its variable. AWS endpoint, Region and "
+        "credentials come from boto3's standard chain (AWS_ENDPOINT_URL, AWS_ROLE_ARN + "
+        "AWS_WEB_IDENTITY_TOKEN_FILE, ...).",
+    )
+    _add_options(run, _RUN_OPTIONS)
+    replay = commands.add_parser(
+        "replay", help="send JSON lines of audit events from files to Falco", allow_abbrev=False,
+        description="Send audit events (one JSON object per line) from files to Falco; '-' reads standard input. "
+        "Prints a one-line JSON summary; exits 0 when every valid line was acknowledged, 1 otherwise.",
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file, or - for standard input")
+    _add_options(replay, _REPLAY_OPTIONS)
+    return parser
+
+
+# --- value checks -----------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+# CloudWatch Logs names (API reference: CreateLogGroup, CreateLogStream).
+_LOG_GROUP = re.compile(r"[.\-_/#A-Za-z0-9]{1,512}")
+# EKS CreateCluster: name.
+_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+# Kubernetes: namespaces are DNS-1123 labels, ConfigMap names DNS-1123 subdomains.
+_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``30m``, ``2h``, ``1d`` or ``1h30m``; ValueError otherwise."""
+    if not _DURATION.fullmatch(text):
+        raise ValueError(text)
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def parse_rfc3339_ms(text: str) -> int:
+    """Epoch milliseconds of an RFC3339 timestamp with a zone (``Z`` or ``+hh:mm``); ValueError otherwise."""
+    m = _RFC3339.fullmatch(text)
+    if not m:
+        raise ValueError(text)
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        raise ValueError(text)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(text)
+    offset = 0
+    if m.group(9):
+        off_h, off_m = int(m.group(10)), int(m.group(11))
+        if off_h > 23 or off_m > 59:
+            raise ValueError(text)
+        offset = (off_h * 60 + off_m) * 60 * (1 if m.group(9) == "+" else -1)
+    frac_ms = int((m.group(7) or "0")[:3].ljust(3, "0"))
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+    return seconds * 1000 + frac_ms
+
+
+class _Values:
+    """Raw option values after merging flags over environment; remembers where each came from."""
+
+    def __init__(self, namespace: argparse.Namespace, options: Sequence[_Option], environ: Mapping[str, str]) -> None:
+        self._raw: dict[str, str | None] = {}
+        self._source: dict[str, str] = {}
+        self._options = {opt.dest: opt for opt in options}
+        self._flagged: set[str] = set()
+        for opt in options:
+            flag_value = getattr(namespace, opt.dest)
+            if flag_value is not None:
+                self._raw[opt.dest], self._source[opt.dest] = flag_value, opt.flag
+                self._flagged.add(opt.dest)
+            elif environ.get(opt.env, "") != "":
+                self._raw[opt.dest], self._source[opt.dest] = environ[opt.env], f"{opt.flag} (from {opt.env})"
+            else:
+                self._raw[opt.dest], self._source[opt.dest] = opt.default, opt.flag
+
+    def raw(self, dest: str) -> str | None:
+        return self._raw[dest]
+
+    def from_flag(self, dest: str) -> bool:
+        return dest in self._flagged
+
+    def fail(self, dest: str, message: str) -> NoReturn:
+        raise ConfigError(self._source[dest], message)
+
+    def required(self, dest: str) -> str:
+        value = self._raw[dest]
+        if value is None or value.strip() == "":
+            opt = self._options[dest]
+            raise ConfigError(opt.flag, f"is required (or set {opt.env})")
+        return value.strip()
+
+    def number(self, dest: str, *, minimum_exclusive: float = 0.0) -> float:
+        text = self.required(dest)
+        try:
+            value = float(text)
+        except ValueError:
+            self.fail(dest, f"must be a number > {minimum_exclusive:g}, got {text!r}")
+        if not math.isfinite(value) or value <= minimum_exclusive:
+            self.fail(dest, f"must be a number > {minimum_exclusive:g}, got {text!r}")
+        return value
+
+    def integer(self, dest: str, *, minimum: int, maximum: int | None = None) -> int:
+        text = self.required(dest)
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        try:
+            value = int(text)
+        except ValueError:
+            self.fail(dest, f"must be a whole number {bounds}, got {text!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            self.fail(dest, f"must be a whole number {bounds}, got {text!r}")
+        return value
+
+    def checked(self, dest: str, convert: Callable[[str], object], message: str) -> object:
+        text = self.required(dest)
+        try:
+            return convert(text)
+        except ValueError:
+            self.fail(dest, f"{message}, got {text!r}")
+
+
+def _falco_url(values: _Values) -> str:
+    url = values.required("falco_url")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        values.fail("falco_url", f"is not a valid URL, got {url!r}")
+    if parts.scheme not in ("http", "https"):
+        values.fail("falco_url", f"must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        values.fail("falco_url", f"must name a host, got {url!r}")
+    if port == 0:
+        values.fail("falco_url", f"port must be between 1 and 65535, got {url!r}")
+    return url
+
+
+def _sizes(values: _Values) -> tuple[int, int]:
+    max_event = values.integer("max_event_bytes", minimum=1)
+    max_batch = values.integer("max_batch_bytes", minimum=1)
+    # A batch must hold at least one event of the largest allowed size, envelope included.
+    if max_batch < max_event + EVENT_LIST_OVERHEAD:
+        values.fail(
+            "max_batch_bytes",
+            f"must be at least --max-event-bytes + {EVENT_LIST_OVERHEAD} (the EventList envelope), "
+            f"i.e. >= {max_event + EVENT_LIST_OVERHEAD}, got {max_batch}",
+        )
+    return max_batch, max_event
+
+
+def _log_level(values: _Values) -> str:
+    level = values.required("log_level").upper()
+    if level not in LOG_LEVELS:
+        values.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {values.raw('log_level')!r}")
+    return level
+
+
+def _log_group(values: _Values) -> str:
+    cluster, group = values.raw("cluster_name"), values.raw("log_group")
+    # A flag for one of the pair overrides an environment value for the other.
+    cluster_flag, group_flag = values.from_flag("cluster_name"), values.from_flag("log_group")
+    if cluster_flag != group_flag:
+        cluster, group = (cluster, None) if cluster_flag else (None, group)
+    if cluster and group:
+        raise ConfigError("--cluster-name/--log-group", "give only one of them")
+    if not cluster and not group:
+        raise ConfigError(
+            "--cluster-name/--log-group",
+            "one of them is required (or set FORWARDER_CLUSTER_NAME / FORWARDER_LOG_GROUP)",
+        )
+    if cluster:
+        if not _CLUSTER_NAME.fullmatch(cluster):
+            values.fail(
+                "cluster_name",
+                f"must be an EKS cluster name (1-100 letters, digits, '-' or '_', starting with a letter or digit), "
+                f"got {cluster!r}",
+            )
+        return f"/aws/eks/{cluster}/cluster"
+    assert group is not None
+    if not _LOG_GROUP.fullmatch(group):
+        values.fail("log_group", f"must be a log group name (1-512 of A-Z a-z 0-9 . - _ / #), got {group!r}")
+    return group
+
+
+def _checkpoint(values: _Values) -> CheckpointSpec | None:
+    text = values.raw("checkpoint")
+    if text is None or text.strip() == "":
+        return None
+    kind, sep, rest = text.strip().partition(":")
+    if not sep or kind not in ("file", "configmap"):
+        values.fail("checkpoint", f"must be file:PATH or configmap:NAMESPACE/NAME, got {text!r}")
+    if kind == "file":
+        if not rest:
+            values.fail("checkpoint", f"file: needs a path, e.g. file:/var/lib/forwarder/checkpoint.json, got {text!r}")
+        return CheckpointSpec(kind="file", path=rest)
+    namespace, slash, name = rest.partition("/")
+    if not slash or not _DNS1123_LABEL.fullmatch(namespace):
+        values.fail("checkpoint", f"configmap: needs NAMESPACE/NAME with a valid namespace, got {text!r}")
+    if not _DNS1123_SUBDOMAIN.fullmatch(name):
+        values.fail(
+            "checkpoint",
+            f"configmap name must be lower-case letters, digits, '-' or '.' (<= 253 characters), got {text!r}",
+        )
+    return CheckpointSpec(kind="configmap", namespace=namespace, name=name)
+
+
+def _start_at(values: _Values) -> StartAt:
+    text = values.required("start_at")
+    if text.lower() == "now":
+        return StartAt(kind="now")
+    if _DURATION.fullmatch(text):
+        return StartAt(kind="ago", seconds_ago=parse_duration(text))
+    try:
+        return StartAt(kind="time", epoch_ms=parse_rfc3339_ms(text))
+    except ValueError:
+        values.fail(
+            "start_at",
+            f"must be 'now', a duration ago such as 30m, 2h or 90s, or an RFC3339 time such as "
+            f"2024-05-01T12:00:00Z, got {text!r}",
+        )
+
+
+def _run_config(values: _Values) -> RunConfig:
+    log_group = _log_group(values)
+    falco_url = _falco_url(values)
+    region = values.raw("region")
+    if region is not None and region.strip():
+        region = region.strip()
+        if not _REGION.fullmatch(region):
+            values.fail("region", f"must be an AWS Region such as us-west-2, got {region!r}")
+    else:
+        region = None
+    prefix = values.required("stream_prefix")
+    if len(prefix) > 512 or ":" in prefix or "*" in prefix:
+        values.fail("stream_prefix", f"must be 1-512 characters without ':' or '*', got {prefix!r}")
+    max_batch, max_event = _sizes(values)
+    max_inflight = values.integer("max_inflight_bytes", minimum=1)
+    if max_inflight < max_batch:
+        values.fail("max_inflight_bytes", f"must be >= --max-batch-bytes ({max_batch}), got {max_inflight}")
+    return RunConfig(
+        log_group=log_group,
+        falco_url=falco_url,
+        region=region,
+        stream_prefix=prefix,
+        checkpoint=_checkpoint(values),
+        start_at=_start_at(values),
+        poll_interval_seconds=values.number("poll_interval"),
+        max_lateness_seconds=values.number("max_lateness"),
+        max_requests_per_second=values.number("max_requests_per_second"),
+        metrics_port=values.integer("metrics_port", minimum=0, maximum=65535),
+        max_batch_bytes=max_batch,
+        max_event_bytes=max_event,
+        request_timeout_seconds=values.number("request_timeout"),
+        max_inflight_bytes=max_inflight,
+        shutdown_grace_seconds=values.number("shutdown_grace"),
+        log_level=_log_level(values),
+    )
+
+
+def _replay_config(files: list[str], values: _Values) -> ReplayConfig:
+    max_batch, max_event = _sizes(values)
+    return ReplayConfig(
+        files=list(files),
+        falco_url=_falco_url(values),
+        max_batch_bytes=max_batch,
+        max_event_bytes=max_event,
+        request_timeout_seconds=values.number("request_timeout"),
+        log_level=_log_level(values),
+    )
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig | ReplayConfig:
+    """Build the configuration from ``argv`` (without the program name) and ``environ``.
+
+    Raises ConfigError naming the option for anything invalid. ``--help`` prints help and
+    raises SystemExit(0), as argparse does.
+    """
+    namespace = build_parser().parse_args(list(argv))
+    if namespace.command == "run":
+        return _run_config(_Values(namespace, _RUN_OPTIONS, environ))
+    if namespace.command == "replay":
+        return _replay_config(namespace.files, _Values(namespace, _REPLAY_OPTIONS, environ))
+    raise ConfigError("command", "expected 'run' or 'replay' (see --help)")
