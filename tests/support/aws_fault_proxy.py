@@ -227,8 +227,13 @@ class AwsFaultProxy:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             response = self._upstream.urlopen(
-                handler.command, handler.path, body=body or None, headers=headers, preload_content=True,
-                assert_same_host=False, redirect=False,
+                handler.command,
+                handler.path,
+                body=body or None,
+                headers=headers,
+                preload_content=True,
+                assert_same_host=False,
+                redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             data = f"proxy: upstream error: {exc}".encode()

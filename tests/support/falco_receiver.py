@@ -1,0 +1,493 @@
+"""A stand-in for Falco's k8saudit webhook that enforces its contract exactly and fails on command.
+
+The contract (falcosecurity/plugins, plugins/k8saudit/pkg/k8saudit/source.go; see shared/DESIGN.md):
+  - only POST (else 405); Content-Type must contain "application/json" (else 400);
+  - a body larger than the max batch size (default 12582912) gets 400;
+  - otherwise 200 is answered BEFORE parsing: a bad payload is only logged by Falco and lost.
+    Accepted payloads: one `kind: Event`, a `kind: EventList` with `items`, or a JSON array of them.
+    Each event needs a `stageTimestamp` in RFC3339Nano; events whose compact JSON is larger than
+    the max event size (default 262144) are dropped. Our contract also requires `auditID`.
+
+Because real Falco answers 200 and then silently drops what it cannot use, everything a correct
+sender should never cause is recorded in `violations` (kind, detail), and tests assert it stays
+empty. Events Falco would use are recorded in `accepted_ids` (in order, duplicates included).
+
+Faults on command: fail(status, count) answers a status for the next `count` requests (None: until
+clear()); slow(seconds) delays every answer; down() closes the port (connection refused, open
+keep-alive connections cut) and up() listens again on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_MAX_BATCH_BYTES = 12_582_912
+DEFAULT_MAX_EVENT_BYTES = 262_144
+DEFAULT_PATH = "/k8s-audit"
+
+# Go's time.Parse(time.RFC3339Nano, ...): fractional seconds optional (1-9 digits), "Z" or ±hh:mm.
+_RFC3339_NANO = re.compile(
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+
+
+def is_rfc3339_nano(value: object) -> bool:
+    return isinstance(value, str) and _RFC3339_NANO.match(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Something a correct sender never causes."""
+
+    kind: str  # method | content_type | batch_too_large | bad_json | not_audit_payload | missing_stage_timestamp
+    #            | bad_stage_timestamp | missing_audit_id | event_too_large | wrong_path
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    at: float  # time.time() when the answer was sent
+    method: str
+    path: str
+    status: int
+    body_bytes: int
+    events: int  # events Falco would have used from this request
+    injected: bool  # the status came from fail(), not from the contract
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FalcoReceiver:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = DEFAULT_PATH,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        keep_events: bool = False,
+        record_ack_times: bool = False,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the test receiver listens on loopback only")
+        self._host = "127.0.0.1"
+        self._port = port
+        self.path = path
+        self.max_batch_bytes = max_batch_bytes
+        self.max_event_bytes = max_event_bytes
+        self._keep_events = keep_events
+        self._record_ack_times = record_ack_times
+
+        self._cond = threading.Condition()
+        self._accepted_ids: list[str] = []
+        self._id_counts: Counter[str] = Counter()
+        self._events: dict[str, dict[str, Any]] = {}
+        self._ack_times: dict[str, float] = {}
+        self._violations: list[Violation] = []
+        self._requests: list[RequestRecord] = []
+
+        self._fail_status: int | None = None
+        self._fail_remaining: int | None = None
+        self._fail_retry_after: str | None = None
+        self._delay_seconds = 0.0
+        self._released = threading.Event()  # set on stop()/down(): cut delays short
+
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FalcoReceiver:
+        self._listen()
+        return self
+
+    def stop(self) -> None:
+        self.down()
+
+    def __enter__(self) -> FalcoReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}{self.path}"
+
+    def down(self) -> None:
+        """Stop listening (new connections are refused) and cut open connections."""
+        with self._cond:
+            server, self._server = self._server, None
+            connections = list(self._connections)
+        if server is None:
+            return
+        self._released.set()
+        server.shutdown()
+        server.server_close()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        with self._cond:
+            if self._server is not None:
+                return
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._listen()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def is_up(self) -> bool:
+        with self._cond:
+            return self._server is not None
+
+    def _listen(self) -> None:
+        self._released.clear()
+        server = _Server((self._host, self._port), self._handler_class())
+        self._port = int(server.server_address[1])
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        with self._cond:
+            self._server = server
+            self._thread = thread
+        thread.start()
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def fail(self, status: int, count: int | None = None, retry_after: float | None = None) -> None:
+        """Answer `status` to the next `count` requests (None: until clear())."""
+        with self._cond:
+            self._fail_status = status
+            self._fail_remaining = count
+            self._fail_retry_after = None if retry_after is None else f"{retry_after:g}"
+
+    def slow(self, seconds: float) -> None:
+        """Wait `seconds` before answering each request (0 to stop)."""
+        with self._cond:
+            self._delay_seconds = seconds
+
+    def clear(self) -> None:
+        """No more injected failures or delays."""
+        with self._cond:
+            self._fail_status = None
+            self._fail_remaining = None
+            self._delay_seconds = 0.0
+
+    # --- what it recorded --------------------------------------------------------------------
+
+    @property
+    def accepted_ids(self) -> list[str]:
+        with self._cond:
+            return list(self._accepted_ids)
+
+    @property
+    def accepted_count(self) -> int:
+        with self._cond:
+            return len(self._accepted_ids)
+
+    @property
+    def unique_ids(self) -> set[str]:
+        with self._cond:
+            return set(self._id_counts)
+
+    def duplicates(self) -> dict[str, int]:
+        """auditID -> times received, for ids received more than once."""
+        with self._cond:
+            return {audit_id: n for audit_id, n in self._id_counts.items() if n > 1}
+
+    def event(self, audit_id: str) -> dict[str, Any]:
+        """The last received copy of an event (keep_events=True only)."""
+        with self._cond:
+            return self._events[audit_id]
+
+    def ack_times(self) -> dict[str, float]:
+        """auditID -> time.time() of its first 200 (record_ack_times=True only)."""
+        with self._cond:
+            return dict(self._ack_times)
+
+    @property
+    def violations(self) -> list[Violation]:
+        with self._cond:
+            return list(self._violations)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._cond:
+            return list(self._requests)
+
+    def reset_records(self) -> None:
+        with self._cond:
+            self._accepted_ids.clear()
+            self._id_counts.clear()
+            self._events.clear()
+            self._ack_times.clear()
+            self._violations.clear()
+            self._requests.clear()
+
+    def wait_for(self, predicate: Callable[[FalcoReceiver], bool], timeout: float) -> bool:
+        """Wait until predicate(self) holds or `timeout` seconds passed; returns the last value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                # The predicate reads through the locked properties: Condition's lock is reentrant.
+                if predicate(self):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(timeout=min(remaining, 0.5))
+
+    def wait_for_ids(self, audit_ids: set[str] | list[str], timeout: float) -> bool:
+        wanted = set(audit_ids)
+        return self.wait_for(lambda r: wanted <= r._id_counts.keys(), timeout)
+
+    def wait_for_count(self, unique: int, timeout: float) -> bool:
+        return self.wait_for(lambda r: len(r._id_counts) >= unique, timeout)
+
+    # --- the webhook -------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like Go's net/http
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+                return
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._cond:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._cond:
+                    receiver._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
+            def _any(self) -> None:
+                try:
+                    receiver._handle(self)
+                except (ConnectionError, OSError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
+
+        return Handler
+
+    def _violate(self, kind: str, detail: str) -> None:
+        with self._cond:
+            self._violations.append(Violation(kind, detail))
+            self._cond.notify_all()
+
+    def _take_injected(self) -> tuple[int | None, str | None, float]:
+        with self._cond:
+            delay = self._delay_seconds
+            status = self._fail_status
+            retry_after = self._fail_retry_after
+            if status is not None and self._fail_remaining is not None:
+                self._fail_remaining -= 1
+                if self._fail_remaining <= 0:
+                    self._fail_status = None
+                    self._fail_remaining = None
+            return status, retry_after, delay
+
+    def _answer(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        text: str,
+        *,
+        injected: bool,
+        body_bytes: int,
+        events: list[tuple[str, dict[str, Any]]] | None = None,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        # Recorded as the answer is written: like Falco, which hands the events on once it has
+        # written 200, whether or not the sender reads the answer.
+        now = time.time()
+        with self._cond:
+            for audit_id, event in events or []:
+                self._accepted_ids.append(audit_id)
+                self._id_counts[audit_id] += 1
+                if self._keep_events:
+                    self._events[audit_id] = event
+                if self._record_ack_times and audit_id not in self._ack_times:
+                    self._ack_times[audit_id] = now
+            self._requests.append(
+                RequestRecord(now, handler.command, handler.path, status, body_bytes, len(events or []), injected)
+            )
+            self._cond.notify_all()
+        data = text.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        if close:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+        handler.wfile.flush()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        # Injected behaviour first, like a Falco that is overloaded or behind a failing proxy;
+        # the body is still read so the connection stays usable.
+        length_header = handler.headers.get("Content-Length")
+        chunked = "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower()
+        status, retry_after, delay = self._take_injected()
+        if delay > 0:
+            self._released.wait(delay)
+
+        if handler.path.split("?", 1)[0] != self.path:
+            self._drain(handler, length_header, chunked)
+            self._violate("wrong_path", f"{handler.command} {handler.path}")
+            self._answer(handler, 404, "404 page not found\n", injected=False, body_bytes=0)
+            return
+        if status is not None:
+            body_len = self._drain(handler, length_header, chunked)
+            extra = {"Retry-After": retry_after} if retry_after is not None and status in (429, 503) else None
+            self._answer(handler, status, f"injected {status}\n", injected=True, body_bytes=body_len, headers=extra)
+            return
+        if handler.command != "POST":
+            self._drain(handler, length_header, chunked)
+            self._violate("method", handler.command)
+            self._answer(handler, 405, f"{handler.command} method not allowed\n", injected=False, body_bytes=0)
+            return
+        content_type = handler.headers.get("Content-Type") or ""
+        if "application/json" not in content_type:
+            self._drain(handler, length_header, chunked)
+            self._violate("content_type", content_type)
+            self._answer(handler, 400, "wrong Content Type\n", injected=False, body_bytes=0)
+            return
+        if length_header is not None and int(length_header) > self.max_batch_bytes:
+            # Go's MaxBytesReader fails the read; the connection is not reused afterwards.
+            self._violate("batch_too_large", f"{length_header} bytes > {self.max_batch_bytes}")
+            self._answer(
+                handler,
+                400,
+                "bad request: http: request body too large\n",
+                injected=False,
+                body_bytes=int(length_header),
+                close=True,
+            )
+            return
+        body = self._read_body(handler, length_header, chunked)
+        if len(body) > self.max_batch_bytes:
+            self._violate("batch_too_large", f"{len(body)} bytes > {self.max_batch_bytes}")
+            self._answer(
+                handler,
+                400,
+                "bad request: http: request body too large\n",
+                injected=False,
+                body_bytes=len(body),
+                close=True,
+            )
+            return
+        events = self._parse(body)
+        self._answer(handler, 200, "", injected=False, body_bytes=len(body), events=events)
+
+    @staticmethod
+    def _read_body(handler: BaseHTTPRequestHandler, length_header: str | None, chunked: bool) -> bytes:
+        if chunked:
+            parts: list[bytes] = []
+            while True:
+                size_line = handler.rfile.readline()
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(handler.rfile.read(size))
+                handler.rfile.readline()
+        return handler.rfile.read(int(length_header or 0))
+
+    def _drain(self, handler: BaseHTTPRequestHandler, length_header: str | None, chunked: bool) -> int:
+        return len(self._read_body(handler, length_header, chunked))
+
+    def _parse(self, body: bytes) -> list[tuple[str, dict[str, Any]]]:
+        """What Falco's parser would push, recording a violation for everything it would drop."""
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._violate("bad_json", f"{exc} (body starts {body[:80]!r})")
+            return []
+        items = self._items(value)
+        if items is None:
+            return []
+        accepted: list[tuple[str, dict[str, Any]]] = []
+        for item in items:
+            event = self._check_event(item)
+            if event is not None:
+                accepted.append(event)
+        return accepted
+
+    def _items(self, value: Any) -> list[Any] | None:
+        if isinstance(value, list):
+            out: list[Any] = []
+            for element in value:
+                inner = self._items(element)
+                if inner is None:
+                    return out  # Falco stops at the first element it cannot recognise
+                out.extend(inner)
+            return out
+        if isinstance(value, dict) and isinstance(value.get("kind"), str):
+            if value["kind"] == "EventList" and isinstance(value.get("items"), list):
+                return list(value["items"])
+            if value["kind"] == "Event":
+                return [value]
+        self._violate("not_audit_payload", f"data not recognized as a k8s audit event: {str(value)[:80]}")
+        return None
+
+    def _check_event(self, item: Any) -> tuple[str, dict[str, Any]] | None:
+        if not isinstance(item, dict):
+            self._violate("not_audit_payload", f"item is not an object: {str(item)[:80]}")
+            return None
+        audit_id = item.get("auditID")
+        if "stageTimestamp" not in item:
+            self._violate("missing_stage_timestamp", f"auditID={audit_id!r}")
+            return None
+        if not is_rfc3339_nano(item["stageTimestamp"]):
+            self._violate("bad_stage_timestamp", f"auditID={audit_id!r} stageTimestamp={item['stageTimestamp']!r}")
+            return None
+        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if size > self.max_event_bytes:
+            self._violate("event_too_large", f"auditID={audit_id!r} size={size} > {self.max_event_bytes}")
+            return None
+        if not isinstance(audit_id, str) or not audit_id:
+            self._violate("missing_audit_id", f"event without auditID (stageTimestamp={item['stageTimestamp']})")
+            return None
+        return audit_id, item
