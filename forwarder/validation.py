@@ -1,0 +1,118 @@
+"""Checks one CloudWatch log line against what Falco's k8saudit webhook accepts.
+
+Falco answers 200 before it parses a request and only logs what it cannot use, so every
+line is checked here: a JSON object with ``kind: Event``, an ``auditID`` and a
+``stageTimestamp`` Go's ``time.Parse(time.RFC3339Nano, ...)`` accepts, no larger than
+Falco's ``maxEventSize``. The check parses each line exactly once and, in the usual case
+of a compact one-line event, sends the line's own bytes rather than re-serialising it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+NOT_JSON: Final = "not_json"
+NOT_OBJECT: Final = "not_object"
+NOT_EVENT_KIND: Final = "not_event_kind"
+MISSING_AUDIT_ID: Final = "missing_audit_id"
+BAD_STAGE_TIMESTAMP: Final = "bad_stage_timestamp"
+TRUNCATED: Final = "truncated"
+TOO_LARGE: Final = "too_large"
+REASONS: Final = (NOT_JSON, NOT_OBJECT, NOT_EVENT_KIND, MISSING_AUDIT_ID, BAD_STAGE_TIMESTAMP, TRUNCATED, TOO_LARGE)
+
+# CloudWatch Logs cuts lines over its event size limit and ends them with this marker.
+TRUNCATED_MARKER: Final = "[Truncated...]"
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    ok: bool
+    reason: str | None
+    """One of REASONS when not ok (a metric label value)."""
+    body: bytes | None
+    """The event's JSON as sent to Falco (UTF-8), when ok."""
+    audit_id: str | None
+    """The event's auditID when it could be read, also for rejected lines (for logs)."""
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN/Infinity; Go's parsers (and so Falco) do not.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+# Layout of Go's time.RFC3339Nano as time.Parse reads it: upper-case T and Z, any number of
+# fraction digits, numeric offsets with a colon.
+_STAGE_TIMESTAMP: Final = re.compile(
+    r"\d{4}-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:Z|[+-](\d\d):(\d\d))"
+)
+_DAYS_IN_MONTH: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def is_rfc3339(value: object) -> bool:
+    """True when ``value`` is a string Go's time.Parse(time.RFC3339Nano, ...) accepts."""
+    if not isinstance(value, str):
+        return False
+    m = _STAGE_TIMESTAMP.fullmatch(value)
+    if m is None:
+        return False
+    month, day, hour, minute, second = int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5])
+    if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]) or hour > 23 or minute > 59 or second > 59:
+        return False
+    if month == 2 and day == 29:
+        year = int(value[:4])
+        if not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
+            return False
+    if m[6] is not None and (int(m[6]) > 23 or int(m[7]) > 59):
+        return False
+    return True
+
+
+def _compact(event: dict[str, object]) -> bytes:
+    try:
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a \ud800-style escape decoded upstream) has no UTF-8 form: escape it.
+        return json.dumps(event, separators=(",", ":")).encode("ascii")
+
+
+def _invalid(reason: str, audit_id: str | None = None) -> Validated:
+    return Validated(False, reason, None, audit_id)
+
+
+def validate(message: str, max_event_bytes: int) -> Validated:
+    """Check one log line; ``body`` of an ok result is what goes into the EventList."""
+    text = message.strip()
+    if text.endswith(TRUNCATED_MARKER):
+        return _invalid(TRUNCATED)
+    try:
+        event = _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return _invalid(NOT_JSON)
+    if not isinstance(event, dict):
+        return _invalid(NOT_OBJECT)
+    audit_id = event.get("auditID")
+    if not isinstance(audit_id, str) or not audit_id:
+        audit_id = None
+    if event.get("kind") != "Event":
+        return _invalid(NOT_EVENT_KIND, audit_id)
+    if audit_id is None:
+        return _invalid(MISSING_AUDIT_ID)
+    if not is_rfc3339(event.get("stageTimestamp")):
+        return _invalid(BAD_STAGE_TIMESTAMP, audit_id)
+    # A raw newline cannot occur inside a JSON string, so one here means pretty-printed JSON:
+    # send it compact, as Falco measures an event by its compact form.
+    if "\n" in text:
+        body = _compact(event)
+    else:
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:
+            body = _compact(event)
+    if len(body) > max_event_bytes:
+        return _invalid(TOO_LARGE, audit_id)
+    return Validated(True, None, body, audit_id)
