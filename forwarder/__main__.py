@@ -1,0 +1,5 @@
+"""``python -m forwarder``."""
+
+from forwarder.cli import main
+
+raise SystemExit(main())
