@@ -1,0 +1,308 @@
+"""The Falco component under Pulumi mocks: both releases' chart, values and wiring asserted as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi_kubernetes as k8s
+import pytest
+import yaml
+from pulumi.runtime import rpc
+from pulumi_mocks import Recorded, is_secret, resolve, run_program
+
+from components.errors import ConfigError
+from components.falco import (
+    DEFAULT_CHART_REPOSITORY,
+    DEFAULT_CHART_VERSION,
+    Falco,
+    FalcoArgs,
+    chart_fullname,
+)
+from components.falco_rules import ADMIN_RULE, RULES_FILE_NAME, admin_access_rules, admin_matcher
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
+ADMIN_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/botocore-session-1700000000"
+
+
+def _provider() -> k8s.Provider:
+    return k8s.Provider("cluster", kubeconfig="{}")
+
+
+def _deploy(**overrides: Any) -> Recorded:
+    def build() -> Falco:
+        args = FalcoArgs(provider=_provider(), admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        return Falco("falco", args)
+
+    return run_program(build)
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """(plain value, was it marked secret) for a value as the engine received it."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value["value"], True
+    return value, False
+
+
+def _values(recorded: Recorded, name: str) -> dict[str, Any]:
+    values, _ = _unwrap(recorded.one(RELEASE, name).inputs["values"])
+    return values
+
+
+def _walk(node: Any, path: str = ""):
+    """Every (path, mapping) in a values tree."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, child in node.items():
+            yield from _walk(child, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _walk(child, f"{path}[{index}]")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Recorded:
+    return _deploy()
+
+
+def test_both_releases_pin_chart_version_repository_and_namespace(lab: Recorded) -> None:
+    releases = {r.name: r for r in lab.of_type(RELEASE)}
+    assert set(releases) == {"falco-syscall", "falco-audit"}
+    for release in releases.values():
+        assert release.inputs["chart"] == "falco"
+        assert release.inputs["version"] == DEFAULT_CHART_VERSION == "9.1.0"
+        assert release.inputs["repositoryOpts"] == {"repo": DEFAULT_CHART_REPOSITORY}
+        assert release.inputs["namespace"] == "falco"
+    assert releases["falco-syscall"].inputs["name"] == "falco"
+    assert releases["falco-audit"].inputs["name"] == "falco-k8saudit"
+
+
+def test_namespace_is_owned_and_allows_the_privileged_daemonset(lab: Recorded) -> None:
+    ns = lab.one("kubernetes:core/v1:Namespace")
+    assert ns.inputs["metadata"]["name"] == "falco"
+    assert ns.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_syscall_release_is_a_modern_ebpf_daemonset_on_every_node(lab: Recorded) -> None:
+    values = _values(lab, "falco-syscall")
+    assert values["controller"]["kind"] == "daemonset"
+    assert values["driver"] == {"enabled": True, "kind": "modern_ebpf"}
+    assert values["tolerations"] == [{"operator": "Exists"}]
+    assert values["falcoctl"]["config"]["artifact"]["install"]["refs"] == ["falco-rules:5"]
+    assert values["falco"]["rules_files"][0] == "/etc/falco/falco_rules.yaml"
+    assert values["resources"] == {
+        "requests": {"cpu": "100m", "memory": "512Mi"},
+        "limits": {"cpu": "1000m", "memory": "1024Mi"},
+    }
+    assert "services" not in values and "customRules" not in values
+
+
+def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: Recorded) -> None:
+    values = _values(lab, "falco-audit")
+    assert values["controller"] == {"kind": "deployment", "deployment": {"replicas": 1}}
+    assert values["driver"] == {"enabled": False}
+    assert values["collectors"] == {"enabled": False}
+    falco = values["falco"]
+    plugins = {p["name"]: p for p in falco["plugins"]}
+    assert plugins["k8saudit"]["library_path"] == "libk8saudit.so"
+    assert plugins["k8saudit"]["open_params"] == "http://:9765/k8s-audit"
+    assert plugins["json"]["library_path"] == "libjson.so"
+    assert falco["load_plugins"] == ["k8saudit", "json"]
+    assert falco["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
+    artifact = values["falcoctl"]["config"]["artifact"]
+    assert artifact["install"]["refs"] == ["k8saudit-rules:0.16", "k8saudit:0.16"]
+    assert artifact["follow"]["refs"] == ["k8saudit-rules:0.16"]
+    assert values["services"] == [
+        {
+            "name": "k8saudit-webhook",
+            "type": "ClusterIP",
+            "ports": [{"name": "webhook", "port": 9765, "targetPort": 9765, "protocol": "TCP"}],
+        }
+    ]
+    assert values["resources"]["limits"] == {"cpu": "1000m", "memory": "1024Mi"}
+
+
+def test_webhook_url_is_the_service_the_values_produce(lab: Recorded) -> None:
+    falco: Falco = lab.result
+    release = lab.one(RELEASE, "falco-audit")
+    values = _values(lab, "falco-audit")
+    service = values["services"][0]
+    port = int(service["ports"][0]["port"])  # numbers arrive as floats over the wire
+    path = "/" + values["falco"]["plugins"][0]["open_params"].split("/", 3)[3]
+    fullname = chart_fullname(release.inputs["name"])
+    expected = f"http://{fullname}-{service['name']}.{release.inputs['namespace']}.svc.cluster.local:{port}{path}"
+    assert resolve(falco.webhook_url) == expected
+    assert expected == "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+    assert falco.webhook_port == port == 9765
+    assert resolve(falco.namespace) == "falco"
+
+
+def test_chart_fullname_follows_the_chart_helper() -> None:
+    assert chart_fullname("falco-k8saudit") == "falco-k8saudit"
+    assert chart_fullname("audit") == "audit-falco"
+    assert chart_fullname("falco", "falcosidekick") == "falco-falcosidekick"
+    assert len(chart_fullname("a" * 70)) == 63
+
+
+def test_audit_pod_labels_are_the_chart_selector_labels_of_the_audit_release(lab: Recorded) -> None:
+    falco: Falco = lab.result
+    assert falco.audit_pod_labels == {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
+    syscall_instance = lab.one(RELEASE, "falco-syscall").inputs["name"]
+    assert falco.audit_pod_labels["app.kubernetes.io/instance"] != syscall_instance
+
+
+def test_custom_rules_enable_full_admin_access_for_every_session_of_admin_roles(lab: Recorded) -> None:
+    values = _values(lab, "falco-audit")
+    rules = yaml.safe_load(values["customRules"][RULES_FILE_NAME])
+    macros = {item["macro"]: item for item in rules if "macro" in item}
+    assert macros["allowed_full_admin_users"]["condition"] == "(k8s_audit_never_true)"
+    assert macros["allowed_full_admin_users"]["override"] == {"condition": "replace"}
+    (rule,) = [item for item in rules if item.get("rule") == ADMIN_RULE]
+    assert rule["override"] == {"condition": "replace"}
+    assert "ka.user.name in (full_admin_k8s_users)" in rule["condition"]
+    assert "not allowed_full_admin_users" in rule["condition"]
+    identities = macros["eks_lab_admin_identities"]["condition"]
+    # The role's path is dropped (assumed-role ARNs carry no path) and any session matches.
+    assert 'startswith "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c/"' in identities
+    assert 'startswith "arn:aws:sts::123456789012:assumed-role/Deployer/"' in identities
+    assert "botocore-session" not in identities
+
+
+def test_admin_matcher_kinds() -> None:
+    assert admin_matcher("arn:aws:iam::123456789012:user/ops/alice").condition() == (
+        'ka.user.name = "arn:aws:iam::123456789012:user/ops/alice"'
+    )
+    assert admin_matcher("kubernetes-admin").prefix is False
+    role = admin_matcher("arn:aws-cn:iam::123456789012:role/Admin")
+    assert role.value == "arn:aws-cn:sts::123456789012:assumed-role/Admin/" and role.prefix
+
+
+def test_rules_without_identities_still_parse_and_add_no_names() -> None:
+    rules = yaml.safe_load(admin_access_rules(()))
+    macro = next(item for item in rules if item.get("macro") == "eks_lab_admin_identities")
+    assert macro["condition"] == "(k8s_audit_never_true)"
+
+
+def test_sidekick_ui_is_installed_once_and_fed_by_both_releases(lab: Recorded) -> None:
+    syscall, audit = _values(lab, "falco-syscall"), _values(lab, "falco-audit")
+    sidekick = syscall["falcosidekick"]
+    assert sidekick["enabled"] is True and sidekick["webui"]["enabled"] is True
+    assert audit["falcosidekick"] == {"enabled": False}
+    url = "http://falco-falcosidekick.falco.svc.cluster.local:2801"
+    for values in (syscall, audit):
+        assert values["falco"]["json_output"] is True
+        assert values["falco"]["http_output"] == {"enabled": True, "url": url}
+    assert sidekick["service"] == {"type": "ClusterIP", "port": 2801}
+    assert sidekick["webui"]["redis"]["storageEnabled"] is False
+    assert sidekick["webui"]["disableauth"] is False
+    falco: Falco = lab.result
+    assert resolve(falco.ui_command) == "kubectl -n falco port-forward service/falco-falcosidekick-ui 2802:2802"
+
+
+def test_ui_password_is_generated_secret_and_never_admin(lab: Recorded) -> None:
+    falco: Falco = lab.result
+    password = lab.one("random:index/randomPassword:RandomPassword")
+    assert password.inputs["length"] >= 24 and password.inputs["special"] is False
+    assert is_secret(falco.ui_password)
+    generated = resolve(falco.ui_password)
+    assert generated == "mock-generated-password-0123456789"
+    raw_values = lab.one(RELEASE, "falco-syscall").inputs["values"]
+    values, secret = _unwrap(raw_values)
+    assert secret, "the values carrying the UI password must be marked secret"
+    assert values["falcosidekick"]["webui"]["user"] == f"admin:{generated}"
+    assert values["falcosidekick"]["webui"]["user"] != "admin:admin"
+    _, audit_secret = _unwrap(lab.one(RELEASE, "falco-audit").inputs["values"])
+    assert not audit_secret
+
+
+def test_no_load_balancer_and_no_persistence_anywhere(lab: Recorded) -> None:
+    checked = 0
+    for name in ("falco-syscall", "falco-audit"):
+        for path, node in _walk(_values(lab, name)):
+            assert node.get("type") != "LoadBalancer", f"{name}{path} asks for a LoadBalancer"
+            assert node.get("type") != "NodePort", f"{name}{path} opens a NodePort"
+            assert node.get("storageEnabled") is not True, f"{name}{path} enables storage"
+            assert not (isinstance(node.get("persistence"), dict) and node["persistence"].get("enabled")), path
+            assert node.get("enabled") is not True or not path.endswith("ingress"), f"{name}{path} enables an ingress"
+            checked += 1
+    assert checked > 50
+
+
+def test_every_falco_pod_container_has_requests_and_limits(lab: Recorded) -> None:
+    syscall, audit = _values(lab, "falco-syscall"), _values(lab, "falco-audit")
+    sidekick = syscall["falcosidekick"]
+    containers = {
+        "syscall falco": syscall["resources"],
+        "audit falco": audit["resources"],
+        "syscall falcoctl install": syscall["falcoctl"]["artifact"]["install"]["resources"],
+        "syscall falcoctl follow": syscall["falcoctl"]["artifact"]["follow"]["resources"],
+        "audit falcoctl install": audit["falcoctl"]["artifact"]["install"]["resources"],
+        "audit falcoctl follow": audit["falcoctl"]["artifact"]["follow"]["resources"],
+        "sidekick": sidekick["resources"],
+        "webui": sidekick["webui"]["resources"],
+        "webui wait-redis": sidekick["webui"]["initContainer"]["resources"],
+        "redis": sidekick["webui"]["redis"]["resources"],
+    }
+    for container, resources in containers.items():
+        for kind in ("requests", "limits"):
+            assert set(resources[kind]) == {"cpu", "memory"}, f"{container} lacks {kind}"
+
+
+def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
+    recorded = _deploy(sidekick_ui=False)
+    falco: Falco = recorded.result
+    assert recorded.of_type("random:index/randomPassword:RandomPassword") == []
+    assert falco.ui_password is None and falco.ui_command is None
+    for name in ("falco-syscall", "falco-audit"):
+        values = _values(recorded, name)
+        assert values["falcosidekick"] == {"enabled": False}
+        assert "http_output" not in values["falco"]
+        assert values["falco"]["json_output"] is True
+        _, secret = _unwrap(recorded.one(RELEASE, name).inputs["values"])
+        assert not secret
+
+
+def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Recorded) -> None:
+    component = lab.one("falco-eks:index:Falco")
+    children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
+    assert len(children) == 4
+    for child in children:
+        assert component in lab.parent_chain(child), child.name
+
+
+def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
+    recorded = _deploy(audit_release_name="audit", namespace="security")
+    falco: Falco = recorded.result
+    assert resolve(falco.webhook_url) == "http://audit-falco-k8saudit-webhook.security.svc.cluster.local:9765/k8s-audit"
+    assert falco.audit_pod_labels["app.kubernetes.io/instance"] == "audit"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"namespace": "Falco_NS"}, "namespace"),
+        ({"chart_version": "latest"}, "chart_version"),
+        ({"chart_repository": "http://falcosecurity.github.io/charts"}, "chart_repository"),
+        ({"admin_identities": ("arn:aws:iam::123456789012:group/admins",)}, "admin_identities"),
+        ({"admin_identities": ("system:masters",)}, "admin_identities"),
+        ({"admin_identities": ('evil" or true',)}, "admin_identities"),
+        ({"admin_identities": ["kubernetes-admin"]}, "admin_identities"),
+        ({"audit_release_name": "falco"}, "audit_release_name"),
+        ({"syscall_release_name": "Falco"}, "syscall_release_name"),
+        ({"ui_username": "ad:min"}, "ui_username"),
+        ({"release_timeout_seconds": 5}, "release_timeout_seconds"),
+    ],
+)
+def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
+    def build() -> None:
+        with pytest.raises(ConfigError) as caught:
+            FalcoArgs(provider=_provider(), **overrides)
+        assert caught.value.setting == setting
+        assert str(caught.value).startswith(f"{setting}: ")
+
+    run_program(build)
+
+
+def test_provider_must_be_a_kubernetes_provider() -> None:
+    with pytest.raises(ConfigError, match="^provider: "):
+        FalcoArgs(provider="kubeconfig")  # type: ignore[arg-type]
