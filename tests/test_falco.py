@@ -163,7 +163,8 @@ def test_custom_rules_enable_full_admin_access_for_every_session_of_admin_roles(
     assert "not allowed_full_admin_users" in rule["condition"]
     identities = macros["eks_lab_admin_identities"]["condition"]
     # The role's path is dropped (assumed-role ARNs carry no path) and any session matches.
-    assert 'startswith "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c/"' in identities
+    sso_role = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c/"
+    assert f'startswith "{sso_role}"' in identities
     assert 'startswith "arn:aws:sts::123456789012:assumed-role/Deployer/"' in identities
     assert "botocore-session" not in identities
 
