@@ -339,7 +339,7 @@ class Falco(pulumi.ComponentResource):
             ),
             opts=k8s_opts,
         )
-        namespace = ns.metadata.apply(lambda m: m.name)
+        namespace: pulumi.Output[str] = ns.metadata.apply(lambda m: (m.name if m else None) or args.namespace)
 
         sidekick: dict[str, Any] | None = None
         self.ui_password = None
@@ -357,7 +357,9 @@ class Falco(pulumi.ComponentResource):
             )
             self.ui_password = pulumi.Output.secret(password.result)
             self.ui_username = args.ui_username
-            ui_user = pulumi.Output.secret(pulumi.Output.concat(args.ui_username, ":", password.result))
+            ui_user: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.concat(args.ui_username, ":", password.result)  # type: ignore[arg-type]
+            )
             sidekick = sidekick_values(names, ui_user)
             self.ui_command = namespace.apply(
                 lambda n: FalcoNames(n, names.syscall_release, names.audit_release).ui_command
