@@ -107,6 +107,8 @@ class FalcoReceiver:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -242,6 +244,12 @@ class FalcoReceiver:
         with self._cond:
             return list(self._requests)
 
+    @property
+    def max_concurrent_requests(self) -> int:
+        """The most requests this receiver was handling at one time."""
+        with self._cond:
+            return self._max_in_flight
+
     def reset_records(self) -> None:
         with self._cond:
             self._accepted_ids.clear()
@@ -296,10 +304,16 @@ class FalcoReceiver:
                     pass
 
             def _any(self) -> None:
+                with receiver._cond:
+                    receiver._in_flight += 1
+                    receiver._max_in_flight = max(receiver._max_in_flight, receiver._in_flight)
                 try:
                     receiver._handle(self)
                 except (ConnectionError, OSError):
                     self.close_connection = True
+                finally:
+                    with receiver._cond:
+                        receiver._in_flight -= 1
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
 
