@@ -1,0 +1,476 @@
+"""AuditForwarder: the bundled forwarder running in the cluster, between the audit log and Falco's webhook.
+
+What it creates (every one a child of the component):
+  - an IAM role for the forwarder's ServiceAccount only (IRSA), allowed to read the one audit log group;
+  - its own namespace (Pod Security "restricted"), ServiceAccount, and a Role for its checkpoint ConfigMap;
+  - a one-replica Deployment (Recreate: two pollers must never run at once) with hardened containers;
+  - NetworkPolicies: only the forwarder reaches Falco's audit webhook, and the forwarder reaches only DNS,
+    that webhook and HTTPS;
+  - the image: given by the caller, or built from forwarder/ and pushed to a stack-owned ECR repository
+    (build="docker"), or no image at all (build="source"): the official Python image runs the bundled source
+    from a ConfigMap, with the pinned requirements installed by an init container.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.errors import ConfigError
+from components.forwarder_iam import irsa_trust_policy, log_reader_policy
+from components.forwarder_image import build_forwarder_image
+from components.forwarder_source import bundled_forwarder_dir, load_forwarder_source
+from components.forwarder_workload import (
+    SOURCE_HASH_ANNOTATION,
+    SOURCE_ROOT,
+    PodIdentity,
+    Resources,
+    falco_webhook_ingress_spec,
+    forwarder_container,
+    forwarder_network_spec,
+    labels_selector,
+    pip_install_container,
+    pod_security_context,
+    source_mode_mounts,
+    source_mode_volumes,
+    tmp_volume,
+)
+
+# Official Python image for build="source", pinned to a patch release (same minor as the project's runtime).
+DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|k|M|G)?$")
+
+
+def _check_dns_label(setting: str, value: object) -> None:
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ConfigError(setting, f"must be a DNS-1123 label (a-z, 0-9, '-', at most 63), got {value!r}")
+
+
+def _check_port(setting: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(setting, f"must be a TCP port number 1-65535, got {value!r}")
+
+
+def _check_label_key(setting: str, key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ConfigError(setting, f"label key must be a non-empty string, got {key!r}")
+    prefix, _, name = key.rpartition("/")
+    bad_prefix = bool(prefix) and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))
+    if bad_prefix or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ConfigError(setting, f"{key!r} is not a valid Kubernetes label key")
+
+
+def _name(metadata: k8s.meta.v1.outputs.ObjectMeta) -> str:
+    """metadata.name of a created object (always set once Kubernetes accepted it)."""
+    return cast(str, metadata.name)
+
+
+def _plain(value: object) -> str | None:
+    """The value if the caller gave a plain string (checked now); None for Outputs (known only at deploy time)."""
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class AuditForwarderArgs:
+    """Inputs of AuditForwarder. Plain-string values are checked when the object is built."""
+
+    provider: k8s.Provider
+    """Kubernetes provider of the audited cluster (AuditedCluster.provider)."""
+    log_group_name: pulumi.Input[str]
+    """CloudWatch log group the cluster writes its audit log to (/aws/eks/<cluster>/cluster)."""
+    log_group_arn: pulumi.Input[str]
+    """ARN of that log group; the role may read it and its streams, nothing else."""
+    oidc_provider_arn: pulumi.Input[str]
+    """ARN of the cluster's IAM OIDC provider (the trust policy's Federated principal)."""
+    oidc_issuer: pulumi.Input[str]
+    """The cluster's OIDC issuer (with or without https://; the condition keys use it without)."""
+    region: pulumi.Input[str]
+    """AWS region of the cluster and its log group."""
+    falco_url: pulumi.Input[str]
+    """URL of Falco's k8saudit webhook (Falco.webhook_url)."""
+    falco_namespace: pulumi.Input[str]
+    """Namespace of the Falco audit instance (Falco.namespace)."""
+    falco_pod_labels: Mapping[str, str]
+    """Labels that select only the Falco audit instance's pods (Falco.audit_pod_labels)."""
+    falco_port: int = 9765
+    """Port of the webhook on those pods (Falco.webhook_port)."""
+    image: pulumi.Input[str] | None = None
+    """Forwarder image to run; None builds the bundled forwarder/ as `build` says."""
+    build: Literal["docker", "source"] = "docker"
+    """Without `image`: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine where
+    `pulumi up` runs); "source" needs no Docker: the official Python image runs the bundled source from a ConfigMap
+    and installs the pinned requirements from PyPI when the pod starts."""
+    node_architecture: Literal["amd64", "arm64"] = "amd64"
+    """CPU architecture of the nodes (AuditedCluster.node_architecture); the built image's platform."""
+    namespace: str = "falco-forwarder"
+    """Namespace the component creates for the forwarder."""
+    service_account_name: str = "audit-forwarder"
+    """ServiceAccount the IAM role trusts."""
+    deployment_name: str = "audit-forwarder"
+    """Name of the Deployment (and the prefix of the other Kubernetes objects)."""
+    checkpoint_configmap_name: str = "audit-forwarder-checkpoint"
+    """ConfigMap where the forwarder keeps its checkpoint; the forwarder creates it, the Role allows only it."""
+    metrics_port: int = 9090
+    """Port of /metrics, /healthz and /readyz."""
+    run_as_user: int = 65532
+    """Numeric, non-root user id of the containers."""
+    run_as_group: int = 65532
+    """Numeric group id of the containers."""
+    fs_group: int = 65532
+    """Group that owns the pod's volumes."""
+    resources: Resources = field(default_factory=lambda: Resources("50m", "128Mi", "500m", "384Mi"))
+    """CPU and memory requests and limits of the forwarder container."""
+    source_mode_image: str = DEFAULT_SOURCE_MODE_IMAGE
+    """Python image of build="source" (pinned tag)."""
+    source_dir: str | None = None
+    """Forwarder package to build or ship; None is the bundled forwarder/ next to components/."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """AWS tags for the role and the ECR repository."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provider, k8s.Provider):
+            raise ConfigError("provider", "must be a pulumi_kubernetes.Provider for the audited cluster")
+        for setting in ("log_group_name", "log_group_arn", "oidc_provider_arn", "oidc_issuer", "region", "falco_url"):
+            value = getattr(self, setting)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ConfigError(setting, "is required")
+        if (arn := _plain(self.log_group_arn)) is not None and ":log-group:" not in arn:
+            raise ConfigError("log_group_arn", f"must be a CloudWatch Logs log group ARN, got {arn!r}")
+        if (arn := _plain(self.oidc_provider_arn)) is not None and (
+            not arn.startswith("arn:") or ":oidc-provider/" not in arn
+        ):
+            raise ConfigError("oidc_provider_arn", f"must be an IAM OIDC provider ARN, got {arn!r}")
+        if (region := _plain(self.region)) is not None and not _REGION.match(region):
+            raise ConfigError("region", f"must be an AWS region such as us-west-2, got {region!r}")
+        if (url := _plain(self.falco_url)) is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError("falco_url", f"must be an http:// or https:// URL, got {url!r}")
+        if (falco_ns := _plain(self.falco_namespace)) is not None:
+            _check_dns_label("falco_namespace", falco_ns)
+        elif self.falco_namespace is None:
+            raise ConfigError("falco_namespace", "is required")
+        if not isinstance(self.falco_pod_labels, Mapping) or not self.falco_pod_labels:
+            raise ConfigError("falco_pod_labels", "must name at least one label of the Falco audit pods")
+        for key, value in self.falco_pod_labels.items():
+            _check_label_key("falco_pod_labels", key)
+            if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+                raise ConfigError("falco_pod_labels", f"value of {key!r} is not a valid label value: {value!r}")
+        _check_port("falco_port", self.falco_port)
+        _check_port("metrics_port", self.metrics_port)
+        if isinstance(self.image, str) and (not self.image.strip() or any(c.isspace() for c in self.image)):
+            raise ConfigError("image", f"must be an image reference without spaces, got {self.image!r}")
+        if self.build not in ("docker", "source"):
+            raise ConfigError("build", f"must be 'docker' or 'source', got {self.build!r}")
+        if self.node_architecture not in ("amd64", "arm64"):
+            raise ConfigError("node_architecture", f"must be 'amd64' or 'arm64', got {self.node_architecture!r}")
+        for setting in ("namespace", "service_account_name", "deployment_name"):
+            _check_dns_label(setting, getattr(self, setting))
+        name = self.checkpoint_configmap_name
+        if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+            raise ConfigError("checkpoint_configmap_name", f"must be a DNS-1123 subdomain, got {name!r}")
+        for setting in ("run_as_user", "run_as_group", "fs_group"):
+            value = getattr(self, setting)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
+                raise ConfigError(setting, f"must be a numeric id > 0 (never root), got {value!r}")
+        for setting in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+            quantity = getattr(self.resources, setting)
+            if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
+                raise ConfigError(f"resources.{setting}", f"must be a quantity such as 100m or 128Mi, got {quantity!r}")
+        if not isinstance(self.source_mode_image, str) or not self.source_mode_image.strip():
+            raise ConfigError("source_mode_image", "must be an image reference")
+        if self.source_dir is not None and not Path(self.source_dir).is_dir():
+            raise ConfigError("source_dir", f"{self.source_dir!r} is not a directory")
+
+    @property
+    def forwarder_dir(self) -> Path:
+        return Path(self.source_dir) if self.source_dir is not None else bundled_forwarder_dir()
+
+
+class AuditForwarder(pulumi.ComponentResource):
+    """The audit forwarder in the cluster, with its IRSA role, RBAC, network policies and image."""
+
+    role_arn: pulumi.Output[str]
+    """ARN of the IAM role the forwarder's ServiceAccount assumes (IRSA)."""
+    namespace: pulumi.Output[str]
+    """Namespace the forwarder runs in."""
+    image: pulumi.Output[str]
+    """Image the Deployment runs (digest reference when built here)."""
+    logs_command: pulumi.Output[str]
+    """kubectl command that follows the forwarder's logs."""
+    metrics_command: pulumi.Output[str]
+    """Shell command that prints the forwarder's Prometheus metrics through a port-forward."""
+    deployment: k8s.apps.v1.Deployment
+    """The forwarder's Deployment (others may depend on it)."""
+
+    def __init__(self, name: str, args: AuditForwarderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("falco-eks:index:AuditForwarder", name, None, opts)
+        aws_opts = pulumi.ResourceOptions(parent=self)
+
+        def k8s_opts(**extra: object) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=args.provider, **extra)  # type: ignore[arg-type]
+
+        labels = {
+            "app.kubernetes.io/name": "audit-forwarder",
+            "app.kubernetes.io/instance": args.deployment_name,
+            "app.kubernetes.io/component": "forwarder",
+            "app.kubernetes.io/part-of": "falco-eks-lab",
+        }
+        pod_labels = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+
+        # --- identity: IRSA role, trusted by exactly one ServiceAccount -------------------------------------
+        trust_policy = pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
+            lambda values: json.dumps(
+                irsa_trust_policy(values[0], values[1], args.namespace, args.service_account_name), indent=2
+            )
+        )
+        role = aws.iam.Role(
+            f"{name}-irsa",
+            description=f"Audit forwarder ({args.namespace}/{args.service_account_name}): reads the EKS audit log",
+            assume_role_policy=trust_policy,
+            max_session_duration=3600,
+            tags=dict(args.tags),
+            opts=aws_opts,
+        )
+        read_policy = aws.iam.RolePolicy(
+            f"{name}-read-audit-log",
+            role=role.id,
+            policy=pulumi.Output.from_input(args.log_group_arn).apply(
+                lambda arn: json.dumps(log_reader_policy(arn), indent=2)
+            ),
+            opts=aws_opts,
+        )
+
+        # --- namespace, ServiceAccount, RBAC for the checkpoint ---------------------------------------------
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace,
+                labels={
+                    **labels,
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            ),
+            opts=k8s_opts(),
+        )
+        ns_name = ns.metadata.apply(_name)
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.service_account_name,
+                namespace=ns_name,
+                labels=labels,
+                annotations={
+                    "eks.amazonaws.com/role-arn": role.arn,
+                    "eks.amazonaws.com/sts-regional-endpoints": "true",
+                },
+            ),
+            opts=k8s_opts(),
+        )
+        checkpoint_rbac_name = f"{args.deployment_name}-checkpoint"
+        rbac_role = k8s.rbac.v1.Role(
+            f"{name}-checkpoint",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""],
+                    resources=["configmaps"],
+                    resource_names=[args.checkpoint_configmap_name],
+                    verbs=["get", "update"],
+                ),
+                # RBAC cannot restrict `create` by resourceNames (the name is not known when the request is
+                # authorized), so this rule allows creating any ConfigMap, but only in this namespace, which
+                # holds nothing but the forwarder's own objects; it grants no read or change of existing ones.
+                # Pre-creating the ConfigMap here instead would leave the forwarder unable to recover if it
+                # were deleted, and make Pulumi and the forwarder fight over its data.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["create"]),
+            ],
+            opts=k8s_opts(),
+        )
+        role_binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-checkpoint",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=rbac_role.metadata.apply(_name)
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
+                )
+            ],
+            opts=k8s_opts(),
+        )
+
+        # --- image ------------------------------------------------------------------------------------------
+        identity = PodIdentity(args.run_as_user, args.run_as_group, args.fs_group)
+        env: dict[str, pulumi.Input[str]] = {
+            "AWS_REGION": args.region,
+            "AWS_DEFAULT_REGION": args.region,
+            "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+            # Credentials come only from the IRSA web identity token: never fall back to the node's role.
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": "/tmp",  # noqa: S108 - the only writable place (emptyDir) under a read-only root
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        pod_annotations: dict[str, pulumi.Input[str]] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(args.metrics_port),
+            "prometheus.io/path": "/metrics",
+            "kubectl.kubernetes.io/default-container": "forwarder",
+        }
+        volumes = [tmp_volume()]
+        init_containers: list[k8s.core.v1.ContainerArgs] = []
+        extra_mounts = []
+        image: pulumi.Input[str]
+        if args.image is not None:
+            image = args.image
+        elif args.build == "docker":
+            built = build_forwarder_image(
+                name,
+                context_dir=args.forwarder_dir,
+                dockerfile=args.forwarder_dir / "Dockerfile",
+                architecture=args.node_architecture,
+                tags=dict(args.tags),
+                parent=self,
+            )
+            image = built.ref
+        else:
+            source = load_forwarder_source(args.forwarder_dir)
+            source_configmap = k8s.core.v1.ConfigMap(
+                f"{name}-source",
+                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns_name, labels=labels),
+                data=source.configmap_data(),
+                immutable=True,  # a change makes a new ConfigMap (auto-named) and rolls the pod to it
+                opts=k8s_opts(),
+            )
+            image = args.source_mode_image
+            env["PYTHONPATH"] = f"{SOURCE_ROOT}:/opt/deps"
+            pod_annotations[SOURCE_HASH_ANNOTATION] = source.sha256
+            volumes += source_mode_volumes(source_configmap.metadata.apply(_name), source.configmap_items())
+            extra_mounts = source_mode_mounts()
+            # Needs HTTPS egress from the pod to PyPI (pypi.org, files.pythonhosted.org) when the pod starts.
+            init_containers.append(
+                pip_install_container(
+                    image=args.source_mode_image,
+                    identity=identity,
+                    resources=Resources("100m", "128Mi", "1", "512Mi"),
+                    env={"HOME": "/tmp", "PIP_NO_CACHE_DIR": "1", "PYTHONDONTWRITEBYTECODE": "1"},  # noqa: S108
+                )
+            )
+
+        # --- workload ---------------------------------------------------------------------------------------
+        forwarder_args: list[pulumi.Input[str]] = [
+            "--log-group",
+            args.log_group_name,
+            "--region",
+            args.region,
+            "--falco-url",
+            args.falco_url,
+            "--checkpoint",
+            ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}"),
+            "--metrics-port",
+            str(args.metrics_port),
+        ]
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.deployment_name, namespace=ns_name, labels=labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # Recreate: the old pod is gone before the new one starts; two pollers would double-deliver and
+                # race on the checkpoint.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                revision_history_limit=3,
+                selector=labels_selector(pod_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=service_account.metadata.apply(_name),
+                        # The token is needed twice: the Kubernetes API (checkpoint ConfigMap) and, projected by
+                        # the EKS pod identity webhook, STS AssumeRoleWithWebIdentity.
+                        automount_service_account_token=True,
+                        enable_service_links=False,
+                        termination_grace_period_seconds=30,
+                        security_context=pod_security_context(identity),
+                        init_containers=init_containers or None,
+                        containers=[
+                            forwarder_container(
+                                image=image,
+                                args=forwarder_args,
+                                env=env,
+                                metrics_port=args.metrics_port,
+                                identity=identity,
+                                resources=args.resources,
+                                extra_mounts=extra_mounts,
+                            )
+                        ],
+                        volumes=volumes,
+                    ),
+                ),
+            ),
+            # The role's permissions and the RBAC must exist before the first poll, or it starts with errors.
+            opts=k8s_opts(depends_on=[read_policy, role_binding]),
+        )
+
+        # --- network ----------------------------------------------------------------------------------------
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-falco-webhook-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{args.deployment_name}-to-falco-webhook", namespace=args.falco_namespace, labels=labels
+            ),
+            spec=falco_webhook_ingress_spec(
+                falco_pod_labels=args.falco_pod_labels,
+                falco_port=args.falco_port,
+                forwarder_namespace=ns_name,
+                forwarder_labels=pod_labels,
+            ),
+            opts=k8s_opts(),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-forwarder-network",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.deployment_name, namespace=ns_name, labels=labels),
+            spec=forwarder_network_spec(
+                forwarder_labels=pod_labels,
+                metrics_port=args.metrics_port,
+                falco_namespace=args.falco_namespace,
+                falco_pod_labels=args.falco_pod_labels,
+                falco_port=args.falco_port,
+            ),
+            opts=k8s_opts(),
+        )
+
+        # --- outputs ----------------------------------------------------------------------------------------
+        deployment_name = self.deployment.metadata.apply(_name)
+        port = args.metrics_port
+        self.role_arn = role.arn
+        self.namespace = ns_name
+        self.image = pulumi.Output.from_input(image)
+        self.logs_command = pulumi.Output.concat("kubectl -n ", ns_name, " logs deploy/", deployment_name, " -f")
+        self.metrics_command = pulumi.Output.concat(
+            "kubectl -n ", ns_name, " port-forward deploy/", deployment_name, f" {port}:{port} >/dev/null & ",
+            f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!",
+        )
+        self.register_outputs(
+            {
+                "role_arn": self.role_arn,
+                "namespace": self.namespace,
+                "image": self.image,
+                "logs_command": self.logs_command,
+                "metrics_command": self.metrics_command,
+            }
+        )
