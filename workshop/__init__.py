@@ -1,0 +1,7 @@
+"""The lab's trigger-and-observe flow: `python -m workshop trigger|alerts|cleanup`.
+
+It drives kubectl against the lab cluster (the stack's kubeconfig, or --kubeconfig) to create what
+each example rule detects, cleans up after itself, and reads the alerts back from Falco's pods.
+It imports nothing from Pulumi or the components: it only needs Python, kubectl and (for the
+stack's kubeconfig) the Pulumi CLI.
+"""
