@@ -43,8 +43,10 @@ def setup_logging(level: str = "INFO", stream: IO[str] | None = None) -> logging
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
+    # Replace a handler installed by an earlier call; leave anyone else's alone.
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old.formatter, JsonFormatter):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     # Our own loggers at the chosen level; libraries (botocore, urllib3) only warn and above.
