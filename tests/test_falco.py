@@ -307,3 +307,24 @@ def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> Non
 def test_provider_must_be_a_kubernetes_provider() -> None:
     with pytest.raises(ConfigError, match="^provider: "):
         FalcoArgs(provider="kubeconfig")  # type: ignore[arg-type]
+
+
+def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None:
+    syscall, audit = _values(lab, "falco-syscall"), _values(lab, "falco-audit")
+    # The chart makes the modern_ebpf container privileged unless containerSecurityContext is set; keep that.
+    assert "containerSecurityContext" not in syscall
+    unprivileged = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    sidekick = syscall["falcosidekick"]
+    for context in (
+        audit["containerSecurityContext"],
+        syscall["falcoctl"]["artifact"]["install"]["securityContext"],
+        syscall["falcoctl"]["artifact"]["follow"]["securityContext"],
+        audit["falcoctl"]["artifact"]["install"]["securityContext"],
+        audit["falcoctl"]["artifact"]["follow"]["securityContext"],
+        sidekick["securityContext"],
+        sidekick["webui"]["securityContext"],
+        sidekick["webui"]["initContainer"]["securityContext"],
+    ):
+        assert context == unprivileged
+    assert sidekick["podSecurityContext"]["runAsNonRoot"] is True
+    assert audit["falco"]["plugins_hostinfo"] is False
