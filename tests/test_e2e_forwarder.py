@@ -296,6 +296,8 @@ def test_sigkill_and_restart_with_the_checkpoint_loses_nothing(tmp_path, moto, l
         assert first.alive(), first.tail()
     finally:
         first.kill()
+    # A request held by slow() is still answered (into the closed socket) and recorded: wait for it.
+    assert receiver.wait_for(lambda r: r.in_flight_requests == 0, 10)
     before_kill = receiver.requests
     acked_before = set(receiver.accepted_ids)
     assert len(acked_before) < len(all_ids), "the kill came too late to test anything"

@@ -98,7 +98,10 @@ def test_receiver_answers_200_but_records_what_falco_would_drop() -> None:
         ("2026-11-26T14:00:00Z", True),
         ("2026-11-26T14:00:00.123456789Z", True),
         ("2026-11-26T14:00:00.1+02:00", True),
-        ("2026-11-26T14:00:00.1234567890Z", False),
+        ("2026-11-26T14:00:00.1234567890Z", True),  # Go takes any number of fraction digits
+        ("2026-11-26T14:00:00,5Z", True),
+        ("2026-11-26T14:00:00.Z", False),
+        ("2026-13-26T14:00:00Z", False),
         ("2026-11-26T14:00:00", False),
         ("2017-02-14 10:20:00", False),
         (1487067600, False),

@@ -34,9 +34,10 @@ DEFAULT_MAX_BATCH_BYTES = 12_582_912
 DEFAULT_MAX_EVENT_BYTES = 262_144
 DEFAULT_PATH = "/k8s-audit"
 
-# Go's time.Parse(time.RFC3339Nano, ...): fractional seconds optional (1-9 digits), "Z" or ±hh:mm.
+# Go's time.Parse(time.RFC3339Nano, ...): the fraction is optional and, when present, takes any
+# number of digits after "." or "," (time/format.go, stdFracSecond9); then "Z" or ±hh:mm.
 _RFC3339_NANO = re.compile(
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d([.,]\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
 
 
@@ -245,6 +246,12 @@ class FalcoReceiver:
             return list(self._requests)
 
     @property
+    def in_flight_requests(self) -> int:
+        """Requests being handled right now (e.g. held by slow())."""
+        with self._cond:
+            return self._in_flight
+
+    @property
     def max_concurrent_requests(self) -> int:
         """The most requests this receiver was handling at one time."""
         with self._cond:
@@ -314,6 +321,7 @@ class FalcoReceiver:
                 finally:
                     with receiver._cond:
                         receiver._in_flight -= 1
+                        receiver._cond.notify_all()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any  # noqa: N815
 
