@@ -1,0 +1,634 @@
+"""The AuditForwarder component under Pulumi mocks: IAM documents, RBAC, workload, network and image as data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pytest
+from pulumi.runtime import rpc
+from pulumi_mocks import (
+    ACCOUNT_ID,
+    OIDC_ISSUER,
+    OIDC_PROVIDER_ARN,
+    REGION,
+    Recorded,
+    Registration,
+    resolve,
+    run_program,
+)
+
+from components.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from components.errors import ConfigError
+from components.forwarder_workload import Resources
+
+ROOT = Path(__file__).resolve().parents[1]
+FORWARDER_DIR = ROOT / "forwarder"
+
+LOG_GROUP = "/aws/eks/falco-lab/cluster"
+LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{LOG_GROUP}"
+FALCO_URL = "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+FALCO_LABELS = {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
+GIVEN_IMAGE = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/forwarder@sha256:{'cd' * 32}"
+
+COMPONENT = "falco-eks:index:AuditForwarder"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+IMAGE = "docker-build:index:Image"
+REPO = "aws:ecr/repository:Repository"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+POD_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/instance": "audit-forwarder"}
+
+
+def _args(**overrides: Any) -> AuditForwarderArgs:
+    """Realistic inputs: a kubernetes provider and a log group as Outputs, as the lab passes them."""
+    provider = overrides.pop("provider", None) or k8s.Provider("cluster", kubeconfig="{}")
+    log_group = aws.cloudwatch.LogGroup("audit-log", name=LOG_GROUP, retention_in_days=7)
+    values: dict[str, Any] = {
+        "provider": provider,
+        "log_group_name": log_group.name,
+        "log_group_arn": log_group.arn,
+        "oidc_provider_arn": pulumi.Output.from_input(OIDC_PROVIDER_ARN),
+        "oidc_issuer": pulumi.Output.from_input(OIDC_ISSUER),
+        "region": REGION,
+        "falco_url": pulumi.Output.from_input(FALCO_URL),
+        "falco_namespace": pulumi.Output.from_input("falco"),
+        "falco_pod_labels": FALCO_LABELS,
+    }
+    values.update(overrides)
+    return AuditForwarderArgs(**values)
+
+
+def _deploy(**overrides: Any) -> Recorded:
+    return run_program(lambda: AuditForwarder("forwarder", _args(**overrides)))
+
+
+@pytest.fixture(scope="module")
+def given() -> Recorded:
+    """The component with an image given by the caller."""
+    return _deploy(image=GIVEN_IMAGE)
+
+
+@pytest.fixture(scope="module")
+def built() -> Recorded:
+    """The default: bundled forwarder/ built with Docker and pushed to ECR."""
+    return _deploy()
+
+
+@pytest.fixture(scope="module")
+def source() -> Recorded:
+    """No Docker: the official Python image runs the bundled source from a ConfigMap."""
+    return _deploy(build="source")
+
+
+def _policy(recorded: Recorded, typ: str, key: str) -> dict[str, Any]:
+    return json.loads(recorded.one(typ).inputs[key])
+
+
+def _pod(recorded: Recorded) -> dict[str, Any]:
+    return recorded.one(DEPLOYMENT).inputs["spec"]["template"]
+
+
+def _container(recorded: Recorded, name: str = "forwarder") -> dict[str, Any]:
+    containers = {c["name"]: c for c in _pod(recorded)["spec"]["containers"]}
+    return containers[name]
+
+
+def _flags(container: dict[str, Any]) -> dict[str, str]:
+    args = container["args"]
+    assert len(args) % 2 == 0, args
+    return dict(zip(args[0::2], args[1::2], strict=True))
+
+
+def _unwrap_secret(value: Any) -> tuple[Any, bool]:
+    """(plain value, whether the engine received it marked secret)."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value["value"], True
+    return value, False
+
+
+def _netpol(recorded: Recorded, namespace: str) -> dict[str, Any]:
+    found = [r for r in recorded.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
+    assert len(found) == 1, [r.inputs["metadata"] for r in recorded.of_type(NETPOL)]
+    return found[0].inputs["spec"]
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def test_trust_policy_lets_only_the_service_account_assume_the_role(given: Recorded) -> None:
+    policy = _policy(given, ROLE, "assumeRolePolicy")
+    assert policy["Version"] == "2012-10-17"
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Federated": OIDC_PROVIDER_ARN}
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"] == {
+        "StringEquals": {
+            f"{OIDC_ISSUER}:sub": "system:serviceaccount:falco-forwarder:audit-forwarder",
+            f"{OIDC_ISSUER}:aud": "sts.amazonaws.com",
+        }
+    }
+
+
+def test_trust_policy_strips_the_issuer_scheme() -> None:
+    recorded = _deploy(
+        image=GIVEN_IMAGE, oidc_issuer=f"https://{OIDC_ISSUER}/", namespace="ns1", service_account_name="sa1"
+    )
+    condition = _policy(recorded, ROLE, "assumeRolePolicy")["Statement"][0]["Condition"]["StringEquals"]
+    assert condition == {
+        f"{OIDC_ISSUER}:sub": "system:serviceaccount:ns1:sa1",
+        f"{OIDC_ISSUER}:aud": "sts.amazonaws.com",
+    }
+
+
+def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> None:
+    role_policies = given.of_type(ROLE_POLICY)
+    assert len(role_policies) == 1, "exactly one policy on the role"
+    assert given.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    assert "managedPolicyArns" not in given.one(ROLE).inputs
+    policy = _policy(given, ROLE_POLICY, "policy")
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    # Exactly the calls forwarder/cloudwatch.py makes.
+    assert sorted(statement["Action"]) == ["logs:DescribeLogStreams", "logs:FilterLogEvents"]
+    resources = statement["Resource"]
+    assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])
+    for resource in resources:
+        assert resource != "*" and resource.startswith(f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{LOG_GROUP}")
+    assert "NotAction" not in statement and "NotResource" not in statement
+
+
+def test_permission_policy_accepts_the_describe_log_groups_arn_form() -> None:
+    recorded = _deploy(image=GIVEN_IMAGE, log_group_arn=f"{LOG_GROUP_ARN}:*")
+    resources = _policy(recorded, ROLE_POLICY, "policy")["Statement"][0]["Resource"]
+    assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])
+
+
+def test_policy_is_attached_to_the_forwarder_role(given: Recorded) -> None:
+    role = given.one(ROLE)
+    assert given.one(ROLE_POLICY).inputs["role"] == f"{role.name}-id"  # the mocked role's id
+
+
+def test_service_account_carries_the_role_arn(given: Recorded) -> None:
+    sa = given.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
+    role_arn = given.one(ROLE).outputs["arn"]
+    assert sa["name"] == "audit-forwarder" and sa["namespace"] == "falco-forwarder"
+    assert sa["annotations"]["eks.amazonaws.com/role-arn"] == role_arn
+    assert role_arn.startswith(f"arn:aws:iam::{ACCOUNT_ID}:role/")
+    assert resolve(given.result.role_arn) == role_arn
+
+
+# --- namespace and RBAC -----------------------------------------------------------------------
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(given: Recorded) -> None:
+    meta = given.one("kubernetes:core/v1:Namespace").inputs["metadata"]
+    assert meta["name"] == "falco-forwarder"
+    for mode in ("enforce", "audit", "warn"):
+        assert meta["labels"][f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert resolve(given.result.namespace) == "falco-forwarder"
+
+
+def test_role_allows_only_the_checkpoint_configmap(given: Recorded) -> None:
+    role = given.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert role["metadata"]["namespace"] == "falco-forwarder"
+    rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
+    # get/update: the one ConfigMap by name; create: cannot be restricted by resourceNames in RBAC.
+    assert rules == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["audit-forwarder-checkpoint"],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+def test_role_binding_binds_the_role_to_the_service_account(given: Recorded) -> None:
+    binding = given.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
+    role = given.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert binding["metadata"]["namespace"] == "falco-forwarder"
+    role_name = role["metadata"]["name"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name}
+    subject = {"kind": "ServiceAccount", "name": "audit-forwarder", "namespace": "falco-forwarder"}
+    assert binding["subjects"] == [subject]
+
+
+def test_no_cluster_wide_rbac(given: Recorded) -> None:
+    assert not [r for r in given.resources if r.type.endswith(("ClusterRole", "ClusterRoleBinding"))]
+
+
+# --- workload ---------------------------------------------------------------------------------
+
+
+def test_deployment_runs_one_poller_at_a_time(given: Recorded) -> None:
+    spec = given.one(DEPLOYMENT).inputs["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"] == POD_LABELS
+    assert POD_LABELS.items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None:
+    container = _container(given)
+    assert container["command"] == ["python", "-m", "forwarder", "run"]
+    assert container["image"] == GIVEN_IMAGE
+    assert _flags(container) == {
+        "--log-group": LOG_GROUP,
+        "--region": REGION,
+        "--falco-url": FALCO_URL,
+        "--checkpoint": "configmap:falco-forwarder/audit-forwarder-checkpoint",
+        "--metrics-port": "9090",
+    }
+
+
+def test_environment_has_region_and_no_credentials(given: Recorded) -> None:
+    env = {e["name"]: e["value"] for e in _container(given)["env"]}
+    assert env["AWS_REGION"] == REGION and env["AWS_DEFAULT_REGION"] == REGION
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"  # never the node's role
+    assert env["HOME"] == "/tmp"
+    for forbidden in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        assert forbidden not in env
+    assert all("valueFrom" not in e for e in _container(given)["env"])  # no secrets referenced
+
+
+def test_pod_and_container_security_contexts(given: Recorded) -> None:
+    pod = _pod(given)["spec"]
+    assert pod["serviceAccountName"] == "audit-forwarder"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+    sc = _container(given)["securityContext"]
+    assert sc == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_tmp_is_a_writable_emptydir(given: Recorded) -> None:
+    volumes = {v["name"]: v for v in _pod(given)["spec"]["volumes"]}
+    assert "emptyDir" in volumes["tmp"]
+    mounts = {m["mountPath"]: m for m in _container(given)["volumeMounts"]}
+    assert mounts["/tmp"]["name"] == "tmp" and not mounts["/tmp"].get("readOnly", False)
+
+
+def test_probes_and_metrics_port(given: Recorded) -> None:
+    container = _container(given)
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    liveness, readiness = container["livenessProbe"], container["readinessProbe"]
+    assert liveness["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert readiness["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    for probe in (liveness, readiness):
+        assert probe["periodSeconds"] > 0 and probe["failureThreshold"] >= 1 and probe["timeoutSeconds"] >= 1
+
+
+def test_prometheus_annotations(given: Recorded) -> None:
+    annotations = _pod(given)["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9090"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_requests_and_limits(given: Recorded) -> None:
+    resources = _container(given)["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+    assert resources == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "384Mi"},
+    }
+
+
+def test_custom_ports_and_resources_flow_everywhere() -> None:
+    recorded = _deploy(
+        image=GIVEN_IMAGE, metrics_port=9102, falco_port=19765, resources=Resources("10m", "64Mi", "1", "1Gi")
+    )
+    container = _container(recorded)
+    assert _flags(container)["--metrics-port"] == "9102"
+    assert container["ports"][0]["containerPort"] == 9102
+    assert _pod(recorded)["metadata"]["annotations"]["prometheus.io/port"] == "9102"
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+    assert _netpol(recorded, "falco-forwarder")["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9102}]
+    assert _netpol(recorded, "falco")["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 19765}]
+
+
+def test_deployment_waits_for_its_permissions(given: Recorded) -> None:
+    deps = set(given.one(DEPLOYMENT).dependencies)
+    assert given.one(ROLE_POLICY).urn in deps
+    assert given.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").urn in deps
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+def test_only_the_forwarder_reaches_the_falco_webhook(given: Recorded) -> None:
+    spec = _netpol(given, "falco")
+    assert spec["podSelector"] == {"matchLabels": FALCO_LABELS}
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    # One peer with both selectors: the forwarder's pods in the forwarder's namespace, nothing else.
+    assert rule["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "falco-forwarder"}},
+            "podSelector": {"matchLabels": POD_LABELS},
+        }
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9765}]
+
+
+def test_forwarder_egress_only_dns_falco_and_https(given: Recorded) -> None:
+    spec = _netpol(given, "falco-forwarder")
+    assert spec["podSelector"] == {"matchLabels": POD_LABELS}
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9090}]}]
+    dns, falco, https = spec["egress"]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
+    assert falco["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "falco"}},
+            "podSelector": {"matchLabels": FALCO_LABELS},
+        }
+    ]
+    assert falco["ports"] == [{"protocol": "TCP", "port": 9765}]
+    assert https["ports"] == [{"protocol": "TCP", "port": 443}]
+    assert sorted(peer["ipBlock"]["cidr"] for peer in https["to"]) == ["0.0.0.0/0", "::/0"]
+    for rule in spec["egress"]:
+        assert rule.get("ports"), "every egress rule is limited to its ports"
+
+
+# --- image ------------------------------------------------------------------------------------
+
+
+def test_given_image_builds_nothing(given: Recorded) -> None:
+    assert given.of_type(IMAGE) == [] and given.of_type(REPO) == [] and given.of_type(CONFIGMAP) == []
+    assert resolve(given.result.image) == GIVEN_IMAGE
+
+
+def test_default_builds_the_bundled_forwarder_for_the_nodes(built: Recorded) -> None:
+    image = built.one(IMAGE).inputs
+    repo = built.one(REPO)
+    assert image["platforms"] == ["linux/amd64"]
+    assert Path(image["context"]["location"]) == FORWARDER_DIR
+    assert Path(image["dockerfile"]["location"]) == FORWARDER_DIR / "Dockerfile"
+    assert (FORWARDER_DIR / "Dockerfile").is_file()
+    assert image["push"] is True
+    repo_url = repo.outputs["repositoryUrl"]
+    (tag,) = image["tags"]
+    assert tag.startswith(f"{repo_url}:") and tag.endswith("-amd64")
+    registries, secret = _unwrap_secret(image["registries"])
+    assert secret, "the ECR token must reach the engine as a secret"
+    (registry,) = registries
+    assert registry == {"address": repo_url.split("/")[0], "username": "AWS", "password": "mock-token"}
+    # The Deployment runs what was pushed, by digest.
+    pushed_ref = built.one(IMAGE).outputs["ref"]
+    assert "@sha256:" in pushed_ref
+    assert _container(built)["image"] == pushed_ref
+    assert resolve(built.result.image) == pushed_ref
+
+
+def test_ecr_repository_goes_with_the_stack(built: Recorded) -> None:
+    repo = built.one(REPO).inputs
+    assert repo["forceDelete"] is True
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    lifecycle = json.loads(built.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
+    assert lifecycle["rules"][0]["action"] == {"type": "expire"}
+
+
+def test_arm64_nodes_get_an_arm64_image() -> None:
+    recorded = _deploy(node_architecture="arm64")
+    image = recorded.one(IMAGE).inputs
+    assert image["platforms"] == ["linux/arm64"]
+    assert image["tags"][0].endswith("-arm64")
+
+
+def _bundled_files() -> dict[str, str]:
+    files = {
+        path.relative_to(FORWARDER_DIR).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(FORWARDER_DIR.rglob("*.py"))
+        if "__pycache__" not in path.parts and "tests" not in path.relative_to(FORWARDER_DIR).parts
+    }
+    files["requirements.txt"] = (FORWARDER_DIR / "requirements.txt").read_text(encoding="utf-8")
+    return files
+
+
+def test_source_mode_ships_the_real_forwarder_source(source: Recorded) -> None:
+    assert source.of_type(IMAGE) == [] and source.of_type(REPO) == []
+    configmap = source.one(CONFIGMAP).inputs
+    assert configmap["metadata"]["namespace"] == "falco-forwarder"
+    assert configmap["immutable"] is True
+    expected = _bundled_files()
+    assert {"__main__.py", "cli.py", "requirements.txt"} <= expected.keys()
+    volumes = {v["name"]: v for v in _pod(source)["spec"]["volumes"]}
+    items = {item["key"]: item["path"] for item in volumes["source"]["configMap"]["items"]}
+    shipped = {items[key]: text for key, text in configmap["data"].items()}
+    assert shipped == expected
+    assert volumes["source"]["configMap"]["name"] == source.one(CONFIGMAP).outputs["metadata"]["name"]
+
+
+def test_source_mode_installs_pinned_requirements_in_an_init_container(source: Recorded) -> None:
+    pod = _pod(source)["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == DEFAULT_SOURCE_MODE_IMAGE
+    assert ":" in DEFAULT_SOURCE_MODE_IMAGE and not DEFAULT_SOURCE_MODE_IMAGE.endswith(":latest")
+    command = init["command"]
+    assert command[:4] == ["python", "-m", "pip", "install"]
+    assert "--no-cache-dir" in command
+    assert command[command.index("--target") + 1] == "/opt/deps"
+    assert command[command.index("--requirement") + 1] == "/opt/forwarder/forwarder/requirements.txt"
+    for line in (FORWARDER_DIR / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert "==" in line, f"forwarder requirement not pinned: {line}"
+    # Hardened the same way as the main container.
+    assert init["securityContext"] == _container(source)["securityContext"]
+    assert init["resources"]["limits"] and init["resources"]["requests"]
+    init_mounts = {m["mountPath"]: m for m in init["volumeMounts"]}
+    assert not init_mounts["/opt/deps"].get("readOnly", False)
+    main = _container(source)
+    assert main["image"] == DEFAULT_SOURCE_MODE_IMAGE
+    assert main["command"] == ["python", "-m", "forwarder", "run"]
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert mounts["/opt/deps"]["readOnly"] is True
+    assert mounts["/opt/forwarder/forwarder"]["readOnly"] is True
+    env = {e["name"]: e["value"] for e in main["env"]}
+    assert env["PYTHONPATH"].split(":") == ["/opt/forwarder", "/opt/deps"]
+    assert resolve(source.result.image) == DEFAULT_SOURCE_MODE_IMAGE
+
+
+def test_source_mode_rolls_the_pod_when_the_source_changes(source: Recorded) -> None:
+    annotations = _pod(source)["metadata"]["annotations"]
+    digest = hashlib.sha256()
+    for relative, text in sorted(_bundled_files().items()):
+        digest.update(relative.encode() + b"\0" + text.encode() + b"\0")
+    assert annotations["falco-eks.dev/forwarder-source-sha256"] == digest.hexdigest()
+
+
+def test_source_mode_hash_follows_the_files(tmp_path: Path) -> None:
+    package = tmp_path / "forwarder"
+    package.mkdir()
+    (package / "__main__.py").write_text("print('v1')\n")
+    (package / "requirements.txt").write_text("boto3==1.43.11\n")
+
+    def annotation() -> str:
+        recorded = _deploy(build="source", source_dir=str(package))
+        return _pod(recorded)["metadata"]["annotations"]["falco-eks.dev/forwarder-source-sha256"]
+
+    first = annotation()
+    assert annotation() == first
+    (package / "__main__.py").write_text("print('v2')\n")
+    assert annotation() != first
+
+
+# --- wiring, outputs, parents -----------------------------------------------------------------
+
+
+def test_falco_url_is_the_one_the_falco_component_exposes() -> None:
+    from components.falco import Falco, FalcoArgs
+
+    def build() -> tuple[Falco, AuditForwarder]:
+        provider = k8s.Provider("cluster", kubeconfig="{}")
+        falco = Falco("falco", FalcoArgs(provider=provider))
+        forwarder = AuditForwarder(
+            "forwarder",
+            _args(
+                provider=provider,
+                image=GIVEN_IMAGE,
+                falco_url=falco.webhook_url,
+                falco_namespace=falco.namespace,
+                falco_pod_labels=falco.audit_pod_labels,
+                falco_port=falco.webhook_port,
+            ),
+        )
+        return falco, forwarder
+
+    recorded = run_program(build)
+    falco, _ = recorded.result
+    assert _flags(_container(recorded))["--falco-url"] == resolve(falco.webhook_url)
+    assert _netpol(recorded, resolve(falco.namespace))["podSelector"] == {"matchLabels": falco.audit_pod_labels}
+
+
+def test_outputs_tell_how_to_read_logs_and_metrics(given: Recorded) -> None:
+    assert resolve(given.result.logs_command) == "kubectl -n falco-forwarder logs deploy/audit-forwarder -f"
+    metrics = resolve(given.result.metrics_command)
+    assert metrics.startswith("kubectl -n falco-forwarder port-forward deploy/audit-forwarder 9090:9090")
+    assert "curl -s http://127.0.0.1:9090/metrics" in metrics
+
+
+@pytest.mark.parametrize("fixture", ["given", "built", "source"])
+def test_every_child_hangs_under_the_component(fixture: str, request: pytest.FixtureRequest) -> None:
+    recorded: Recorded = request.getfixturevalue(fixture)
+    component = recorded.one(COMPONENT)
+    outside = {"pulumi:providers:kubernetes", "aws:cloudwatch/logGroup:LogGroup", COMPONENT}
+    children: list[Registration] = [r for r in recorded.resources if r.type not in outside]
+    assert len(children) >= 9
+    for child in children:
+        assert component in recorded.parent_chain(child), f"{child.type} {child.name} is not under the component"
+
+
+def test_kubernetes_children_use_the_cluster_provider(given: Recorded) -> None:
+    provider = given.one("pulumi:providers:kubernetes")
+    kube_objects = [r for r in given.resources if r.type.startswith("kubernetes:")]
+    assert len(kube_objects) >= 7
+    for reg in kube_objects:
+        assert reg.provider.startswith(provider.urn + "::"), f"{reg.type} {reg.name} uses {reg.provider!r}"
+        if reg.type != "kubernetes:core/v1:Namespace":
+            assert reg.inputs["metadata"]["namespace"] in ("falco-forwarder", "falco")
+
+
+# --- argument validation ----------------------------------------------------------------------
+
+BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
+    ("falco_pod_labels", {"falco_pod_labels": {}}),
+    ("falco_pod_labels", {"falco_pod_labels": {"app": "bad value"}}),
+    ("falco_port", {"falco_port": 0}),
+    ("metrics_port", {"metrics_port": 70000}),
+    ("build", {"build": "podman"}),
+    ("node_architecture", {"node_architecture": "x86_64"}),
+    ("namespace", {"namespace": "Falco_Forwarder"}),
+    ("service_account_name", {"service_account_name": ""}),
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "Bad Name"}),
+    ("run_as_user", {"run_as_user": 0}),
+    ("region", {"region": "Oregon"}),
+    ("falco_url", {"falco_url": "falco:9765"}),
+    ("log_group_arn", {"log_group_arn": "arn:aws:s3:::bucket"}),
+    ("oidc_provider_arn", {"oidc_provider_arn": "oidc.eks.us-west-2.amazonaws.com/id/X"}),
+    ("image", {"image": "   "}),
+    ("resources.memory_limit", {"resources": Resources("50m", "128Mi", "500m", "lots")}),
+    ("source_dir", {"source_dir": "/nonexistent/forwarder"}),
+    ("falco_namespace", {"falco_namespace": "Falco"}),
+]
+
+
+def test_bad_arguments_name_the_setting() -> None:
+    def build() -> list[tuple[str, ConfigError | None]]:
+        provider = k8s.Provider("cluster", kubeconfig="{}")
+        results: list[tuple[str, ConfigError | None]] = []
+        for setting, overrides in BAD_ARGS:
+            try:
+                _args(provider=provider, **overrides)
+            except ConfigError as error:
+                results.append((setting, error))
+            else:
+                results.append((setting, None))
+        return results
+
+    for setting, error in run_program(build).result:
+        assert error is not None, f"{setting}: bad value accepted"
+        assert error.setting == setting
+        assert str(error).startswith(f"{setting}: ")
+
+
+def test_provider_must_be_a_kubernetes_provider() -> None:
+    with pytest.raises(ConfigError, match=r"^provider: "):
+        AuditForwarderArgs(
+            provider="kubeconfig",  # type: ignore[arg-type]
+            log_group_name=LOG_GROUP,
+            log_group_arn=LOG_GROUP_ARN,
+            oidc_provider_arn=OIDC_PROVIDER_ARN,
+            oidc_issuer=OIDC_ISSUER,
+            region=REGION,
+            falco_url=FALCO_URL,
+            falco_namespace="falco",
+            falco_pod_labels=FALCO_LABELS,
+        )
+
+
+def test_source_dir_without_the_package_is_rejected_when_building(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("boto3==1.43.11\n")
+
+    def build() -> ConfigError | None:
+        try:
+            AuditForwarder("forwarder", _args(build="source", source_dir=str(tmp_path)))
+        except ConfigError as error:
+            return error
+        return None
+
+    error = run_program(build).result
+    assert error is not None and error.setting == "source_dir"
