@@ -37,6 +37,7 @@ class Registration:
     dependencies: list[str]
     custom: bool
     remote: bool
+    provider: str = ""  # provider reference "<urn>::<id>" when one was given explicitly
 
 
 @dataclass
@@ -154,6 +155,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     custom=bool(request.custom),
                     remote=bool(request.remote),
+                    provider=request.provider,
                 )
             )
         return response
