@@ -46,9 +46,10 @@ def _reject_constant(name: str) -> None:
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 # Layout of Go's time.RFC3339Nano as time.Parse reads it: upper-case T and Z, any number of
-# fraction digits, numeric offsets with a colon.
+# fraction digits, numeric offsets with a colon; fields within their ranges (second 60 is refused).
 _STAGE_TIMESTAMP: Final = re.compile(
-    r"\d{4}-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:Z|[+-](\d\d):(\d\d))"
+    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 )
 _DAYS_IN_MONTH: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -60,15 +61,15 @@ def is_rfc3339(value: object) -> bool:
     m = _STAGE_TIMESTAMP.fullmatch(value)
     if m is None:
         return False
-    month, day, hour, minute, second = int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5])
-    if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month]) or hour > 23 or minute > 59 or second > 59:
+    day = m[3]
+    if day < "29":  # every month has 28 days: the common case needs no arithmetic
+        return True
+    month = int(m[2])
+    if int(day) > _DAYS_IN_MONTH[month]:
         return False
-    if month == 2 and day == 29:
-        year = int(value[:4])
-        if not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
-            return False
-    if m[6] is not None and (int(m[6]) > 23 or int(m[7]) > 59):
-        return False
+    if month == 2 and day == "29":
+        year = int(m[1])
+        return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     return True
 
 
