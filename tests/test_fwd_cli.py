@@ -58,13 +58,13 @@ def restore_process_state() -> Any:
     """cli.main installs signal handlers and JSON logging on the root logger: undo both after each test."""
     import logging
 
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signal_handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     root = logging.getLogger()
     root_handlers, root_level = list(root.handlers), root.level
     forwarder_level = logging.getLogger("forwarder").level
     yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
+    for signum, previous in signal_handlers.items():
+        signal.signal(signum, previous)
     for handler in list(root.handlers):
         if handler not in root_handlers:
             root.removeHandler(handler)
