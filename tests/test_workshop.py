@@ -134,17 +134,30 @@ def test_pod_is_deleted_even_when_waiting_fails(capsys) -> None:
     assert "timed out waiting" in capsys.readouterr().err
 
 
+def _aws_auth(exists: bool) -> Callable[[list[str]], Result]:
+    def respond(argv: list[str]) -> Result:
+        if argv[3:6] == ["get", "configmap", "aws-auth"]:
+            return Result(0, "configmap/aws-auth\n" if exists else "")
+        if argv[3] == "replace":
+            return Result(
+                1, "", 'Error from server (NotFound): error when replacing "STDIN": configmaps "aws-auth" not found'
+            )
+        return Result(0)
+
+    return respond
+
+
 def test_configmap_example_holds_aws_access_key_id_and_removes_its_namespace() -> None:
-    runner = FakeRunner()
+    runner = FakeRunner(respond=_aws_auth(exists=True))
     code, out = _run(["trigger", "configmap-aws-credentials"], runner)
     assert code == 0
     args = runner.kubectl_args()
-    assert args == [
+    assert args[:3] == [
         ["apply", "-f", "-"],
         ["create", "-f", "-"],
         ["get", "configmap", "aws-credentials", "--namespace", "falco-workshop", "-o", "name"],
-        ["delete", "namespace", "falco-workshop", "--ignore-not-found", "--timeout=180s"],
     ]
+    assert args[-1] == ["delete", "namespace", "falco-workshop", "--ignore-not-found", "--timeout=180s"]
     namespace = json.loads(runner.kubectl()[0].stdin or "")
     assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "falco-workshop"
     assert namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "falco-workshop"
@@ -152,6 +165,38 @@ def test_configmap_example_holds_aws_access_key_id_and_removes_its_namespace() -
     assert configmap["kind"] == "ConfigMap" and configmap["metadata"]["namespace"] == "falco-workshop"
     assert configmap["data"]["aws_access_key_id"] == "AKIAIOSFODNN7EXAMPLE"
     assert "Create/Modify Configmap With Private Credentials" in out
+
+
+def test_configmap_example_patches_existing_aws_auth_only_as_a_server_dry_run() -> None:
+    runner = FakeRunner(respond=_aws_auth(exists=True))
+    assert _run(["trigger", "configmap-aws-credentials"], runner)[0] == 0
+    args = runner.kubectl_args()
+    assert args[3] == ["get", "configmap", "aws-auth", "--namespace", "kube-system", "--ignore-not-found", "-o", "name"]
+    patch = args[4]
+    assert patch[:7] == [
+        "patch",
+        "configmap",
+        "aws-auth",
+        "--namespace",
+        "kube-system",
+        "--type=merge",
+        "--dry-run=server",
+    ]
+    assert patch[7] == "-p"
+    assert json.loads(patch[8])["data"]["aws_access_key_id"] == "AKIAIOSFODNN7EXAMPLE"
+    assert not any(a[0] in ("patch", "replace", "apply", "create") and "--dry-run=server" not in a
+                   and "kube-system" in a for a in args)  # fmt: skip
+
+
+def test_configmap_example_without_aws_auth_sends_a_dry_run_replace_and_accepts_not_found() -> None:
+    runner = FakeRunner(respond=_aws_auth(exists=False))
+    code, _ = _run(["trigger", "configmap-aws-credentials"], runner)
+    assert code == 0
+    replace = runner.kubectl()[4]
+    assert replace.argv[3:] == ["replace", "--dry-run=server", "-f", "-"]
+    manifest = json.loads(replace.stdin or "")
+    assert (manifest["metadata"]["namespace"], manifest["metadata"]["name"]) == ("kube-system", "aws-auth")
+    assert "aws_access_key_id" in manifest["data"]
 
 
 def test_namespace_is_removed_when_the_configmap_cannot_be_created(capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,13 +123,52 @@ def pod_in_kube_system(kubectl: Kubectl, out: TextIO) -> None:
         _cleanup(kubectl, out, delete_pod)
 
 
+def credentials_patch() -> dict[str, Any]:
+    return {"data": {"aws_access_key_id": EXAMPLE_ACCESS_KEY_ID, "aws_secret_access_key": EXAMPLE_SECRET_ACCESS_KEY}}
+
+
+def aws_auth_replacement_manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "aws-auth", "namespace": "kube-system"},
+        **credentials_patch(),
+    }
+
+
 def configmap_aws_credentials(kubectl: Kubectl, out: TextIO) -> None:
+    """Two writes of a ConfigMap holding aws_access_key_id.
+
+    EKS's audit policy (the Kubernetes reference policy plus one rule) records ConfigMap writes at
+    Metadata level, without the body the rule inspects, except update/patch/delete of
+    kube-system/aws-auth, which it records with request and response. So besides the workshop's own
+    ConfigMap (what the rule catches on clusters that log request bodies), the example sends a
+    server-side dry run of a write to aws-auth: the API server audits it with its body and changes nothing.
+    """
     out.write(f"Creating ConfigMap {WORKSHOP_NAMESPACE}/aws-credentials holding aws_access_key_id ...\n")
     try:
         kubectl.apply(namespace_manifest())
         kubectl.create(credentials_configmap_manifest())
         kubectl.run("get", "configmap", "aws-credentials", "--namespace", WORKSHOP_NAMESPACE, "-o", "name")
-        out.write("ConfigMap created.\n")
+        out.write("ConfigMap created (EKS logs its creation without the data).\n")
+        out.write("Sending the same keys to kube-system/aws-auth as a server-side dry run (nothing is changed) ...\n")
+        exists = kubectl.run(
+            "get", "configmap", "aws-auth", "--namespace", "kube-system", "--ignore-not-found", "-o", "name"
+        ).stdout.strip()
+        if exists:
+            kubectl.run(
+                "patch", "configmap", "aws-auth", "--namespace", "kube-system", "--type=merge",
+                "--dry-run=server", "-p", json.dumps(credentials_patch()),
+            )  # fmt: skip
+        else:
+            # No aws-auth (access entries only): kubectl patch would stop at its own GET, a replace is
+            # sent and audited with its body, then refused with NotFound, which is expected here.
+            result = kubectl.run(
+                "replace", "--dry-run=server", "-f", "-", stdin=json.dumps(aws_auth_replacement_manifest()), check=False
+            )
+            if result.returncode != 0 and "NotFound" not in result.stderr and "not found" not in result.stderr:
+                raise WorkshopError(f"dry-run write to kube-system/aws-auth failed: {result.stderr.strip()}")
+        out.write("Dry run sent.\n")
     finally:
         _cleanup(kubectl, out, _delete_namespace())
 
@@ -180,7 +220,7 @@ EXAMPLES: dict[str, Example] = {
             "configmap-aws-credentials",
             "Create/Modify Configmap With Private Credentials",
             "k8s_audit",
-            "a ConfigMap whose data holds aws_access_key_id",
+            "a ConfigMap holding aws_access_key_id (and a dry-run write of it to aws-auth, which EKS audits in full)",
             configmap_aws_credentials,
         ),
         Example(
