@@ -8,6 +8,7 @@ was built, whatever happens to the tag.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,18 @@ def lifecycle_policy_document(keep: int = KEEP_TAGGED_IMAGES) -> str:
     )
 
 
+def _portable_path(path: Path) -> str:
+    """Relative to the program's working directory (the Pulumi project), as docker-build resolves it.
+
+    An absolute path would be stored in the state and show as a change (and a rebuild) whenever the stack is
+    deployed from another checkout or machine.
+    """
+    try:
+        return os.path.relpath(path, Path.cwd())
+    except ValueError:  # another drive on Windows: no relative form exists
+        return str(path)
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     repository: aws.ecr.Repository
@@ -71,7 +84,10 @@ def build_forwarder_image(
         f"{name}-repo",
         force_delete=True,  # `pulumi destroy` must not stop at a repository that still holds images
         image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-        image_tag_mutability="IMMUTABLE",
+        # The Deployment pins the pushed digest, so a moved tag never changes what runs. Immutable tags would
+        # instead fail `pulumi up` whenever unchanged source is rebuilt (another machine, a provider upgrade):
+        # builds are not byte-reproducible, and the second push of the same tag would be refused.
+        image_tag_mutability="MUTABLE",
         encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
         tags=tags,
         opts=pulumi.ResourceOptions(parent=parent),
@@ -86,13 +102,12 @@ def build_forwarder_image(
         registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=parent)
     )
     registry = repository.repository_url.apply(lambda url: url.split("/", 1)[0])
-    # Tags are immutable in the repository: name them after the content and the platform, so a rebuild of
-    # the same source for the same platform is the same tag and a change is a new one.
+    # Tags name the content and the platform: readable in the console, and a change is a new tag.
     tag = f"{context_sha256(context_dir)[:16]}-{architecture}"
     image = docker_build.Image(
         f"{name}-image",
-        context=docker_build.BuildContextArgs(location=str(context_dir)),
-        dockerfile=docker_build.DockerfileArgs(location=str(dockerfile)),
+        context=docker_build.BuildContextArgs(location=_portable_path(context_dir)),
+        dockerfile=docker_build.DockerfileArgs(location=_portable_path(dockerfile)),
         platforms=[PLATFORMS[architecture]],
         push=True,
         tags=[repository.repository_url.apply(lambda url: f"{url}:{tag}")],

@@ -395,8 +395,10 @@ def test_default_builds_the_bundled_forwarder_for_the_nodes(built: Recorded) -> 
     image = built.one(IMAGE).inputs
     repo = built.one(REPO)
     assert image["platforms"] == ["linux/amd64"]
-    assert Path(image["context"]["location"]) == FORWARDER_DIR
-    assert Path(image["dockerfile"]["location"]) == FORWARDER_DIR / "Dockerfile"
+    # Relative to the program's working directory (portable state), and pointing at the bundled package.
+    assert not Path(image["context"]["location"]).is_absolute()
+    assert (Path.cwd() / image["context"]["location"]).resolve() == FORWARDER_DIR
+    assert (Path.cwd() / image["dockerfile"]["location"]).resolve() == FORWARDER_DIR / "Dockerfile"
     assert (FORWARDER_DIR / "Dockerfile").is_file()
     assert image["push"] is True
     repo_url = repo.outputs["repositoryUrl"]
@@ -417,7 +419,9 @@ def test_ecr_repository_goes_with_the_stack(built: Recorded) -> None:
     repo = built.one(REPO).inputs
     assert repo["forceDelete"] is True
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert repo["imageTagMutability"] == "IMMUTABLE"
+    # Tags may move; what runs is pinned by digest (test_default_builds_the_bundled_forwarder_for_the_nodes).
+    assert repo["imageTagMutability"] == "MUTABLE"
+    assert repo["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
     lifecycle = json.loads(built.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
     assert lifecycle["rules"][0]["action"] == {"type": "expire"}
 
