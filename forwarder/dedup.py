@@ -1,0 +1,82 @@
+"""Compact 64-bit identities of CloudWatch events, and a memory-lean set of them.
+
+The forwarder remembers which events of each open time range it already handled, so a
+re-sweep of the range sends only the new ones. Identities must survive a restart (they go
+into the checkpoint), so Python's per-process salted ``hash()`` cannot be used.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import sys
+from array import array
+from collections.abc import Iterable
+
+HASH_BYTES = 8
+
+
+def event_hash(stream: str, event_id: str) -> int:
+    """A stable 64-bit identity for one event.
+
+    CloudWatch documents eventId only as "the ID of the event"; the stream name is mixed in
+    so the identity stays unique even if ids repeated across streams. With 64 bits, the chance
+    that one new event collides with any of a million remembered ones is about 5e-14.
+    """
+    digest = hashlib.blake2b(f"{stream}\x00{event_id}".encode(), digest_size=HASH_BYTES).digest()
+    return int.from_bytes(digest, "little")
+
+
+def pack(hashes: Iterable[int]) -> bytes:
+    """Hashes as little-endian unsigned 64-bit integers (the checkpoint's encoding)."""
+    packed = array("Q", hashes)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack(data: bytes) -> array:
+    """The inverse of :func:`pack`; raises ValueError on a length that is not a multiple of 8."""
+    if len(data) % HASH_BYTES:
+        raise ValueError(f"packed hashes must be a multiple of {HASH_BYTES} bytes, got {len(data)}")
+    values = array("Q")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+class HashSet:
+    """A set of 64-bit ints: a sorted ``array('Q')`` (8 bytes each) plus a small Python set of
+    recent additions, merged when the recent part grows. A plain ``set`` of ints costs about
+    70 bytes an entry; at 1,000 events/s over a 10-minute window that is the difference
+    between ~5 MB and ~45 MB."""
+
+    __slots__ = ("_frozen", "_recent")
+
+    def __init__(self, values: Iterable[int] = ()) -> None:
+        self._frozen = array("Q", sorted(set(values)))
+        self._recent: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._frozen) + len(self._recent)
+
+    def __contains__(self, value: int) -> bool:
+        if value in self._recent:
+            return True
+        frozen = self._frozen
+        i = bisect.bisect_left(frozen, value)
+        return i < len(frozen) and frozen[i] == value
+
+    def add(self, value: int) -> None:
+        if value in self:
+            return
+        self._recent.add(value)
+        # Merge when the recent part reaches a quarter of the sorted part: amortised O(log n) an add.
+        if len(self._recent) > 1024 + len(self._frozen) // 4:
+            self._merge()
+
+    def _merge(self) -> None:
+        merged = array("Q", sorted(self._frozen.tolist() + list(self._recent)))
+        self._frozen = merged
+        self._recent = set()

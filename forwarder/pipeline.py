@@ -1,0 +1,374 @@
+"""``forwarder run``: CloudWatch Logs -> validation -> batches -> Falco, with a checkpoint.
+
+Three threads:
+- the reader (reader.ReadLoop) fetches pages, keeps the new events (ranges.RangeTracker),
+  validates them and puts full batches into a queue bounded by ``max_inflight_bytes``; when
+  Falco is away the queue fills and reading pauses, so memory stays bounded;
+- the deliverer takes batches from the queue, hands them to FalcoClient.deliver (which retries
+  until Falco acknowledges), tells the tracker what was acknowledged and saves the checkpoint
+  after every acknowledged batch;
+- the caller's thread supervises: on ``stop`` (SIGTERM) reading stops at once, the deliverer
+  gets ``shutdown_grace_seconds`` to empty the queue, then the checkpoint is saved and run()
+  returns 0. Whatever was not acknowledged is not in the checkpoint and is read again after
+  the restart. An unexpected error in a thread saves the checkpoint and returns 1 (crash-only:
+  the restart resumes from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from forwarder.batching import Batch, Batcher
+from forwarder.checkpoint import (
+    CheckpointError,
+    CheckpointState,
+    CheckpointStore,
+    ConfigMapCheckpointStore,
+    open_store,
+)
+from forwarder.cloudwatch import LogsReader, build_logs_client
+from forwarder.config import RunConfig
+from forwarder.delivery import FalcoClient
+from forwarder.metrics import Health, Metrics
+from forwarder.model import LogEvent
+from forwarder.ranges import DEFAULT_STAGE_AGES_MS, EventKey, RangeTracker, Scan
+from forwarder.ratelimit import RateLimiter
+from forwarder.reader import ReadLoop
+from forwarder.retry import Backoff
+from forwarder.validation import validate
+
+log = logging.getLogger("forwarder.pipeline")
+
+# SIGTERM must end the process within 10 s: the grace for delivery is capped so that joining
+# threads and the final checkpoint save fit in what is left.
+MAX_GRACE_SECONDS = 8.0
+QUEUE_POLL_SECONDS = 0.25
+BEAT_SLICE_SECONDS = 1.0
+
+
+class BatchQueue:
+    """FIFO of batches bounded by bytes (queued plus the one being delivered)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: collections.deque[Batch] = collections.deque()
+        self._cond = threading.Condition()
+        self.bytes = 0
+
+    def put(self, batch: Batch, stop: threading.Event, beat: Callable[[], None]) -> bool:
+        """Wait for room (at least one batch always fits); False when ``stop`` was set first."""
+        with self._cond:
+            while self.bytes > 0 and self.bytes + batch.size_bytes > self.max_bytes:
+                if stop.is_set():
+                    return False
+                beat()  # waiting for Falco is healthy
+                self._cond.wait(QUEUE_POLL_SECONDS)
+            if stop.is_set():
+                return False
+            self._items.append(batch)
+            self.bytes += batch.size_bytes
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> Batch | None:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def done(self, batch: Batch) -> None:
+        with self._cond:
+            self.bytes -= batch.size_bytes
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+def _beating_wait(beat: Callable[[], None]) -> Callable[[float, threading.Event], bool]:
+    """An interruptible wait that keeps the liveness heartbeat going through long backoffs."""
+
+    def wait(seconds: float, stop: threading.Event) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            beat()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return stop.is_set()
+            if stop.wait(min(left, BEAT_SLICE_SECONDS)):
+                return True
+
+    return wait
+
+
+class Pipeline:
+    """Wires one run; ``run()`` below is the entry point."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        metrics: Metrics,
+        health: Health,
+        stop: threading.Event,
+        logs_client: Any,
+        falco: FalcoClient,
+        store: CheckpointStore | None,
+        clock: Callable[[], float],
+        stage_ages_ms: tuple[int, ...] = DEFAULT_STAGE_AGES_MS,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.health = health
+        self.stop = stop
+        self.falco = falco
+        self.store = store
+        self.clock = clock
+        self.stage_ages_ms = stage_ages_ms
+        self.wait = _beating_wait(health.beat)
+        self.queue = BatchQueue(config.max_inflight_bytes)
+        self.delivery_stop = threading.Event()
+        self.limiter = RateLimiter(config.max_requests_per_second)
+        self.logs = LogsReader(
+            logs_client,
+            config.log_group,
+            config.stream_prefix,
+            limiter=self.limiter,
+            metrics=metrics,
+            wait=self.wait,
+            on_ready=health.set_ready,
+        )
+        self.tracker: RangeTracker | None = None
+        self.batcher = Batcher(config.max_batch_bytes)
+        self._save_lock = threading.Lock()
+        self._failure: BaseException | None = None
+        self._newest_acked_ms: int | None = None
+        self._streams: dict[str, int] = {}
+        self._save_errors = 0
+
+    # --- start --------------------------------------------------------------------------------
+
+    def _load_state(self) -> CheckpointState | None:
+        if self.store is None:
+            return None
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                return self.store.load()
+            except CheckpointError as exc:
+                # The Kubernetes API can be briefly away when a pod starts; a broken file is not transient.
+                if not isinstance(self.store, ConfigMapCheckpointStore):
+                    raise
+                delay = Backoff(initial_seconds=1.0, max_seconds=30.0).delay(attempt, random.Random())  # noqa: S311
+                log.error("cannot read the checkpoint; retrying", extra={"error": str(exc), "retry_in_s": delay})
+                attempt += 1
+                self.wait(delay, self.stop)
+        return None
+
+    def _make_tracker(self, state: CheckpointState | None) -> RangeTracker:
+        poll_ms = max(1, int(self.config.poll_interval_seconds * 1000))
+        lateness_ms = max(1, int(self.config.max_lateness_seconds * 1000))
+        if state is not None and (
+            state.log_group != self.config.log_group or state.stream_prefix != self.config.stream_prefix
+        ):
+            log.warning(
+                "the checkpoint belongs to another log group or stream prefix; ignoring it",
+                extra={"checkpoint_log_group": state.log_group, "checkpoint_stream_prefix": state.stream_prefix},
+            )
+            state = None
+        if state is None:
+            head = self.config.start_at.resolve(int(self.clock() * 1000))
+            log.info("no checkpoint: starting", extra={"start_ms": head})
+            return RangeTracker(
+                head, poll_interval_ms=poll_ms, max_lateness_ms=lateness_ms, stage_ages_ms=self.stage_ages_ms
+            )
+        log.info(
+            "resuming from checkpoint",
+            extra={"head_ms": state.head_ms, "open_segments": len(state.segments), "hashes": state.hash_count()},
+        )
+        return RangeTracker.from_checkpoint(
+            state, poll_interval_ms=poll_ms, max_lateness_ms=lateness_ms, stage_ages_ms=self.stage_ages_ms
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _sink(self, scan: Scan, events: list[LogEvent]) -> bool:
+        assert self.tracker is not None
+        fresh = self.tracker.admit(scan, events)
+        if fresh:
+            self.metrics.events_read_total.inc(len(fresh))
+        skipped: list[EventKey] = []
+        now_ms = int(self.clock() * 1000)
+        for key, event in fresh:
+            self._streams[event.stream] = now_ms
+            result = validate(event.message, self.config.max_event_bytes)
+            if not result.ok or result.body is None:
+                reason = result.reason or "invalid"
+                self.metrics.events_skipped_total.labels(reason=reason).inc()
+                log.warning(
+                    "skipping an event Falco could not use",
+                    extra={"reason": reason, "stream": event.stream, "event_id": event.event_id,
+                           "audit_id": result.audit_id, "timestamp_ms": event.timestamp_ms},
+                )
+                skipped.append(key)
+                continue
+            for full in self.batcher.add(key, result.body):
+                if not self._enqueue(full):
+                    return False
+        if skipped:
+            self.tracker.acknowledge(skipped)  # handled for good: never read as new again
+        self._forget_old_streams(now_ms)
+        last = self.batcher.flush()
+        return last is None or self._enqueue(last)
+
+    def _enqueue(self, batch: Batch) -> bool:
+        ok = self.queue.put(batch, self.stop, self.health.beat)
+        self.metrics.inflight_bytes.set(self.queue.bytes)
+        return ok
+
+    def _forget_old_streams(self, now_ms: int) -> None:
+        horizon = now_ms - int(self.config.max_lateness_seconds * 1000)
+        if any(seen < horizon for seen in self._streams.values()):
+            self._streams = {s: t for s, t in self._streams.items() if t >= horizon}
+        self.metrics.streams_seen.set(len(self._streams))
+
+    def _read(self) -> None:
+        assert self.tracker is not None
+        loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat)
+        try:
+            loop.run(self.stop)
+        except BaseException as exc:  # noqa: BLE001 (reported by the supervisor, which exits non-zero)
+            log.exception("reader failed")
+            self._failure = exc
+            self.stop.set()
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        try:
+            while True:
+                self.health.beat()
+                if self.delivery_stop.is_set():
+                    return
+                batch = self.queue.get(QUEUE_POLL_SECONDS)
+                if batch is None:
+                    if self.stop.is_set():
+                        return  # stopping and nothing left to deliver
+                    self._update_lag()
+                    continue
+                try:
+                    outcome = self.falco.deliver(batch, self.delivery_stop)
+                finally:
+                    self.queue.done(batch)
+                    self.metrics.inflight_bytes.set(self.queue.bytes)
+                done = [k for k in (*outcome.acknowledged, *outcome.rejected) if isinstance(k, EventKey)]
+                if done:
+                    self._acknowledged(done)
+                if not outcome.completed:
+                    return
+        except BaseException as exc:  # noqa: BLE001 (reported by the supervisor, which exits non-zero)
+            log.exception("delivery failed")
+            self._failure = exc
+            self.stop.set()
+
+    def _acknowledged(self, keys: list[EventKey]) -> None:
+        assert self.tracker is not None
+        self.tracker.acknowledge(keys)
+        newest = max(k.timestamp_ms for k in keys)
+        if self._newest_acked_ms is None or newest > self._newest_acked_ms:
+            self._newest_acked_ms = newest
+        self._update_lag()
+        self.save_checkpoint()
+
+    def _update_lag(self) -> None:
+        if self._newest_acked_ms is not None:
+            self.metrics.delivery_lag_seconds.set(max(0.0, self.clock() - self._newest_acked_ms / 1000.0))
+
+    def save_checkpoint(self, timeout: float = -1) -> bool:
+        if self.store is None or self.tracker is None:
+            return True
+        if not self._save_lock.acquire(timeout=timeout):
+            return False
+        try:
+            head, segments = self.tracker.snapshot()
+            state = CheckpointState(self.config.log_group, self.config.stream_prefix, head, segments)
+            self.store.save(state)
+        except (CheckpointError, OSError) as exc:
+            self._save_errors += 1
+            self.metrics.checkpoint_saves_total.labels(outcome="error").inc()
+            if self._save_errors % 20 == 1:
+                log.error("checkpoint save failed; will retry with the next batch", extra={"error": str(exc)})
+            return False
+        finally:
+            self._save_lock.release()
+        self.metrics.checkpoint_saves_total.labels(outcome="ok").inc()
+        return True
+
+    # --- supervision --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        state = self._load_state()
+        if self.stop.is_set():
+            return 0 if self._failure is None else 1
+        self.tracker = self._make_tracker(state)
+        reader = threading.Thread(target=self._read, name="forwarder-reader", daemon=True)
+        deliverer = threading.Thread(target=self._deliver, name="forwarder-delivery", daemon=True)
+        reader.start()
+        deliverer.start()
+        self.stop.wait()
+        stopped_at = time.monotonic()
+        grace = min(self.config.shutdown_grace_seconds, MAX_GRACE_SECONDS)
+        if self._failure is None:
+            log.info("stopping: delivering what is in flight", extra={"grace_seconds": grace,
+                                                                      "queued_batches": len(self.queue)})
+        deliverer.join(max(0.0, stopped_at + grace - time.monotonic()))
+        # Whatever is still being sent stays unacknowledged: it is read again after the restart.
+        self.delivery_stop.set()
+        deliverer.join(0.5)
+        reader.join(max(0.0, min(0.5, stopped_at + grace + 0.5 - time.monotonic())))
+        saved = self.save_checkpoint(timeout=1.0)
+        log.info(
+            "stopped",
+            extra={"checkpoint_saved": saved, "queued_batches_left": len(self.queue),
+                   "seconds": round(time.monotonic() - stopped_at, 3)},
+        )
+        return 0 if self._failure is None else 1
+
+
+def run(
+    config: RunConfig,
+    *,
+    metrics: Metrics,
+    health: Health,
+    stop: threading.Event,
+    logs_client: Any = None,
+    falco: FalcoClient | None = None,
+    clock: Callable[[], float] = time.time,
+    store: CheckpointStore | None = None,
+) -> int:
+    """Forward until ``stop`` is set; 0 on a clean stop. ``store`` overrides ``config.checkpoint`` (tests)."""
+    if logs_client is None:
+        logs_client = build_logs_client(config.region, config.request_timeout_seconds)
+    if store is None and config.checkpoint is not None:
+        spec = config.checkpoint
+        store = open_store(spec.kind, path=spec.path, namespace=spec.namespace, name=spec.name)
+    owns_falco = falco is None
+    if falco is None:
+        falco = FalcoClient(
+            config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, sleep=_beating_wait(health.beat)
+        )
+    try:
+        return Pipeline(
+            config, metrics=metrics, health=health, stop=stop, logs_client=logs_client, falco=falco, store=store,
+            clock=clock,
+        ).run()
+    finally:
+        if owns_falco:
+            falco.close()
