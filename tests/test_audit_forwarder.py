@@ -251,6 +251,25 @@ def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None
     }
 
 
+def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> None:
+    """The real forwarder's parser reads what the pod runs, with the pod's environment."""
+    from forwarder.config import RunConfig, parse
+
+    container = _container(given)
+    assert container["command"][-1] == "run"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = parse(["run", *container["args"]], env)
+    assert isinstance(config, RunConfig)
+    assert config.log_group == LOG_GROUP and config.region == REGION and config.falco_url == FALCO_URL
+    assert config.metrics_port == 9090
+    assert config.checkpoint is not None
+    assert (config.checkpoint.kind, config.checkpoint.namespace, config.checkpoint.name) == (
+        "configmap",
+        "falco-forwarder",
+        "audit-forwarder-checkpoint",
+    )
+
+
 def test_environment_has_region_and_no_credentials(given: Recorded) -> None:
     env = {e["name"]: e["value"] for e in _container(given)["env"]}
     assert env["AWS_REGION"] == REGION and env["AWS_DEFAULT_REGION"] == REGION
