@@ -20,7 +20,10 @@ SOURCE_HASH_ANNOTATION = "falco-eks.dev/forwarder-source-sha256"
 
 @dataclass(frozen=True)
 class PodIdentity:
-    """Numeric ids the pod runs as (non-root; the images need no named user)."""
+    """Numeric ids the pod runs as (non-root; the images need no named user).
+
+    fs_group also makes the projected tokens (IRSA's and the service account's) readable by the non-root user.
+    """
 
     run_as_user: int
     run_as_group: int
