@@ -89,7 +89,8 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
             oidcIssuer=OIDC_ISSUER,
             clusterSecurityGroupId="sg-0cluster",
             nodeSecurityGroupId="sg-0node",
-            eksCluster={"name": cluster_name, "arn": f"arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{cluster_name}"},
+            # No eksCluster: the SDK types it as an aws.eks.Cluster resource reference, and a plain
+            # dict there makes output translation fail for every eks.Cluster under mocks.
         )
     elif typ.startswith("aws:"):
         resource_name = inputs.get("name", name)

@@ -1,0 +1,433 @@
+"""AuditedCluster: an EKS cluster whose Kubernetes audit log goes to a CloudWatch log group the stack owns.
+
+What it makes, all children of the component:
+- a dedicated VPC (LabVpc) unless the caller passes its own VPC and subnets;
+- the log group ``/aws/eks/<cluster name>/cluster`` with a retention, created before the cluster.
+  Left to EKS, the group would be created with no retention and outlive ``pulumi destroy``;
+- ``eks.Cluster`` with an explicit name (so the group's name is known), ``audit`` among the
+  control-plane log types, an OIDC provider for IRSA, access entries (``API`` authentication mode),
+  no self-managed default node group, and the VPC CNI managed add-on with its network policy agent
+  on, so Kubernetes NetworkPolicies are enforced;
+- an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role;
+- a ``pulumi_kubernetes.Provider`` built from the cluster's kubeconfig for other components' children.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from components.errors import ConfigError
+from components.network import LabVpc, LabVpcArgs
+
+COMPONENT_TYPE = "falco-eks:index:AuditedCluster"
+
+# Retention periods CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
+CLOUDWATCH_RETENTION_DAYS: frozenset[int] = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+
+# Control-plane log types besides "audit", which is always on.
+EXTRA_LOG_TYPES: tuple[str, ...] = ("api", "authenticator", "controllerManager", "scheduler")
+
+DEFAULT_KUBERNETES_VERSION = "1.35"
+DEFAULT_NODE_INSTANCE_TYPE = "t3.large"
+DEFAULT_NODE_COUNT = 2
+DEFAULT_LOG_RETENTION_DAYS = 7
+
+# EKS CreateCluster: 1-100 characters, starting with a letter or digit.
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_KUBERNETES_VERSION = re.compile(r"^1\.(\d{2})$")
+# family letters, generation digit(s), attribute letters (g = Graviton), optional "-flex", size.
+_INSTANCE_TYPE = re.compile(
+    r"^(?P<family>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(?:-flex)?\.(?P<size>[a-z0-9]+)$"
+)
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+# Node groups above this are surely a typo in a lab (and an expensive one).
+MAX_NODE_COUNT = 100
+# AL2023, EKS access entries and the VPC CNI network policy agent all need at least this version.
+MIN_KUBERNETES_MINOR = 29
+
+Architecture = Literal["amd64", "arm64"]
+
+# AWS managed policies an EKS node needs: join the cluster, run the VPC CNI, pull images from ECR.
+NODE_POLICIES: tuple[str, ...] = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+)
+
+# Only EC2 instances may assume the node role.
+NODE_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+def node_architecture_of(instance_type: str) -> Architecture:
+    """The CPU architecture of an EC2 instance type: "arm64" for Graviton (a1, and any family with a
+    "g" among its attribute letters after the generation, e.g. t4g, m7g, c6gn, x2gd), else "amd64"
+    (e.g. t3, m7i, m6a, g5: there the "g" is the family, not an attribute)."""
+    match = _INSTANCE_TYPE.match(instance_type)
+    if match is None:
+        raise ConfigError(
+            "node_instance_type", f"{instance_type!r} is not an EC2 instance type like t3.large or m7g.large"
+        )
+    if match["family"] == "a" and match["generation"] == "1":
+        return "arm64"
+    return "arm64" if "g" in match["attributes"] else "amd64"
+
+
+def ami_type_for(architecture: Architecture) -> str:
+    """The EKS managed node group AMI type: Amazon Linux 2023, standard variant, for the architecture."""
+    return "AL2023_ARM_64_STANDARD" if architecture == "arm64" else "AL2023_x86_64_STANDARD"
+
+
+@dataclass(frozen=True)
+class AuditedClusterArgs:
+    """Arguments of AuditedCluster. Checked when built; errors name the field."""
+
+    cluster_name: str
+    """The EKS cluster's name (1-100 letters, digits, '-' or '_', starting with a letter or digit).
+    It also names the log group: /aws/eks/<cluster_name>/cluster."""
+
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    """The control plane's Kubernetes version, "1.<minor>". Pick one in EKS standard support: versions in
+    extended support cost six times as much per hour."""
+
+    node_instance_type: str = DEFAULT_NODE_INSTANCE_TYPE
+    """EC2 instance type of the managed node group. Graviton types (t4g, m7g, ...) get arm64 nodes."""
+
+    node_count: int = DEFAULT_NODE_COUNT
+    """Desired number of nodes (at least 1)."""
+
+    node_min_count: int | None = None
+    """Smallest size of the node group; None means node_count."""
+
+    node_max_count: int | None = None
+    """Largest size of the node group; None means node_count."""
+
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    """How long CloudWatch keeps the control-plane logs; one of the values CloudWatch accepts."""
+
+    extra_log_types: tuple[str, ...] = ()
+    """Control-plane log types to enable besides "audit" (always on): api, authenticator,
+    controllerManager, scheduler. Each one adds CloudWatch ingestion cost."""
+
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """KMS key that encrypts the log group; None uses CloudWatch's own encryption. The key policy
+    must allow the logs.<region>.amazonaws.com service principal."""
+
+    vpc_id: pulumi.Input[str] | None = None
+    """The caller's VPC; None creates a dedicated VPC. Given together with private_subnet_ids."""
+
+    public_subnet_ids: Sequence[pulumi.Input[str]] | None = None
+    """The caller's public subnets (internet-facing load balancers); optional with vpc_id."""
+
+    private_subnet_ids: Sequence[pulumi.Input[str]] | None = None
+    """The caller's private subnets for the nodes, in at least two availability zones, with egress to
+    the internet (falcoctl downloads Falco's rules and plugins when the pods start)."""
+
+    vpc_cidr: str = "10.0.0.0/16"
+    """IPv4 range of the dedicated VPC (ignored with vpc_id)."""
+
+    api_public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    """Address ranges allowed to reach the cluster's public API endpoint (kubectl and Pulumi run from
+    outside the VPC). Narrow it to your own address where you can."""
+
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags added to the AWS resources the component creates directly."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cluster_name, str) or not _CLUSTER_NAME.match(self.cluster_name):
+            raise ConfigError(
+                "cluster_name",
+                f"{self.cluster_name!r} is not a valid EKS cluster name: 1-100 letters, digits, '-' or '_', "
+                "starting with a letter or digit",
+            )
+        version = _KUBERNETES_VERSION.match(str(self.kubernetes_version))
+        if version is None:
+            raise ConfigError(
+                "kubernetes_version", f"{self.kubernetes_version!r} is not of the form 1.<minor>, e.g. 1.35"
+            )
+        if int(version[1]) < MIN_KUBERNETES_MINOR:
+            raise ConfigError(
+                "kubernetes_version",
+                f"{self.kubernetes_version} is too old: the lab needs 1.{MIN_KUBERNETES_MINOR} or newer",
+            )
+        node_architecture_of(self.node_instance_type)  # raises for a malformed instance type
+
+        self._check_count("node_count", self.node_count, minimum=1)
+        self._check_count("node_min_count", self.node_min_count, minimum=0)
+        self._check_count("node_max_count", self.node_max_count, minimum=1)
+        if self.min_size > self.node_count:
+            raise ConfigError("node_min_count", f"{self.min_size} is larger than node_count ({self.node_count})")
+        if self.max_size < self.node_count:
+            raise ConfigError("node_max_count", f"{self.max_size} is smaller than node_count ({self.node_count})")
+
+        if isinstance(self.log_retention_days, bool) or self.log_retention_days not in CLOUDWATCH_RETENTION_DAYS:
+            raise ConfigError(
+                "log_retention_days",
+                f"{self.log_retention_days!r} is not a retention CloudWatch Logs accepts; use one of "
+                + ", ".join(str(d) for d in sorted(CLOUDWATCH_RETENTION_DAYS)),
+            )
+
+        if isinstance(self.extra_log_types, str):
+            raise ConfigError("extra_log_types", "must be a list of log types, not one string")
+        unknown = [t for t in self.extra_log_types if t not in EXTRA_LOG_TYPES and t != "audit"]
+        if unknown:
+            raise ConfigError(
+                "extra_log_types",
+                f"unknown log type(s) {unknown}; choose from {list(EXTRA_LOG_TYPES)} ('audit' is always on)",
+            )
+        # Keep the caller's order, drop repeats and "audit" (added anyway), store as a tuple.
+        object.__setattr__(
+            self, "extra_log_types", tuple(dict.fromkeys(t for t in self.extra_log_types if t != "audit"))
+        )
+
+        if isinstance(self.log_kms_key_arn, str) and not _KMS_KEY_ARN.match(self.log_kms_key_arn):
+            raise ConfigError(
+                "log_kms_key_arn",
+                f"{self.log_kms_key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+            )
+
+        self._check_network()
+
+        if isinstance(self.api_public_access_cidrs, str) or not self.api_public_access_cidrs:
+            raise ConfigError("api_public_access_cidrs", "must be a non-empty list of CIDR ranges")
+        for cidr in self.api_public_access_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                raise ConfigError("api_public_access_cidrs", f"{cidr!r} is not a CIDR range ({err})") from err
+        object.__setattr__(self, "api_public_access_cidrs", tuple(self.api_public_access_cidrs))
+
+    @staticmethod
+    def _check_count(setting: str, value: int | None, minimum: int) -> None:
+        if value is None and setting != "node_count":
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(setting, f"must be a whole number, got {value!r}")
+        if not minimum <= value <= MAX_NODE_COUNT:
+            raise ConfigError(setting, f"must be between {minimum} and {MAX_NODE_COUNT}, got {value}")
+
+    def _check_network(self) -> None:
+        if self.vpc_id is None:
+            if self.public_subnet_ids is not None or self.private_subnet_ids is not None:
+                raise ConfigError("vpc_id", "is required when subnet IDs are given")
+            try:
+                LabVpcArgs(cluster_name=self.cluster_name, cidr_block=self.vpc_cidr)
+            except ConfigError as err:
+                raise ConfigError("vpc_cidr", err.message) from err
+            return
+        if self.private_subnet_ids is None or isinstance(self.private_subnet_ids, str):
+            raise ConfigError("private_subnet_ids", "a list of private subnet IDs is required with vpc_id")
+        if len(self.private_subnet_ids) < 2:
+            raise ConfigError(
+                "private_subnet_ids", "EKS needs subnets in at least two availability zones: give two or more"
+            )
+        if isinstance(self.public_subnet_ids, str):
+            raise ConfigError("public_subnet_ids", "must be a list of subnet IDs, not one string")
+
+    @property
+    def min_size(self) -> int:
+        """The node group's minimum size."""
+        return self.node_count if self.node_min_count is None else self.node_min_count
+
+    @property
+    def max_size(self) -> int:
+        """The node group's maximum size."""
+        return self.node_count if self.node_max_count is None else self.node_max_count
+
+    @property
+    def log_types(self) -> list[str]:
+        """Every control-plane log type the cluster enables: "audit" first, then the extras."""
+        return ["audit", *self.extra_log_types]
+
+    @property
+    def log_group_name(self) -> str:
+        """The log group EKS writes the control-plane logs to."""
+        return f"/aws/eks/{self.cluster_name}/cluster"
+
+
+class AuditedCluster(pulumi.ComponentResource):
+    """An EKS cluster with its audit log in a stack-owned CloudWatch log group, IRSA, enforced
+    NetworkPolicies and an Amazon Linux 2023 managed node group."""
+
+    cluster: eks.Cluster
+    """The pulumi-eks cluster (a remote component)."""
+
+    log_group: aws.cloudwatch.LogGroup
+    """The control-plane log group, /aws/eks/<cluster name>/cluster."""
+
+    node_group: aws.eks.NodeGroup
+    """The EKS managed node group."""
+
+    node_role: aws.iam.Role
+    """The nodes' IAM role."""
+
+    network: LabVpc | None
+    """The dedicated VPC, or None when the caller passed its own."""
+
+    vpc_id: pulumi.Output[str]
+    """The VPC the cluster runs in."""
+
+    cluster_name: pulumi.Output[str]
+    """The EKS cluster's name."""
+
+    kubeconfig: pulumi.Output[str]
+    """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token`. Secret."""
+
+    provider: k8s.Provider
+    """Kubernetes provider for the cluster. It waits for the node group, so workloads have nodes."""
+
+    oidc_provider_arn: pulumi.Output[str]
+    """ARN of the cluster's IAM OIDC provider (IRSA trust policies use it as the federated principal)."""
+
+    oidc_issuer: pulumi.Output[str]
+    """The OIDC issuer without https:// (the prefix of IRSA condition keys)."""
+
+    log_group_name: pulumi.Output[str]
+    """Name of the control-plane log group."""
+
+    log_group_arn: pulumi.Output[str]
+    """ARN of the control-plane log group."""
+
+    node_architecture: Architecture
+    """CPU architecture of the nodes, "amd64" or "arm64", from the instance type."""
+
+    def __init__(self, name: str, args: AuditedClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        tags = dict(args.tags)
+        self.node_architecture = node_architecture_of(args.node_instance_type)
+
+        if args.vpc_id is None:
+            self.network = LabVpc(
+                f"{name}-network",
+                LabVpcArgs(cluster_name=args.cluster_name, cidr_block=args.vpc_cidr, tags=tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            vpc_id: pulumi.Input[str] = self.network.vpc_id
+            public_subnet_ids: Sequence[pulumi.Input[str]] | None = self.network.public_subnet_ids
+            private_subnet_ids: Sequence[pulumi.Input[str]] = self.network.private_subnet_ids
+        else:
+            self.network = None
+            vpc_id = args.vpc_id
+            public_subnet_ids = args.public_subnet_ids
+            private_subnet_ids = args.private_subnet_ids or []
+
+        # Created before the cluster, so EKS writes into it instead of creating an unmanaged one.
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.cluster = eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            vpc_id=vpc_id,
+            public_subnet_ids=public_subnet_ids,
+            private_subnet_ids=private_subnet_ids,
+            node_associate_public_ip_address=False,
+            endpoint_public_access=True,
+            endpoint_private_access=True,  # nodes reach the API server inside the VPC
+            public_access_cidrs=list(args.api_public_access_cidrs),
+            enabled_cluster_log_types=args.log_types,
+            create_oidc_provider=True,
+            authentication_mode=eks.AuthenticationMode.API,
+            skip_default_node_group=True,
+            # The EKS managed vpc-cni add-on with its network policy agent; without it NetworkPolicy
+            # objects are accepted by the API server and silently not enforced.
+            use_default_vpc_cni=False,
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
+            # STANDARD: when the version leaves standard support EKS upgrades the cluster instead of
+            # moving it to extended support, which costs $0.60 an hour instead of $0.10.
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
+        )
+
+        self.node_role = aws.iam.Role(
+            f"{name}-node-role",
+            description=f"Nodes of the EKS cluster {args.cluster_name}",
+            assume_role_policy=NODE_TRUST_POLICY,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        partition = aws.get_partition_output(opts=pulumi.InvokeOptions(parent=self)).partition
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{policy}",
+                role=self.node_role.name,
+                policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:policy/", policy),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for policy in NODE_POLICIES
+        ]
+
+        # A plain EKS managed node group (what eks.ManagedNodeGroup wraps): with access entries EKS
+        # registers the node role itself, and every input stays visible to tests under mocks.
+        self.node_group = aws.eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=args.cluster_name,
+            node_group_name_prefix=f"{args.cluster_name}-",
+            node_role_arn=self.node_role.arn,
+            ami_type=ami_type_for(self.node_architecture),
+            instance_types=[args.node_instance_type],
+            capacity_type="ON_DEMAND",
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                desired_size=args.node_count, min_size=args.min_size, max_size=args.max_size
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            subnet_ids=list(private_subnet_ids),
+            tags=tags,
+            # After the whole cluster (a remote component: depending on it waits for its add-ons and
+            # OIDC provider too), and after the role has its policies: without the CNI policy nodes
+            # never become ready.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *attachments]),
+        )
+
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
+        # The explicit name, not the cluster's output: eks.Cluster nests the aws.eks.Cluster resource.
+        self.cluster_name = pulumi.Output.from_input(args.cluster_name)
+        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
+        self.oidc_provider_arn = self.cluster.oidc_provider_arn
+        self.oidc_issuer = self.cluster.oidc_issuer
+        self.log_group_name = self.log_group.name
+        self.log_group_arn = self.log_group.arn
+
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            # Charts and workloads wait for nodes to exist, not only for the control plane.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group]),
+        )
+
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "vpcId": self.vpc_id,
+                "oidcProviderArn": self.oidc_provider_arn,
+                "oidcIssuer": self.oidc_issuer,
+                "logGroupName": self.log_group_name,
+                "logGroupArn": self.log_group_arn,
+                "nodeArchitecture": self.node_architecture,
+            }
+        )
