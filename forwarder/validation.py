@@ -11,8 +11,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+_fast_loads: Callable[[str], Any] | None
+try:
+    # Parses an audit event about 3x faster than the standard library: this is the forwarder's
+    # hottest line. Optional, so the module still works where the wheel is missing.
+    import orjson
+
+    _fast_loads = orjson.loads
+except ImportError:
+    _fast_loads = None
 
 NOT_JSON: Final = "not_json"
 NOT_OBJECT: Final = "not_object"
@@ -44,6 +55,19 @@ def _reject_constant(name: str) -> None:
 
 
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+FAST_LOADS: Callable[[str], Any] | None = _fast_loads
+
+
+def parse_json(text: str) -> Any:
+    """Parse one JSON text as the standard library would, minus NaN/Infinity; ValueError if invalid."""
+    if FAST_LOADS is not None:
+        try:
+            return FAST_LOADS(text)
+        except ValueError:
+            # orjson refuses a few texts JSON allows (escaped lone surrogates, numbers beyond a
+            # double): let the standard library decide those.
+            pass
+    return _DECODER.decode(text)
 
 # Layout of Go's time.RFC3339Nano as time.Parse reads it: upper-case T and Z, any number of
 # fraction digits, numeric offsets with a colon; fields within their ranges (second 60 is refused).
@@ -91,7 +115,7 @@ def validate(message: str, max_event_bytes: int) -> Validated:
     if text.endswith(TRUNCATED_MARKER):
         return _invalid(TRUNCATED)
     try:
-        event = _DECODER.decode(text)
+        event = parse_json(text)
     except (ValueError, RecursionError):
         return _invalid(NOT_JSON)
     if not isinstance(event, dict):
@@ -108,12 +132,13 @@ def validate(message: str, max_event_bytes: int) -> Validated:
     # A raw newline cannot occur inside a JSON string, so one here means pretty-printed JSON:
     # send it compact, as Falco measures an event by its compact form.
     if "\n" in text:
-        body = _compact(event)
+        # Re-read with the standard library: orjson turns integers beyond 64 bits into floats.
+        body = _compact(_DECODER.decode(text))
     else:
         try:
             body = text.encode("utf-8")
         except UnicodeEncodeError:
-            body = _compact(event)
+            body = _compact(_DECODER.decode(text))
     if len(body) > max_event_bytes:
         return _invalid(TOO_LARGE, audit_id)
     return Validated(True, None, body, audit_id)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
+import forwarder.validation
 from forwarder.validation import (
     BAD_STAGE_TIMESTAMP,
     MISSING_AUDIT_ID,
@@ -32,6 +35,13 @@ INVALID_FILES = {
     "panther_k8s_audit_rule_tests.jsonl": 31,
     "audit2rbac_demo_log_2017_full_v1beta1.jsonl": 757,
 }
+
+
+@pytest.fixture(autouse=True, params=["orjson", "stdlib"])
+def json_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test runs with the fast parser (as deployed) and with the standard library alone."""
+    monkeypatch.setattr(forwarder.validation, "FAST_LOADS", orjson.loads if request.param == "orjson" else None)
+    yield request.param
 
 
 def corpus_lines(name: str) -> list[str]:
@@ -139,6 +149,28 @@ def test_non_ascii_text_is_kept_as_utf8() -> None:
 def test_bad_lines_are_rejected_with_their_reason(line: str, reason: str) -> None:
     result = validate(line, MAX)
     assert (result.ok, result.reason, result.body) == (False, reason, None)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '"big":123456789012345678901234567890',  # beyond 64 bits: orjson would make it a float
+        '"huge":1e400',  # beyond a double: orjson refuses it, JSON (and Go's fastjson) allow it
+        '"odd":"\\ud800"',  # an escaped lone surrogate
+    ],
+)
+def test_json_that_a_fast_parser_refuses_is_still_accepted_and_sent_unchanged(extra: str) -> None:
+    line = compact(event())[:-1] + "," + extra + "}"
+    result = validate(line, MAX)
+    assert result.ok, result.reason
+    assert result.body == line.encode()
+
+
+def test_pretty_printed_event_keeps_big_integers_exact() -> None:
+    pretty = json.dumps(event(big=123456789012345678901234567890), indent=2)
+    result = validate(pretty, MAX)
+    assert result.ok and result.body is not None
+    assert b'"big":123456789012345678901234567890' in result.body
 
 
 def test_events_over_the_size_limit_are_too_large() -> None:
