@@ -1,0 +1,28 @@
+"""The lab stack: read and check the stack's config, build the FalcoEksLab umbrella, export its outputs.
+
+Settings are declared in Pulumi.yaml (`pulumi config` lists them); components/stack_config.py reads
+them and checks every value before anything is created.
+"""
+
+import pulumi
+import pulumi_aws as aws
+
+from components.errors import ConfigError
+from components.lab import FalcoEksLab
+from components.stack_config import read_lab_args, with_admin_identity
+
+try:
+    lab_args = read_lab_args(pulumi.Config(), pulumi.Config("aws"))
+except ConfigError as err:
+    # A one-line message naming the setting instead of a Python traceback.
+    raise pulumi.RunError(f"invalid stack configuration: {err}") from err
+
+# The deploying identity gets admin access through EKS (cluster creator) and is the one attendees
+# use, so the "Full K8s Administrative Access" rule should fire for it.
+deployer = aws.get_caller_identity()
+lab_args = with_admin_identity(lab_args, deployer.arn)
+
+lab = FalcoEksLab("falco-eks-lab", lab_args)
+
+for export_name, value in lab.outputs().items():
+    pulumi.export(export_name, value)

@@ -1,0 +1,362 @@
+"""AuditedCluster and LabVpc: the arguments' checks, and what the components register (under mocks)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import pytest
+from pulumi.runtime import rpc
+from pulumi_mocks import OIDC_ISSUER, OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
+
+from components.cluster import (
+    CLOUDWATCH_RETENTION_DAYS,
+    AuditedCluster,
+    AuditedClusterArgs,
+    ami_type_for,
+    node_architecture_of,
+)
+from components.errors import ConfigError
+from components.network import LabVpcArgs
+
+CLUSTER = "eks:index:Cluster"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+SUBNET = "aws:ec2/subnet:Subnet"
+KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def unwrap(value: Any) -> Any:
+    """A registered input without the engine's secret wrapper."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value["value"]
+    return value
+
+
+def build(**overrides: Any) -> tuple[Recorded, AuditedCluster]:
+    args = AuditedClusterArgs(**{"cluster_name": "falco-lab", **overrides})
+    recorded = run_program(lambda: AuditedCluster("lab", args))
+    return recorded, recorded.result
+
+
+@pytest.fixture(scope="module")
+def default() -> tuple[Recorded, AuditedCluster]:
+    return build()
+
+
+def urn_of(recorded: Recorded, typ: str, name: str | None = None) -> str:
+    return recorded.one(typ, name).urn
+
+
+# --- the audit log group -----------------------------------------------------------------------------
+
+
+def test_log_group_is_the_one_eks_writes_to_with_the_default_retention(default):
+    recorded, _ = default
+    group = recorded.one(LOG_GROUP)
+    assert group.inputs["name"] == "/aws/eks/falco-lab/cluster"
+    assert group.inputs["retentionInDays"] == 7
+    assert "kmsKeyId" not in group.inputs
+
+
+def test_log_group_takes_the_retention_and_kms_key_given():
+    recorded, _ = build(log_retention_days=30, log_kms_key_arn=KMS_KEY)
+    group = recorded.one(LOG_GROUP)
+    assert group.inputs["retentionInDays"] == 30
+    assert group.inputs["kmsKeyId"] == KMS_KEY
+
+
+def test_cluster_is_created_after_its_log_group(default):
+    recorded, _ = default
+    assert urn_of(recorded, LOG_GROUP) in recorded.one(CLUSTER).dependencies
+
+
+def test_log_group_outputs(default):
+    _, cluster = default
+    assert resolve(cluster.log_group_name) == "/aws/eks/falco-lab/cluster"
+    assert resolve(cluster.log_group_arn).endswith(":log-group:/aws/eks/falco-lab/cluster")
+
+
+# --- eks.Cluster ---------------------------------------------------------------------------------------
+
+
+def test_eks_cluster_inputs(default):
+    recorded, _ = default
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["name"] == "falco-lab"
+    assert inputs["version"] == "1.35"
+    assert inputs["enabledClusterLogTypes"] == ["audit"]
+    assert inputs["createOidcProvider"] is True
+    assert inputs["authenticationMode"] == "API"
+    assert inputs["skipDefaultNodeGroup"] is True
+    assert inputs["nodeAssociatePublicIpAddress"] is False
+    assert inputs["endpointPrivateAccess"] is True
+    assert inputs["upgradePolicy"] == {"supportType": "STANDARD"}
+
+
+def test_vpc_cni_addon_enforces_network_policies(default):
+    recorded, _ = default
+    inputs = recorded.one(CLUSTER).inputs
+    # The managed vpc-cni add-on (not the default self-managed CNI) with its network policy agent.
+    assert inputs["useDefaultVpcCni"] is False
+    assert inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_extra_log_types_come_after_audit_without_repeats():
+    recorded, _ = build(extra_log_types=("api", "audit", "authenticator", "api"))
+    assert recorded.one(CLUSTER).inputs["enabledClusterLogTypes"] == ["audit", "api", "authenticator"]
+
+
+def test_cluster_outputs_for_other_components(default):
+    recorded, cluster = default
+    assert resolve(cluster.cluster_name) == "falco-lab"
+    assert resolve(cluster.oidc_provider_arn) == OIDC_PROVIDER_ARN
+    assert resolve(cluster.oidc_issuer) == OIDC_ISSUER
+    assert not resolve(cluster.oidc_issuer).startswith("https://")
+    assert cluster.node_architecture == "amd64"
+    kubeconfig = resolve(cluster.kubeconfig)
+    assert json.loads(kubeconfig)["kind"] == "Config"
+    assert is_secret(cluster.kubeconfig)
+
+
+def test_kubernetes_provider_uses_the_kubeconfig_as_a_secret_and_waits_for_nodes(default):
+    recorded, cluster = default
+    provider = recorded.one("pulumi:providers:kubernetes")
+    assert provider.parent == urn_of(recorded, "falco-eks:index:AuditedCluster")
+    raw = provider.inputs["kubeconfig"]
+    assert raw.get(rpc._special_sig_key) == rpc._special_secret_sig, "kubeconfig must reach the provider as a secret"
+    assert json.loads(unwrap(raw))["clusters"][0]["name"] == "falco-lab"
+    assert urn_of(recorded, NODE_GROUP) in provider.dependencies
+
+
+# --- the managed node group ----------------------------------------------------------------------------
+
+
+def test_managed_node_group_on_al2023_in_the_private_subnets(default):
+    recorded, _ = default
+    group = recorded.one(NODE_GROUP)
+    inputs = group.inputs
+    assert inputs["clusterName"] == "falco-lab"
+    assert inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert inputs["instanceTypes"] == ["t3.large"]
+    assert inputs["capacityType"] == "ON_DEMAND"
+    assert inputs["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 2}
+    private = sorted(f"{r.name}-id" for r in recorded.of_type(SUBNET) if "private" in r.name)
+    assert sorted(inputs["subnetIds"]) == private
+    # After the whole cluster (add-ons included) and after its role has every policy.
+    assert urn_of(recorded, CLUSTER) in group.dependencies
+    for attachment in recorded.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        assert attachment.urn in group.dependencies
+
+
+def test_node_group_has_its_own_role_with_exactly_the_node_policies(default):
+    recorded, _ = default
+    role = recorded.one("aws:iam/role:Role")
+    assert recorded.one(NODE_GROUP).inputs["nodeRoleArn"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    attached = sorted(
+        a.inputs["policyArn"] for a in recorded.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    )
+    assert attached == [
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    ]
+
+
+def test_graviton_instance_type_gets_arm64_nodes():
+    recorded, cluster = build(node_instance_type="m7g.large", node_count=3, node_min_count=1, node_max_count=4)
+    inputs = recorded.one(NODE_GROUP).inputs
+    assert inputs["amiType"] == "AL2023_ARM_64_STANDARD"
+    assert inputs["scalingConfig"] == {"desiredSize": 3, "minSize": 1, "maxSize": 4}
+    assert cluster.node_architecture == "arm64"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("t3.large", "amd64"),
+        ("m7i-flex.large", "amd64"),
+        ("m6a.xlarge", "amd64"),
+        ("g5.xlarge", "amd64"),  # the "g" is the GPU family, not Graviton
+        ("g4dn.xlarge", "amd64"),
+        ("t4g.large", "arm64"),
+        ("m7g.large", "arm64"),
+        ("c6gn.large", "arm64"),
+        ("x2gd.large", "arm64"),
+        ("g5g.xlarge", "arm64"),
+        ("a1.large", "arm64"),
+    ],
+)
+def test_node_architecture_from_instance_type(instance_type, architecture):
+    assert node_architecture_of(instance_type) == architecture
+    expected_ami = "AL2023_ARM_64_STANDARD" if architecture == "arm64" else "AL2023_x86_64_STANDARD"
+    assert ami_type_for(architecture) == expected_ami
+
+
+# --- the dedicated VPC ---------------------------------------------------------------------------------
+
+
+def test_dedicated_vpc_with_public_and_private_subnets_in_two_zones(default):
+    recorded, cluster = default
+    vpc = recorded.one("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
+    assert vpc.inputs["enableDnsHostnames"] is True
+    subnets = recorded.of_type(SUBNET)
+    public = [s for s in subnets if "public" in s.name]
+    private = [s for s in subnets if "private" in s.name]
+    assert len(public) == 2 and len(private) == 2
+    for group in (public, private):
+        assert len({s.inputs["availabilityZone"] for s in group}) == 2
+    for subnet in subnets:
+        assert subnet.inputs["vpcId"] == "lab-network-vpc-id"
+        assert subnet.inputs["mapPublicIpOnLaunch"] is False
+    assert all(s.inputs["tags"]["kubernetes.io/role/elb"] == "1" for s in public)
+    assert all(s.inputs["tags"]["kubernetes.io/role/internal-elb"] == "1" for s in private)
+    networks = [ipaddress.ip_network(s.inputs["cidrBlock"]) for s in subnets]
+    assert all(n.subnet_of(ipaddress.ip_network("10.0.0.0/16")) for n in networks)
+    assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :])
+    # The cluster gets the same VPC and subnets.
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["vpcId"] == "lab-network-vpc-id"
+    assert sorted(inputs["privateSubnetIds"]) == sorted(f"{s.name}-id" for s in private)
+    assert sorted(inputs["publicSubnetIds"]) == sorted(f"{s.name}-id" for s in public)
+    assert resolve(cluster.vpc_id) == "lab-network-vpc-id"
+
+
+def test_one_nat_gateway_routes_the_private_subnets(default):
+    recorded, _ = default
+    nat = recorded.one("aws:ec2/natGateway:NatGateway")
+    assert nat.inputs["subnetId"] == "lab-network-public-0-id"
+    assert urn_of(recorded, "aws:ec2/internetGateway:InternetGateway") in nat.dependencies
+    private_rt = recorded.one("aws:ec2/routeTable:RouteTable", "lab-network-private-rt")
+    assert private_rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": "lab-network-nat-id"}]
+    public_rt = recorded.one("aws:ec2/routeTable:RouteTable", "lab-network-public-rt")
+    assert public_rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "gatewayId": "lab-network-igw-id"}]
+    associations = {
+        a.inputs["subnetId"]: a.inputs["routeTableId"]
+        for a in recorded.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    }
+    assert associations == {
+        "lab-network-private-0-id": "lab-network-private-rt-id",
+        "lab-network-private-1-id": "lab-network-private-rt-id",
+        "lab-network-public-0-id": "lab-network-public-rt-id",
+        "lab-network-public-1-id": "lab-network-public-rt-id",
+    }
+
+
+def test_default_security_group_of_the_vpc_has_no_rules(default):
+    recorded, _ = default
+    group = recorded.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert group.inputs.get("ingress", []) == [] and group.inputs.get("egress", []) == []
+
+
+def test_callers_vpc_is_used_as_given_and_no_vpc_is_created():
+    recorded, cluster = build(
+        vpc_id="vpc-0abc", private_subnet_ids=["subnet-a", "subnet-b"], public_subnet_ids=["subnet-c", "subnet-d"]
+    )
+    assert recorded.of_type("aws:ec2/vpc:Vpc") == []
+    assert recorded.of_type("falco-eks:index:LabVpc") == []
+    assert recorded.of_type("aws:ec2/natGateway:NatGateway") == []
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["vpcId"] == "vpc-0abc"
+    assert inputs["privateSubnetIds"] == ["subnet-a", "subnet-b"]
+    assert recorded.one(NODE_GROUP).inputs["subnetIds"] == ["subnet-a", "subnet-b"]
+    assert resolve(cluster.vpc_id) == "vpc-0abc"
+
+
+def test_every_child_is_under_the_component(default):
+    recorded, _ = default
+    top = recorded.one("falco-eks:index:AuditedCluster")
+    for registration in recorded.resources:
+        if registration is not top:
+            assert top in recorded.parent_chain(registration), registration.name
+
+
+# --- argument checks -------------------------------------------------------------------------------------
+
+
+def bad(setting: str, **overrides: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        AuditedClusterArgs(**{"cluster_name": "falco-lab", **overrides})
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(f"{setting}: ")
+    return caught.value
+
+
+@pytest.mark.parametrize("retention", [0, 2, 8, 366, 10000, True])
+def test_retention_must_be_one_cloudwatch_accepts(retention):
+    error = bad("log_retention_days", log_retention_days=retention)
+    assert "3653" in str(error)
+
+
+def test_every_cloudwatch_retention_is_accepted():
+    for days in sorted(CLOUDWATCH_RETENTION_DAYS):
+        assert AuditedClusterArgs(cluster_name="x", log_retention_days=days).log_retention_days == days
+
+
+@pytest.mark.parametrize("count", [0, -1, 101, 2.5, "2"])
+def test_node_count_must_be_a_whole_number_from_1(count):
+    bad("node_count", node_count=count)
+
+
+def test_node_min_and_max_must_bracket_the_count():
+    bad("node_min_count", node_count=2, node_min_count=3)
+    bad("node_max_count", node_count=2, node_max_count=1)
+
+
+def test_unknown_log_type_is_refused_with_the_choices():
+    error = bad("extra_log_types", extra_log_types=("api", "kube-apiserver"))
+    assert "kube-apiserver" in str(error) and "controllerManager" in str(error)
+
+
+def test_log_types_as_one_string_is_refused():
+    bad("extra_log_types", extra_log_types="api")
+
+
+@pytest.mark.parametrize("name", ["", "-lab", "lab cluster", "lab/1", "x" * 101])
+def test_cluster_name_must_be_valid_for_eks(name):
+    bad("cluster_name", cluster_name=name)
+
+
+@pytest.mark.parametrize("version", ["1.2", "v1.35", "1.35.1", "latest", "1.28"])
+def test_kubernetes_version_is_checked(version):
+    bad("kubernetes_version", kubernetes_version=version)
+
+
+@pytest.mark.parametrize("instance_type", ["t3", "large", "T3.LARGE", "t3.large "])
+def test_instance_type_is_checked(instance_type):
+    bad("node_instance_type", node_instance_type=instance_type)
+
+
+def test_kms_key_must_be_a_key_arn():
+    bad("log_kms_key_arn", log_kms_key_arn="alias/aws/logs")
+
+
+def test_callers_network_needs_vpc_and_two_private_subnets():
+    bad("vpc_id", private_subnet_ids=["subnet-a", "subnet-b"])
+    bad("private_subnet_ids", vpc_id="vpc-1")
+    bad("private_subnet_ids", vpc_id="vpc-1", private_subnet_ids=["subnet-a"])
+
+
+def test_api_access_cidrs_are_checked():
+    bad("api_public_access_cidrs", api_public_access_cidrs=("10.0.0.0/33",))
+    bad("api_public_access_cidrs", api_public_access_cidrs=())
+
+
+def test_vpc_cidr_is_checked():
+    bad("vpc_cidr", vpc_cidr="10.0.0.0/24")
+    bad("vpc_cidr", vpc_cidr="not-a-cidr")
+    with pytest.raises(ConfigError):
+        LabVpcArgs(cluster_name="x", cidr_block="10.0.0.1/16")
+
+
+def test_args_are_normalised():
+    args = AuditedClusterArgs(cluster_name="lab", extra_log_types=["scheduler", "scheduler"])  # type: ignore[arg-type]
+    assert args.extra_log_types == ("scheduler",)
+    assert args.log_types == ["audit", "scheduler"]
+    assert args.log_group_name == "/aws/eks/lab/cluster"
