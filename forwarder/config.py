@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="forwarder",
         description="Forward EKS Kubernetes audit events from CloudWatch Logs to Falco's k8saudit webhook.",
+        epilog="Every option can also be set from an environment variable FORWARDER_<OPTION> "
+        "(e.g. FORWARDER_FALCO_URL); 'forwarder run --help' and 'forwarder replay --help' name each one.",
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="{run,replay}", parser_class=_Parser)
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="send JSON lines of audit events from files to Falco", allow_abbrev=False,
         description="Send audit events (one JSON object per line) from files to Falco; '-' reads standard input. "
-        "Prints a one-line JSON summary; exits 0 when every valid line was acknowledged, 1 otherwise.",
+        "Prints a one-line JSON summary on stdout (logs go to stderr); exits 0 when every valid line was "
+        "acknowledged, 1 otherwise.",
     )
     replay.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file, or - for standard input")
     _add_options(replay, _REPLAY_OPTIONS)
