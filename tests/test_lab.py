@@ -1,0 +1,156 @@
+"""FalcoEksLab, the umbrella: its arguments, that everything hangs under it, and how the parts are wired."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
+
+from components.cluster import AuditedClusterArgs
+from components.errors import ConfigError
+from components.lab import FalcoEksLab, FalcoEksLabArgs
+
+LAB = "falco-eks:index:FalcoEksLab"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+WEBHOOK_URL = "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+
+
+def lab_args(**overrides: Any) -> FalcoEksLabArgs:
+    cluster = overrides.pop("cluster", AuditedClusterArgs(cluster_name="falco-lab"))
+    return FalcoEksLabArgs(**{"cluster": cluster, "region": "us-west-2", **overrides})
+
+
+def build(**overrides: Any) -> tuple[Recorded, FalcoEksLab]:
+    args = lab_args(**overrides)
+    recorded = run_program(lambda: FalcoEksLab("lab", args))
+    return recorded, recorded.result
+
+
+@pytest.fixture(scope="module")
+def default() -> tuple[Recorded, FalcoEksLab]:
+    return build(admin_identities=("arn:aws:iam::123456789012:role/Admin",))
+
+
+def test_every_resource_hangs_under_the_lab(default):
+    recorded, _ = default
+    lab = recorded.one(LAB)
+    assert lab.parent.endswith("::falco-eks-lab-test"), "the umbrella is a child of the stack itself"
+    others = [r for r in recorded.resources if r is not lab]
+    assert len(others) > 30
+    for registration in others:
+        assert lab in recorded.parent_chain(registration), f"{registration.type} {registration.name}"
+
+
+def test_the_three_components_are_direct_children(default):
+    recorded, _ = default
+    lab_urn = recorded.one(LAB).urn
+    for typ in ("falco-eks:index:AuditedCluster", "falco-eks:index:Falco", "falco-eks:index:AuditForwarder"):
+        assert recorded.one(typ).parent == lab_urn, typ
+
+
+def test_forwarder_waits_for_both_falco_releases(default):
+    recorded, _ = default
+    releases = recorded.of_type(RELEASE)
+    assert len(releases) == 2
+    forwarder = recorded.one("falco-eks:index:AuditForwarder")
+    assert {r.urn for r in releases} <= set(forwarder.dependencies)
+
+
+def test_forwarder_gets_the_clusters_log_group_and_oidc_provider(default):
+    recorded, _ = default
+    policy = json.loads(recorded.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    resources = [r for statement in policy["Statement"] for r in statement["Resource"]]
+    assert "arn:aws:logs:us-west-2:123456789012:log-group:/aws/eks/falco-lab/cluster" in resources
+    irsa = next(r for r in recorded.of_type("aws:iam/role:Role") if r.name == "lab-forwarder-irsa")
+    trust = json.loads(irsa.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"]["Federated"] == OIDC_PROVIDER_ARN
+
+
+def test_forwarder_sends_to_falcos_webhook_and_reads_the_region(default):
+    recorded, _ = default
+    container = recorded.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--falco-url") + 1] == WEBHOOK_URL
+    assert args[args.index("--log-group") + 1] == "/aws/eks/falco-lab/cluster"
+    assert args[args.index("--region") + 1] == "us-west-2"
+
+
+def test_admin_identities_reach_falcos_audit_rules(default):
+    recorded, _ = default
+    values = json.dumps([r.inputs.get("values") for r in recorded.of_type(RELEASE)])
+    assert "arn:aws:sts::123456789012:assumed-role/Admin/" in values
+
+
+def test_falco_settings_reach_the_releases():
+    recorded, lab = build(falco_chart_version="9.0.0", sidekick_ui=False)
+    assert {r.inputs["version"] for r in recorded.of_type(RELEASE)} == {"9.0.0"}
+    assert recorded.of_type("random:index/randomPassword:RandomPassword") == []
+    assert lab.falco_ui_password is None
+    assert not {"falcoUiCommand", "falcoUiPassword", "falcoUiUsername"} & set(lab.outputs())
+
+
+def test_arm64_nodes_get_an_arm64_forwarder_image():
+    recorded, _ = build(cluster=AuditedClusterArgs(cluster_name="falco-lab", node_instance_type="t4g.large"))
+    assert recorded.one("docker-build:index:Image").inputs["platforms"] == ["linux/arm64"]
+
+
+def test_a_given_forwarder_image_is_run_without_a_build():
+    image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/forwarder:1.0"
+    recorded, lab = build(forwarder_image=image)
+    assert recorded.of_type("docker-build:index:Image") == []
+    assert resolve(lab.forwarder_image) == image
+
+
+def test_outputs_the_stack_exports(default):
+    _, lab = default
+    outputs = lab.outputs()
+    assert resolve(outputs["clusterName"]) == "falco-lab"
+    assert resolve(outputs["auditLogGroupName"]) == "/aws/eks/falco-lab/cluster"
+    assert resolve(outputs["falcoWebhookUrl"]) == WEBHOOK_URL
+    assert resolve(outputs["falcoNamespace"]) == "falco"
+    assert resolve(outputs["forwarderRoleArn"]).startswith("arn:aws:iam::123456789012:role/")
+    assert resolve(outputs["forwarderNamespace"]) == "falco-forwarder"
+    assert "kubectl" in resolve(outputs["forwarderLogsCommand"])
+    assert "9090" in resolve(outputs["forwarderMetricsCommand"])
+    assert "port-forward" in resolve(outputs["falcoUiCommand"])
+    assert outputs["falcoUiUsername"] == "admin"
+    assert is_secret(outputs["kubeconfig"])
+    assert is_secret(outputs["falcoUiPassword"])
+
+
+# --- argument checks -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "overrides"),
+    [
+        ("region", {"region": "Oregon"}),
+        ("region", {"region": ""}),
+        ("falco_chart_version", {"falco_chart_version": "latest"}),
+        ("sidekick_ui", {"sidekick_ui": "yes"}),
+        ("admin_identities", {"admin_identities": "arn:aws:iam::123456789012:role/Admin"}),
+        ("admin_identities", {"admin_identities": ("arn:aws:iam::123456789012:root",)}),
+        ("forwarder_image", {"forwarder_image": " "}),
+        ("forwarder_build", {"forwarder_build": "kaniko"}),
+        ("cluster", {"cluster": {"cluster_name": "falco-lab"}}),
+    ],
+)
+def test_bad_arguments_are_refused_by_field(setting, overrides):
+    with pytest.raises(ConfigError) as caught:
+        lab_args(**overrides)
+    assert caught.value.setting == setting
+
+
+def test_bad_arguments_register_nothing():
+    def attempt() -> ConfigError | None:
+        try:
+            FalcoEksLab("lab", lab_args(forwarder_build="kaniko"))
+        except ConfigError as err:
+            return err
+        return None
+
+    recorded = run_program(attempt)
+    assert isinstance(recorded.result, ConfigError)
+    assert recorded.resources == []
