@@ -37,3 +37,16 @@ lint: dev-deps ## ruff and mypy
 
 bench: dev-deps ## Benchmark the forwarder against moto and a local receiver (prints figures)
 	$(BIN)/python -m tests.bench.run
+
+# The lab in AWS. Needs the Pulumi CLI, the AWS CLI with credentials, and Docker unless
+# forwarderImage or forwarderBuild=source is set; scripts/check-prereqs.sh names what is missing.
+.PHONY: up down
+
+up: ## Bring the lab up in AWS (stack dev; STACK=name for another): checks, venv, pulumi up
+	@STACK=$(STACK) scripts/check-prereqs.sh up
+	@$(MAKE) --no-print-directory venv
+	@STACK=$(STACK) scripts/lab-up.sh
+
+down: ## Destroy everything the lab created and remove the stack
+	@STACK=$(STACK) scripts/check-prereqs.sh down
+	@STACK=$(STACK) scripts/lab-down.sh
