@@ -8,8 +8,9 @@ price is that the private subnets lose egress if that one zone fails, which a la
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -106,7 +107,7 @@ class LabVpc(pulumi.ComponentResource):
         public_subnets: list[aws.ec2.Subnet] = []
         private_subnets: list[aws.ec2.Subnet] = []
         for index in range(ZONE_COUNT):
-            zone = zones.names.apply(lambda names, i=index: _zone(names, i))
+            zone: pulumi.Output[str] = zones.names.apply(functools.partial(_zone, index=index))
             public_subnets.append(
                 aws.ec2.Subnet(
                     f"{name}-public-{index}",
@@ -194,7 +195,7 @@ class LabVpc(pulumi.ComponentResource):
         )
 
 
-def _zone(names: list[str], index: int) -> str:
+def _zone(names: Sequence[str], index: int) -> str:
     if len(names) < ZONE_COUNT:
         raise ConfigError("region", f"needs at least {ZONE_COUNT} available zones for EKS, found {names}")
     return names[index]
