@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
 
-from components.cluster import AuditedClusterArgs
+from components import AuditedCluster, AuditedClusterArgs, AuditForwarder, AuditForwarderArgs, Falco, FalcoArgs
 from components.errors import ConfigError
 from components.lab import FalcoEksLab, FalcoEksLabArgs
 
@@ -154,3 +155,60 @@ def test_bad_arguments_register_nothing():
     recorded = run_program(attempt)
     assert isinstance(recorded.result, ConfigError)
     assert recorded.resources == []
+
+
+def test_components_compose_without_the_umbrella_in_a_company_stack():
+    """The README's reuse example: the caller's VPC and KMS key, its own image, no FalcoEksLab."""
+
+    def company_stack() -> AuditForwarder:
+        cluster = AuditedCluster(
+            "prod",
+            AuditedClusterArgs(
+                cluster_name="prod-eu",
+                node_instance_type="m7g.large",
+                node_count=3,
+                log_retention_days=90,
+                extra_log_types=("authenticator",),
+                log_kms_key_arn=pulumi.Output.from_input(
+                    "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                ),
+                vpc_id="vpc-0company",
+                private_subnet_ids=["subnet-a", "subnet-b", "subnet-c"],
+                api_public_access_cidrs=("203.0.113.0/24",),
+                tags={"team": "platform"},
+            ),
+        )
+        falco = Falco(
+            "falco",
+            FalcoArgs(provider=cluster.provider, admin_identities=("arn:aws:iam::123456789012:role/PlatformAdmin",)),
+        )
+        return AuditForwarder(
+            "audit-forwarder",
+            AuditForwarderArgs(
+                provider=cluster.provider,
+                log_group_name=cluster.log_group_name,
+                log_group_arn=cluster.log_group_arn,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer=cluster.oidc_issuer,
+                region="eu-central-1",
+                falco_url=falco.webhook_url,
+                falco_namespace=falco.namespace,
+                falco_pod_labels=falco.audit_pod_labels,
+                falco_port=falco.webhook_port,
+                node_architecture=cluster.node_architecture,
+                image="123456789012.dkr.ecr.eu-central-1.amazonaws.com/audit-forwarder:1.0",
+            ),
+            opts=pulumi.ResourceOptions(depends_on=falco.releases),
+        )
+
+    recorded = run_program(company_stack)
+    assert recorded.of_type(LAB) == []
+    assert recorded.of_type("aws:ec2/vpc:Vpc") == []
+    group = recorded.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    assert group["kmsKeyId"].endswith(":key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert group["tags"] == {"team": "platform"}
+    cluster = recorded.one("eks:index:Cluster").inputs
+    assert cluster["enabledClusterLogTypes"] == ["audit", "authenticator"]
+    assert cluster["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert recorded.one("aws:eks/nodeGroup:NodeGroup").inputs["subnetIds"] == ["subnet-a", "subnet-b", "subnet-c"]
+    assert resolve(recorded.result.image) == "123456789012.dkr.ecr.eu-central-1.amazonaws.com/audit-forwarder:1.0"
