@@ -23,6 +23,10 @@ COMPONENT_TYPE = "falco-eks:index:LabVpc"
 # EKS needs subnets in at least two availability zones; the lab uses exactly two.
 ZONE_COUNT = 2
 
+# Zone IDs where EKS refuses cluster subnets (EKS user guide, "View Amazon EKS networking
+# requirements for VPC and subnets"). IDs, not names: names map to different zones per account.
+EKS_UNSUPPORTED_ZONE_IDS: tuple[str, ...] = ("use1-az3", "usw1-az2", "cac1-az3")
+
 
 @dataclass(frozen=True)
 class LabVpcArgs:
@@ -76,6 +80,7 @@ class LabVpc(pulumi.ComponentResource):
 
         zones = aws.get_availability_zones_output(
             state="available",
+            exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
             # Local and Wavelength zones cannot hold EKS control-plane subnets.
             filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
             opts=pulumi.InvokeOptions(parent=self),
