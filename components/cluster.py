@@ -251,6 +251,11 @@ class AuditedClusterArgs:
         return self.node_count if self.node_max_count is None else self.node_max_count
 
     @property
+    def node_group_name_prefix(self) -> str:
+        """Prefix of the node group's name: EKS allows 63 characters and the provider appends 26."""
+        return f"{self.cluster_name[:30]}-nodes-"
+
+    @property
     def log_types(self) -> list[str]:
         """Every control-plane log type the cluster enables: "audit" first, then the extras."""
         return ["audit", *self.extra_log_types]
@@ -386,7 +391,7 @@ class AuditedCluster(pulumi.ComponentResource):
         self.node_group = aws.eks.NodeGroup(
             f"{name}-nodes",
             cluster_name=args.cluster_name,
-            node_group_name_prefix=f"{args.cluster_name}-",
+            node_group_name_prefix=args.node_group_name_prefix,
             node_role_arn=self.node_role.arn,
             ami_type=ami_type_for(self.node_architecture),
             instance_types=[args.node_instance_type],

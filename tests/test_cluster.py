@@ -138,6 +138,7 @@ def test_managed_node_group_on_al2023_in_the_private_subnets(default):
     group = recorded.one(NODE_GROUP)
     inputs = group.inputs
     assert inputs["clusterName"] == "falco-lab"
+    assert inputs["nodeGroupNamePrefix"] == "falco-lab-nodes-"
     assert inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert inputs["instanceTypes"] == ["t3.large"]
     assert inputs["capacityType"] == "ON_DEMAND"
@@ -353,6 +354,12 @@ def test_vpc_cidr_is_checked():
     bad("vpc_cidr", vpc_cidr="not-a-cidr")
     with pytest.raises(ConfigError):
         LabVpcArgs(cluster_name="x", cidr_block="10.0.0.1/16")
+
+
+def test_node_group_name_prefix_fits_eks_limit_for_long_cluster_names():
+    assert AuditedClusterArgs(cluster_name="lab").node_group_name_prefix == "lab-nodes-"
+    long_name = AuditedClusterArgs(cluster_name="c" * 100).node_group_name_prefix
+    assert len(long_name) + 26 <= 63
 
 
 def test_args_are_normalised():
