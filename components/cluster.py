@@ -289,7 +289,7 @@ class AuditedCluster(pulumi.ComponentResource):
     """The VPC the cluster runs in."""
 
     cluster_name: pulumi.Output[str]
-    """The EKS cluster's name."""
+    """The EKS cluster's name (known before deployment; carries no dependency on the cluster)."""
 
     kubeconfig: pulumi.Output[str]
     """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token`. Secret."""
@@ -409,7 +409,8 @@ class AuditedCluster(pulumi.ComponentResource):
         )
 
         self.vpc_id = pulumi.Output.from_input(vpc_id)
-        # The explicit name, not the cluster's output: eks.Cluster nests the aws.eks.Cluster resource.
+        # The explicit name, known before deployment (previews show it). It carries no dependency on
+        # the cluster: depend on `cluster` or use `provider` to order work after it.
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
         self.oidc_provider_arn = self.cluster.oidc_provider_arn
