@@ -402,22 +402,33 @@ def test_idle_forwarder_makes_at_most_one_cloudwatch_call_per_second(tmp_path, m
     assert calls <= (end - start) * 1.0 + 1, f"{calls} CloudWatch calls in {end - start:.1f} s while idle"
 
 
-def test_request_rate_cap_holds_under_load(tmp_path, moto, logs, receiver) -> None:
-    # Many streams, many small pages' worth of work: the cap of 4 calls/s must hold in every second.
-    streams = [new_stream_name() for _ in range(12)]
+def test_request_rate_cap_holds_under_load_and_throttling(tmp_path, moto, logs, receiver) -> None:
+    # Throttling makes the forwarder retry as fast as it may: every call, first try or retry
+    # (botocore's own included), must stay under the cap of 4 calls/s.
+    cap = 2
+    streams = [new_stream_name() for _ in range(6)]
     for k, stream in enumerate(streams):
         _put(logs, stream, _generated(30, start_ms=now_ms() - 20_000 + k))
     with AwsFaultProxy(moto.endpoint_url) as proxy:
         fwd = _forwarder(tmp_path, moto, receiver, endpoint_url=proxy.endpoint_url)
-        fwd.args[fwd.args.index("--max-requests-per-second") + 1] = "4"
+        fwd.args[fwd.args.index("--max-requests-per-second") + 1] = str(cap)
+        # A few throttles: the first retries come quickly (jittered backoff from 0.2 s), faster
+        # than the cap allows, without pushing the backoff into tens of seconds.
+        proxy.throttle(count=6)
         with fwd:
-            assert receiver.wait_for_count(12 * 30, DELIVERY_TIMEOUT), fwd.tail()
-            time.sleep(1.0)
+            assert receiver.wait_for_count(6 * 30, DELIVERY_TIMEOUT), fwd.tail()
+            assert proxy.count(injected=True) == 6
+            time.sleep(1.0)  # a few idle polls too
+            counted_throttled = fwd.metric("forwarder_aws_api_calls_total", outcome="throttled")
         stamps = sorted(c.at for c in proxy.calls())
-    # Token bucket: over any window of w seconds at most 4*w + burst; burst is at most the cap.
+    assert len(stamps) > 2 * (cap + 1), f"only {len(stamps)} calls: the cap was not exercised"
+    # Every request that left the process went through the forwarder's limiter and its count: no
+    # hidden SDK retries (botocore's retries={"max_attempts": N} means N *retries*).
+    assert counted_throttled == 6, f"forwarder counted {counted_throttled} throttled calls, AWS saw 6"
+    # A token bucket of burst 1 spaces calls 1/cap apart: a one-second window holds at most cap
+    # starts plus the one on its edge.
     worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
-    assert worst <= 4 + 4, f"{worst} calls in one second with a cap of 4/s"
-    assert len(stamps) <= 4 * (stamps[-1] - stamps[0]) + 4 + 1
+    assert worst <= cap + 1, f"{worst} calls in one second with a cap of {cap}/s"
 
 
 def test_credentials_from_assume_role_with_web_identity(tmp_path, moto, logs, receiver) -> None:

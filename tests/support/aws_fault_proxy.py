@@ -19,6 +19,7 @@ Each for the next `count` matching calls, or until clear() when count is None.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -80,6 +81,15 @@ def access_key_of(headers: Any) -> str | None:
     return auth[start + len(marker) :].split("/", 1)[0]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-request are normal (a killed forwarder); anything else is printed.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
+
+
 class AwsFaultProxy:
     def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0) -> None:
         parsed = urllib.parse.urlsplit(upstream_url)
@@ -110,8 +120,7 @@ class AwsFaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any  # noqa: N815
 
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer((self._host, self._port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-fault-proxy", daemon=True)
         self._thread.start()
         return self
