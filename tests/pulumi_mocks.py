@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -79,7 +80,12 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": cluster_name, "cluster": {"server": "https://EXAMPLE.eks.amazonaws.com"}}],
-            "users": [{"name": "aws", "user": {"exec": {"command": "aws", "args": ["eks", "get-token", "--cluster-name", cluster_name]}}}],
+            "users": [
+                {
+                    "name": "aws",
+                    "user": {"exec": {"command": "aws", "args": ["eks", "get-token", "--cluster-name", cluster_name]}},
+                }
+            ],
         }
         out.update(
             kubeconfigJson=json.dumps(kubeconfig),
@@ -124,15 +130,31 @@ class LabMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         token = args.token
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"], "zoneIds": ["usw2-az1", "usw2-az2", "usw2-az3"], "id": REGION}
+            return {
+                "names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"],
+                "zoneIds": ["usw2-az1", "usw2-az2", "usw2-az3"],
+                "id": REGION,
+            }
         if token == "aws:index/getRegion:getRegion":
             return {"name": REGION, "region": REGION, "id": REGION, "endpoint": f"ec2.{REGION}.amazonaws.com"}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test", "userId": "AIDATEST", "id": ACCOUNT_ID}
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test",
+                "userId": "AIDATEST",
+                "id": ACCOUNT_ID,
+            }
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"userName": "AWS", "password": "mock-token", "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com", "authorizationToken": "x", "expiresAt": "2099-01-01T00:00:00Z", "id": REGION}
+            return {
+                "userName": "AWS",
+                "password": "mock-token",
+                "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com",
+                "authorizationToken": "x",
+                "expiresAt": "2099-01-01T00:00:00Z",
+                "id": REGION,
+            }
         return {}
 
 
@@ -169,7 +191,9 @@ def run_program(build: Callable[[], Any], config: dict[str, str] | None = None, 
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = LabMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=preview, monitor=_RecordingMonitor(mocks, recorded))
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=STACK, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
+    )
 
     @pulumi.runtime.test
     def _run():
