@@ -9,7 +9,7 @@ STACK ?= dev
 .PHONY: help venv dev-deps test lint bench
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -50,3 +50,24 @@ up: ## Bring the lab up in AWS (stack dev; STACK=name for another): checks, venv
 down: ## Destroy everything the lab created and remove the stack
 	@STACK=$(STACK) scripts/check-prereqs.sh down
 	@STACK=$(STACK) scripts/lab-down.sh
+
+# The workshop: trigger the lab's example events and read Falco's alerts (kubectl and the
+# stack's kubeconfig output; with the local backend, the passphrase file make up generated).
+.PHONY: examples trigger alerts workshop-cleanup
+EXAMPLE ?=
+SINCE ?= 10m
+PASSPHRASE_FILE := $(CURDIR)/.pulumi-state/passphrase-$(STACK)
+WORKSHOP_ENV := $(if $(and $(wildcard $(PASSPHRASE_FILE)),$(if $(PULUMI_CONFIG_PASSPHRASE),,x)),PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE))
+
+examples: venv ## List the workshop examples and the Falco rule each one triggers
+	$(BIN)/python -m workshop list
+
+trigger: venv ## Trigger one example in the lab: make trigger EXAMPLE=pod-in-kube-system
+	@test -n "$(EXAMPLE)" || { echo "set EXAMPLE=<name>; 'make examples' lists them" >&2; exit 2; }
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) trigger $(EXAMPLE)
+
+alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE)
+
+workshop-cleanup: venv ## Remove anything the examples left behind
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) cleanup
