@@ -64,6 +64,7 @@ class RequestRecord:
     body_bytes: int
     events: int  # events Falco would have used from this request
     injected: bool  # the status came from fail(), not from the contract
+    busy_s: float = 0.0  # time spent reading and checking the request (injected delays excluded)
 
 
 class _Server(ThreadingHTTPServer):
@@ -374,7 +375,16 @@ class FalcoReceiver:
                 if self._record_ack_times and audit_id not in self._ack_times:
                     self._ack_times[audit_id] = now
             self._requests.append(
-                RequestRecord(now, handler.command, handler.path, status, body_bytes, len(events or []), injected)
+                RequestRecord(
+                    now,
+                    handler.command,
+                    handler.path,
+                    status,
+                    body_bytes,
+                    len(events or []),
+                    injected,
+                    time.monotonic() - getattr(handler, "receiver_started", time.monotonic()),
+                )
             )
             self._cond.notify_all()
         data = text.encode()
@@ -399,6 +409,7 @@ class FalcoReceiver:
         status, retry_after, delay = self._take_injected()
         if delay > 0:
             self._released.wait(delay)
+        handler.receiver_started = time.monotonic()  # type: ignore[attr-defined]
 
         if handler.path.split("?", 1)[0] != self.path:
             self._drain(handler, length_header, chunked)
