@@ -37,7 +37,7 @@ from forwarder.config import RunConfig
 from forwarder.delivery import FalcoClient
 from forwarder.metrics import Health, Metrics
 from forwarder.model import LogEvent
-from forwarder.ranges import DEFAULT_STAGE_AGES_MS, EventKey, RangeTracker, Scan
+from forwarder.ranges import EventKey, RangeTracker, Scan
 from forwarder.ratelimit import RateLimiter
 from forwarder.reader import ReadLoop
 from forwarder.retry import Backoff
@@ -122,7 +122,7 @@ class Pipeline:
         falco: FalcoClient,
         store: CheckpointStore | None,
         clock: Callable[[], float],
-        stage_ages_ms: tuple[int, ...] = DEFAULT_STAGE_AGES_MS,
+        stage_ages_ms: tuple[int, ...] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics

@@ -15,8 +15,8 @@ Design (one tracker, used under its lock by the reader thread and the delivery t
 * A segment records when its last complete read *started* (``read_ms``). An event with
   timestamp ``t <= end`` that becomes visible by ``t + max_lateness`` is therefore returned by
   any complete read started at or after ``end + max_lateness``. Each segment is re-swept at
-  increasing ages measured from its end (``stage_ages``: 10 s and 60 s by default, for low
-  latency of late events) and finally once it is ``max_lateness`` old; after that final sweep
+  increasing ages measured from its end (``stage_ages``: one poll interval, 10 s and 60 s by
+  default, for low latency of late events) and finally once it is ``max_lateness`` old; after that final sweep
   (and once everything it found is acknowledged) the segment is closed and forgotten.
 * Dedup: each open segment holds the 64-bit hashes of the events it has handed out, so a
   sweep forwards only events not seen before. Memory is about the number of events inside
@@ -52,6 +52,8 @@ from forwarder.checkpoint import CheckpointState, SegmentState
 from forwarder.dedup import HashSet, event_hash, pack, unpack
 from forwarder.model import LogEvent
 
+# Re-sweeps at these ages (from a segment's end) besides the poll interval itself (which catches
+# events that were a moment late for the head scan) and the final one at max_lateness.
 DEFAULT_STAGE_AGES_MS: tuple[int, ...] = (10_000, 60_000)
 MAX_SLACK_MS = 60_000
 # A not-due segment with fewer known events/bytes than this costs less than a page to re-read
@@ -138,7 +140,7 @@ class RangeTracker:
         *,
         poll_interval_ms: int,
         max_lateness_ms: int,
-        stage_ages_ms: Sequence[int] = DEFAULT_STAGE_AGES_MS,
+        stage_ages_ms: Sequence[int] | None = None,
         cheap_gap_events: int = DEFAULT_CHEAP_GAP_EVENTS,
         cheap_gap_bytes: int = DEFAULT_CHEAP_GAP_BYTES,
     ) -> None:
@@ -150,6 +152,8 @@ class RangeTracker:
         self.head_ms = head_ms
         self.poll_interval_ms = poll_interval_ms
         self.max_lateness_ms = max_lateness_ms
+        if stage_ages_ms is None:
+            stage_ages_ms = (poll_interval_ms, *DEFAULT_STAGE_AGES_MS)
         self.stages = sorted({a for a in stage_ages_ms if 0 < a < max_lateness_ms} | {max_lateness_ms})
         self.cheap_gap_events = cheap_gap_events
         self.cheap_gap_bytes = cheap_gap_bytes
@@ -247,13 +251,16 @@ class RangeTracker:
                 if seg.scanning:
                     break
                 due = self._due_ms(seg)
-                if due is not None and due <= now_ms:
-                    first_index = i
+                if due is not None and due <= now_ms and self._is_final(seg):
+                    first_index = i  # must be read anyway: costs no extra page
                     continue
+                # Not due, or an optional sweep: worth it only while the extra reading stays small.
                 gap_events += seg.events
                 gap_bytes += seg.bytes
                 if not self._cheap(gap_events, gap_bytes):
                     break
+                if due is not None and due <= now_ms:
+                    first_index = i
             covered = older[first_index:] + new
             for seg in covered:
                 seg.scanning = True
@@ -406,7 +413,7 @@ class RangeTracker:
         *,
         poll_interval_ms: int,
         max_lateness_ms: int,
-        stage_ages_ms: Sequence[int] = DEFAULT_STAGE_AGES_MS,
+        stage_ages_ms: Sequence[int] | None = None,
         cheap_gap_events: int = DEFAULT_CHEAP_GAP_EVENTS,
         cheap_gap_bytes: int = DEFAULT_CHEAP_GAP_BYTES,
     ) -> RangeTracker:

@@ -73,7 +73,8 @@ class RateLimiter:
                     self._tokens -= 1.0
                     self.acquired += 1
                     return True
-                missing = (1.0 - self._tokens) / self._rate
+                # At least 1 ms: float clocks near 1.7e9 s cannot add smaller steps.
+                missing = max((1.0 - self._tokens) / self._rate, 0.001)
             if self._wait(missing, stop):
                 return False
         return False

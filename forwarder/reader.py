@@ -1,10 +1,11 @@
 """The reading loop: decides which scan gets the next FilterLogEvents page, and hands new events on.
 
-At most two scans are open at once: the poll's head scan and one sweep (see ranges.py). When
-both are open they take pages in turn, so a long sweep never starves the head (latency) and a
-long head (a backlog) never starves the final sweeps (memory, checkpoint size). Intermediate
-sweeps only start while the head is caught up: under load the reader spends its requests on
-the head and the final sweeps, which are the only reads losslessness needs.
+At most three scans are open at once (see ranges.py): the poll's head scan, a sweep that
+includes final reads, and an optional (intermediate) sweep. The head and the final sweep take
+pages in turn, so a long sweep never starves the head (latency) and a long head (a backlog)
+never starves the final sweeps (memory, checkpoint size). The optional sweep starts, and gets
+pages, only while neither of the others has anything to read: under load the requests go to
+the head and the final sweeps, the only reads losslessness needs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class ReadLoop:
         self.wait: Wait = wait or (lambda seconds, stop: stop.wait(seconds))
         self.beat = beat
         self.head: Scan | None = None
-        self.sweep: Scan | None = None
+        self.final: Scan | None = None
+        """A sweep that includes a final (mandatory) read of some segment."""
+        self.optional: Scan | None = None
+        """An intermediate sweep (lower latency for late events, skipped under load)."""
         self._turn = 0
         self.pages = 0
 
@@ -62,20 +66,27 @@ class ReadLoop:
 
     def close(self) -> None:
         """Give up open scans (their segments keep their previous read state)."""
-        for scan in (self.head, self.sweep):
+        for scan in (self.head, self.final, self.optional):
             if scan is not None:
                 self.tracker.abandon_scan(scan)
-        self.head = self.sweep = None
+        self.head = self.final = self.optional = None
 
     def _pick(self, now_ms: int) -> Scan | None:
         if self.head is None and self.tracker.head_due(now_ms):
             self.head = self.tracker.start_head(now_ms)
-        if self.sweep is None:
-            self.sweep = self.tracker.start_sweep(now_ms, allow_intermediate=self.head is None)
-        if self.head is not None and self.sweep is not None:
+        if self.final is None:
+            self.final = self.tracker.start_sweep(now_ms, allow_intermediate=False)
+        if self.optional is None and self.head is None and self.final is None:
+            scan = self.tracker.start_sweep(now_ms, allow_intermediate=True)
+            if scan is not None and scan.final:
+                self.final = scan
+            else:
+                self.optional = scan
+        if self.head is not None and self.final is not None:
             self._turn += 1
-            return self.head if self._turn % 2 else self.sweep
-        return self.head or self.sweep
+            return self.head if self._turn % 2 else self.final
+        # An optional sweep only gets pages while the head and the final sweeps have none to read.
+        return self.head or self.final or self.optional
 
     def step(self, stop: threading.Event) -> None:
         """Fetch one page (or wait until something is due)."""
@@ -107,5 +118,7 @@ class ReadLoop:
         self.tracker.finish_scan(scan)
         if scan is self.head:
             self.head = None
+        elif scan is self.final:
+            self.final = None
         else:
-            self.sweep = None
+            self.optional = None
