@@ -7,7 +7,7 @@ envelope and commas included, so it can be compared with the webhook's limit dir
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from forwarder.config import EVENT_LIST_OVERHEAD, EVENT_LIST_PREFIX, EVENT_LIST_SUFFIX
@@ -44,6 +44,21 @@ class Batch:
     def payload(self) -> bytes:
         """The request body: ``{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[...]}``."""
         return b"".join((EVENT_LIST_PREFIX, b",".join(self.bodies), EVENT_LIST_SUFFIX))
+
+    def chunks(self, chunk_bytes: int = 256 * 1024) -> Iterator[bytes]:
+        """payload() in pieces of about ``chunk_bytes``, for sending without a second full copy
+        of the batch in memory; their lengths add up to ``size_bytes``."""
+        yield EVENT_LIST_PREFIX
+        bodies = self.bodies
+        start, size = 0, 0
+        for i, body in enumerate(bodies):
+            size += len(body) + 1
+            if size >= chunk_bytes:
+                yield b",".join(([b""] if start else []) + bodies[start : i + 1])
+                start, size = i + 1, 0
+        if start < len(bodies):
+            yield b",".join(([b""] if start else []) + bodies[start:])
+        yield EVENT_LIST_SUFFIX
 
     def split(self) -> tuple[Batch, Batch]:
         """Two halves, in order (for isolating an event a receiver refuses)."""

@@ -111,3 +111,21 @@ def test_many_small_events_batch_in_linear_time() -> None:
     rest = batcher.flush()
     assert rest is not None
     assert count + len(rest) == 100_000
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 100, 1_000, 1 << 20])
+def test_chunks_add_up_to_the_payload(chunk_bytes: int) -> None:
+    rng = random.Random(chunk_bytes)
+    for count in (0, 1, 2, 7, 50):
+        batch = Batch.of(list(range(count)), [body(i, pad=rng.randrange(0, 300)) for i in range(count)])
+        parts = list(batch.chunks(chunk_bytes))
+        assert b"".join(parts) == batch.payload()
+        assert sum(len(p) for p in parts) == batch.size_bytes
+
+
+def test_chunks_stay_near_the_requested_size() -> None:
+    batch = Batch.of(list(range(1_000)), [body(i, pad=100) for i in range(1_000)])
+    parts = list(batch.chunks(10_000))
+    one = len(body(0, pad=100)) + 1
+    assert all(len(p) < 10_000 + one for p in parts)
+    assert len(parts) > 10
