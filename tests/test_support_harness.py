@@ -172,3 +172,13 @@ def test_proxy_counts_operations_and_injects_throttling(moto) -> None:  # noqa: 
         assert proxy.counts() == {"FilterLogEvents": 2, "DescribeLogStreams": 2, "GetCallerIdentity": 1}
         assert proxy.count("FilterLogEvents", injected=True) == 1
         assert {c.access_key_id for c in proxy.calls()} == {"testing"}
+
+
+def test_receiver_in_falco_order_answers_first_and_still_records_and_checks() -> None:
+    with FalcoReceiver(answer_before_parse=True, record_ack_times=True) as receiver:
+        assert _post(receiver, json.dumps([_event("a"), _event("b")]).encode()) == 200
+        assert _post(receiver, b"[1") == 200
+        assert receiver.wait_for(lambda r: len(r.requests) == 2, timeout=5)
+        assert receiver.accepted_ids == ["a", "b"]
+        assert set(receiver.ack_times()) == {"a", "b"}
+        assert [v.kind for v in receiver.violations] == ["bad_json"]

@@ -305,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="forwarder-bench-") as tmp, running_moto("process") as moto:
         workdir = Path(tmp)
-        with AwsFaultProxy(moto.endpoint_url) as proxy, FalcoReceiver(record_ack_times=True) as receiver:
+        with (
+            AwsFaultProxy(moto.endpoint_url) as proxy,
+            FalcoReceiver(record_ack_times=True, answer_before_parse=True) as receiver,
+        ):
             figures = phase_backlog(args, moto, proxy, receiver, workdir)
             figures.update(phase_latency_and_idle(args, moto, proxy, receiver, workdir))
             violations = receiver.violations

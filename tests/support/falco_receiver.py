@@ -87,6 +87,7 @@ class FalcoReceiver:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         keep_events: bool = False,
         record_ack_times: bool = False,
+        answer_before_parse: bool = False,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the test receiver listens on loopback only")
@@ -97,6 +98,9 @@ class FalcoReceiver:
         self.max_event_bytes = max_event_bytes
         self._keep_events = keep_events
         self._record_ack_times = record_ack_times
+        # False (tests): an event is recorded before its 200 leaves, so a sender that got 200 can
+        # always find its events recorded. True (benchmark): Falco's order, 200 then parse.
+        self._answer_before_parse = answer_before_parse
 
         self._cond = threading.Condition()
         self._accepted_ids: list[str] = []
@@ -365,7 +369,20 @@ class FalcoReceiver:
     ) -> None:
         # Recorded as the answer is written: like Falco, which hands the events on once it has
         # written 200, whether or not the sender reads the answer.
-        now = time.time()
+        self._record(handler, status, injected=injected, body_bytes=body_bytes, events=events, at=time.time())
+        self._send(handler, status, text, headers=headers, close=close)
+
+    def _record(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        *,
+        injected: bool,
+        body_bytes: int,
+        events: list[tuple[str, dict[str, Any]]] | None,
+        at: float,
+    ) -> None:
+        now = at
         with self._cond:
             for audit_id, event in events or []:
                 self._accepted_ids.append(audit_id)
@@ -387,6 +404,16 @@ class FalcoReceiver:
                 )
             )
             self._cond.notify_all()
+
+    @staticmethod
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        text: str,
+        *,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
         data = text.encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -455,6 +482,13 @@ class FalcoReceiver:
                 body_bytes=len(body),
                 close=True,
             )
+            return
+        if self._answer_before_parse:
+            # Falco's own order: 200 first, parsing afterwards (the sender does not wait for it).
+            answered = time.time()
+            self._send(handler, 200, "")
+            events = self._parse(body)
+            self._record(handler, 200, injected=False, body_bytes=len(body), events=events, at=answered)
             return
         events = self._parse(body)
         self._answer(handler, 200, "", injected=False, body_bytes=len(body), events=events)
