@@ -3,7 +3,7 @@
 One FilterLogEvents call per page covers every stream whose name starts with the prefix (new
 and rotated ones included) without listing streams. Every attempt takes a token from the
 shared RateLimiter and is counted in ``aws_api_calls_total{operation,outcome}``. boto3's own
-retries are switched off (``max_attempts=1``) so throttles reach this module's backoff, the
+retries are switched off (``total_max_attempts=1``) so throttles reach this module's backoff, the
 limiter and the metrics instead of hiding inside botocore.
 
 Error handling (never fatal, every wait interruptible by ``stop``):
@@ -89,7 +89,7 @@ def build_logs_client(region: str | None, timeout_seconds: float) -> Any:
     """A boto3 ``logs`` client from the standard chain (env, web identity, profile, IMDS), with
     botocore's retries off and bounded connect/read timeouts."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=timeout_seconds,
         read_timeout=timeout_seconds,
         user_agent_extra="falco-eks-forwarder",
