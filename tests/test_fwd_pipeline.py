@@ -1,0 +1,236 @@
+"""forwarder/pipeline.py end to end in one process: moto in server mode (real boto3 over HTTP) ->
+pipeline.run -> the contract-enforcing Falco receiver. Waits are bounded polls, never timed
+assertions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.audit_events import corpus_lines, make_event
+from support.falco_receiver import FalcoReceiver
+from support.moto_server import create_log_group, create_log_stream, moto, moto_server, now_ms, put_events  # noqa: F401
+
+from forwarder import pipeline
+from forwarder.checkpoint import FileCheckpointStore
+from forwarder.cloudwatch import build_logs_client
+from forwarder.config import CheckpointSpec, RunConfig, StartAt
+from forwarder.metrics import Health, Metrics
+
+GROUP = "/aws/eks/lab/cluster"
+STREAM_A = "kube-apiserver-audit-0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"
+STREAM_B = "kube-apiserver-audit-0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"
+WAIT_S = 60.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[FalcoReceiver]:
+    with FalcoReceiver() as rx:
+        yield rx
+
+
+@dataclass
+class Running:
+    config: RunConfig
+    metrics: Metrics
+    health: Health
+    stop: threading.Event
+    thread: threading.Thread
+    result: dict[str, Any]
+
+    def finish(self) -> int:
+        """SIGTERM equivalent; returns the exit code (and checks it came within 10 s)."""
+        started = time.monotonic()
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "pipeline did not stop"
+        assert time.monotonic() - started <= 10.0
+        return int(self.result["rc"])
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+def start(moto_server_: Any, rx: FalcoReceiver, **overrides: Any) -> Running:
+    config = RunConfig(
+        log_group=GROUP,
+        falco_url=rx.url,
+        region="us-west-2",
+        start_at=StartAt("ago", 300.0),
+        poll_interval_seconds=0.2,
+        max_lateness_seconds=6.0,
+        max_requests_per_second=50.0,
+        metrics_port=0,
+        request_timeout_seconds=5.0,
+        shutdown_grace_seconds=3.0,
+    )
+    config = replace(config, **overrides)
+    metrics, health, stop = Metrics(), Health(config.poll_interval_seconds), threading.Event()
+    result: dict[str, Any] = {}
+    import os
+
+    os.environ["AWS_ENDPOINT_URL"] = moto_server_.endpoint_url
+    try:
+        client = build_logs_client("us-west-2", 5.0)
+    finally:
+        del os.environ["AWS_ENDPOINT_URL"]
+
+    def target() -> None:
+        result["rc"] = pipeline.run(config, metrics=metrics, health=health, stop=stop, logs_client=client)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return Running(config, metrics, health, stop, thread, result)
+
+
+def _events(ts: int, n: int, size: int = 600) -> tuple[list[str], list[tuple[int, str]]]:
+    ids, lines = [], []
+    for _ in range(n):
+        audit_id, line = make_event(ts, size=size)
+        ids.append(audit_id)
+        lines.append((ts, line))
+    return ids, lines
+
+
+def test_basic_flow_delivers_valid_corpus_events_and_skips_invalid_ones(moto, receiver) -> None:  # noqa: F811
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    lines = corpus_lines()
+    ts = now_ms() - 10_000
+    put_events(logs, GROUP, STREAM_A, [(ts, line.text) for line in lines])
+    valid_ids = {line.audit_id for line in lines if line.valid and line.audit_id}
+    assert valid_ids and any(not line.valid for line in lines)
+    run = start(moto, receiver)
+    assert receiver.wait_for_ids(valid_ids, WAIT_S)
+    assert run.health.ready()
+    assert run.finish() == 0
+    assert receiver.violations == []
+    # The corpus holds some events twice (one auditID at two stages): each line arrives exactly as often.
+    expected = Counter(line.audit_id for line in lines if line.valid)
+    assert Counter(receiver.accepted_ids) == expected
+    skipped = sum(
+        run.sample("forwarder_events_skipped_total", {"reason": r})
+        for r in ("not_json", "not_object", "not_event_kind", "missing_audit_id", "bad_stage_timestamp",
+                  "truncated", "too_large")
+    )
+    read = run.sample("forwarder_events_read_total")
+    assert read == len(lines)
+    assert run.sample("forwarder_events_delivered_total") + skipped == read
+    assert run.sample("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents", "outcome": "ok"}) > 0
+    assert run.sample("forwarder_last_delivery_timestamp_seconds") > 0
+
+
+def _dups(rx: FalcoReceiver) -> dict[str, int]:
+    value = rx.duplicates
+    return value() if callable(value) else value
+
+
+def test_two_streams_a_new_stream_mid_run_and_late_out_of_order_events(moto, receiver) -> None:  # noqa: F811
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A, STREAM_B, "kube-scheduler-0c0c"])
+    t = now_ms() - 2_000
+    ids_a, lines_a = _events(t, 50)
+    ids_b, lines_b = _events(t + 1, 50)
+    put_events(logs, GROUP, STREAM_A, lines_a)
+    put_events(logs, GROUP, STREAM_B, lines_b)
+    _, other = _events(t, 5)
+    put_events(logs, GROUP, "kube-scheduler-0c0c", other)  # not an audit stream: never forwarded
+    run = start(moto, receiver, max_lateness_seconds=4.0)
+    assert receiver.wait_for_ids(set(ids_a + ids_b), WAIT_S)
+    # A stream that appears mid-run (rotation), and newer events first...
+    rotated = "kube-apiserver-audit-0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d"
+    create_log_stream(logs, GROUP, rotated)
+    newer_ids, newer = _events(now_ms(), 20)
+    put_events(logs, GROUP, rotated, newer)
+    assert receiver.wait_for_ids(set(newer_ids), WAIT_S)
+    # ...then an event timestamped 3 s ago (inside the 4-s lateness window) arrives after them.
+    late_ids, late = _events(now_ms() - 3_000, 3)
+    put_events(logs, GROUP, STREAM_A, late)
+    assert receiver.wait_for_ids(set(late_ids), WAIT_S)
+    # Let the final sweeps of every range so far run (lateness 3 s + slack): nothing arrives twice.
+    time.sleep(6.0)
+    assert run.finish() == 0
+    assert _dups(receiver) == {}
+    assert receiver.violations == []
+    assert receiver.accepted_count == 123
+
+
+def test_restart_from_checkpoint_sends_nothing_twice(moto, receiver, tmp_path: Path) -> None:  # noqa: F811
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    checkpoint = CheckpointSpec("file", path=str(tmp_path / "checkpoint.json"))
+    first_ids, first = _events(now_ms() - 1_000, 40)
+    put_events(logs, GROUP, STREAM_A, first)
+    run = start(moto, receiver, checkpoint=checkpoint)
+    assert receiver.wait_for_ids(set(first_ids), WAIT_S)
+    assert run.finish() == 0
+    saved = FileCheckpointStore(tmp_path / "checkpoint.json").load()
+    assert saved is not None and saved.head_ms > 0
+    # While it is down: new events, and a late one inside the window of an already-read range.
+    second_ids, second = _events(now_ms(), 30)
+    late_ids, late = _events(now_ms() - 2_000, 2)
+    put_events(logs, GROUP, STREAM_A, second + late)
+    run = start(moto, receiver, checkpoint=checkpoint, start_at=StartAt("now"))
+    assert receiver.wait_for_ids(set(second_ids + late_ids), WAIT_S)
+    time.sleep(1.0)  # a few more polls and sweeps over already-delivered ranges
+    assert run.finish() == 0
+    assert _dups(receiver) == {}
+    assert receiver.accepted_count == 72
+
+
+def test_receiver_down_then_back_reading_pauses_and_memory_stays_bounded(moto, receiver) -> None:  # noqa: F811
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    run = start(moto, receiver, max_batch_bytes=16 * 1024, max_inflight_bytes=64 * 1024)
+    warm_ids, warm = _events(now_ms(), 5)
+    put_events(logs, GROUP, STREAM_A, warm)
+    assert receiver.wait_for_ids(set(warm_ids), WAIT_S)
+    receiver.down()
+    ids, lines = _events(now_ms(), 600, size=1500)
+    put_events(logs, GROUP, STREAM_A, lines)
+    peak = 0.0
+    calls_before = None
+    for _ in range(40):  # ~4 s of Falco being away
+        peak = max(peak, run.sample("forwarder_inflight_bytes"))
+        if calls_before is None and peak > 0:
+            calls_before = run.sample("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents",
+                                                                       "outcome": "ok"})
+        time.sleep(0.1)
+    calls_after = run.sample("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents", "outcome": "ok"})
+    assert 0 < peak <= 64 * 1024
+    # Reading paused while the queue was full: no polling every 0.2 s meanwhile.
+    assert calls_before is not None and calls_after - calls_before <= 2
+    assert run.health.alive()
+    receiver.up()
+    assert receiver.wait_for_ids(set(ids), WAIT_S)
+    assert run.finish() == 0
+    assert _dups(receiver) == {}
+    assert receiver.violations == []
+
+
+def test_stop_while_falco_is_away_exits_zero_and_keeps_unacknowledged_events(moto, receiver,  # noqa: F811
+                                                                              tmp_path: Path) -> None:
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    checkpoint = CheckpointSpec("file", path=str(tmp_path / "checkpoint.json"))
+    receiver.down()
+    ids, lines = _events(now_ms() - 500, 25)
+    put_events(logs, GROUP, STREAM_A, lines)
+    run = start(moto, receiver, checkpoint=checkpoint, shutdown_grace_seconds=1.0)
+    deadline = time.monotonic() + WAIT_S
+    while run.sample("forwarder_events_read_total") < 25 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.finish() == 0
+    saved = FileCheckpointStore(tmp_path / "checkpoint.json").load()
+    assert saved is not None and saved.hash_count() == 0  # nothing was acknowledged
+    receiver.up()
+    run = start(moto, receiver, checkpoint=checkpoint)
+    assert receiver.wait_for_ids(set(ids), WAIT_S)
+    assert run.finish() == 0
+    assert _dups(receiver) == {}
