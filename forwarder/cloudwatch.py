@@ -69,7 +69,8 @@ SERVER_CODES = frozenset(
      "OperationAbortedException"}
 )
 
-DEFAULT_BACKOFF = Backoff(initial_seconds=0.2, max_seconds=30.0)
+# Throttling is account-wide: back off for real, but a quiet spell should not cost more than ~10 s of lag.
+DEFAULT_BACKOFF = Backoff(initial_seconds=0.2, max_seconds=10.0)
 SLOW_BACKOFF = Backoff(initial_seconds=5.0, max_seconds=60.0)
 
 Wait = Callable[[float, threading.Event], bool]

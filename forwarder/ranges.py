@@ -26,11 +26,12 @@ Design (one tracker, used under its lock by the reader thread and the delivery t
   through not-due ones that hold few events (``cheap_gap_events/bytes``); the head scan also
   reaches back over cheap segments to due ones. So when nothing arrives, the head scan does
   everything in one call per poll; under load, sweeps read only the due segments, and the
-  calls grow with the pages of data. Intermediate sweeps are optional: the reader starts them
-  only while the head is caught up; final sweeps are never skipped.
-* A read that covers a segment whose part is already older than the lateness window makes
-  that part final at once: head ranges are split at ``now - age`` for every stage, so a
-  backlog read on start is not swept again needlessly.
+  calls grow with the pages of data. Sweeps that include a final read are mandatory; the
+  others are optional: the reader (reader.py) gives them pages only when the head and the final
+  sweeps have none to read, so under load each event is read about twice (head + final).
+* A head range longer than two polls (a start with --start-at in the past, a restart, a long
+  stall) is cut where its parts pass each stage age, so parts already older than the lateness
+  window are final after this one read and are not swept again.
 
 Checkpoint (see checkpoint.py): the head, and per open segment its bounds, the start time of
 its latest read whose events were all acknowledged, whether a later read is unconfirmed
@@ -236,7 +237,9 @@ class RangeTracker:
             if now_ms < self.head_ms:
                 return None  # the clock went back: nothing new to read yet
             # Split where parts of the range pass a stage age, so parts already old skip early sweeps.
-            cuts = sorted({now_ms - age for age in self.stages if self.head_ms <= now_ms - age < now_ms})
+            cuts: list[int] = []
+            if now_ms - self.head_ms > 2 * self.poll_interval_ms:  # a catch-up read, not a routine poll
+                cuts = sorted({now_ms - age for age in self.stages if self.head_ms <= now_ms - age < now_ms})
             bounds = [self.head_ms, *[c + 1 for c in cuts]]
             ends = [*cuts, now_ms]
             older = list(self._segments)
