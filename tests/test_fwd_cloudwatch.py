@@ -237,3 +237,19 @@ def build_client(moto_server_: Any, endpoint_url: str | None = None) -> Any:
         return build_logs_client("us-west-2", 5.0)
     finally:
         del os.environ["AWS_ENDPOINT_URL"]
+
+
+def test_rate_limiter_wait_is_interrupted_by_stop() -> None:
+    clock = FakeClock()
+    stop = threading.Event()
+
+    def wait(seconds: float, s: threading.Event) -> bool:
+        s.set()  # SIGTERM while waiting for a token
+        return True
+
+    limiter = RateLimiter(0.5, clock=clock, wait=wait)
+    assert limiter.acquire(stop) is True  # the first token is there at once
+    assert limiter.acquire(stop) is False
+    assert limiter.acquired == 1
+    with pytest.raises(ValueError, match="rate_per_second"):
+        RateLimiter(0)

@@ -240,3 +240,16 @@ def test_hashset_membership_survives_merges_and_pack_roundtrip() -> None:
     assert event_hash(STREAM_A, "5001") not in s
     assert list(unpack(pack(values))) == values
     assert event_hash(STREAM_A, "1") != event_hash(STREAM_B, "1")
+
+
+def test_sweeps_under_load_are_coalesced_over_several_polls() -> None:
+    h = Harness(rate=100)
+    t0 = h.clock.now
+    _steady_load(h, 100, t0 + 5 * 60, delay_s=0.2)
+    # Sweeps are the calls that do not reach up to the moment they were made.
+    sweeps = [(p["startTime"], p["endTime"]) for at, p in h.logs.calls
+              if "nextToken" not in p and p["endTime"] < int(at * 1000) - 1 and at > t0 + 90]
+    assert sweeps
+    # Each first page of a sweep covers several 2-s segments on average, not one segment per call.
+    average_span_ms = sum(end - start + 1 for start, end in sweeps) / len(sweeps)
+    assert average_span_ms >= 3 * 2000, average_span_ms
