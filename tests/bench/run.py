@@ -164,14 +164,19 @@ def phase_backlog(
     say(f"[backlog] loaded in {time.monotonic() - started:.1f} s")
 
     reader = moto.client("logs", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
-    started = time.monotonic()
-    read = read_all(reader, group, "kube-apiserver-audit")
-    ceiling_s = time.monotonic() - started
-    if len(read) != len(ids):
-        raise SystemExit(f"read ceiling loop saw {len(read)} events, expected {len(ids)}")
-    del read
-    ceiling = len(ids) / ceiling_s
-    say(f"[ceiling] bare FilterLogEvents loop: {len(ids)} events in {ceiling_s:.2f} s = {ceiling:,.0f} events/s")
+    ceiling = 0.0
+    for attempt in range(args.ceiling_passes):  # the best pass: a ceiling is what the machine can do
+        started = time.monotonic()
+        read = read_all(reader, group, "kube-apiserver-audit")
+        ceiling_s = time.monotonic() - started
+        if len(read) != len(ids):
+            raise SystemExit(f"read ceiling loop saw {len(read)} events, expected {len(ids)}")
+        del read
+        ceiling = max(ceiling, len(ids) / ceiling_s)
+        say(
+            f"[ceiling] pass {attempt + 1}: bare FilterLogEvents loop read {len(ids)} events in {ceiling_s:.2f} s "
+            f"= {len(ids) / ceiling_s:,.0f} events/s"
+        )
 
     proxy.reset_counts()
     receiver.reset_records()
@@ -224,7 +229,8 @@ def phase_latency_and_idle(
     for stream in streams:
         create_log_stream(logs, group, stream)
     receiver.reset_records()
-    fwd = start_forwarder(group, receiver, proxy, moto, workdir / "live.log", "--start-at", "now")
+    # The group is new: "1m" only makes sure events stamped before the start (--ingestion-delay) count.
+    fwd = start_forwarder(group, receiver, proxy, moto, workdir / "live.log", "--start-at", "1m")
     try:
         with RssWatcher(fwd) as rss:
             # Ready once the metrics endpoint answers; then the producer starts.
@@ -240,7 +246,9 @@ def phase_latency_and_idle(
             behind = 0
             ticks = 0
             while time.monotonic() < end_at:
-                now_ms = int(time.time() * 1000)
+                # --ingestion-delay stamps events that much before they become visible, as
+                # CloudWatch's own ingestion delay does (seconds, in practice).
+                now_ms = int((time.time() - args.ingestion_delay) * 1000)
                 batch = [make_event(now_ms, size=args.event_size) for _ in range(per_tick)]
                 stream = streams[ticks % len(streams)]  # alternate streams, as EKS writes several
                 ticks += 1
@@ -295,9 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000, help="backlog size (default 200000)")
     parser.add_argument("--event-size", type=int, default=1500, help="bytes per event (default 1500)")
     parser.add_argument("--streams", type=int, default=4, help="streams the backlog is spread over (default 4)")
+    parser.add_argument("--ceiling-passes", type=int, default=2, help="read-ceiling passes, best kept (default 2)")
     parser.add_argument("--baseline-events", type=int, default=5_000, help="events for the baseline (default 5000)")
     parser.add_argument("--rate", type=int, default=1_000, help="events/s in the latency phase (default 1000)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase (default 20)")
+    parser.add_argument(
+        "--ingestion-delay", type=float, default=0.0, help="latency phase: events stamped this long before visible"
+    )
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="length of the idle count (default 10)")
     parser.add_argument("--timeout", type=float, default=240.0, help="longest wait for a delivery (default 240)")
     args = parser.parse_args(argv)
