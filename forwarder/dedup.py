@@ -69,8 +69,11 @@ class HashSet:
         return i < len(frozen) and frozen[i] == value
 
     def add(self, value: int) -> None:
-        if value in self:
-            return
+        if value not in self:
+            self.add_new(value)
+
+    def add_new(self, value: int) -> None:
+        """Add a value the caller just found absent (skips the second lookup)."""
         self._recent.add(value)
         # Merge when the recent part reaches a quarter of the sorted part: amortised O(log n) an add.
         if len(self._recent) > 1024 + len(self._frozen) // 4:

@@ -50,6 +50,7 @@ log = logging.getLogger("forwarder.pipeline")
 MAX_GRACE_SECONDS = 8.0
 QUEUE_POLL_SECONDS = 0.25
 BEAT_SLICE_SECONDS = 1.0
+OPTIONAL_SWEEP_MARGIN_MS = 500
 
 
 class BatchQueue:
@@ -241,7 +242,10 @@ class Pipeline:
 
     def _read(self) -> None:
         assert self.tracker is not None
-        loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat)
+        # One call's worth of time before the head is due: the limiter's spacing plus a typical answer.
+        margin_ms = int(1000 / self.config.max_requests_per_second) + OPTIONAL_SWEEP_MARGIN_MS
+        loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat,
+                        optional_margin_ms=margin_ms)
         try:
             loop.run(self.stop)
         except BaseException as exc:  # noqa: BLE001 (reported by the supervisor, which exits non-zero)

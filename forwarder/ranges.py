@@ -203,8 +203,14 @@ class RangeTracker:
         return events <= self.cheap_gap_events and nbytes <= self.cheap_gap_bytes
 
     def head_due(self, now_ms: int) -> bool:
+        return self.ms_until_head(now_ms) == 0
+
+    def ms_until_head(self, now_ms: int) -> int:
+        """Milliseconds until the next head scan is due (0 = due now)."""
         with self.lock:
-            return self._last_head_ms is None or now_ms - self._last_head_ms >= self.poll_interval_ms
+            if self._last_head_ms is None:
+                return 0
+            return max(0, self._last_head_ms + self.poll_interval_ms - now_ms)
 
     def next_wake_ms(self, now_ms: int) -> int:
         """Milliseconds until a head scan or a sweep may be due (0 = now)."""
@@ -358,7 +364,7 @@ class RangeTracker:
                 h = event_hash(event.stream, event.event_id)
                 if h in seg.seen:
                     continue
-                seg.seen.add(h)
+                seg.seen.add_new(h)
                 seg.pending.add(h)
                 seg.events += 1
                 seg.bytes += len(event.message)

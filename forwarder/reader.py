@@ -39,6 +39,7 @@ class ReadLoop:
         clock: Callable[[], float] = time.time,
         wait: Wait | None = None,
         beat: Callable[[], None] = lambda: None,
+        optional_margin_ms: int = 0,
     ) -> None:
         self.tracker = tracker
         self.logs = logs
@@ -46,6 +47,9 @@ class ReadLoop:
         self.clock = clock
         self.wait: Wait = wait or (lambda seconds, stop: stop.wait(seconds))
         self.beat = beat
+        self.optional_margin_ms = optional_margin_ms
+        """An optional sweep starts only if the next head scan is at least this far away, so its page
+        (and the rate limiter's token) never delays the head: latency of on-time events comes first."""
         self.head: Scan | None = None
         self.final: Scan | None = None
         """A sweep that includes a final (mandatory) read of some segment."""
@@ -76,7 +80,12 @@ class ReadLoop:
             self.head = self.tracker.start_head(now_ms)
         if self.final is None:
             self.final = self.tracker.start_sweep(now_ms, allow_intermediate=False)
-        if self.optional is None and self.head is None and self.final is None:
+        if (
+            self.optional is None
+            and self.head is None
+            and self.final is None
+            and self.tracker.ms_until_head(now_ms) >= self.optional_margin_ms
+        ):
             scan = self.tracker.start_sweep(now_ms, allow_intermediate=True)
             if scan is not None and scan.final:
                 self.final = scan
