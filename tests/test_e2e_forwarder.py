@@ -364,19 +364,21 @@ def test_throttling_is_retried_and_never_fatal(tmp_path, moto, logs, receiver) -
     first = _generated(100, start_ms=now_ms() - 3_000)
     _put(logs, stream, first)
     with AwsFaultProxy(moto.endpoint_url) as proxy:
-        proxy.throttle()  # every CloudWatch call, until cleared
+        # Five throttles in a row, then two 503s: seven consecutive failures of every CloudWatch
+        # call, enough to show the backoff at work without waiting out its 10 s cap for long.
+        proxy.throttle(count=5)
         with _forwarder(tmp_path, moto, receiver, endpoint_url=proxy.endpoint_url) as fwd:
             deadline = time.monotonic() + 60
-            while proxy.count(injected=True) < 12 and time.monotonic() < deadline and fwd.alive():
-                time.sleep(0.1)
-            assert proxy.count(injected=True) >= 12 and fwd.alive(), fwd.tail()
-            assert fwd.wait_for_metric("forwarder_aws_api_calls_total", 1, 30, outcome="throttled"), fwd.tail()
-            proxy.unavailable(count=3)
+            while proxy.count(injected=True) < 5 and time.monotonic() < deadline and fwd.alive():
+                time.sleep(0.05)
+            proxy.unavailable(count=2)
+            assert fwd.wait_for_metric("forwarder_aws_api_calls_total", 5, 30, outcome="throttled"), fwd.tail()
             more = _generated(100, start_ms=now_ms())
             _put(logs, stream, more)
-            # 503s are transient as well; after them, the way is clear.
-            _await_ids(receiver, fwd, {e[0] for e in first + more}, "after throttling")
+            _await_ids(receiver, fwd, {e[0] for e in first + more}, "after throttling and 503s")
+            assert proxy.count(injected=True) == 7
             assert fwd.alive()
+            assert fwd.health("/healthz") == 200
     assert receiver.duplicates() == {}
     _assert_clean(receiver, fwd)
 
