@@ -245,7 +245,7 @@ class Pipeline:
         # One call's worth of time before the head is due: the limiter's spacing plus a typical answer.
         margin_ms = int(1000 / self.config.max_requests_per_second) + OPTIONAL_SWEEP_MARGIN_MS
         loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat,
-                        optional_margin_ms=margin_ms)
+                        optional_margin_ms=margin_ms, prefetch=True)
         try:
             loop.run(self.stop)
         except BaseException as exc:  # noqa: BLE001 (reported by the supervisor, which exits non-zero)

@@ -14,8 +14,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from forwarder.cloudwatch import LogsReader, TokenExpiredError
+from forwarder.cloudwatch import LogsReader, Page, TokenExpiredError
 from forwarder.model import LogEvent
 from forwarder.ranges import RangeTracker, Scan
 
@@ -40,6 +41,7 @@ class ReadLoop:
         wait: Wait | None = None,
         beat: Callable[[], None] = lambda: None,
         optional_margin_ms: int = 0,
+        prefetch: bool = False,
     ) -> None:
         self.tracker = tracker
         self.logs = logs
@@ -57,6 +59,9 @@ class ReadLoop:
         """An intermediate sweep (lower latency for late events, skipped under load)."""
         self._turn = 0
         self.pages = 0
+        self.prefetch = prefetch
+        self._pool: ThreadPoolExecutor | None = None
+        self._prefetch: tuple[Scan, Future[Page | None]] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -74,6 +79,11 @@ class ReadLoop:
             if scan is not None:
                 self.tracker.abandon_scan(scan)
         self.head = self.final = self.optional = None
+        self._prefetch = None
+        if self._pool is not None:
+            # A call still in flight ends on its own (stop is set; timeouts bound it); its page is dropped.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _pick(self, now_ms: int) -> Scan | None:
         if self.head is None and self.tracker.head_due(now_ms):
@@ -97,17 +107,30 @@ class ReadLoop:
         # An optional sweep only gets pages while the head and the final sweeps have none to read.
         return self.head or self.final or self.optional
 
+    def _alone(self, scan: Scan) -> bool:
+        """True when ``scan`` is the only mandatory scan open, so its next page is the next one read."""
+        return (scan is self.head and self.final is None) or (scan is self.final and self.head is None)
+
     def step(self, stop: threading.Event) -> None:
         """Fetch one page (or wait until something is due)."""
         self.beat()
         now = self.now_ms()
-        scan = self._pick(now)
-        if scan is None:
-            delay = min(self.tracker.next_wake_ms(now) / 1000.0, MAX_IDLE_WAIT_SECONDS)
-            self.wait(max(delay, 0.001), stop)
-            return
+        prefetched = self._prefetch
+        self._prefetch = None
+        if prefetched is not None:
+            scan, future = prefetched
+        else:
+            picked = self._pick(now)
+            if picked is None:
+                delay = min(self.tracker.next_wake_ms(now) / 1000.0, MAX_IDLE_WAIT_SECONDS)
+                self.wait(max(delay, 0.001), stop)
+                return
+            scan, future = picked, None
         try:
-            page = self.logs.page(scan.start_ms, scan.end_ms, scan.next_token, stop)
+            if future is not None:
+                page = future.result()
+            else:
+                page = self.logs.page(scan.start_ms, scan.end_ms, scan.next_token, stop)
         except TokenExpiredError as exc:
             log.warning(
                 "CloudWatch refused a pagination token; reading the range again from its start",
@@ -119,6 +142,11 @@ class ReadLoop:
             return  # stopping
         self.pages += 1
         scan.pages += 1
+        if page.next_token and self.prefetch and self._alone(scan):
+            # Fetch the next page while this one is processed: CloudWatch's answer time and our own
+            # work overlap. One call at a time still: the next step waits for this one first.
+            self._prefetch = (scan, self._executor().submit(
+                self.logs.page, scan.start_ms, scan.end_ms, page.next_token, stop))
         if not self.sink(scan, page.events):
             return
         if page.next_token:
@@ -131,3 +159,8 @@ class ReadLoop:
             self.final = None
         else:
             self.optional = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forwarder-prefetch")
+        return self._pool

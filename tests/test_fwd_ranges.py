@@ -253,3 +253,15 @@ def test_sweeps_under_load_are_coalesced_over_several_polls() -> None:
     # Each first page of a sweep covers several 2-s segments on average, not one segment per call.
     average_span_ms = sum(end - start + 1 for start, end in sweeps) / len(sweeps)
     assert average_span_ms >= 3 * 2000, average_span_ms
+
+
+def test_prefetching_the_next_page_loses_and_repeats_nothing() -> None:
+    h = Harness(page_events=700, rate=1000)
+    h.loop.prefetch = True
+    t0 = h.clock.now
+    ids = [h.logs.add(STREAM_A, int((t0 + 1) * 1000) + i % 3, f"e{i}", visible_at=t0 + 1.5) for i in range(9_000)]
+    h.run_until(t0 + 12 * 60)
+    h.loop.close()
+    assert set(h.delivered) == set(ids)
+    assert max(h.delivered.values()) == 1
+    assert h.tracker.segments() == [] or all(not s.pending for s in h.tracker.segments())
