@@ -174,6 +174,22 @@ def test_stream_without_the_prefix_is_ignored(tmp_path, moto, logs, receiver) ->
     assert receiver.unique_ids.isdisjoint({e[0] for e in other})
 
 
+def test_cluster_name_reads_the_eks_log_group_from_the_start_position(tmp_path, moto, logs, receiver) -> None:
+    # --cluster-name e2e means /aws/eks/e2e/cluster (GROUP); --start-at 10m leaves older events alone.
+    stream = new_stream_name()
+    too_old = _generated(10, start_ms=now_ms() - 20 * 60_000)
+    recent = _generated(10, start_ms=now_ms() - 60_000)
+    _put(logs, stream, too_old + recent)
+    args = ["run", "--cluster-name", "e2e", "--falco-url", receiver.url, "--start-at", "10m", "--poll-interval", "0.2"]
+    with ForwarderProcess(args, forwarder_env(moto.env()), tmp_path / "cluster.log") as fwd:
+        _await_ids(receiver, fwd, {e[0] for e in recent}, "events after --start-at")
+        sentinel = _generated(1, start_ms=now_ms())
+        _put(logs, stream, sentinel)
+        _await_ids(receiver, fwd, {sentinel[0][0]}, "sentinel")
+    assert receiver.unique_ids.isdisjoint({e[0] for e in too_old})
+    assert receiver.duplicates() == {}
+
+
 # --- late, out of order, same millisecond ---------------------------------------------------------
 
 
@@ -607,3 +623,18 @@ class MotoServerless:
 
         # An endpoint nobody listens on: if the command tried AWS, it would fail, not reach AWS.
         return aws_env("http://127.0.0.1:9")
+
+
+def test_options_come_from_forwarder_environment_variables(tmp_path, receiver) -> None:
+    audit_id, line = make_event(now_ms(), size=600)
+    path = tmp_path / "one.jsonl"
+    path.write_text(line + "\n")
+    env = forwarder_env(MotoServerless.env())
+    env["FORWARDER_FALCO_URL"] = receiver.url
+    done = run_cli(["replay", str(path)], env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert receiver.accepted_ids == [audit_id]
+    # --help names the variables.
+    helped = run_cli(["run", "--help"], env)
+    assert helped.returncode == 0
+    assert "FORWARDER_POLL_INTERVAL" in helped.stdout.decode()
