@@ -55,7 +55,7 @@ def _run(config: RunConfig, stop: threading.Event) -> int:
             return _config_error(ConfigError("--metrics-port", f"cannot listen on {config.metrics_port}: {exc}"))
     try:
         # Imported here so the rest of the CLI works without the AWS side loaded.
-        from forwarder import pipeline
+        import forwarder.pipeline as pipeline
 
         return int(pipeline.run(config, metrics=metrics, health=health, stop=stop))
     except ConfigError as exc:
