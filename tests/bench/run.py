@@ -198,11 +198,13 @@ def phase_backlog(
         rate = len(wanted) / drain_s
         duplicates = len(receiver.accepted_ids) - len(wanted)
         receiver_busy = sum(r.busy_s for r in receiver.requests)
+        receiver_check = sum(r.check_s for r in receiver.requests)
         say(
             f"[forwarder] drained {len(wanted)} events in {drain_s:.2f} s = {rate:,.0f} events/s "
             f"({len(calls)} CloudWatch calls, {len(receiver.requests)} POSTs, {duplicates} duplicates, "
             f"peak RSS {rss.peak:.1f} MiB, contract violations {len(receiver.violations)}; "
-            f"the receiver spent {receiver_busy:.1f} s reading and checking requests)"
+            f"the receiver spent {receiver_busy:.1f} s receiving and checking requests, "
+            f"{receiver_check:.1f} s of it parsing and checking)"
         )
     finally:
         fwd.terminate(timeout=15)

@@ -64,7 +64,8 @@ class RequestRecord:
     body_bytes: int
     events: int  # events Falco would have used from this request
     injected: bool  # the status came from fail(), not from the contract
-    busy_s: float = 0.0  # time spent reading and checking the request (injected delays excluded)
+    busy_s: float = 0.0  # time spent receiving and checking the request (injected delays excluded)
+    check_s: float = 0.0  # of which parsing and checking the body (the receiver's own CPU, mostly)
 
 
 class _Server(ThreadingHTTPServer):
@@ -401,6 +402,7 @@ class FalcoReceiver:
                     len(events or []),
                     injected,
                     time.monotonic() - getattr(handler, "receiver_started", time.monotonic()),
+                    getattr(handler, "receiver_check_s", 0.0),
                 )
             )
             self._cond.notify_all()
@@ -487,10 +489,10 @@ class FalcoReceiver:
             # Falco's own order: 200 first, parsing afterwards (the sender does not wait for it).
             answered = time.time()
             self._send(handler, 200, "")
-            events = self._parse(body)
+            events = self._timed_parse(handler, body)
             self._record(handler, 200, injected=False, body_bytes=len(body), events=events, at=answered)
             return
-        events = self._parse(body)
+        events = self._timed_parse(handler, body)
         self._answer(handler, 200, "", injected=False, body_bytes=len(body), events=events)
 
     @staticmethod
@@ -510,6 +512,12 @@ class FalcoReceiver:
 
     def _drain(self, handler: BaseHTTPRequestHandler, length_header: str | None, chunked: bool) -> int:
         return len(self._read_body(handler, length_header, chunked))
+
+    def _timed_parse(self, handler: BaseHTTPRequestHandler, body: bytes) -> list[tuple[str, dict[str, Any]]]:
+        started = time.monotonic()
+        events = self._parse(body)
+        handler.receiver_check_s = time.monotonic() - started  # type: ignore[attr-defined]
+        return events
 
     def _parse(self, body: bytes) -> list[tuple[str, dict[str, Any]]]:
         """What Falco's parser would push, recording a violation for everything it would drop."""
