@@ -16,8 +16,9 @@ Design (one tracker, used under its lock by the reader thread and the delivery t
   timestamp ``t <= end`` that becomes visible by ``t + max_lateness`` is therefore returned by
   any complete read started at or after ``end + max_lateness``. Each segment is re-swept at
   increasing ages measured from its end (``stage_ages``: one poll interval, 10 s and 60 s by
-  default, for low latency of late events) and finally once it is ``max_lateness`` old; after that final sweep
-  (and once everything it found is acknowledged) the segment is closed and forgotten.
+  default, for low latency of late events) and finally once it is ``max_lateness`` old; after
+  that final sweep (and once everything it found is acknowledged) the segment is closed and
+  forgotten.
 * Dedup: each open segment holds the 64-bit hashes of the events it has handed out, so a
   sweep forwards only events not seen before. Memory is about the number of events inside
   the lateness window (8 bytes each once merged, see dedup.HashSet).
