@@ -182,3 +182,17 @@ def test_receiver_in_falco_order_answers_first_and_still_records_and_checks() ->
         assert receiver.accepted_ids == ["a", "b"]
         assert set(receiver.ack_times()) == {"a", "b"}
         assert [v.kind for v in receiver.violations] == ["bad_json"]
+
+
+def test_receiver_with_deferred_checks_keeps_bodies_and_checks_them_later() -> None:
+    with FalcoReceiver(defer_checks=True) as receiver:
+        assert _post(receiver, json.dumps([_event("a"), _event("b")]).encode()) == 200
+        assert _post(receiver, b"{oops") == 200
+        assert receiver.wait_for(lambda r: r.deferred_marks == 2, timeout=5)
+        assert receiver.accepted_ids == [] and receiver.violations == []
+        receiver.check_deferred()
+        assert receiver.accepted_ids == ["a", "b"]
+        assert [v.kind for v in receiver.violations] == ["bad_json"]
+        receiver.defer_checks(False)
+        assert _post(receiver, json.dumps(_event("c")).encode()) == 200
+        assert receiver.accepted_ids == ["a", "b", "c"]

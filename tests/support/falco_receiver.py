@@ -89,6 +89,7 @@ class FalcoReceiver:
         keep_events: bool = False,
         record_ack_times: bool = False,
         answer_before_parse: bool = False,
+        defer_checks: bool = False,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the test receiver listens on loopback only")
@@ -102,6 +103,9 @@ class FalcoReceiver:
         # False (tests): an event is recorded before its 200 leaves, so a sender that got 200 can
         # always find its events recorded. True (benchmark): Falco's order, 200 then parse.
         self._answer_before_parse = answer_before_parse
+        self._defer_checks = defer_checks
+        self._deferred: list[tuple[float, str, bytes, float]] = []
+        self._deferred_marks = 0
 
         self._cond = threading.Condition()
         self._accepted_ids: list[str] = []
@@ -269,6 +273,29 @@ class FalcoReceiver:
         with self._cond:
             return self._max_in_flight
 
+    def defer_checks(self, on: bool) -> None:
+        """Keep bodies unchecked from now on (True) or check on arrival again (False)."""
+        with self._cond:
+            self._defer_checks = on
+
+    @property
+    def deferred_marks(self) -> int:
+        """defer_checks=True: occurrences of '"auditID"' in the bodies kept so far (a cheap count
+        of the events received, for waiting; check_deferred() gives the exact answer)."""
+        with self._cond:
+            return self._deferred_marks
+
+    def check_deferred(self) -> None:
+        """defer_checks=True: parse and check every kept body, recording as if done on arrival."""
+        with self._cond:
+            deferred, self._deferred = self._deferred, []
+            self._deferred_marks = 0
+        for answered, path, body, busy in deferred:
+            started = time.monotonic()
+            events = self._parse(body)
+            check = time.monotonic() - started
+            self._store("POST", path, 200, False, len(body), events, answered, busy + check, check)
+
     def reset_records(self) -> None:
         with self._cond:
             self._accepted_ids.clear()
@@ -277,6 +304,8 @@ class FalcoReceiver:
             self._ack_times.clear()
             self._violations.clear()
             self._requests.clear()
+            self._deferred.clear()
+            self._deferred_marks = 0
 
     def wait_for(self, predicate: Callable[[FalcoReceiver], bool], timeout: float) -> bool:
         """Wait until predicate(self) holds or `timeout` seconds passed; returns the last value."""
@@ -383,7 +412,22 @@ class FalcoReceiver:
         events: list[tuple[str, dict[str, Any]]] | None,
         at: float,
     ) -> None:
-        now = at
+        busy = time.monotonic() - getattr(handler, "receiver_started", time.monotonic())
+        check = getattr(handler, "receiver_check_s", 0.0)
+        self._store(handler.command, handler.path, status, injected, body_bytes, events, at, busy, check)
+
+    def _store(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        injected: bool,
+        body_bytes: int,
+        events: list[tuple[str, dict[str, Any]]] | None,
+        at: float,
+        busy_s: float,
+        check_s: float,
+    ) -> None:
         with self._cond:
             for audit_id, event in events or []:
                 self._accepted_ids.append(audit_id)
@@ -391,19 +435,9 @@ class FalcoReceiver:
                 if self._keep_events:
                     self._events[audit_id] = event
                 if self._record_ack_times and audit_id not in self._ack_times:
-                    self._ack_times[audit_id] = now
+                    self._ack_times[audit_id] = at
             self._requests.append(
-                RequestRecord(
-                    now,
-                    handler.command,
-                    handler.path,
-                    status,
-                    body_bytes,
-                    len(events or []),
-                    injected,
-                    time.monotonic() - getattr(handler, "receiver_started", time.monotonic()),
-                    getattr(handler, "receiver_check_s", 0.0),
-                )
+                RequestRecord(at, method, path, status, body_bytes, len(events or []), injected, busy_s, check_s)
             )
             self._cond.notify_all()
 
@@ -484,6 +518,19 @@ class FalcoReceiver:
                 body_bytes=len(body),
                 close=True,
             )
+            return
+        with self._cond:
+            deferring = self._defer_checks
+        if deferring:
+            # Benchmark: answer, keep the body, check it later (check_deferred) so the checking
+            # does not compete for this machine's CPU while the sender is being timed.
+            answered = time.time()
+            self._send(handler, 200, "")
+            busy = time.monotonic() - handler.receiver_started  # type: ignore[attr-defined]
+            with self._cond:
+                self._deferred.append((answered, handler.path, body, busy))
+                self._deferred_marks += body.count(b'"auditID"')
+                self._cond.notify_all()
             return
         if self._answer_before_parse:
             # Falco's own order: 200 first, parsing afterwards (the sender does not wait for it).
