@@ -62,6 +62,13 @@ MAX_SLACK_MS = 60_000
 # in passing; beyond it, sweeps leave it out (under load the pages matter, not the calls).
 DEFAULT_CHEAP_GAP_EVENTS = 1_000
 DEFAULT_CHEAP_GAP_BYTES = 256 * 1024
+# The head scan also re-reads the recent past, as far back as events have lately been arriving
+# late (ingestion time - timestamp, plus a poll and a second of margin), while that stays cheap:
+# on EKS most audit events reach CloudWatch seconds after their timestamp, and without this they
+# would wait for the next sweep instead of the next poll. Capped so a burst of very late events
+# cannot turn every poll into a long re-read.
+DEFAULT_MAX_OVERLAP_MS = 60_000
+OVERLAP_MARGIN_MS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,7 @@ class RangeTracker:
         stage_ages_ms: Sequence[int] | None = None,
         cheap_gap_events: int = DEFAULT_CHEAP_GAP_EVENTS,
         cheap_gap_bytes: int = DEFAULT_CHEAP_GAP_BYTES,
+        max_overlap_ms: int = DEFAULT_MAX_OVERLAP_MS,
     ) -> None:
         if poll_interval_ms <= 0:
             raise ValueError(f"poll_interval_ms must be > 0, got {poll_interval_ms}")
@@ -159,6 +167,9 @@ class RangeTracker:
         self.stages = sorted({a for a in stage_ages_ms if 0 < a < max_lateness_ms} | {max_lateness_ms})
         self.cheap_gap_events = cheap_gap_events
         self.cheap_gap_bytes = cheap_gap_bytes
+        self.max_overlap_ms = max(0, max_overlap_ms)
+        self._arrival_delay_ms = 0
+        """Decaying maximum of (ingestion time - timestamp) of recently admitted events."""
         self._segments: list[Segment] = []
         self._starts: list[int] = []
         self._last_head_ms: int | None = None
@@ -199,6 +210,11 @@ class RangeTracker:
     def _is_final(self, seg: Segment) -> bool:
         stage = self._next_stage(seg)
         return stage == 0 or stage == self.max_lateness_ms
+
+    def overlap_ms(self) -> int:
+        """How far back from now the head scan re-reads recent segments (when they are cheap)."""
+        with self.lock:
+            return min(self.max_overlap_ms, self._arrival_delay_ms + self.poll_interval_ms + OVERLAP_MARGIN_MS)
 
     def _cheap(self, events: int, nbytes: int) -> bool:
         return events <= self.cheap_gap_events and nbytes <= self.cheap_gap_bytes
@@ -254,6 +270,8 @@ class RangeTracker:
             for seg in new:
                 self._insert(seg)
             self.head_ms = now_ms + 1
+            reach_ms = now_ms - self.overlap_ms()
+            self._arrival_delay_ms = self._arrival_delay_ms * 7 // 8  # forget old delays slowly
             first_index = len(older)
             gap_events = gap_bytes = 0
             for i in range(len(older) - 1, -1, -1):
@@ -269,7 +287,7 @@ class RangeTracker:
                 gap_bytes += seg.bytes
                 if not self._cheap(gap_events, gap_bytes):
                     break
-                if due is not None and due <= now_ms:
+                if (due is not None and due <= now_ms) or seg.end_ms >= reach_ms:
                     first_index = i
             covered = older[first_index:] + new
             for seg in covered:
@@ -369,6 +387,9 @@ class RangeTracker:
                 seg.pending.add(h)
                 seg.events += 1
                 seg.bytes += len(event.message)
+                delay = event.ingestion_ms - ts
+                if delay > self._arrival_delay_ms:
+                    self._arrival_delay_ms = delay
                 fresh.append((EventKey(ts, h, event.stream, event.event_id), event))
             scan.events += len(fresh)
         return fresh

@@ -106,7 +106,7 @@ class FakeLogs:
         response: dict[str, Any] = {
             "events": [
                 {"logStreamName": e.stream, "eventId": e.event_id, "timestamp": e.timestamp_ms,
-                 "ingestionTime": e.timestamp_ms, "message": e.message}
+                 "ingestionTime": int(e.visible_at * 1000), "message": e.message}
                 for e in page
             ]
         }

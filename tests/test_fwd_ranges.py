@@ -265,3 +265,44 @@ def test_prefetching_the_next_page_loses_and_repeats_nothing() -> None:
     assert set(h.delivered) == set(ids)
     assert max(h.delivered.values()) == 1
     assert h.tracker.segments() == [] or all(not s.pending for s in h.tracker.segments())
+
+
+def test_events_arriving_seconds_late_are_delivered_by_the_next_poll_not_a_sweep() -> None:
+    # EKS delivers most audit events a few seconds after their timestamp. At light load the head
+    # scan re-reads that recent past, so each event goes out within about one poll of becoming
+    # visible instead of waiting for the 10 s sweep.
+    h = Harness()
+    t0 = h.clock.now
+    ids = {h.logs.add(STREAM_A, int((t0 + i * 0.5) * 1000), f"m{i}", visible_at=t0 + i * 0.5 + 3.0): t0 + i * 0.5 + 3.0
+           for i in range(200)}
+    h.run_until(t0 + 200)
+    assert all(h.delivered[i] == 1 for i in ids)
+    waits = [h.delivered_at[i] - visible for i, visible in ids.items()]
+    # The overlap learns the delay from the events it reads: the first late event, before any was
+    # seen, may wait for a sweep; every later one goes out within one poll interval (2 s) plus the
+    # simulated call time, where the sweeps alone would take 10 s or more.
+    assert waits[0] <= 10, waits[0]
+    assert max(waits[1:]) <= 2.5, sorted(waits)[-10:]
+    assert h.tracker.overlap_ms() <= 3_000 + 2_000 + 1_000
+
+
+def test_overlap_is_capped_and_decays_after_a_burst_of_very_late_events() -> None:
+    h = Harness()
+    t0 = h.clock.now
+    h.logs.add(STREAM_A, int((t0 + 10) * 1000), "two minutes late", visible_at=t0 + 130)
+    # Caught by the final sweep (10 + 600 s + slack); its 120 s delay would ask for more than the cap.
+    overlaps: list[int] = []
+    h.run_until(t0 + 10 + 600 + 60 + 4, on_step=lambda _now: overlaps.append(h.tracker.overlap_ms()))
+    assert h.delivered_at
+    assert max(overlaps) == h.tracker.max_overlap_ms
+    h.run_until(t0 + 10 + 600 + 60 + 4 + 300)
+    assert h.tracker.overlap_ms() <= 2_000 + 1_000 + 100
+
+
+def test_overlap_costs_no_extra_calls_when_idle() -> None:
+    h = Harness()
+    start = h.clock.now
+    h.logs.add(STREAM_A, int(start * 1000), "late", visible_at=start + 30)
+    h.run_until(start + 10 * 60)
+    per_minute = [h.logs.calls_between(start + 60 * m, start + 60 * (m + 1)) for m in range(10)]
+    assert max(per_minute) <= 31, per_minute
