@@ -30,6 +30,12 @@ Design (one tracker, used under its lock by the reader thread and the delivery t
   calls grow with the pages of data. Sweeps that include a final read are mandatory; the
   others are optional: the reader (reader.py) gives them pages only when the head and the final
   sweeps have none to read, so under load each event is read about twice (head + final).
+* Arrival delay: on EKS most events reach CloudWatch seconds after their timestamp, i.e.
+  after the head scan that covered that instant. So the head scan also re-reads the recent
+  past, as far back as events have lately been late (a decaying maximum of ingestion time
+  minus timestamp, plus a poll and a margin, capped at 60 s), while those segments are cheap.
+  Under light load that costs no extra call and delivers within a poll of visibility; under
+  load the segments are not cheap and late events wait for the sweeps as before.
 * A head range longer than two polls (a start with --start-at in the past, a restart, a long
   stall) is cut where its parts pass each stage age, so parts already older than the lateness
   window are final after this one read and are not swept again.
