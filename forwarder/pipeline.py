@@ -53,6 +53,17 @@ BEAT_SLICE_SECONDS = 1.0
 OPTIONAL_SWEEP_MARGIN_MS = 500
 
 
+def optional_sweep_margin_ms(config: RunConfig) -> int:
+    """How long before a due head scan an optional sweep may still start.
+
+    One call's worth of time (the limiter's spacing plus a typical answer), so optional sweeps
+    never delay the head; but at most half a poll interval: with a short interval the full margin
+    would never be free and late events would wait for the final sweep.
+    """
+    margin_ms = int(1000 / config.max_requests_per_second) + OPTIONAL_SWEEP_MARGIN_MS
+    return min(margin_ms, int(config.poll_interval_seconds * 1000) // 2)
+
+
 class BatchQueue:
     """FIFO of batches bounded by bytes (queued plus the one being delivered)."""
 
@@ -242,10 +253,8 @@ class Pipeline:
 
     def _read(self) -> None:
         assert self.tracker is not None
-        # One call's worth of time before the head is due: the limiter's spacing plus a typical answer.
-        margin_ms = int(1000 / self.config.max_requests_per_second) + OPTIONAL_SWEEP_MARGIN_MS
         loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat,
-                        optional_margin_ms=margin_ms, prefetch=True)
+                        optional_margin_ms=optional_sweep_margin_ms(self.config), prefetch=True)
         try:
             loop.run(self.stop)
         except BaseException as exc:  # noqa: BLE001 (reported by the supervisor, which exits non-zero)

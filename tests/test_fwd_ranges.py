@@ -306,3 +306,35 @@ def test_overlap_costs_no_extra_calls_when_idle() -> None:
     h.run_until(start + 10 * 60)
     per_minute = [h.logs.calls_between(start + 60 * m, start + 60 * (m + 1)) for m in range(10)]
     assert max(per_minute) <= 31, per_minute
+
+
+def test_optional_sweeps_still_run_with_a_short_poll_interval() -> None:
+    # A burst whose second half becomes visible just after the head scan read the first half: the
+    # segment holds too many events for the head's overlap, so an optional sweep must catch it.
+    # With a 200 ms poll the full margin (limiter spacing + 500 ms) would never be free.
+    from dataclasses import replace
+
+    from forwarder.config import RunConfig, StartAt
+    from forwarder.pipeline import optional_sweep_margin_ms
+    from forwarder.reader import ReadLoop
+
+    base = RunConfig(log_group="g", falco_url="http://127.0.0.1:1/k8s-audit", region="us-west-2",
+                     start_at=StartAt("now", 0.0, 0))
+    assert optional_sweep_margin_ms(base) == int(1000 / base.max_requests_per_second) + 500
+    short = replace(base, poll_interval_seconds=0.2, max_requests_per_second=20.0)
+    assert optional_sweep_margin_ms(short) == 100
+
+    h = Harness(poll_interval_s=0.2, rate=20.0)
+    h.loop = ReadLoop(h.tracker, h.reader, h.sink, clock=h.clock, wait=h.clock.wait,
+                      optional_margin_ms=optional_sweep_margin_ms(short))
+    t0 = h.clock.now
+    h.run_until(t0 + 1)
+    burst_ms = int(h.clock.now * 1000)
+    first = [h.logs.add(STREAM_A, burst_ms, f"a{i}") for i in range(2_000)]
+    h.run_until(h.clock.now + 0.5)
+    second = [h.logs.add(STREAM_A, burst_ms, f"b{i}") for i in range(2_000)]
+    visible = h.clock.now
+    h.run_until(visible + 30)
+    assert all(h.delivered[i] == 1 for i in first + second)
+    # The 10 s stage sweep at the latest, long before the final one.
+    assert max(h.delivered_at[i] for i in second) <= visible + 10 + 5 + 1
