@@ -34,8 +34,10 @@ Design (one tracker, used under its lock by the reader thread and the delivery t
   after the head scan that covered that instant. So the head scan also re-reads the recent
   past, as far back as events have lately been late (a decaying maximum of ingestion time
   minus timestamp, plus a poll and a margin, capped at 60 s), while those segments are cheap.
-  Under light load that costs no extra call and delivers within a poll of visibility; under
-  load the segments are not cheap and late events wait for the sweeps as before.
+  Under light load that costs no extra call and delivers within a poll of visibility. Under
+  load those segments are not cheap; the head scan then reads ``[head, now - lag]`` instead,
+  the lag being the 90th percentile of recent arrival delays, so most events are visible when
+  their instant is first read and each is still read once by the head; the rest are swept.
 * A head range longer than two polls (a start with --start-at in the past, a restart, a long
   stall) is cut where its parts pass each stage age, so parts already older than the lateness
   window are final after this one read and are not swept again.
@@ -52,6 +54,7 @@ events that become visible later than ``max_lateness`` after their timestamp may
 from __future__ import annotations
 
 import bisect
+import collections
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +78,10 @@ DEFAULT_CHEAP_GAP_BYTES = 256 * 1024
 # cannot turn every poll into a long re-read.
 DEFAULT_MAX_OVERLAP_MS = 60_000
 OVERLAP_MARGIN_MS = 1_000
+# Under load that re-read is not cheap; the head scan then stops short of now by this quantile of
+# recent arrival delays, so most events are already visible when their instant is first read.
+LAG_QUANTILE = 0.9
+DELAY_SAMPLES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,11 @@ class RangeTracker:
         self.max_overlap_ms = max(0, max_overlap_ms)
         self._arrival_delay_ms = 0
         """Decaying maximum of (ingestion time - timestamp) of recently admitted events."""
+        self._delays: collections.deque[int] = collections.deque(maxlen=DELAY_SAMPLES)
+        """Arrival delays of the latest admitted events (for the head's lag under load)."""
+        self._admitted_events = self._admitted_bytes = 0
+        self._events_per_ms = self._bytes_per_ms = 0.0
+        """Smoothed rate of new events: what re-reading the recent past would cost."""
         self._segments: list[Segment] = []
         self._starts: list[int] = []
         self._last_head_ms: int | None = None
@@ -222,6 +234,16 @@ class RangeTracker:
         with self.lock:
             return min(self.max_overlap_ms, self._arrival_delay_ms + self.poll_interval_ms + OVERLAP_MARGIN_MS)
 
+    def head_lag_ms(self, now_ms: int) -> int:
+        """How far short of now the head scan stops: 0 while the recent past is cheap to re-read,
+        else the recent arrival delay (quantile), capped like the overlap."""
+        with self.lock:
+            overlap = self.overlap_ms()
+            if self._cheap(int(self._events_per_ms * overlap), int(self._bytes_per_ms * overlap)) or not self._delays:
+                return 0
+            ordered = sorted(self._delays)
+            return max(0, min(self.max_overlap_ms, ordered[int(len(ordered) * LAG_QUANTILE)]))
+
     def _cheap(self, events: int, nbytes: int) -> bool:
         return events <= self.cheap_gap_events and nbytes <= self.cheap_gap_bytes
 
@@ -262,20 +284,26 @@ class RangeTracker:
     def start_head(self, now_ms: int) -> Scan | None:
         """Begin the poll's head scan over ``[head, now]`` (reaching back over cheap segments to due ones)."""
         with self.lock:
+            if self._last_head_ms is not None and now_ms > self._last_head_ms:
+                elapsed = now_ms - self._last_head_ms
+                self._events_per_ms += (self._admitted_events / elapsed - self._events_per_ms) / 4
+                self._bytes_per_ms += (self._admitted_bytes / elapsed - self._bytes_per_ms) / 4
+                self._admitted_events = self._admitted_bytes = 0
             self._last_head_ms = now_ms
-            if now_ms < self.head_ms:
-                return None  # the clock went back: nothing new to read yet
+            end_ms = now_ms - self.head_lag_ms(now_ms)
+            if end_ms < self.head_ms:
+                return None  # the clock went back, or the lag: nothing new to read yet
             # Split where parts of the range pass a stage age, so parts already old skip early sweeps.
             cuts: list[int] = []
-            if now_ms - self.head_ms > 2 * self.poll_interval_ms:  # a catch-up read, not a routine poll
-                cuts = sorted({now_ms - age for age in self.stages if self.head_ms <= now_ms - age < now_ms})
+            if end_ms - self.head_ms > 2 * self.poll_interval_ms:  # a catch-up read, not a routine poll
+                cuts = sorted({now_ms - age for age in self.stages if self.head_ms <= now_ms - age < end_ms})
             bounds = [self.head_ms, *[c + 1 for c in cuts]]
-            ends = [*cuts, now_ms]
+            ends = [*cuts, end_ms]
             older = list(self._segments)
             new = [Segment(s, e) for s, e in zip(bounds, ends, strict=True)]
             for seg in new:
                 self._insert(seg)
-            self.head_ms = now_ms + 1
+            self.head_ms = end_ms + 1
             reach_ms = now_ms - self.overlap_ms()
             self._arrival_delay_ms = self._arrival_delay_ms * 7 // 8  # forget old delays slowly
             first_index = len(older)
@@ -299,7 +327,7 @@ class RangeTracker:
             for seg in covered:
                 seg.scanning = True
             final = any(self._is_final(s) for s in older[first_index:])
-            return Scan("head", covered[0].start_ms, now_ms, now_ms, covered, final=final)
+            return Scan("head", covered[0].start_ms, end_ms, now_ms, covered, final=final)
 
     def start_sweep(self, now_ms: int, *, allow_intermediate: bool) -> Scan | None:
         """Begin a sweep if one is ripe: from the oldest ripe segment over every reachable due one."""
@@ -394,6 +422,10 @@ class RangeTracker:
                 seg.events += 1
                 seg.bytes += len(event.message)
                 delay = event.ingestion_ms - ts
+                if event.ingestion_ms > 0:
+                    self._delays.append(delay)
+                self._admitted_events += 1
+                self._admitted_bytes += len(event.message)
                 if delay > self._arrival_delay_ms:
                     self._arrival_delay_ms = delay
                 fresh.append((EventKey(ts, h, event.stream, event.event_id), event))
