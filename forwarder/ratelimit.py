@@ -48,30 +48,28 @@ class RateLimiter:
     def rate_per_second(self) -> float:
         return self._rate
 
-    def _refill(self) -> None:
+    def _take(self) -> bool:
+        """Refill, then take a token if there is one; the caller holds the lock."""
         now = self._clock()
         elapsed = max(0.0, now - self._updated)
         self._updated = now
         self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.acquired += 1
+            return True
+        return False
 
     def try_acquire(self) -> bool:
         """Take a token if one is there right now; never waits."""
         with self._lock:
-            self._refill()
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                self.acquired += 1
-                return True
-            return False
+            return self._take()
 
     def acquire(self, stop: threading.Event) -> bool:
         """Wait for a token; False (no token taken) if ``stop`` was set first."""
         while not stop.is_set():
             with self._lock:
-                self._refill()
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    self.acquired += 1
+                if self._take():
                     return True
                 # At least 1 ms: float clocks near 1.7e9 s cannot add smaller steps.
                 missing = max((1.0 - self._tokens) / self._rate, 0.001)
