@@ -51,6 +51,8 @@ MAX_GRACE_SECONDS = 8.0
 QUEUE_POLL_SECONDS = 0.25
 BEAT_SLICE_SECONDS = 1.0
 OPTIONAL_SWEEP_MARGIN_MS = 500
+# A summary line this often, so `kubectl logs` shows that events flow without a metrics scraper.
+PROGRESS_INTERVAL_SECONDS = 60.0
 
 
 def optional_sweep_margin_ms(config: RunConfig) -> int:
@@ -326,6 +328,31 @@ class Pipeline:
 
     # --- supervision --------------------------------------------------------------------------
 
+    def _progress_counts(self) -> dict[str, float]:
+        counts: dict[str, float] = {}
+        for family in (self.metrics.events_read_total, self.metrics.events_delivered_total,
+                       self.metrics.events_skipped_total):
+            for metric in family.collect():
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        key = sample.name.removeprefix("forwarder_events_").removesuffix("_total")
+                        counts[key] = counts.get(key, 0.0) + sample.value
+        return counts
+
+    def _log_progress(self, last: dict[str, float]) -> dict[str, float]:
+        now = self._progress_counts()
+        lag = None if self._newest_acked_ms is None else max(0.0, self.clock() - self._newest_acked_ms / 1000.0)
+        log.info(
+            "progress",
+            extra={
+                "interval_seconds": PROGRESS_INTERVAL_SECONDS,
+                **{f"events_{k}": int(v - last.get(k, 0.0)) for k, v in now.items()},
+                "delivery_lag_seconds": None if lag is None else round(lag, 1),
+                "queued_batches": len(self.queue),
+            },
+        )
+        return now
+
     def run(self) -> int:
         state = self._load_state()
         if self.stop.is_set():
@@ -335,7 +362,9 @@ class Pipeline:
         deliverer = threading.Thread(target=self._deliver, name="forwarder-delivery", daemon=True)
         reader.start()
         deliverer.start()
-        self.stop.wait()
+        last = self._progress_counts()
+        while not self.stop.wait(PROGRESS_INTERVAL_SECONDS):
+            last = self._log_progress(last)
         stopped_at = time.monotonic()
         grace = min(self.config.shutdown_grace_seconds, MAX_GRACE_SECONDS)
         if self._failure is None:

@@ -4,6 +4,7 @@ assertions."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -234,3 +235,26 @@ def test_stop_while_falco_is_away_exits_zero_and_keeps_unacknowledged_events(mot
     assert receiver.wait_for_ids(set(ids), WAIT_S)
     assert run.finish() == 0
     assert _dups(receiver) == {}
+
+
+def test_progress_line_reports_what_flowed_since_the_last_one(moto, receiver, monkeypatch, caplog) -> None:  # noqa: F811
+    monkeypatch.setattr(pipeline, "PROGRESS_INTERVAL_SECONDS", 0.5)
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    ids, lines = _events(now_ms() - 5_000, 30)
+    put_events(logs, GROUP, STREAM_A, [*lines, (now_ms() - 5_000, "not json")])
+    with caplog.at_level(logging.INFO, logger="forwarder.pipeline"):
+        run = start(moto, receiver)
+        assert receiver.wait_for_ids(set(ids), WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and sum(
+            getattr(r, "events_delivered", 0) for r in caplog.records if r.getMessage() == "progress"
+        ) < 30:
+            time.sleep(0.1)
+        assert run.finish() == 0
+    progress = [r for r in caplog.records if r.getMessage() == "progress"]
+    assert progress
+    assert sum(r.events_delivered for r in progress) == 30
+    assert sum(r.events_read for r in progress) == 31
+    assert sum(getattr(r, "events_skipped", 0) for r in progress) == 1
+    assert any(r.delivery_lag_seconds is not None for r in progress)
