@@ -4,10 +4,12 @@ Facts they rest on (see ../shared/DESIGN.md and the Service Authorization Refere
   - IRSA: the cluster's OIDC provider is the `Federated` principal; EKS's projected token carries
     `sub = system:serviceaccount:<namespace>:<name>` and `aud = sts.amazonaws.com`; the condition keys are
     prefixed with the issuer host and path, without `https://`.
-  - logs:FilterLogEvents and logs:DescribeLogStreams both take the resource type `log-group`
+  - logs:FilterLogEvents takes the resource type `log-group`
     (arn:<partition>:logs:<region>:<account>:log-group:<name>). IAM evaluates some log-group actions
     against the group's ARN with a trailing `:*` (the form DescribeLogGroups returns), so both the bare ARN
-    and `<arn>:*` are listed; `<arn>:*` also covers the group's `:log-stream:<stream>` ARNs. Nothing else.
+    and `<arn>:*` are listed; `<arn>:*` also covers the group's `:log-stream:<stream>` ARNs. Nothing else:
+    FilterLogEvents with a stream prefix finds new and rotated streams itself, so the forwarder never
+    lists streams (tests/test_audit_forwarder.py checks this list against the calls in forwarder/).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 # The only CloudWatch Logs calls the forwarder makes (forwarder/cloudwatch.py).
-LOG_READER_ACTIONS: tuple[str, ...] = ("logs:DescribeLogStreams", "logs:FilterLogEvents")
+LOG_READER_ACTIONS: tuple[str, ...] = ("logs:FilterLogEvents",)
 
 STS_AUDIENCE = "sts.amazonaws.com"
 POLICY_VERSION = "2012-10-17"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,18 @@ def test_trust_policy_strips_the_issuer_scheme() -> None:
     }
 
 
+def _logs_calls_in_forwarder_source() -> set[str]:
+    """IAM action names of every boto3 `logs` client method the forwarder's code calls."""
+    calls: set[str] = set()
+    for path in FORWARDER_DIR.glob("*.py"):
+        for method in re.findall(r"\bclient\.([a-z_]+)\(", path.read_text(encoding="utf-8")):
+            if method in {"deliver", "close"}:  # the Falco client, not AWS
+                continue
+            calls.add("logs:" + "".join(part.title() for part in method.split("_")))
+    assert calls, "no CloudWatch calls found in forwarder/: the pattern is out of date"
+    return calls
+
+
 def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> None:
     role_policies = given.of_type(ROLE_POLICY)
     assert len(role_policies) == 1, "exactly one policy on the role"
@@ -158,7 +171,8 @@ def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> No
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
     # Exactly the calls forwarder/cloudwatch.py makes.
-    assert sorted(statement["Action"]) == ["logs:DescribeLogStreams", "logs:FilterLogEvents"]
+    assert statement["Action"] == ["logs:FilterLogEvents"]
+    assert sorted(statement["Action"]) == sorted(_logs_calls_in_forwarder_source())
     resources = statement["Resource"]
     assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])
     for resource in resources:
