@@ -285,6 +285,12 @@ class FalcoReceiver:
         with self._cond:
             return self._deferred_marks
 
+    @property
+    def deferred_requests(self) -> int:
+        """defer_checks=True: request bodies kept so far, waiting for check_deferred()."""
+        with self._cond:
+            return len(self._deferred)
+
     def check_deferred(self) -> None:
         """defer_checks=True: parse and check every kept body, recording as if done on arrival."""
         with self._cond:
