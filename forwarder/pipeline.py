@@ -187,8 +187,11 @@ class Pipeline:
         return None
 
     def _make_tracker(self, state: CheckpointState | None) -> RangeTracker:
-        poll_ms = max(1, int(self.config.poll_interval_seconds * 1000))
-        lateness_ms = max(1, int(self.config.max_lateness_seconds * 1000))
+        settings: dict[str, Any] = {
+            "poll_interval_ms": max(1, int(self.config.poll_interval_seconds * 1000)),
+            "max_lateness_ms": max(1, int(self.config.max_lateness_seconds * 1000)),
+            "stage_ages_ms": self.stage_ages_ms,
+        }
         if state is not None and (
             state.log_group != self.config.log_group or state.stream_prefix != self.config.stream_prefix
         ):
@@ -200,16 +203,12 @@ class Pipeline:
         if state is None:
             head = self.config.start_at.resolve(int(self.clock() * 1000))
             log.info("no checkpoint: starting", extra={"start_ms": head})
-            return RangeTracker(
-                head, poll_interval_ms=poll_ms, max_lateness_ms=lateness_ms, stage_ages_ms=self.stage_ages_ms
-            )
+            return RangeTracker(head, **settings)
         log.info(
             "resuming from checkpoint",
             extra={"head_ms": state.head_ms, "open_segments": len(state.segments), "hashes": state.hash_count()},
         )
-        return RangeTracker.from_checkpoint(
-            state, poll_interval_ms=poll_ms, max_lateness_ms=lateness_ms, stage_ages_ms=self.stage_ages_ms
-        )
+        return RangeTracker.from_checkpoint(state, **settings)
 
     # --- reading ------------------------------------------------------------------------------
 

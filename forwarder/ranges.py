@@ -58,6 +58,7 @@ import collections
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from forwarder.checkpoint import CheckpointState, SegmentState
 from forwarder.dedup import HashSet, event_hash, pack, unpack
@@ -476,26 +477,11 @@ class RangeTracker:
             return self.head_ms, states
 
     @classmethod
-    def from_checkpoint(
-        cls,
-        state: CheckpointState,
-        *,
-        poll_interval_ms: int,
-        max_lateness_ms: int,
-        stage_ages_ms: Sequence[int] | None = None,
-        cheap_gap_events: int = DEFAULT_CHEAP_GAP_EVENTS,
-        cheap_gap_bytes: int = DEFAULT_CHEAP_GAP_BYTES,
-    ) -> RangeTracker:
+    def from_checkpoint(cls, state: CheckpointState, **settings: Any) -> RangeTracker:
         """Resume: dirty segments (reads not fully acknowledged at the save) are read again at once,
-        the others keep their sweep schedule; acknowledged hashes are not sent again."""
-        tracker = cls(
-            state.head_ms,
-            poll_interval_ms=poll_interval_ms,
-            max_lateness_ms=max_lateness_ms,
-            stage_ages_ms=stage_ages_ms,
-            cheap_gap_events=cheap_gap_events,
-            cheap_gap_bytes=cheap_gap_bytes,
-        )
+        the others keep their sweep schedule; acknowledged hashes are not sent again. ``settings``
+        are the constructor's keyword arguments (one list of tuning knobs, not two to keep in step)."""
+        tracker = cls(state.head_ms, **settings)
         for saved in sorted(state.segments, key=lambda s: s.start_ms):
             seg = Segment(saved.start_ms, saved.end_ms)
             hashes = unpack(saved.hashes)
