@@ -4,12 +4,12 @@ A company stack imports what it needs, e.g. ``from components import AuditedClus
 or the whole lab with ``FalcoEksLab``.
 """
 
-from components.audit_forwarder import AuditForwarder, AuditForwarderArgs
-from components.cluster import AuditedCluster, AuditedClusterArgs
-from components.errors import ConfigError
-from components.falco import Falco, FalcoArgs
-from components.lab import FalcoEksLab, FalcoEksLabArgs
-from components.network import LabVpc, LabVpcArgs
+from .audit_forwarder import AuditForwarder, AuditForwarderArgs
+from .cluster import AuditedCluster, AuditedClusterArgs
+from .errors import ConfigError
+from .falco import Falco, FalcoArgs
+from .lab import FalcoEksLab, FalcoEksLabArgs
+from .network import LabVpc, LabVpcArgs
 
 __all__ = [
     "AuditForwarder",

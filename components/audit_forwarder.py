@@ -24,11 +24,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.errors import ConfigError
-from components.forwarder_iam import irsa_trust_policy, log_reader_policy
-from components.forwarder_image import build_forwarder_image
-from components.forwarder_source import bundled_forwarder_dir, load_forwarder_source
-from components.forwarder_workload import (
+from .errors import ConfigError
+from .forwarder_iam import irsa_trust_policy, log_reader_policy
+from .forwarder_image import build_forwarder_image
+from .forwarder_source import bundled_forwarder_dir, load_forwarder_source
+from .forwarder_workload import (
     SOURCE_HASH_ANNOTATION,
     SOURCE_ROOT,
     PodIdentity,

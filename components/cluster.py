@@ -26,8 +26,8 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from components.errors import ConfigError
-from components.network import LabVpc, LabVpcArgs
+from .errors import ConfigError
+from .network import LabVpc, LabVpcArgs
 
 COMPONENT_TYPE = "falco-eks:index:AuditedCluster"
 

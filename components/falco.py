@@ -21,8 +21,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.errors import ConfigError
-from components.falco_rules import RULES_FILE_NAME, admin_access_rules, admin_matchers
+from .errors import ConfigError
+from .falco_rules import RULES_FILE_NAME, admin_access_rules, admin_matchers
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"

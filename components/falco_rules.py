@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from components.errors import ConfigError
+from .errors import ConfigError
 
 RULES_FILE_NAME = "falco-eks-lab-rules.yaml"
 """Key under the chart's ``customRules``; the chart mounts it as /etc/falco/rules.d/<key>."""

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from components.forwarder_source import context_sha256
+from .forwarder_source import context_sha256
 
 Architecture = Literal["amd64", "arm64"]
 

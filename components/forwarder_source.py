@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.errors import ConfigError
+from .errors import ConfigError
 
 # A ConfigMap holds at most 1 MiB (etcd's object limit); keep room for metadata.
 CONFIGMAP_MAX_BYTES = 900 * 1024

@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import pulumi
 
-from components.audit_forwarder import AuditForwarder, AuditForwarderArgs
-from components.cluster import AuditedCluster, AuditedClusterArgs
-from components.errors import ConfigError
-from components.falco import DEFAULT_CHART_VERSION, Falco, FalcoArgs
-from components.falco_rules import admin_matchers
+from .audit_forwarder import AuditForwarder, AuditForwarderArgs
+from .cluster import AuditedCluster, AuditedClusterArgs
+from .errors import ConfigError
+from .falco import DEFAULT_CHART_VERSION, Falco, FalcoArgs
+from .falco_rules import admin_matchers
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ConfigError
+from .errors import ConfigError
 
 COMPONENT_TYPE = "falco-eks:index:LabVpc"
 

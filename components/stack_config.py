@@ -15,16 +15,16 @@ from typing import Any, Literal
 
 import pulumi
 
-from components.cluster import (
+from .cluster import (
     DEFAULT_KUBERNETES_VERSION,
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_NODE_COUNT,
     DEFAULT_NODE_INSTANCE_TYPE,
     AuditedClusterArgs,
 )
-from components.errors import ConfigError
-from components.falco import DEFAULT_CHART_VERSION
-from components.lab import FalcoEksLabArgs
+from .errors import ConfigError
+from .falco import DEFAULT_CHART_VERSION
+from .lab import FalcoEksLabArgs
 
 REGION_KEY = "aws:region"
 

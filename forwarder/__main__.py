@@ -1,5 +1,5 @@
 """``python -m forwarder``."""
 
-from forwarder.cli import main
+from .cli import main
 
 raise SystemExit(main())

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-from forwarder.config import ConfigError, ReplayConfig, RunConfig, parse
-from forwarder.logs import setup_logging
-from forwarder.metrics import Health, Metrics, MetricsServer, serve
+from .config import ConfigError, ReplayConfig, RunConfig, parse
+from .logs import setup_logging
+from .metrics import Health, Metrics, MetricsServer, serve
 
 log = logging.getLogger("forwarder.cli")
 
@@ -55,7 +55,7 @@ def _run(config: RunConfig, stop: threading.Event) -> int:
             return _config_error(ConfigError("--metrics-port", f"cannot listen on {config.metrics_port}: {exc}"))
     try:
         # Imported here so the rest of the CLI works without the AWS side loaded.
-        import forwarder.pipeline as pipeline
+        from . import pipeline
 
         return int(pipeline.run(config, metrics=metrics, health=health, stop=stop))
     except ConfigError as exc:
@@ -70,7 +70,7 @@ def _run(config: RunConfig, stop: threading.Event) -> int:
 
 
 def _replay(config: ReplayConfig, stop: threading.Event) -> int:
-    from forwarder import replay
+    from . import replay
 
     try:
         return replay.run(config, stop)

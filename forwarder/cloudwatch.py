@@ -30,10 +30,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from forwarder.metrics import Metrics
-from forwarder.model import LogEvent
-from forwarder.ratelimit import RateLimiter
-from forwarder.retry import Backoff
+from .metrics import Metrics
+from .model import LogEvent
+from .ratelimit import RateLimiter
+from .retry import Backoff
 
 log = logging.getLogger("forwarder.cloudwatch")
 

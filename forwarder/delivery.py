@@ -25,9 +25,9 @@ from typing import Final
 
 import urllib3
 
-from forwarder.batching import Batch
-from forwarder.metrics import Metrics
-from forwarder.retry import Backoff
+from .batching import Batch
+from .metrics import Metrics
+from .retry import Backoff
 
 log = logging.getLogger("forwarder.delivery")
 

@@ -24,24 +24,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from forwarder.batching import Batch, Batcher
-from forwarder.checkpoint import (
+from .batching import Batch, Batcher
+from .checkpoint import (
     CheckpointError,
     CheckpointState,
     CheckpointStore,
     ConfigMapCheckpointStore,
     open_store,
 )
-from forwarder.cloudwatch import LogsReader, build_logs_client
-from forwarder.config import RunConfig
-from forwarder.delivery import FalcoClient
-from forwarder.metrics import Health, Metrics
-from forwarder.model import LogEvent
-from forwarder.ranges import EventKey, RangeTracker, Scan
-from forwarder.ratelimit import RateLimiter
-from forwarder.reader import ReadLoop
-from forwarder.retry import Backoff
-from forwarder.validation import validate
+from .cloudwatch import LogsReader, build_logs_client
+from .config import RunConfig
+from .delivery import FalcoClient
+from .metrics import Health, Metrics
+from .model import LogEvent
+from .ranges import EventKey, RangeTracker, Scan
+from .ratelimit import RateLimiter
+from .reader import ReadLoop
+from .retry import Backoff
+from .validation import validate
 
 log = logging.getLogger("forwarder.pipeline")
 

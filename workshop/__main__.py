@@ -1,5 +1,5 @@
 """`python -m workshop ...`"""
 
-from workshop.cli import main
+from .cli import main
 
 raise SystemExit(main())

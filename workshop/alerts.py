@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
-from workshop.kubectl import Kubectl, WorkshopError
+from .kubectl import Kubectl, WorkshopError
 
 FALCO_POD_SELECTOR = "app.kubernetes.io/name=falco"
 """The chart's name label: both releases' Falco pods, no Falcosidekick pods."""

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from workshop.alerts import fetch_alerts, print_alerts, ui_command, validate_since
-from workshop.examples import AUDIT_DELAY_HINT, EXAMPLES, cleanup_everything
-from workshop.kubectl import Kubectl, Runner, WorkshopError, kubeconfig_file, subprocess_runner
+from .alerts import fetch_alerts, print_alerts, ui_command, validate_since
+from .examples import AUDIT_DELAY_HINT, EXAMPLES, cleanup_everything
+from .kubectl import Kubectl, Runner, WorkshopError, kubeconfig_file, subprocess_runner
 
 
 def build_parser() -> argparse.ArgumentParser:

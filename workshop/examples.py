@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from workshop.kubectl import Kubectl, WorkshopError
+from .kubectl import Kubectl, WorkshopError
 
 WORKSHOP_NAMESPACE = "falco-workshop"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "falco-workshop"}
