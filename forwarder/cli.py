@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from .config import ConfigError, ReplayConfig, RunConfig, parse
-from .logs import setup_logging
+from .jsonlog import setup_logging
 from .metrics import Health, Metrics, MetricsServer, serve
 
 log = logging.getLogger("forwarder.cli")

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .batching import Batch, Batcher
 from .checkpoint import (
@@ -32,6 +31,7 @@ from .checkpoint import (
     ConfigMapCheckpointStore,
     open_store,
 )
+from .clock import Clock, SystemClock
 from .cloudwatch import LogsReader, build_logs_client
 from .config import RunConfig
 from .delivery import FalcoClient
@@ -40,8 +40,8 @@ from .model import LogEvent
 from .ranges import EventKey, RangeTracker, Scan
 from .ratelimit import RateLimiter
 from .reader import ReadLoop
-from .retry import Backoff
-from .validation import validate
+from .retry import Backoff, Retrier
+from .validation import REASONS, validate
 
 log = logging.getLogger("forwarder.pipeline")
 
@@ -49,7 +49,10 @@ log = logging.getLogger("forwarder.pipeline")
 # threads and the final checkpoint save fit in what is left.
 MAX_GRACE_SECONDS = 8.0
 QUEUE_POLL_SECONDS = 0.25
-BEAT_SLICE_SECONDS = 1.0
+# An exception raised while handling one event (a bug, an input no check foresaw): that event is
+# skipped with this reason and the others go on; otherwise the pod would crash-loop on it.
+SKIP_HANDLING_ERROR: Final = "handling_error"
+CHECKPOINT_LOAD_BACKOFF = Backoff(initial_seconds=1.0, max_seconds=30.0)
 OPTIONAL_SWEEP_MARGIN_MS = 500
 # A summary line this often, so `kubectl logs` shows that events flow without a metrics scraper.
 PROGRESS_INTERVAL_SECONDS = 60.0
@@ -106,22 +109,6 @@ class BatchQueue:
             return len(self._items)
 
 
-def _beating_wait(beat: Callable[[], None]) -> Callable[[float, threading.Event], bool]:
-    """An interruptible wait that keeps the liveness heartbeat going through long backoffs."""
-
-    def wait(seconds: float, stop: threading.Event) -> bool:
-        deadline = time.monotonic() + seconds
-        while True:
-            beat()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return stop.is_set()
-            if stop.wait(min(left, BEAT_SLICE_SECONDS)):
-                return True
-
-    return wait
-
-
 class Pipeline:
     """Wires one run; ``run()`` below is the entry point."""
 
@@ -135,7 +122,7 @@ class Pipeline:
         logs_client: Any,
         falco: FalcoClient,
         store: CheckpointStore | None,
-        clock: Callable[[], float],
+        clock: Clock,
         stage_ages_ms: tuple[int, ...] | None = None,
     ) -> None:
         self.config = config
@@ -146,21 +133,22 @@ class Pipeline:
         self.store = store
         self.clock = clock
         self.stage_ages_ms = stage_ages_ms
-        self.wait = _beating_wait(health.beat)
         self.queue = BatchQueue(config.max_inflight_bytes)
         self.delivery_stop = threading.Event()
-        self.limiter = RateLimiter(config.max_requests_per_second)
+        self.limiter = RateLimiter(config.max_requests_per_second, clock=clock)
         self.logs = LogsReader(
             logs_client,
             config.log_group,
             config.stream_prefix,
             limiter=self.limiter,
             metrics=metrics,
-            wait=self.wait,
+            clock=clock,
             on_ready=health.set_ready,
         )
         self.tracker: RangeTracker | None = None
         self.batcher = Batcher(config.max_batch_bytes)
+        for reason in (*REASONS, SKIP_HANDLING_ERROR):
+            metrics.events_skipped_total.labels(reason=reason)  # exported as 0 from the start
         self._save_lock = threading.Lock()
         self._failure: BaseException | None = None
         self._newest_acked_ms: int | None = None
@@ -172,7 +160,7 @@ class Pipeline:
     def _load_state(self) -> CheckpointState | None:
         if self.store is None:
             return None
-        attempt = 0
+        retrier = Retrier(CHECKPOINT_LOAD_BACKOFF, self.clock, log)
         while not self.stop.is_set():
             try:
                 return self.store.load()
@@ -180,10 +168,8 @@ class Pipeline:
                 # The Kubernetes API can be briefly away when a pod starts; a broken file is not transient.
                 if not isinstance(self.store, ConfigMapCheckpointStore):
                     raise
-                delay = Backoff(initial_seconds=1.0, max_seconds=30.0).delay(attempt, random.Random())  # noqa: S311
-                log.error("cannot read the checkpoint; retrying", extra={"error": str(exc), "retry_in_s": delay})
-                attempt += 1
-                self.wait(delay, self.stop)
+                retrier.failed(self.stop, "cannot read the checkpoint; retrying", {"error": str(exc)},
+                               level=logging.ERROR)
         return None
 
     def _make_tracker(self, state: CheckpointState | None) -> RangeTracker:
@@ -201,7 +187,7 @@ class Pipeline:
             )
             state = None
         if state is None:
-            head = self.config.start_at.resolve(int(self.clock() * 1000))
+            head = self.config.start_at.resolve(int(self.clock.time() * 1000))
             log.info("no checkpoint: starting", extra={"start_ms": head})
             return RangeTracker(head, **settings)
         log.info(
@@ -218,28 +204,42 @@ class Pipeline:
         if fresh:
             self.metrics.events_read_total.inc(len(fresh))
         skipped: list[EventKey] = []
-        now_ms = int(self.clock() * 1000)
+        now_ms = int(self.clock.time() * 1000)
         for key, event in fresh:
             self._streams[event.stream] = now_ms
-            result = validate(event.message, self.config.max_event_bytes)
-            if not result.ok or result.body is None:
-                reason = result.reason or "invalid"
-                self.metrics.events_skipped_total.labels(reason=reason).inc()
-                log.warning(
-                    "skipping an event Falco could not use",
-                    extra={"reason": reason, "stream": event.stream, "event_id": event.event_id,
-                           "audit_id": result.audit_id, "timestamp_ms": event.timestamp_ms},
-                )
+            try:
+                full = self._check_and_batch(key, event)
+            except Exception as exc:  # noqa: BLE001 - one event must never stop the others (see SKIP_HANDLING_ERROR)
+                self._skip(key, event, SKIP_HANDLING_ERROR, None, error=f"{type(exc).__name__}: {exc}"[:300])
+                full = []
+            if full is None:
                 skipped.append(key)
                 continue
-            for full in self.batcher.add(key, result.body):
-                if not self._enqueue(full):
+            for batch in full:
+                if not self._enqueue(batch):
                     return False
         if skipped:
             self.tracker.acknowledge(skipped)  # handled for good: never read as new again
         self._forget_old_streams(now_ms)
         last = self.batcher.flush()
         return last is None or self._enqueue(last)
+
+    def _check_and_batch(self, key: EventKey, event: LogEvent) -> list[Batch] | None:
+        """The batches ``event`` completed, or None when it is skipped (counted and logged)."""
+        result = validate(event.message, self.config.max_event_bytes)
+        if not result.ok or result.body is None:
+            self._skip(key, event, result.reason or "invalid", result.audit_id)
+            return None
+        return self.batcher.add(key, result.body)
+
+    def _skip(self, key: EventKey, event: LogEvent, reason: str, audit_id: str | None, error: str | None = None
+              ) -> None:
+        self.metrics.events_skipped_total.labels(reason=reason).inc()
+        log.warning(
+            "skipping an event Falco could not use",
+            extra={"reason": reason, "stream": event.stream, "event_id": event.event_id, "audit_id": audit_id,
+                   "timestamp_ms": event.timestamp_ms, **({"error": error} if error else {})},
+        )
 
     def _enqueue(self, batch: Batch) -> bool:
         ok = self.queue.put(batch, self.stop, self.health.beat)
@@ -254,7 +254,8 @@ class Pipeline:
 
     def _read(self) -> None:
         assert self.tracker is not None
-        loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock, wait=self.wait, beat=self.health.beat,
+        loop = ReadLoop(self.tracker, self.logs, self._sink, clock=self.clock.time, wait=self.clock.wait,
+                        beat=self.health.beat,
                         optional_margin_ms=optional_sweep_margin_ms(self.config), prefetch=True)
         try:
             loop.run(self.stop)
@@ -303,7 +304,7 @@ class Pipeline:
 
     def _update_lag(self) -> None:
         if self._newest_acked_ms is not None:
-            self.metrics.delivery_lag_seconds.set(max(0.0, self.clock() - self._newest_acked_ms / 1000.0))
+            self.metrics.delivery_lag_seconds.set(max(0.0, self.clock.time() - self._newest_acked_ms / 1000.0))
 
     def save_checkpoint(self, timeout: float = -1) -> bool:
         if self.store is None or self.tracker is None:
@@ -340,7 +341,7 @@ class Pipeline:
 
     def _log_progress(self, last: dict[str, float]) -> dict[str, float]:
         now = self._progress_counts()
-        lag = None if self._newest_acked_ms is None else max(0.0, self.clock() - self._newest_acked_ms / 1000.0)
+        lag = None if self._newest_acked_ms is None else max(0.0, self.clock.time() - self._newest_acked_ms / 1000.0)
         log.info(
             "progress",
             extra={
@@ -391,7 +392,7 @@ def run(
     stop: threading.Event,
     logs_client: Any = None,
     falco: FalcoClient | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     store: CheckpointStore | None = None,
 ) -> int:
     """Forward until ``stop`` is set; 0 on a clean stop. ``store`` overrides ``config.checkpoint`` (tests)."""
@@ -400,11 +401,11 @@ def run(
     if store is None and config.checkpoint is not None:
         spec = config.checkpoint
         store = open_store(spec.kind, path=spec.path, namespace=spec.namespace, name=spec.name)
+    if clock is None:
+        clock = SystemClock(beat=health.beat)
     owns_falco = falco is None
     if falco is None:
-        falco = FalcoClient(
-            config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, sleep=_beating_wait(health.beat)
-        )
+        falco = FalcoClient(config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, clock=clock)
     try:
         return Pipeline(
             config, metrics=metrics, health=health, stop=stop, logs_client=logs_client, falco=falco, store=store,

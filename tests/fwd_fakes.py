@@ -36,9 +36,37 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         self.now += max(seconds, 0.0)
         return stop.is_set()
+
+
+class RecordingClock:
+    """A view of a FakeClock that records the waits made through it; ``on_wait`` may act instead of waiting
+    (set stop, change the world) and returns what the wait returns."""
+
+    def __init__(self, clock: FakeClock, on_wait: Any = None) -> None:
+        self.clock = clock
+        self.on_wait = on_wait
+        self.waits: list[float] = []
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def monotonic(self) -> float:
+        return self.clock.now
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        self.waits.append(seconds)
+        if self.on_wait is not None:
+            return bool(self.on_wait(seconds, stop))
+        return self.clock.wait(seconds, stop)
 
 
 @dataclass
@@ -145,9 +173,9 @@ class Harness:
         self.clock = clock or FakeClock()
         self.logs = FakeLogs(self.clock, page_events=page_events, page_bytes=page_bytes)
         self.metrics = Metrics()
-        self.limiter = RateLimiter(rate, clock=self.clock, wait=self.clock.wait)
+        self.limiter = RateLimiter(rate, clock=self.clock)
         self.reader = LogsReader(self.logs, "/aws/eks/lab/cluster", "kube-apiserver-audit", limiter=self.limiter,
-                                 metrics=self.metrics, wait=self.clock.wait)
+                                 metrics=self.metrics, clock=self.clock)
         self.tracker = tracker or RangeTracker(
             int(self.clock.now * 1000) if start_ms is None else start_ms,
             poll_interval_ms=int(poll_interval_s * 1000),

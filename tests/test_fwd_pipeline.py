@@ -259,3 +259,38 @@ def test_progress_line_reports_what_flowed_since_the_last_one(moto, receiver, mo
     assert sum(r.events_read for r in progress) == 31
     assert sum(getattr(r, "events_skipped", 0) for r in progress) == 1
     assert any(r.delivery_lag_seconds is not None for r in progress)
+
+
+def test_an_exception_while_handling_one_event_skips_it_and_the_others_flow(moto, receiver, monkeypatch) -> None:  # noqa: F811
+    # Whatever one event makes the code raise (a recursion limit, an encoding error, a number out of range),
+    # that event is skipped with its own reason and counted; the forwarder and every other event go on.
+    # Otherwise the pod would crash-loop on the same event at every restart.
+    real_validate = pipeline.validate
+    failures = {"boom-recursion": RecursionError("maximum recursion depth exceeded"),
+                "boom-unicode": UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+                "boom-overflow": OverflowError("int too large to convert")}
+
+    def fragile(message: str, max_event_bytes: int) -> Any:
+        for marker, error in failures.items():
+            if marker in message:
+                raise error
+        return real_validate(message, max_event_bytes)
+
+    monkeypatch.setattr(pipeline, "validate", fragile)
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    ts = now_ms() - 3_000
+    good_ids, good = _events(ts, 20)
+    bad = [(ts, make_event(ts, size=300)[1].replace('"kind"', f'"{marker}":1,"kind"', 1)) for marker in failures]
+    put_events(logs, GROUP, STREAM_A, good[:10] + bad + good[10:])
+    run = start(moto, receiver)
+    assert receiver.wait_for_ids(set(good_ids), WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    handled = {"reason": "handling_error"}
+    while run.sample("forwarder_events_skipped_total", handled) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.thread.is_alive()
+    assert run.finish() == 0
+    assert run.sample("forwarder_events_skipped_total", {"reason": "handling_error"}) == 3
+    assert run.sample("forwarder_events_delivered_total") == 20
+    assert Counter(receiver.accepted_ids) == Counter(good_ids)
