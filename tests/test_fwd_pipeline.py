@@ -72,7 +72,7 @@ def start(moto_server_: Any, rx: FalcoReceiver, **overrides: Any) -> Running:
         shutdown_grace_seconds=3.0,
     )
     config = replace(config, **overrides)
-    metrics, health, stop = Metrics(), Health(config.poll_interval_seconds), threading.Event()
+    metrics, health, stop = Metrics(), Health(), threading.Event()
     result: dict[str, Any] = {}
     import os
 
@@ -173,7 +173,7 @@ def test_restart_from_checkpoint_sends_nothing_twice(moto, receiver, tmp_path: P
     assert receiver.wait_for_ids(set(first_ids), WAIT_S)
     assert run.finish() == 0
     saved = FileCheckpointStore(tmp_path / "checkpoint.json").load()
-    assert saved is not None and saved.head_ms > 0
+    assert saved is not None and saved.positions.positions["head"] > 0
     # While it is down: new events, and a late one inside the window of an already-read range.
     second_ids, second = _events(now_ms(), 30)
     late_ids, late = _events(now_ms() - 2_000, 2)
