@@ -126,6 +126,19 @@ def test_basic_flow_delivers_valid_corpus_events_and_skips_invalid_ones(moto, re
     assert run.sample("forwarder_events_delivered_total") + skipped == read
     assert run.sample("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents", "outcome": "ok"}) > 0
     assert run.sample("forwarder_last_delivery_timestamp_seconds") > 0
+    # What the source and delivery export: every event read has its arrival delay, every delivered one its
+    # end-to-end latency; the stages in use; nothing left waiting. The events reached CloudWatch 10 s after
+    # their timestamps, later than the 6-s window: read anyway (the final read came later still), and counted.
+    assert run.sample("forwarder_arrival_delay_seconds_count") == read
+    assert run.sample("forwarder_events_after_window_total") == read
+    assert run.sample("forwarder_end_to_end_latency_seconds_count") == run.sample("forwarder_events_delivered_total")
+    assert run.sample("forwarder_read_stage_active", {"stage": "final"}) == 1
+    assert run.sample("forwarder_read_stage_active", {"stage": "head"}) == 1
+    assert run.metrics.registry.get_sample_value("forwarder_remembered_hashes") is not None
+    assert run.metrics.registry.get_sample_value("forwarder_open_buckets") is not None
+    assert run.sample("forwarder_oldest_unacknowledged_seconds") == 0
+    assert run.sample("forwarder_request_rate_limit") == run.config.max_requests_per_second
+    assert abs(run.sample("forwarder_clock_skew_seconds")) < 5
 
 
 def _dups(rx: FalcoReceiver) -> dict[str, int]:
@@ -294,3 +307,80 @@ def test_an_exception_while_handling_one_event_skips_it_and_the_others_flow(moto
     assert run.sample("forwarder_events_skipped_total", {"reason": "handling_error"}) == 3
     assert run.sample("forwarder_events_delivered_total") == 20
     assert Counter(receiver.accepted_ids) == Counter(good_ids)
+
+
+class _Monotonic:
+    """Liveness's clock, moved by hand (the threads run in real time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _HungLogs:
+    """A CloudWatch client whose call never returns (until released): a hung reader."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def filter_log_events(self, **params: Any) -> dict[str, Any]:
+        self.entered.set()
+        self.release.wait(60)
+        return {"events": []}
+
+
+class _HungFalco:
+    """A Falco client whose delivery never returns (until released): a hung delivery thread."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def deliver(self, batch: Any, stop: threading.Event) -> Any:
+        from forwarder.delivery import DeliveryOutcome
+
+        self.entered.set()
+        self.release.wait(60)
+        return DeliveryOutcome(completed=False)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("hung", ["reader", "delivery"])
+def test_a_hung_reader_or_delivery_thread_fails_liveness_within_two_minutes(hung: str) -> None:
+    from fwd_fakes import FakeClock, FakeLogs
+
+    mono = _Monotonic()
+    health = Health(clock=mono)
+    assert health.window_seconds <= 120
+    stop = threading.Event()
+    config = RunConfig(log_group=GROUP, falco_url="http://127.0.0.1:9/k8s-audit", region="us-west-2",
+                       metrics_port=0, start_at=StartAt("ago", 10.0), poll_interval_seconds=0.2)
+    if hung == "reader":
+        logs: Any = _HungLogs()
+        falco: Any = _HungFalco()
+        falco.entered.set()  # never called
+        stuck = logs
+    else:
+        fake_clock = FakeClock(time.time())
+        logs = FakeLogs(fake_clock)
+        logs.add(STREAM_A, now_ms() - 5_000, make_event(now_ms() - 5_000)[1], visible_at=0)
+        falco = stuck = _HungFalco()
+    thread = threading.Thread(target=pipeline.run, kwargs={
+        "config": config, "metrics": Metrics(), "health": health, "stop": stop, "logs_client": logs, "falco": falco,
+    }, daemon=True)
+    thread.start()
+    try:
+        assert stuck.entered.wait(30)
+        mono.now += health.window_seconds + 1  # a minute passes: the other threads beat again at once
+        deadline = time.monotonic() + 10
+        while health.stalled() != [hung] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health.stalled() == [hung]
+        assert not health.alive()
+    finally:
+        stop.set()
+        stuck.release.set()
+        thread.join(15)
