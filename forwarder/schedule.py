@@ -117,6 +117,49 @@ def build_stages(poll_interval_ms: int, max_lateness_ms: int) -> tuple[Stage, ..
     )
 
 
+def stage_cost(stage: Stage, data_rate: tuple[float, float]) -> float:
+    """Calls per second ``stage`` takes at ``data_rate`` (events/s, bytes/s of the timeline): the pages of
+    re-reading all of it, or one call per period, whichever is more."""
+    events_per_s, bytes_per_s = data_rate
+    pages = max(events_per_s / PAGE_EVENTS, bytes_per_s / PAGE_BYTES) / PAGE_FILL
+    return max(pages, 1000 / stage.period_ms)
+
+
+def affordable_stages(stages: tuple[Stage, ...], data_rate: tuple[float, float], rate_per_second: float,
+                      active: tuple[Stage, ...] = ()) -> tuple[Stage, ...]:
+    """The stages the request budget pays for: the mandatory ones always, then the optional ones youngest
+    first while their cost fits in ``UTILISATION`` of the rate (a stage not in ``active`` comes back only
+    below ``HYSTERESIS`` of it); the rest, the oldest, are given up."""
+    budget = rate_per_second * UTILISATION
+    used = sum(stage_cost(s, data_rate) for s in stages if s.mandatory)
+    keep: list[Stage] = []
+    giving_up = False
+    for stage in stages:
+        if stage.mandatory:
+            keep.append(stage)
+            continue
+        cost = stage_cost(stage, data_rate)
+        limit = budget if stage in active else budget * HYSTERESIS
+        if giving_up or used + cost > limit:
+            giving_up = True  # the rest are older: given up too
+            continue
+        used += cost
+        keep.append(stage)
+    return tuple(keep)
+
+
+def full_reread_limit(stages: tuple[Stage, ...], rate_per_second: float, event_bytes: int) -> float:
+    """The highest event rate (events/s of ``event_bytes``) at which every stage that latency depends on (all
+    but the probe) is still paid for: above it the schedule gives stages up (README, "Limits")."""
+    wanted = [s for s in stages if s.name != PROBE]
+    low, high = 0.0, 100_000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        kept = affordable_stages(stages, (mid, mid * (event_bytes + 26)), rate_per_second, stages)
+        low, high = (mid, high) if all(s in kept for s in wanted) else (low, mid)
+    return low
+
+
 @dataclass
 class Read:
     """One FilterLogEvents range being paginated: ``[start_ms, end_ms]``, started at CloudWatch time ``started_ms``."""
@@ -189,30 +232,9 @@ class Schedule:
             end -= RATE_WINDOW_MS
         return best
 
-    def stage_cost(self, stage: Stage) -> float:
-        """Calls per second one stage takes at the recent data rate."""
-        events_per_s, bytes_per_s = self.data_rate
-        pages = max(events_per_s / PAGE_EVENTS, bytes_per_s / PAGE_BYTES) / PAGE_FILL
-        return max(pages, 1000 / stage.period_ms)
-
     def _update_budget(self, t_ms: int) -> None:
         self.data_rate = self._measure_rate(t_ms)
-        budget = self.rate_per_second() * UTILISATION
-        used = sum(self.stage_cost(s) for s in self.stages if s.mandatory)
-        keep: list[Stage] = []
-        giving_up = False
-        for stage in self.stages:
-            if stage.mandatory:
-                keep.append(stage)
-                continue
-            cost = self.stage_cost(stage)
-            limit = budget if stage in self.active else budget * HYSTERESIS
-            if giving_up or used + cost > limit:
-                giving_up = True  # the rest are older: given up too (oldest first)
-                continue
-            used += cost
-            keep.append(stage)
-        active = tuple(keep)
+        active = affordable_stages(self.stages, self.data_rate, self.rate_per_second(), self.active)
         if active != self.active:
             dropped = [s.name for s in self.stages if s not in active]
             log.info(

@@ -14,6 +14,7 @@ import bisect
 import itertools
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -399,3 +400,76 @@ class MemoryStore:
 
     def saves_between(self, t0: float, t1: float, part: str | None = None) -> int:
         return sum(1 for at, p, _ in self.saves if t0 <= at < t1 and (part is None or p == part))
+
+
+SELF_NAMESPACE, SELF_CONFIGMAP = "forwarder", "audit-checkpoint"
+SELF_USERNAME = f"system:serviceaccount:{SELF_NAMESPACE}:audit-forwarder"
+# A service account token (JWT) whose "sub" is SELF_USERNAME; only that claim is ever read.
+SELF_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9yd2FyZGVyOmF1ZGl0LWZvcndhcmRlciJ9.c2ln"
+
+
+class AuditedCluster:
+    """A simulated clock and CloudWatch, and a Kubernetes API that, like EKS, writes an audit event into the
+    simulated log for every ConfigMap write it takes (visible 3 s later); with the ConfigMap store the
+    forwarder uses in the cluster, for real, over HTTP on 127.0.0.1."""
+
+    def __init__(self, token_dir: Any) -> None:
+        from forwarder.checkpoint import ConfigMapCheckpointStore
+        from forwarder.clock import SystemClock
+
+        self.clock = FakeClock()
+        self.logs = FakeLogs(self.clock)
+        self.writes: list[tuple[float, str, int]] = []
+        """(simulated time, ConfigMap, request bytes) of every write the API server took."""
+        self.api = FakeKubeApi(SELF_TOKEN, on_write=self._audit)
+        token = token_dir / "token"
+        token.write_text(SELF_TOKEN)
+        self.store = ConfigMapCheckpointStore(SELF_NAMESPACE, SELF_CONFIGMAP, api_url=self.api.url,
+                                              token_path=str(token), ca_path=None, clock=SystemClock())
+
+    def _audit(self, verb: str, name: str) -> None:
+        self.writes.append((self.clock.now, name, self.api.bodies[-1][2]))
+        self.logs.add("kube-apiserver-audit-0a0a", int(self.clock.now * 1000), own_write_event(self.clock, verb, name),
+                      visible_at=self.clock.now + 3)
+
+    def bytes_per_minute(self, start: float, minutes: int) -> list[int]:
+        return [sum(size for at, _, size in self.writes if start + 60 * m <= at < start + 60 * (m + 1))
+                for m in range(minutes)]
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def own_write_event(clock: FakeClock, verb: str, name: str) -> str:
+    """The audit event EKS writes for the forwarder's own write of ConfigMap ``name`` (Metadata level)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(clock.now)) + ".000000Z"
+    return json.dumps({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"own-{clock.now}-{name}",
+        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/configmaps/{name}",
+        "verb": verb, "user": {"username": SELF_USERNAME, "groups": ["system:serviceaccounts"]},
+        "objectRef": {"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200}, "requestReceivedTimestamp": stamp, "stageTimestamp": stamp,
+    }, separators=(",", ":"))
+
+
+def steady_load(h: Harness, rate: int, seconds: float, *, size: int = 300, delay_s: float = 1.0,
+                late_every: int = 0, late_s: float = 0.0, stream: str = "kube-apiserver-audit-0a0a") -> list[str]:
+    """Run ``h`` while ``rate`` events/s of ``size`` bytes arrive for ``seconds``, each visible ``delay_s`` after
+    its timestamp (every ``late_every``-th ``late_s`` after it); their ids."""
+    ids: list[str] = []
+    state = {"next": h.clock.now, "n": 0}
+    end = h.clock.now + seconds
+    body = "x" * size
+
+    def feed(now: float) -> None:
+        while state["next"] <= now and state["next"] < end:
+            t = state["next"]
+            for k in range(rate):
+                state["n"] += 1
+                late = late_every and state["n"] % late_every == 0
+                ts = int(t * 1000) + k * 1000 // rate
+                ids.append(h.logs.add(stream, ts, body, visible_at=ts / 1000 + (late_s if late else delay_s)))
+            state["next"] = t + 1
+
+    h.run_until(end, on_step=feed)
+    return ids

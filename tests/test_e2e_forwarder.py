@@ -402,12 +402,6 @@ def test_throttling_is_retried_and_never_fatal(tmp_path, moto, logs, receiver) -
     _assert_clean(receiver, fwd)
 
 
-def _caught_up(fwd: ForwarderProcess) -> bool:
-    samples = fwd.scrape() or {}
-    behind = [v for (name, _), v in samples.items() if name == "forwarder_read_stage_behind_seconds"]
-    return bool(behind) and max(behind) <= 60
-
-
 def test_idle_forwarder_makes_at_most_one_cloudwatch_call_per_second(tmp_path, moto, logs, receiver) -> None:
     stream = new_stream_name()
     events = _generated(20, start_ms=now_ms() - 3_000)
@@ -420,7 +414,7 @@ def test_idle_forwarder_makes_at_most_one_cloudwatch_call_per_second(tmp_path, m
             _await_ids(receiver, fwd, {e[0] for e in events}, "before going idle")
             # A start reads the 15-minute start range once, stage by stage (a few calls in the first
             # seconds); idle begins when every stage has caught up to within its period (60 s at most).
-            assert receiver.wait_for(lambda _r: _caught_up(fwd) or not fwd.alive(), 60), fwd.tail()
+            assert receiver.wait_for(lambda _r: fwd.caught_up() or not fwd.alive(), 60), fwd.tail()
             start = time.monotonic()
             deadline = start + 8.0
             while time.monotonic() < deadline and fwd.alive():

@@ -13,112 +13,74 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fwd_fakes import FakeClock, FakeKubeApi, FakeLogs, Harness, MemoryStore
+from fwd_fakes import (
+    SELF_CONFIGMAP,
+    SELF_NAMESPACE,
+    SELF_USERNAME,
+    AuditedCluster,
+    FakeClock,
+    FakeLogs,
+    Harness,
+    MemoryStore,
+    own_write_event,
+    steady_load,
+)
 from support.audit_events import make_event
 
-from forwarder.checkpoint import ConfigMapCheckpointStore, FileCheckpointStore, SelfWrites
+from forwarder.checkpoint import FileCheckpointStore, SelfWrites
 from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
-from forwarder.clock import SystemClock
 from forwarder.ledger import Ledger
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
 
 STREAM = "kube-apiserver-audit-0a0a"
-NAMESPACE, NAME = "forwarder", "audit-checkpoint"
-USERNAME = f"system:serviceaccount:{NAMESPACE}:audit-forwarder"
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9yd2FyZGVyOmF1ZGl0LWZvcndhcmRlciJ9.c2ln"
-
-
-def _own_write(clock: FakeClock, verb: str, name: str) -> str:
-    return make_event(int(clock.now * 1000), size=900, verb=verb, user={"username": USERNAME},
-                      objectRef={"resource": "configmaps", "namespace": NAMESPACE, "name": name, "apiVersion": "v1"},
-                      requestURI=f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")[1]
+NAME = SELF_CONFIGMAP
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[FakeClock, FakeLogs, FakeKubeApi, ConfigMapCheckpointStore, list]]:
-    """A simulated clock and CloudWatch, and a Kubernetes API that audits every ConfigMap write into it (visible
-    3 s later, as EKS delivers), with the ConfigMap store the forwarder uses in the cluster."""
-    clock = FakeClock()
-    logs = FakeLogs(clock)
-    writes: list[tuple[float, str]] = []
-
-    def audit(verb: str, name: str) -> None:
-        writes.append((clock.now, name))
-        logs.add(STREAM, int(clock.now * 1000), _own_write(clock, verb, name), visible_at=clock.now + 3)
-
-    api = FakeKubeApi(TOKEN, on_write=audit)
-    api.writes = writes  # type: ignore[attr-defined]
-    token = tmp_path / "token"
-    token.write_text(TOKEN)
-    store = ConfigMapCheckpointStore(NAMESPACE, NAME, api_url=api.url, token_path=str(token), ca_path=None,
-                                     clock=SystemClock())
+def cluster(tmp_path: Path) -> Iterator[AuditedCluster]:
+    cluster = AuditedCluster(tmp_path)
     try:
-        yield clock, logs, api, store, writes
+        yield cluster
     finally:
-        api.close()
-
-
-def _load(h: Harness, rate: int, seconds: float, *, size: int = 300) -> list[str]:
-    """``rate`` events/s for ``seconds``, each visible a second after its timestamp (their content does not
-    matter to the policy: only the forwarder's own writes are audit events here)."""
-    ids: list[str] = []
-    state = {"next": h.clock.now}
-    end = h.clock.now + seconds
-    body = "x" * size
-
-    def feed(now: float) -> None:
-        while state["next"] <= now and state["next"] < end:
-            t = state["next"]
-            for k in range(rate):
-                ts = int(t * 1000) + k * 1000 // rate
-                ids.append(h.logs.add(STREAM, ts, body, visible_at=ts / 1000 + 1))
-            state["next"] = t + 1
-
-    h.run_until(end, on_step=feed)
-    return ids
+        cluster.close()
 
 
 def test_at_100_events_per_second_the_checkpoint_writes_under_1_mb_a_minute_to_the_api_server(cluster) -> None:
-    clock, logs, api, store, writes = cluster
-    h = Harness(clock=clock, logs=logs).with_store(store)
-    t0 = clock.now
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
     minutes = 13  # past the 11 minutes a hash stays remembered: the steady state
-    _load(h, 100, minutes * 60)
-    times = [at for at, _ in writes]
-    sizes = [size for method, _, size in api.bodies]  # every write here succeeded: one body per write
-    per_minute = [sum(s for at, s in zip(times, sizes, strict=True) if t0 + 60 * m <= at < t0 + 60 * (m + 1))
-                  for m in range(minutes)]
+    steady_load(h, 100, minutes * 60)
+    per_minute = cluster.bytes_per_minute(t0, minutes)
     assert max(per_minute) <= 1_000_000, per_minute
     # Both parts were written: positions about every 10 s, the hashes about every minute...
-    names = [name for _, name in writes]
+    names = [name for _, name, _ in cluster.writes]
     assert names.count(NAME) >= 6 * (minutes - 1) and minutes - 2 <= names.count(f"{NAME}-hashes") <= minutes + 1
     # ...and the window's hashes (66,000 events, 8 bytes each, base64) are really in there.
     assert max(per_minute[11:]) >= 66_000 * 8 * 4 // 3, per_minute
 
 
 def test_on_an_idle_cluster_its_own_checkpoint_writes_do_not_keep_it_writing(cluster) -> None:
-    clock, logs, api, store, writes = cluster
-    h = Harness(clock=clock, logs=logs).with_store(store)
-    t0 = clock.now
-    logs.add(STREAM, int(t0 * 1000) + 500, make_event(int(t0 * 1000) + 500)[1], visible_at=t0 + 2)
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
+    cluster.logs.add(STREAM, int(t0 * 1000) + 500, make_event(int(t0 * 1000) + 500)[1], visible_at=t0 + 2)
     h.run_until(t0 + 30 * 60)
     # The start (no checkpoint yet), the one real event (positions, then its hash): then nothing, although
     # every write came back through the audit log and was delivered.
-    assert len(writes) <= 4, writes
-    assert all(at < t0 + 120 for at, _ in writes), writes
-    own = [e for e in logs.events if "system:serviceaccount" in e.message]
+    assert len(cluster.writes) <= 4, cluster.writes
+    assert all(at < t0 + 120 for at, _, _ in cluster.writes), cluster.writes
+    own = [e for e in cluster.logs.events if "system:serviceaccount" in e.message]
     assert own and all(h.delivered[e.event_id] == 1 for e in own)
     assert h.ledger.acks == 1 + len(own) and h.ledger.material_acks == 1
 
 
 def test_a_write_to_its_configmaps_by_someone_else_is_material() -> None:
-    writes = SelfWrites(NAMESPACE, (NAME, f"{NAME}-hashes"), USERNAME)
+    writes = SelfWrites(SELF_NAMESPACE, (NAME, f"{NAME}-hashes"), SELF_USERNAME)
     matcher = SelfWriteFilter(writes)
     clock = FakeClock()
-    assert matcher.matches(_own_write(clock, "update", NAME))
-    assert matcher.matches(_own_write(clock, "create", f"{NAME}-hashes"))
-    tampering = make_event(0, objectRef={"resource": "configmaps", "namespace": NAMESPACE, "name": NAME},
+    assert matcher.matches(own_write_event(clock, "update", NAME))
+    assert matcher.matches(own_write_event(clock, "create", f"{NAME}-hashes"))
+    tampering = make_event(0, objectRef={"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": NAME},
                            user={"username": "kubernetes-admin"})[1]
     assert not matcher.matches(tampering)
     assert not matcher.matches(make_event(0)[1])  # anything else
@@ -130,7 +92,7 @@ def test_positions_are_saved_on_their_timer_only_while_something_material_change
     store = MemoryStore(clock)
     h = Harness(clock=clock).with_store(store)
     t0 = clock.now
-    _load(h, 20, 120, size=300)
+    steady_load(h, 20, 120)
     h.run_until(t0 + 600)
     # The start, then every 10 s while events flow (and once after, for the last ones); then nothing.
     assert store.saves_between(t0, t0 + 1, "positions") == 1
@@ -156,7 +118,7 @@ def test_shutdown_saves_both_parts_when_material_and_nothing_otherwise(tmp_path:
 
 
 def test_too_many_hashes_for_a_configmap_drop_the_oldest_and_say_so(cluster, caplog) -> None:
-    _clock, _logs, api, store, _writes = cluster
+    store, api = cluster.store, cluster.api
     ledger = Ledger({"head": 0, "final": 0})
     ledger.retention = ("final",)
     events = [LogEvent(str(i), STREAM, i * 5, 1, "x") for i in range(150_000)]  # 1,000 events/s for 12.5 minutes
@@ -189,7 +151,7 @@ def test_after_a_crash_nothing_is_lost_and_duplicates_stay_within_the_hashes_int
     first = Harness(clock=clock, logs=logs, **settings).with_store(store)
     t0 = clock.now
     crash_at = t0 + 180 + random.Random(3).uniform(0, 60)
-    ids = _load(first, 100, crash_at - t0, size=400)
+    ids = steady_load(first, 100, crash_at - t0, size=400)
     # SIGKILL: the process's memory is gone; what the store holds is what the restart gets.
     second = Harness(clock=clock, logs=logs, checkpoint=store.load(), **settings).with_store(store, resumed=True)
     more = []

@@ -11,12 +11,12 @@ import math
 import random
 
 import pytest
-from fwd_fakes import FakeClock, Harness
+from fwd_fakes import FakeClock, Harness, steady_load
 from support.schedule_sim import simulate
 
 from forwarder import schedule
 from forwarder.checkpoint_codec import Checkpoint, Positions, Remembered
-from forwarder.schedule import BOUND_EXTRA_S, BOUND_FACTOR, FINAL, PROBE, SLACK_S, build_stages
+from forwarder.schedule import BOUND_EXTRA_S, BOUND_FACTOR, FINAL, PROBE, SLACK_S, build_stages, full_reread_limit
 
 STREAM_A = "kube-apiserver-audit-aaaa"
 STREAM_B = "kube-apiserver-audit-bbbb"
@@ -48,6 +48,13 @@ def test_latency_table_every_event_visible_n_s_late_reaches_falco_within_2n_plus
     assert set(result.stages_given_up) <= {PROBE}
 
 
+def test_every_stage_the_latency_depends_on_is_paid_for_up_to_200_events_per_second() -> None:
+    stages = build_stages(2000, 600_000)
+    limit = full_reread_limit(stages, CAP, 1500)
+    assert 200 <= limit <= 260, limit  # README: "about 200 events/s of 1.5 KB"
+    assert full_reread_limit(stages, 5.0, 1500) > 1.5 * limit  # a higher cap pays for more
+
+
 def test_in_a_slowdown_where_every_event_is_90_s_late_the_median_is_under_2_minutes() -> None:
     result = simulate(90, 200)
     assert result.median_s <= 120, result.median_s
@@ -70,31 +77,11 @@ def test_idle_costs_one_call_per_poll() -> None:
     assert max(per_minute) <= 31 and min(per_minute) >= 29, per_minute
 
 
-def _steady_load(h: Harness, rate_per_s: int, until: float, *, size: int = 1500, delay_s: float = 1.0,
-                 late_every: int = 0, late_s: float = 0.0) -> list[str]:
-    ids: list[str] = []
-    state = {"next": h.clock.now, "n": 0}
-    body = "x" * size
-
-    def feed(now: float) -> None:
-        while state["next"] <= now and state["next"] < until:
-            t = state["next"]
-            for k in range(rate_per_s):
-                state["n"] += 1
-                late = late_every and state["n"] % late_every == 0
-                ts_ms = int(t * 1000) + k * 1000 // rate_per_s
-                ids.append(h.logs.add(STREAM_A, ts_ms, body, visible_at=ts_ms / 1000 + (late_s if late else delay_s)))
-            state["next"] = t + 1
-
-    h.run_until(until, on_step=feed)
-    return ids
-
-
 def test_above_the_budget_optional_stages_are_given_up_oldest_first_and_nothing_is_lost() -> None:
     # 400 events/s of 1.5 KB: the cap of 3 calls/s cannot pay for every re-read.
     h = Harness()
     t0 = h.clock.now
-    ids = _steady_load(h, 400, t0 + 150, late_every=50, late_s=40.0)
+    ids = steady_load(h, 400, 150, size=1500, late_every=50, late_s=40.0)
     active = [s.name for s in h.schedule.active]
     given_up = [s.name for s in h.schedule.stages if s.name not in active]
     optional = [s.name for s in h.schedule.stages if not s.mandatory]
