@@ -1,4 +1,6 @@
-"""Fakes for the forwarder's reading side: a simulated CloudWatch Logs and a simulated clock.
+"""Fakes for the forwarder: a simulated CloudWatch Logs and clock, the production source built over them
+(Harness), checkpoint stores (in memory; a fake Kubernetes API for the ConfigMap store, which can write
+EKS's audit event of every ConfigMap write back into the simulated log: AuditedCluster).
 
 FakeLogs answers filter_log_events like the API reference describes it: startTime and endTime
 inclusive on the event timestamp, logStreamNamePrefix applied, pages of at most `page_events`

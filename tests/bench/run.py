@@ -339,7 +339,7 @@ def phase_schedule(args: argparse.Namespace) -> dict[str, float]:
     loads, delays = (1, 50, 200, 400), (5, 30, 90, 300)
     say("[schedule] latency from timestamp to delivery, simulated (real schedule, default settings): "
         "worst / median seconds, by N (visible N s after the timestamp) and events/s of 1.5 KB")
-    say("  N s   bound " + "".join(f"{f'{load}/s':>21}" for load in loads))
+    say("  N s   bound " + "".join(f"{f'{load}/s':>30}" for load in loads))
     worst: dict[int, float] = {}
     slowdown_median = float("nan")
     for n in delays:
@@ -347,14 +347,14 @@ def phase_schedule(args: argparse.Namespace) -> dict[str, float]:
         for load in loads:
             result = simulate(n, load, produce_s=args.sim_seconds)
             missing = result.events - result.delivered
-            cells.append(f"{result.worst_s:8.1f} / {result.median_s:6.1f}" + (f" ({missing} later)" if missing else ""))
+            cells.append((f"({missing} later) " if missing else "") + f"{result.worst_s:6.1f} / {result.median_s:6.1f}")
             if load <= 200:
                 worst[n] = max(worst.get(n, 0.0), result.worst_s)
                 if missing:
                     raise SystemExit(f"N={n}, {load}/s: {missing} events not delivered within 2N + 15 s")
             if n == 90 and load == 200:
                 slowdown_median = result.median_s
-        say(f"  {n:>3} {2 * n + 15:>7} " + "".join(f"{c:>21}" for c in cells))
+        say(f"  {n:>3} {2 * n + 15:>7} " + "".join(f"{c:>30}" for c in cells))
     limit = full_reread_limit(build_stages(int(DEFAULT_POLL_INTERVAL_S * 1000), 600_000), 3.0, 1500)
     say(f"[schedule] every re-read paid for up to {limit:.0f} events/s of 1.5 KB at the default cap of 3 calls/s "
         f"(above it, optional stages are given up oldest first: the 400/s column); slowdown median "
