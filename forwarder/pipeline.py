@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any, Final
 
 from .batching import Batch, Batcher
@@ -40,8 +39,7 @@ from .ledger import EventKey
 from .metrics import Health, Metrics
 from .model import LogEvent
 from .retry import Backoff, Retrier
-from .schedule import HEAD, Stage
-from .source import PollingSource, build_polling_source
+from .source import PollingSource, Source, build_polling_source
 from .validation import REASONS, validate
 
 log = logging.getLogger("forwarder.pipeline")
@@ -126,7 +124,7 @@ class Pipeline:
         self.delivery_stop = threading.Event()
         self.batcher = Batcher(config.max_batch_bytes)
         self.self_writes = None if store is None or store.self_writes is None else SelfWriteFilter(store.self_writes)
-        self.source: PollingSource | None = None
+        self.source: Source | None = None
         self.checkpointer: Checkpointer | None = None
         self._failure: BaseException | None = None
         self._newest_acked_ms: int | None = None
@@ -168,12 +166,13 @@ class Pipeline:
                                                     "hashes": checkpoint.hash_count()})
         return checkpoint
 
-    def _build(self, checkpoint: Checkpoint | None) -> PollingSource:
+    def _build(self, checkpoint: Checkpoint | None) -> Source:
         source = build_polling_source(self.config, logs_client=self.logs_client, clock=self.clock,
                                       metrics=self.metrics, emit=self._emit, checkpoint=checkpoint,
                                       on_ready=self.health.set_ready)
         if checkpoint is None:
-            log.info("no checkpoint: starting", extra={"start_ms": source.ledger.read_to(HEAD)})
+            log.info("no checkpoint: starting", extra={"start_ms": self.config.start_at.resolve(
+                int(self.clock.time() * 1000))})
         if self.store is not None:
             self.checkpointer = Checkpointer(
                 self.store, source.ledger, log_group=self.config.log_group, stream_prefix=self.config.stream_prefix,
@@ -182,31 +181,21 @@ class Pipeline:
                 hashes_interval_seconds=self.config.checkpoint_hashes_interval_seconds,
                 resumed=checkpoint is not None,
             )
-        self._export(source)
+        source.export_metrics()
+        self._export_delivery_state(source)
         return source
 
-    def _export(self, source: PollingSource) -> None:
-        """Gauges read from the source's state when /metrics is scraped."""
-        m, ledger, schedule = self.metrics, source.ledger, source.schedule
+    def _export_delivery_state(self, source: Source) -> None:
+        """Gauges of what waits for delivery, read when /metrics is scraped."""
+        ledger = source.ledger
 
         def oldest() -> float:
             handed_out = ledger.oldest_outstanding_ms()
             return 0.0 if handed_out is None else max(0.0, self.clock.time() - handed_out / 1000)
 
-        m.oldest_unacknowledged_seconds.set_function(oldest)
-        m.open_buckets.set_function(ledger.open_buckets)
-        m.remembered_hashes.set_function(ledger.remembered_hashes)
-        m.clock_skew_seconds.set_function(lambda: source.arrival.skew_ms() / 1000)
-        m.request_rate_limit.set_function(lambda: source.limiter.rate_per_second)
-        def active(stage: Stage) -> float:
-            return float(stage in schedule.active)
-
-        def behind(stage: Stage) -> float:
-            return schedule.behind_ms(stage, int(self.clock.time() * 1000)) / 1000
-
-        for stage in schedule.stages:
-            m.read_stage_active.labels(stage=stage.name).set_function(partial(active, stage))
-            m.read_stage_behind_seconds.labels(stage=stage.name).set_function(partial(behind, stage))
+        self.metrics.oldest_unacknowledged_seconds.set_function(oldest)
+        self.metrics.open_buckets.set_function(ledger.open_buckets)
+        self.metrics.remembered_hashes.set_function(ledger.remembered_hashes)
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ provide (the CloudWatch polling source below today, a Kinesis subscription sourc
 
 - ``run(stop, beat)``: read until ``stop``; call ``emit(fresh)`` per batch of new events (False: stop);
 - ``acknowledge(keys)``: events delivered or skipped for good;
+- ``export_metrics()``: its own gauges (the polling source: stages, clock skew, request rate);
 - ``ledger``: its positions and dedup (ledger.Ledger: named positions confirmed by acknowledgements,
   hash buckets, the watermark), which the checkpoint policy snapshots and restores;
 - ``kind``: recorded in the checkpoint, so one source never resumes from another's positions.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from .arrival import ArrivalEstimate
@@ -50,6 +52,10 @@ class Source(Protocol):
     def run(self, stop: threading.Event, beat: Callable[[], None]) -> None: ...
 
     def acknowledge(self, keys: Sequence[EventKey]) -> None: ...
+
+    def export_metrics(self) -> None:
+        """Register the source's own gauges (read when /metrics is scraped)."""
+        ...
 
 
 class PollingSource:
@@ -119,6 +125,21 @@ class PollingSource:
 
     def acknowledge(self, keys: Sequence[EventKey]) -> None:
         self.ledger.acknowledge(keys)
+
+    def export_metrics(self) -> None:
+        m, schedule = self.metrics, self.schedule
+        m.clock_skew_seconds.set_function(lambda: self.arrival.skew_ms() / 1000)
+        m.request_rate_limit.set_function(lambda: self.limiter.rate_per_second)
+
+        def active(stage: Stage) -> float:
+            return float(stage in schedule.active)
+
+        def behind(stage: Stage) -> float:
+            return schedule.behind_ms(stage, int(self.clock.time() * 1000)) / 1000
+
+        for stage in schedule.stages:
+            m.read_stage_active.labels(stage=stage.name).set_function(partial(active, stage))
+            m.read_stage_behind_seconds.labels(stage=stage.name).set_function(partial(behind, stage))
 
     def close(self) -> None:
         self.loop.close()

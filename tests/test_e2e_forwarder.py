@@ -195,8 +195,8 @@ def test_cluster_name_reads_the_eks_log_group_from_the_start_position(tmp_path, 
 
 
 def test_late_and_out_of_order_arrivals_inside_the_lateness_window(tmp_path, moto, logs, receiver) -> None:
-    # A short window keeps the test short: the forwarder may hold a late event's sweep until the
-    # window of its timestamp closes (that is the contract: delivered, not delivered at once).
+    # A short window keeps the test short: the forwarder may hold a late event until the final read,
+    # when the window of its timestamp closes (that is the contract: delivered, not delivered at once).
     lateness_s = 20
     stream_a, stream_b = new_stream_name(), new_stream_name()
     recent = _generated(100, start_ms=now_ms() - 1_000, step_ms=5)

@@ -168,7 +168,7 @@ def test_two_streams_a_new_stream_mid_run_and_late_out_of_order_events(moto, rec
     late_ids, late = _events(now_ms() - 3_000, 3)
     put_events(logs, GROUP, STREAM_A, late)
     assert receiver.wait_for_ids(set(late_ids), WAIT_S)
-    # Let the final sweeps of every range so far run (lateness 3 s + slack): nothing arrives twice.
+    # Let the final reads of every range so far run (lateness 4 s + its period): nothing arrives twice.
     time.sleep(6.0)
     assert run.finish() == 0
     assert _dups(receiver) == {}
@@ -193,7 +193,7 @@ def test_restart_from_checkpoint_sends_nothing_twice(moto, receiver, tmp_path: P
     put_events(logs, GROUP, STREAM_A, second + late)
     run = start(moto, receiver, checkpoint=checkpoint, start_at=StartAt("now"))
     assert receiver.wait_for_ids(set(second_ids + late_ids), WAIT_S)
-    time.sleep(1.0)  # a few more polls and sweeps over already-delivered ranges
+    time.sleep(1.0)  # a few more polls and re-reads of already-delivered ranges
     assert run.finish() == 0
     assert _dups(receiver) == {}
     assert receiver.accepted_count == 72
