@@ -53,7 +53,7 @@ down: ## Destroy everything the lab created and remove the stack
 
 # The workshop: trigger the lab's example events and read Falco's alerts (kubectl and the
 # stack's kubeconfig output; with the local backend, the passphrase file make up generated).
-.PHONY: examples trigger alerts workshop-cleanup
+.PHONY: examples trigger alerts pipeline workshop-cleanup
 EXAMPLE ?=
 SINCE ?= 10m
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-state/passphrase-$(STACK)
@@ -68,6 +68,9 @@ trigger: venv ## Trigger one example in the lab: make trigger EXAMPLE=pod-in-kub
 
 alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE)
+
+pipeline: venv ## Audit events the forwarder delivered next to those Falco evaluated, with the difference
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) pipeline
 
 workshop-cleanup: venv ## Remove anything the examples left behind
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) cleanup

@@ -124,7 +124,6 @@ def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: R
     ]
 
 
-
 def test_both_releases_report_every_matching_rule(lab: Recorded) -> None:
     # rule_matching "first" (the default) lets "Disallowed K8s User" hide every later audit rule.
     for name in ("falco-syscall", "falco-audit"):
