@@ -5,10 +5,13 @@ for plugins that receive events: a DaemonSet with the modern eBPF driver for sys
 one-replica Deployment with the driver off that serves the k8saudit webhook on a ClusterIP
 Service. Optionally Falcosidekick with its web UI, installed once (as a subchart of the syscall
 release) and fed by both releases; reached with `kubectl port-forward`, never a LoadBalancer.
+Both releases alert on every matching rule, serve Prometheus metrics, and install exact rules
+and plugin versions for the chart version (CHART_RELEASES, PINNED_ARTIFACTS).
 
-Every chart value set here was checked against the chart sources (charts/falco 9.1.0 and its
-falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`, `templates/_helpers.tpl`
-(fullname, selector labels, sidekick URL), `templates/services.yaml`, `templates/pod-template.tpl`.
+Every chart value set here was checked against the chart sources (charts/falco 9.0.0 and 9.1.0 and
+their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
+`templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
+`templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 """
 
 from __future__ import annotations

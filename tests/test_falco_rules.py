@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from components.falco_rules import (
     references,
     unknown_references,
 )
+from workshop.alerts import parse_line
 
 # The identities the recordings were made with: admin_access_rules([WorkshopAdmin role, user alice]).
 RECORDED_ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "alice")
@@ -238,3 +240,29 @@ def test_another_iam_identity_is_still_reported_and_eks_components_are_not() -> 
     # Under the shipped rules a recorded request by another IAM identity would still alert.
     recorded = next(a for a in _recorded_alerts("all") if a["rule"] == DISALLOWED_USER_RULE)
     assert not _user_matches(ALLOWED_USERS_MACRO, recorded["output_fields"]["ka.user.name"], _items(lab_rules(())))
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+_SHOWN_ALERT = re.compile(r"^(\S+Z)  (\w+)\s+(.+?)  \[k8s_audit [^\]]+\]$")
+
+
+def test_the_readme_shows_what_the_real_falco_printed_under_the_shipped_settings() -> None:
+    shipped = [parse_line(json.dumps(alert)) for alert in _alerts_under_the_shipped_rules(RECORDED_ADMINS)]
+    printed = {(a.time, a.priority, a.rule, a.message) for a in shipped if a is not None}
+    lines = README.read_text(encoding="utf-8").splitlines()
+    shown = [
+        (*match.groups(), message.strip())
+        for header, message in zip(lines, lines[1:], strict=False)
+        if (match := _SHOWN_ALERT.match(header))
+    ]
+    for entry in shown:
+        assert entry in printed, f"README shows an alert the shipped settings would not print: {entry}"
+    assert set(EXAMPLE_RULES.values()) <= {rule for _, _, rule, _ in shown}
+    # "The recorded run printed 8 such lines for this example": the admin-access window's admin alerts.
+    (count,) = re.findall(r"The recorded run printed (\d+) such lines", README.read_text(encoding="utf-8"))
+    window = [
+        a
+        for a in shipped
+        if a and a.rule == ADMIN_RULE and "2026-12-01T14:40:00.40" <= a.time <= "2026-12-01T14:40:02.3"
+    ]
+    assert int(count) == len(window)

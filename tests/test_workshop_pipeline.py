@@ -8,6 +8,7 @@ terminal. Everything ends by itself: servers are shut down and stand-ins are bou
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import io
 import json
@@ -370,3 +371,14 @@ def test_a_command_that_never_ends_under_the_terminal_is_killed_in_time(lab: Lab
     assert time.monotonic() - started < 10
     (call,) = lab.calls()
     assert not _alive(call["pid"])
+
+
+def test_the_readme_shows_what_make_pipeline_prints() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("$ make pipeline\n", 1)[1].split("```", 1)[0]
+    read_at = calendar.timegm(time.strptime("2026-12-01T16:03:06", "%Y-%m-%dT%H:%M:%S"))
+    forwarder = pipeline.ForwarderReading(1843, read_at - 3600, read_at - 1, read_at)
+    falco = pipeline.FalcoReading(pipeline.Snapshot(1800, read_at - 20, read_at - 3660, 3.0), alerts=44, output_drops=0)
+    out = io.StringIO()
+    pipeline.print_report(forwarder, falco, out)
+    assert shown == out.getvalue()
