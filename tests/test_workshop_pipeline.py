@@ -52,13 +52,14 @@ elif command == "exec":
     sys.exit(int(os.environ.get("FAKE_EXEC_CODE", "0")))
 """
 
-NOW = time.time()
-FORWARDER_STARTED = NOW - 3600
-FALCO_STARTED_NS = int((NOW - 3660) * 1e9)
+FORWARDER_UPTIME = 3600.0
+FALCO_UPTIME = 3660.0
 
 
-def forwarder_metrics(delivered: int, last_delivery: float, started: float = FORWARDER_STARTED) -> str:
-    """What prometheus_client writes for the forwarder's counters (forwarder/metrics.py)."""
+def forwarder_metrics(delivered: int, last_delivery_age: float) -> str:
+    """What prometheus_client writes for the forwarder's counters (forwarder/metrics.py), ages in seconds."""
+    now = time.time()
+    started, last_delivery = now - FORWARDER_UPTIME, now - last_delivery_age
     return f"""# HELP forwarder_events_read_total Log events read from CloudWatch Logs
 # TYPE forwarder_events_read_total counter
 forwarder_events_read_total {float(delivered)}
@@ -107,13 +108,16 @@ FALCO_METRICS = "".join(
             "falcosecurity_scap_engine_name_info", "gauge", "1", 'engine_name="source_plugin",evt_source="k8s_audit"'
         ),
         _falco_sample("falcosecurity_falco_outputs_queue_num_drops_total", "counter", "0"),
-        _falco_sample("falcosecurity_falco_reload_timestamp_nanoseconds", "gauge", str(FALCO_STARTED_NS)),
+        _falco_sample("falcosecurity_falco_reload_timestamp_nanoseconds", "gauge", "1796135970000000000"),
     ]
 )  # fmt: skip
 
 
-def snapshot_line(evaluated: int, at: float, rate: float | None = 3.0, reload_ns: int = FALCO_STARTED_NS) -> str:
-    """A "Falco internal: metrics snapshot" as Falco 0.44.1 writes it with json_output (keys sorted)."""
+def snapshot_line(evaluated: int, age: float, rate: float | None = 3.0, uptime: float = FALCO_UPTIME) -> str:
+    """A "Falco internal: metrics snapshot" as Falco 0.44.1 writes it with json_output (keys sorted),
+    taken `age` seconds ago by a Falco (re)started `uptime` seconds ago."""
+    at = time.time() - age
+    reload_ns = int((time.time() - uptime) * 1e9)
     fields: dict[str, Any] = {
         "evt.hostname": "falco-k8saudit-6c8d9f7b5d-q2x8z",
         "evt.source": "k8s_audit",
@@ -204,13 +208,11 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     kubectl = bindir / "kubectl"
     kubectl.write_text(STAND_IN.format(python=sys.executable))
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
-    forwarder, falco = _serve(forwarder_metrics(1843, NOW - 1)), _serve(FALCO_METRICS)
+    forwarder, falco = _serve(forwarder_metrics(1843, 1)), _serve(FALCO_METRICS)
     kubeconfig = tmp_path / "kubeconfig.json"
     kubeconfig.write_text("{}")
     state = Lab(tmp_path, forwarder, falco, kubeconfig, tmp_path / "calls.jsonl", tmp_path / "falco.log")
-    state.log_file.write_text(
-        "\n".join([ALERT_LINE, snapshot_line(1700, NOW - 80), snapshot_line(1800, NOW - 20)]) + "\n"
-    )
+    state.log_file.write_text("\n".join([ALERT_LINE, snapshot_line(1700, 80), snapshot_line(1800, 20)]) + "\n")
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_KUBECTL_CALLS", str(state.calls_file))
     monkeypatch.setenv("FAKE_FALCO_LOG", str(state.log_file))
@@ -279,23 +281,29 @@ def test_pipeline_reaches_both_pods_by_port_forward_and_stops_the_forwards(lab: 
 
 
 @pytest.mark.parametrize(
-    ("delivered", "last_delivery_age", "snapshot", "difference", "verdict"),
+    ("delivered", "last_delivery_age", "evaluated", "falco_uptime", "difference", "verdict"),
     [
         # More missing than arrived after the snapshot (3/s x 20 s): Falco dropped events.
-        (5000, 1, snapshot_line(1800, NOW - 20), 3200, "dropped some"),
+        (5000, 1, 1800, FALCO_UPTIME, 3200, "dropped some"),
         # Nothing delivered since the snapshot, and the counts agree.
-        (1800, 30, snapshot_line(1800, NOW - 20), 0, "Falco evaluated every event"),
+        (1800, 30, 1800, FALCO_UPTIME, 0, "Falco evaluated every event"),
         # Falco restarted after the forwarder began counting: no comparison.
-        (1843, 1, snapshot_line(900, NOW - 20, reload_ns=int((NOW - 600) * 1e9)), 943, "no measure of loss"),
+        (1843, 1, 900, 600, 943, "no measure of loss"),
         # The forwarder restarted after Falco: its count is the smaller one.
-        (700, 1, snapshot_line(1800, NOW - 20), -1100, "the forwarder restarted"),
+        (700, 1, 1800, FALCO_UPTIME, -1100, "the forwarder restarted"),
     ],
 )
 def test_pipeline_says_what_the_difference_means(
-    lab: Lab, delivered: int, last_delivery_age: float, snapshot: str, difference: int, verdict: str
+    lab: Lab,
+    delivered: int,
+    last_delivery_age: float,
+    evaluated: int,
+    falco_uptime: float,
+    difference: int,
+    verdict: str,
 ) -> None:
-    lab.forwarder.body = forwarder_metrics(delivered, NOW - last_delivery_age)
-    lab.log_file.write_text(snapshot + "\n")
+    lab.forwarder.body = forwarder_metrics(delivered, last_delivery_age)
+    lab.log_file.write_text(snapshot_line(evaluated, 20, uptime=falco_uptime) + "\n")
     code, out = lab.run("pipeline")
     assert code == 0
     assert _row(out, "difference") == difference
@@ -303,7 +311,7 @@ def test_pipeline_says_what_the_difference_means(
 
 
 def test_pipeline_without_a_snapshot_says_what_to_check(lab: Lab, capsys) -> None:
-    lab.log_file.write_text(ALERT_LINE + "\n" + snapshot_line(5, NOW - 5).replace('"k8s_audit"', '"syscall"') + "\n")
+    lab.log_file.write_text(ALERT_LINE + "\n" + snapshot_line(5, 5).replace('"k8s_audit"', '"syscall"') + "\n")
     code, _ = lab.run("pipeline")
     assert code == 1
     err = capsys.readouterr().err
@@ -317,7 +325,7 @@ def test_pipeline_names_a_port_forward_that_fails(lab: Lab, capsys) -> None:
 
 
 def test_pipeline_refuses_metrics_that_are_not_falcos(lab: Lab, capsys) -> None:
-    lab.falco.body = forwarder_metrics(1, NOW)
+    lab.falco.body = forwarder_metrics(1, 0)
     assert lab.run("pipeline")[0] == 1
     assert "falcosecurity_falco_version_info" in capsys.readouterr().err
 
