@@ -195,6 +195,21 @@ def test_unknown_chart_version_is_refused_naming_the_setting_and_the_known_versi
     assert "known: 9.1.0, 9.0.0" in str(caught.value)
 
 
+def test_the_lab_refuses_an_unknown_chart_version_by_its_stack_setting() -> None:
+    import pulumi
+
+    from components.stack_config import read_lab_args
+
+    def read() -> None:
+        with pytest.raises(ConfigError) as caught:
+            read_lab_args(pulumi.Config(), pulumi.Config("aws"), environ={})
+        assert caught.value.setting == "falcoChartVersion"
+        assert str(caught.value).startswith("falcoChartVersion: '9.2.0' is not a falco chart version the lab knows")
+        assert "(known: 9.1.0, 9.0.0)" in str(caught.value)
+
+    run_program(read, config={"aws:region": "us-west-2", "falco-eks-lab:falcoChartVersion": "9.2.0"})
+
+
 def test_webhook_url_is_the_service_the_values_produce(lab: Recorded) -> None:
     falco: Falco = lab.result
     release = lab.one(RELEASE, "falco-audit")
