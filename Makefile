@@ -53,9 +53,10 @@ down: ## Destroy everything the lab created and remove the stack
 
 # The workshop: trigger the lab's example events and read Falco's alerts (kubectl and the
 # stack's kubeconfig output; with the local backend, the passphrase file make up generated).
-.PHONY: examples trigger alerts workshop-cleanup
+.PHONY: examples trigger alerts pipeline workshop-cleanup
 EXAMPLE ?=
 SINCE ?= 10m
+RULE ?=
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-state/passphrase-$(STACK)
 WORKSHOP_ENV := $(if $(and $(wildcard $(PASSPHRASE_FILE)),$(if $(PULUMI_CONFIG_PASSPHRASE),,x)),PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE))
 
@@ -66,8 +67,11 @@ trigger: venv ## Trigger one example in the lab: make trigger EXAMPLE=pod-in-kub
 	@test -n "$(EXAMPLE)" || { echo "set EXAMPLE=<name>; 'make examples' lists them" >&2; exit 2; }
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) trigger $(EXAMPLE)
 
-alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m
-	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE)
+alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m [RULE="Kube Namespace"]
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE) $(if $(RULE),--rule "$(RULE)")
+
+pipeline: venv ## Audit events the forwarder delivered next to those Falco evaluated, with the difference
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) pipeline
 
 workshop-cleanup: venv ## Remove anything the examples left behind
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) cleanup
