@@ -71,15 +71,13 @@ def up(ctx: Context, options: Options) -> None:
         say=say,
     )
 
-    code, interrupted = pulumi.up(options.pulumi_flags)
-    if interrupted:
-        raise LabError("interrupted: 'pulumi up' stopped where it was; run 'make up' again to go on", INTERRUPTED)
-    if code != 0:
-        raise LabError(
-            f"'pulumi up' failed (exit code {code}); what it created so far stays in the stack. Fix the cause and "
-            f"run 'make up{_stack_arg(stack)}' again, or 'make down{_stack_arg(stack)}' to remove it.",
-            STEP_FAILED,
-        )
+    _check_step(
+        "up",
+        pulumi.up(options.pulumi_flags),
+        f"what it created so far stays in the stack. Fix the cause and run 'make up{_stack_arg(stack)}' again, "
+        f"or 'make down{_stack_arg(stack)}' to remove it.",
+        stack,
+    )
     say("The lab is up. Next steps:")
     print(next_steps(ctx.runner, settings, region), flush=True)
 
@@ -102,19 +100,30 @@ def down(ctx: Context, options: Options) -> None:
     group = str(outputs.get("auditLogGroupName") or log_group_name(cluster))
     groups = ctx.log_groups(region, settings.text("aws:profile") or None)
 
-    code, interrupted = pulumi.destroy(options.pulumi_flags)
-    if interrupted:
-        raise LabError("interrupted: run 'make down' again to finish; it goes on where this one stopped", INTERRUPTED)
-    if code != 0:
-        raise LabError(
-            f"'pulumi destroy' failed (exit code {code}): the stack keeps what is left and was not removed. Fix the "
-            f"cause and run 'make down{_stack_arg(stack)}' again.",
-            STEP_FAILED,
-        )
+    _check_step(
+        "destroy",
+        pulumi.destroy(options.pulumi_flags),
+        "the stack keeps what is left and was not removed. "
+        f"Fix the cause and run 'make down{_stack_arg(stack)}' again.",
+        stack,
+    )
     remove_after_destroy(groups, group, cluster, Owner(ctx.project.name, stack), options.wait, say)
     # Only now: `stack rm` refuses a stack that still has resources, and a kept stack lets `make down` finish.
     pulumi.remove()
     say(f"Stack {stack} destroyed and removed; Pulumi.{stack}.yaml keeps its settings for the next 'make up'.")
+
+
+def _check_step(verb: str, outcome: tuple[int, bool], after_failure: str, stack: str) -> None:
+    """Stop after `pulumi <verb>` unless it succeeded; both ways the command can simply be run again."""
+    code, interrupted = outcome
+    command = "up" if verb == "up" else "down"
+    if interrupted:
+        raise LabError(
+            f"interrupted: 'pulumi {verb}' stopped cleanly; run 'make {command}{_stack_arg(stack)}' again to go on",
+            INTERRUPTED,
+        )
+    if code != 0:
+        raise LabError(f"'pulumi {verb}' failed (exit code {code}): {after_failure}", STEP_FAILED)
 
 
 def _stack_arg(stack: str) -> str:
