@@ -59,6 +59,14 @@ def up(ctx: Context, options: Options) -> None:
     cluster = settings.cluster_name
     derived = " (from project and stack; set clusterName to choose another)" if settings.cluster_name_is_derived else ""
     say(f"Region: {region}; cluster: {cluster}{derived}")
+    running = pulumi.outputs().get("clusterName")
+    if running and running != cluster:
+        # E.g. a stack brought up when the default name was not yet derived from the stack.
+        say(
+            f"WARNING: this stack's cluster is {running}, but its settings now name {cluster}: 'pulumi up' would "
+            f"replace the cluster and everything on it. To keep it: pulumi config set clusterName {running} "
+            f"--stack {stack}, then run make up again (or answer 'no' to the preview now)."
+        )
 
     group = log_group_name(cluster)
     clear_leftover_before_up(

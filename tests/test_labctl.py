@@ -224,6 +224,16 @@ def test_up_of_a_running_lab_leaves_its_own_log_group_to_pulumi(lab):
     assert "Removing" not in done.stdout
 
 
+def test_up_warns_before_a_new_cluster_name_would_replace_the_running_cluster(lab):
+    # A stack deployed while the default name was still "falco-lab" (no clusterName in its settings).
+    lab.cli.install(backend=CLOUD, stacks=deployed(group="/aws/eks/falco-lab/cluster", cluster="falco-lab"))
+    lab.settings(forwarderBuild="source")
+    done = lab.run("up")
+    assert done.returncode == 0, done.stderr
+    assert "this stack's cluster is falco-lab, but its settings now name falco-eks-lab-dev" in done.stdout
+    assert "pulumi config set clusterName falco-lab --stack dev" in done.stdout
+
+
 def test_failed_up_says_how_to_go_on(lab):
     lab.cli.install(backend=CLOUD, stacks={}, fail=["pulumi up"])
     lab.settings(stack="qa", forwarderBuild="source")
