@@ -152,7 +152,8 @@ def _utf8(text: str) -> bytes:
 def _loggable(audit_id: str) -> str:
     if len(audit_id) <= _LOGGED_ID_CHARS and audit_id.isascii():
         return audit_id
-    return audit_id[:_LOGGED_ID_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    # Lone surrogates (no UTF-8 form) become \udXXX text; then cut again to the bound.
+    return audit_id[:_LOGGED_ID_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")[:_LOGGED_ID_CHARS]
 
 
 def _sniffed_audit_id(text: str) -> str | None:
