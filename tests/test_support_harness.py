@@ -279,3 +279,23 @@ def test_receiver_measures_an_event_as_written_without_whitespace() -> None:
             assert _post(receiver, _event_list(event)) == 200
             assert receiver.accepted_ids == accepted
             assert [v.kind for v in receiver.violations] == ([] if accepted else ["event_too_large"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"kind":"EventList","items":[EVENT,]}',
+        '{"kind":"EventList","items":[EVENT],}',
+        '{"kind":"EventList","items" [EVENT]}',
+        '{"kind":"EventList",1:2,"items":[EVENT]}',
+        '{"kind":"EventList","items":[EVENT]} x',
+        '{"kind":"EventList","items":[EVENT EVENT]}',
+        '{"kind":"EventList","items":[EVENT]',
+        "[EVENT,,EVENT]",
+    ],
+)
+def test_receiver_reads_the_envelope_as_strictly_as_json(body: str) -> None:
+    with FalcoReceiver() as receiver:
+        assert _post(receiver, body.replace("EVENT", json.dumps(_event("a"))).encode()) == 200
+        assert receiver.accepted_ids == []
+        assert [v.kind for v in receiver.violations] == ["bad_json"]

@@ -655,7 +655,8 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # strict=False: fastjson takes raw control characters inside strings. (It also takes invalid
-# escapes such as \x, which Python refuses: there this receiver is stricter than Falco.)
+# escapes such as \x and numbers such as +1 or 1., which Python refuses: there this receiver is
+# stricter than Falco; no correct sender sends them.)
 _DECODER = json.JSONDecoder(strict=False, parse_constant=_fastjson_constant, parse_int=_number)
 _FIRST_WINS = json.JSONDecoder(
     strict=False, parse_constant=_fastjson_constant, parse_int=_number, object_pairs_hook=_first_wins
@@ -683,24 +684,27 @@ def marshalled_size(raw: str) -> int:
 
 def read_payload(body: bytes) -> list[tuple[Any, str]]:
     """The items Falco's k8saudit plugin takes from a request body (source.go,
-    ParseAuditEventsJSON), each with its raw text; raises DroppedPayloadError when Falco drops it whole."""
+    ParseAuditEventsJSON), each with its raw text; raises DroppedPayloadError when Falco drops it
+    whole. One pass: the envelope is read piece by piece, each item by the C decoder."""
     # fastjson reads bytes and never checks UTF-8: keep invalid bytes as they are.
     text = body.decode("utf-8", "surrogateescape")
     try:
-        value = _DECODER.decode(text)
+        items, end = _audit_items(text, _skip(text, 0), 1)
+        if _skip(text, end) != len(text):
+            raise ValueError(f"unexpected tail at {end}")
     except RecursionError:
         raise DroppedPayloadError("too_deep", "too big depth for the nested JSON") from None
+    except _TooDeepError as exc:
+        raise DroppedPayloadError("too_deep", str(exc)) from None
     except ValueError as exc:
         raise DroppedPayloadError("bad_json", str(exc)) from None
-    # A container's members sit below its opening bracket: too few brackets cannot be too deep.
-    if body.count(b"{") + body.count(b"[") >= FASTJSON_MAX_DEPTH:
-        levels = json_levels(value)
-        if levels > FASTJSON_MAX_DEPTH:
-            raise DroppedPayloadError("too_deep", f"{levels} levels; fastjson parses at most {FASTJSON_MAX_DEPTH}")
-    items, _ = _audit_items(text, _skip(text, 0))
     if items is None:
-        raise DroppedPayloadError("not_audit_payload", f"data not recognized as a k8s audit event: {str(value)[:80]}")
+        raise DroppedPayloadError("not_audit_payload", "data not recognized as a k8s audit event")
     return items
+
+
+class _TooDeepError(ValueError):
+    pass
 
 
 def _skip(text: str, pos: int) -> int:
@@ -708,63 +712,91 @@ def _skip(text: str, pos: int) -> int:
     return pos if match is None else match.end()
 
 
-def _audit_items(text: str, pos: int) -> tuple[list[tuple[Any, str]] | None, int]:
-    """ParseAuditEventsJSON on the (valid) value at text[pos]: the items it yields with their raw
-    text, or None when it gives up on the request; and where the value ends."""
+def _value(text: str, pos: int, level: int) -> tuple[Any, int]:
+    """The value at text[pos], which sits at ``level``, and its end."""
+    value, end = _DECODER.raw_decode(text, pos)
+    # The deepest value is at most one level below the last of its opening brackets.
+    if text.count("{", pos, end) + text.count("[", pos, end) > FASTJSON_MAX_DEPTH - level:
+        levels = json_levels(value) + level - 1
+        if levels > FASTJSON_MAX_DEPTH:
+            raise _TooDeepError(f"{levels} levels; fastjson parses at most {FASTJSON_MAX_DEPTH}")
+    return value, end
+
+
+def _after_member(text: str, pos: int, closing: str) -> tuple[bool, int]:
+    """Past the separator after a member: (True, next member) or (False, past the closing bracket)."""
+    pos = _skip(text, pos)
+    if text.startswith(",", pos):
+        return True, _skip(text, pos + 1)
+    if text.startswith(closing, pos):
+        return False, pos + 1
+    raise ValueError(f"expected ',' or {closing!r} at {pos}")
+
+
+def _audit_items(text: str, pos: int, level: int) -> tuple[list[tuple[Any, str]] | None, int]:
+    """ParseAuditEventsJSON on the value at text[pos]: the items it yields with their raw text,
+    or None when it gives up on the request; and where the value ends."""
+    if level > FASTJSON_MAX_DEPTH:
+        raise _TooDeepError(f"more than {FASTJSON_MAX_DEPTH} levels")
     if text.startswith("[", pos):
-        items: list[tuple[Any, str]] = []
-        gave_up = False
-        pos = _skip(text, pos + 1)
-        while not text.startswith("]", pos):
-            inner, pos = _audit_items(text, pos)
-            gave_up = gave_up or inner is None  # Falco returns the error: nothing is pushed
-            if inner is not None and not gave_up:
+        items: list[tuple[Any, str]] | None = []
+        more, pos = _after_empty(text, pos, "]")
+        while more:
+            inner, pos = _audit_items(text, pos, level + 1)
+            if inner is None or items is None:
+                items = None  # Falco returns the error: nothing of the request is pushed
+            else:
                 items.extend(inner)
-            pos = _skip(text, pos)
-            if text.startswith(",", pos):
-                pos = _skip(text, pos + 1)
-        return (None if gave_up else items), pos + 1
+            more, pos = _after_member(text, pos, "]")
+        return items, pos
     if text.startswith("{", pos):
-        obj, items_raw, end = _object(text, pos)
+        obj, items_raw, end = _object(text, pos, level)
         kind = obj.get("kind")
         if kind == "EventList" and items_raw is not None:
             return items_raw, end
         if kind == "Event":
             return [(obj, text[pos:end])], end
         return None, end
-    _, end = _DECODER.raw_decode(text, pos)
+    _, end = _value(text, pos, level)
     return None, end
 
 
-def _object(text: str, pos: int) -> tuple[dict[str, Any], list[tuple[Any, str]] | None, int]:
+def _after_empty(text: str, pos: int, closing: str) -> tuple[bool, int]:
+    """Past an opening bracket: (True, first member) or (False, past the closing one if empty)."""
+    pos = _skip(text, pos + 1)
+    return (False, pos + 1) if text.startswith(closing, pos) else (True, pos)
+
+
+def _object(text: str, pos: int, level: int) -> tuple[dict[str, Any], list[tuple[Any, str]] | None, int]:
     """The object at text[pos] (the first of duplicate keys wins, as in fastjson's Get), the
     elements of its ``items`` array with their raw text (None if it has none), and its end."""
     obj: dict[str, Any] = {}
     items_raw: list[tuple[Any, str]] | None = None
-    pos = _skip(text, pos + 1)
-    while not text.startswith("}", pos):
+    more, pos = _after_empty(text, pos, "}")
+    while more:
+        if not text.startswith('"', pos):
+            raise ValueError(f"expected a key at {pos}")
         key, pos = _DECODER.raw_decode(text, pos)
-        pos = _skip(text, _skip(text, pos) + 1)  # past the colon
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError(f"expected ':' at {pos}")
+        pos = _skip(text, pos + 1)
         if key == "items" and key not in obj and text.startswith("[", pos):
-            items_raw, pos = _elements(text, pos)
+            items_raw, pos = _elements(text, pos, level + 1)
             value: Any = [item for item, _ in items_raw]
         else:
-            value, pos = _DECODER.raw_decode(text, pos)
+            value, pos = _value(text, pos, level + 1)
         obj.setdefault(key, value)
-        pos = _skip(text, pos)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-    return obj, items_raw, pos + 1
+        more, pos = _after_member(text, pos, "}")
+    return obj, items_raw, pos
 
 
-def _elements(text: str, pos: int) -> tuple[list[tuple[Any, str]], int]:
-    """The elements of the array at text[pos], each with its raw text, and the array's end."""
+def _elements(text: str, pos: int, level: int) -> tuple[list[tuple[Any, str]], int]:
+    """The elements of the array at text[pos] (at ``level``), each with its raw text; its end."""
     elements: list[tuple[Any, str]] = []
-    pos = _skip(text, pos + 1)
-    while not text.startswith("]", pos):
-        value, end = _DECODER.raw_decode(text, pos)
+    more, pos = _after_empty(text, pos, "]")
+    while more:
+        value, end = _value(text, pos, level + 1)
         elements.append((value, text[pos:end]))
-        pos = _skip(text, end)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-    return elements, pos + 1
+        more, pos = _after_member(text, end, "]")
+    return elements, pos
