@@ -185,8 +185,8 @@ def _validate(message: str, max_event_bytes: int) -> Validated:
         event = parse_json(text)
         if not isinstance(event, dict):
             return _invalid(NOT_OBJECT)
-        if text.count('"stageTimestamp"') > 1 or text.count('"auditID"') > 1:
-            # Possibly duplicate keys: read the event as Falco does.
+        if text.count('"stageTimestamp"') > 1:
+            # Maybe a repeated key: Falco reads the first stageTimestamp (and auditID).
             event = _FIRST_WINS_DECODER.decode(text)
     except (ValueError, RecursionError):
         return _invalid(NOT_JSON)
