@@ -22,7 +22,7 @@ $(VENV)/.runtime-installed: $(BIN)/python requirements.txt forwarder/requirement
 
 $(VENV)/.dev-installed: $(BIN)/python requirements.txt forwarder/requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@touch $@
+	@touch $(VENV)/.runtime-installed $@
 
 venv: $(VENV)/.runtime-installed ## Create the virtual environment with the lab's pinned dependencies
 
@@ -38,24 +38,25 @@ lint: dev-deps ## ruff and mypy
 bench: dev-deps ## Benchmark the forwarder against moto and a local receiver (prints figures)
 	$(BIN)/python -m tests.bench.run
 
-# The lab in AWS. Needs the Pulumi CLI, the AWS CLI with credentials, and Docker unless
-# forwarderImage or forwarderBuild=source is set; scripts/check-prereqs.sh names what is missing.
+# The lab in AWS: labctl (Python, in the venv) checks what is needed and names everything missing at
+# once, then runs pulumi and aws with argument lists. The recipes stay one line each so they behave
+# alike under GNU make 3.81 and /bin/bash 3.2 (macOS). PULUMI_FLAGS, LOG_GROUP_QUIET_SECONDS and
+# LOG_GROUP_MAX_WAIT_SECONDS reach labctl through the environment (make exports command-line variables),
+# so their quotes are never parsed by make or a shell.
 .PHONY: up down
 
-up: ## Bring the lab up in AWS (stack dev; STACK=name for another): checks, venv, pulumi up
-	@STACK=$(STACK) scripts/check-prereqs.sh up
-	@$(MAKE) --no-print-directory venv
-	@STACK=$(STACK) scripts/lab-up.sh
+up: venv ## Bring the lab up in AWS (stack dev; STACK=name for another; PULUMI_FLAGS=--yes)
+	@$(BIN)/python -m labctl up --stack "$(STACK)"
 
-down: ## Destroy everything the lab created and remove the stack
-	@STACK=$(STACK) scripts/check-prereqs.sh down
-	@STACK=$(STACK) scripts/lab-down.sh
+down: venv ## Destroy the lab, wait until EKS stops recreating its log group, remove the stack
+	@$(BIN)/python -m labctl down --stack "$(STACK)"
 
 # The workshop: trigger the lab's example events and read Falco's alerts (kubectl and the
 # stack's kubeconfig output; with the local backend, the passphrase file make up generated).
-.PHONY: examples trigger alerts workshop-cleanup
+.PHONY: examples trigger alerts pipeline workshop-cleanup
 EXAMPLE ?=
 SINCE ?= 10m
+RULE ?=
 PASSPHRASE_FILE := $(CURDIR)/.pulumi-state/passphrase-$(STACK)
 WORKSHOP_ENV := $(if $(and $(wildcard $(PASSPHRASE_FILE)),$(if $(PULUMI_CONFIG_PASSPHRASE),,x)),PULUMI_CONFIG_PASSPHRASE_FILE=$(PASSPHRASE_FILE))
 
@@ -66,8 +67,11 @@ trigger: venv ## Trigger one example in the lab: make trigger EXAMPLE=pod-in-kub
 	@test -n "$(EXAMPLE)" || { echo "set EXAMPLE=<name>; 'make examples' lists them" >&2; exit 2; }
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) trigger $(EXAMPLE)
 
-alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m
-	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE)
+alerts: venv ## Show Falco's alerts from both releases: make alerts SINCE=10m [RULE="Kube Namespace"]
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) alerts --since $(SINCE) $(if $(RULE),--rule "$(RULE)")
+
+pipeline: venv ## Audit events the forwarder delivered next to those Falco evaluated, with the difference
+	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) pipeline
 
 workshop-cleanup: venv ## Remove anything the examples left behind
 	$(WORKSHOP_ENV) $(BIN)/python -m workshop --stack $(STACK) cleanup

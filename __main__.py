@@ -8,11 +8,28 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ConfigError
+from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLab
-from components.stack_config import read_lab_args, with_admin_identity
+from components.stack_config import check_kubernetes_version, read_lab_args, with_admin_identity
+
+
+def offered_versions() -> list[OfferedVersion] | None:
+    """The Kubernetes versions EKS offers in this region, or None (with a warning) if it cannot be asked."""
+    try:
+        answer = aws.eks.get_cluster_versions(include_all=True)
+    except Exception as err:  # noqa: BLE001 - any failure (permission, network) falls back to the calendar
+        pulumi.log.warn(f"could not ask EKS which Kubernetes versions it offers ({err}); using the lab's calendar")
+        return None
+    return [
+        OfferedVersion(v.cluster_version, v.version_status, v.end_of_standard_support_date)
+        for v in answer.cluster_versions or []
+    ]
+
 
 try:
     lab_args = read_lab_args(pulumi.Config(), pulumi.Config("aws"))
+    # Before any resource: a version EKS no longer offers would otherwise fail half-way through `up`.
+    check_kubernetes_version(lab_args, offered_versions())
 except ConfigError as err:
     # A one-line message naming the setting instead of a Python traceback.
     raise pulumi.RunError(f"invalid stack configuration: {err}") from err

@@ -482,7 +482,11 @@ class AuditForwarder(pulumi.ComponentResource):
         self.image = pulumi.Output.from_input(image)
         self.logs_command = pulumi.Output.concat("kubectl -n ", ns_name, " logs deploy/", deployment_name, " -f")
         self.metrics_command = pulumi.Output.concat(
-            "kubectl -n ", ns_name, " port-forward deploy/", deployment_name, f" {port}:{port} >/dev/null & ",
+            "kubectl -n ",
+            ns_name,
+            " port-forward deploy/",
+            deployment_name,
+            f" {port}:{port} >/dev/null & ",
             f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!",
         )
         self.register_outputs(

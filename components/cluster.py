@@ -8,8 +8,12 @@ What it makes, all children of the component:
   control-plane log types, an OIDC provider for IRSA, access entries (``API`` authentication mode),
   no self-managed default node group, and the VPC CNI managed add-on with its network policy agent
   on, so Kubernetes NetworkPolicies are enforced;
-- an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role;
-- a ``pulumi_kubernetes.Provider`` built from the cluster's kubeconfig for other components' children.
+- an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
+  control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
+  (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
+- a kubeconfig that runs ``aws eks get-token`` with whatever AWS credentials are current when it is used
+  (never a profile name, which may be gone by the time ``pulumi destroy`` runs), and a
+  ``pulumi_kubernetes.Provider`` built from it for other components' children.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -43,6 +47,7 @@ DEFAULT_KUBERNETES_VERSION = "1.35"
 DEFAULT_NODE_INSTANCE_TYPE = "t3.large"
 DEFAULT_NODE_COUNT = 2
 DEFAULT_LOG_RETENTION_DAYS = 7
+DEFAULT_API_PUBLIC_ACCESS_CIDRS: tuple[str, ...] = ("0.0.0.0/0",)
 
 # EKS CreateCluster: 1-100 characters, starting with a letter or digit.
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -52,6 +57,7 @@ _INSTANCE_TYPE = re.compile(
     r"^(?P<family>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(?:-flex)?\.(?P<size>[a-z0-9]+)$"
 )
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # Node groups above this are surely a typo in a lab (and an expensive one).
 MAX_NODE_COUNT = 100
 # AL2023, EKS access entries and the VPC CNI network policy agent all need at least this version.
@@ -65,6 +71,14 @@ NODE_POLICIES: tuple[str, ...] = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
 )
+
+# The nodes' root volume (AL2023 EKS AMIs boot from /dev/xvda): the size EKS uses without a launch template,
+# encrypted with the account's default EBS key.
+NODE_ROOT_DEVICE = "/dev/xvda"
+NODE_ROOT_VOLUME_GIB = 20
+
+# What `aws eks get-token` returns, and what the kubeconfig's exec entry declares.
+EXEC_API_VERSION = "client.authentication.k8s.io/v1beta1"
 
 # Only EC2 instances may assume the node role.
 NODE_TRUST_POLICY = json.dumps(
@@ -142,9 +156,24 @@ class AuditedClusterArgs:
     vpc_cidr: str = "10.0.0.0/16"
     """IPv4 range of the dedicated VPC (ignored with vpc_id)."""
 
-    api_public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    api_public_access_cidrs: tuple[str, ...] = DEFAULT_API_PUBLIC_ACCESS_CIDRS
     """Address ranges allowed to reach the cluster's public API endpoint (kubectl and Pulumi run from
-    outside the VPC). Narrow it to your own address where you can."""
+    outside the VPC). Narrow it to your own address where you can. Leave the default with
+    api_private_only: there is no public endpoint then."""
+
+    api_private_only: bool = False
+    """Serve the Kubernetes API only inside the VPC: no public endpoint at all. Pulumi (which installs
+    workloads through the API) and kubectl must then run from an address in api_private_access_cidrs
+    that routes into the VPC (a host in it, a peered VPC, a VPN)."""
+
+    api_private_access_cidrs: tuple[str, ...] = ()
+    """Address ranges in the VPC or in networks connected to it (VPN, peering) allowed to reach the API's
+    private endpoint on port 443; the nodes always can. Required with api_private_only."""
+
+    kubeconfig_role_arn: str | None = None
+    """IAM role the kubeconfig assumes for its token (`aws eks get-token --role-arn`), for stacks whose AWS
+    provider assumes a role. None: the token comes from whatever AWS credentials are current where the
+    kubeconfig is used (a profile name is never written into it)."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags added to the AWS resources the component creates directly."""
@@ -204,14 +233,38 @@ class AuditedClusterArgs:
 
         self._check_network()
 
+        self._check_api_access()
+
+        if self.kubeconfig_role_arn is not None and not _ROLE_ARN.match(str(self.kubeconfig_role_arn)):
+            raise ConfigError(
+                "kubeconfig_role_arn",
+                f"{self.kubeconfig_role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+            )
+
+    def _check_api_access(self) -> None:
         if isinstance(self.api_public_access_cidrs, str) or not self.api_public_access_cidrs:
             raise ConfigError("api_public_access_cidrs", "must be a non-empty list of CIDR ranges")
-        for cidr in self.api_public_access_cidrs:
-            try:
-                ipaddress.ip_network(cidr, strict=True)
-            except ValueError as err:
-                raise ConfigError("api_public_access_cidrs", f"{cidr!r} is not a CIDR range ({err})") from err
-        object.__setattr__(self, "api_public_access_cidrs", tuple(self.api_public_access_cidrs))
+        public = _cidrs("api_public_access_cidrs", self.api_public_access_cidrs)
+        object.__setattr__(self, "api_public_access_cidrs", public)
+        if isinstance(self.api_private_access_cidrs, str):
+            raise ConfigError("api_private_access_cidrs", "must be a list of CIDR ranges, not one string")
+        object.__setattr__(
+            self, "api_private_access_cidrs", _cidrs("api_private_access_cidrs", self.api_private_access_cidrs)
+        )
+        if not isinstance(self.api_private_only, bool):
+            raise ConfigError("api_private_only", f"must be true or false, got {self.api_private_only!r}")
+        if self.api_private_only and not self.api_private_access_cidrs:
+            raise ConfigError(
+                "api_private_access_cidrs",
+                "a private-only API endpoint needs the address ranges Pulumi and kubectl connect from "
+                "(in the VPC or routed into it), or nothing outside the nodes can reach the API",
+            )
+        if self.api_private_only and self.api_public_access_cidrs != DEFAULT_API_PUBLIC_ACCESS_CIDRS:
+            raise ConfigError(
+                "api_public_access_cidrs",
+                "has no effect with a private-only API endpoint (there is no public endpoint); "
+                "remove it or turn api_private_only off",
+            )
 
     @staticmethod
     def _check_count(setting: str, value: int | None, minimum: int) -> None:
@@ -266,6 +319,61 @@ class AuditedClusterArgs:
         return f"/aws/eks/{self.cluster_name}/cluster"
 
 
+def _cidrs(setting: str, values: Sequence[str]) -> tuple[str, ...]:
+    for cidr in values:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(setting, f"{cidr!r} is not a CIDR range ({err})") from err
+    return tuple(values)
+
+
+def kubeconfig_document(
+    *, cluster_name: str, endpoint: str, certificate_authority_data: str, region: str, role_arn: str | None = None
+) -> dict[str, Any]:
+    """A kubeconfig for the cluster whose token comes from `aws eks get-token`.
+
+    No profile and no AWS environment variables are written into it: the AWS CLI uses the credentials of
+    whoever runs kubectl or Pulumi at that moment, so `pulumi destroy` works with the credentials at hand,
+    not only the profile that ran `pulumi up`. `role_arn` makes the token come from that role instead."""
+    token_args = ["--region", region, "eks", "get-token", "--cluster-name", cluster_name, "--output", "json"]
+    if role_arn:
+        token_args += ["--role-arn", role_arn]
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster_name,
+                "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority_data},
+            }
+        ],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+        "current-context": cluster_name,
+        "preferences": {},
+        "users": [
+            {
+                "name": cluster_name,
+                "user": {
+                    "exec": {
+                        "apiVersion": EXEC_API_VERSION,
+                        "command": "aws",
+                        "args": token_args,
+                        # Pulumi runs without a terminal: never wait for input.
+                        "interactiveMode": "Never",
+                    }
+                },
+            }
+        ],
+    }
+
+
+def endpoint_and_certificate(kubeconfig: str) -> tuple[str, str]:
+    """The API endpoint and CA data out of a kubeconfig (pulumi-eks's `kubeconfig_json`)."""
+    cluster = json.loads(kubeconfig)["clusters"][0]["cluster"]
+    return cluster["server"], cluster["certificate-authority-data"]
+
+
 class AuditedCluster(pulumi.ComponentResource):
     """An EKS cluster with its audit log in a stack-owned CloudWatch log group, IRSA, enforced
     NetworkPolicies and an Amazon Linux 2023 managed node group."""
@@ -282,6 +390,9 @@ class AuditedCluster(pulumi.ComponentResource):
     node_role: aws.iam.Role
     """The nodes' IAM role."""
 
+    node_launch_template: aws.ec2.LaunchTemplate
+    """The nodes' launch template: IMDSv2 only, hop limit 1, encrypted root volume."""
+
     network: LabVpc | None
     """The dedicated VPC, or None when the caller passed its own."""
 
@@ -292,7 +403,8 @@ class AuditedCluster(pulumi.ComponentResource):
     """The EKS cluster's name (known before deployment; carries no dependency on the cluster)."""
 
     kubeconfig: pulumi.Output[str]
-    """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token`. Secret."""
+    """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token` with the current AWS credentials
+    (or kubeconfig_role_arn). Secret."""
 
     provider: k8s.Provider
     """Kubernetes provider for the cluster. It waits for the node group, so workloads have nodes."""
@@ -350,9 +462,10 @@ class AuditedCluster(pulumi.ComponentResource):
             public_subnet_ids=public_subnet_ids,
             private_subnet_ids=private_subnet_ids,
             node_associate_public_ip_address=False,
-            endpoint_public_access=True,
+            endpoint_public_access=not args.api_private_only,
             endpoint_private_access=True,  # nodes reach the API server inside the VPC
-            public_access_cidrs=list(args.api_public_access_cidrs),
+            # pulumi-eks refuses public ranges without a public endpoint.
+            public_access_cidrs=None if args.api_private_only else list(args.api_public_access_cidrs),
             enabled_cluster_log_types=args.log_types,
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
@@ -364,6 +477,9 @@ class AuditedCluster(pulumi.ComponentResource):
             # STANDARD: when the version leaves standard support EKS upgrades the cluster instead of
             # moving it to extended support, which costs $0.60 an hour instead of $0.10.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            # Given (even empty), pulumi-eks takes no profile from AWS_PROFILE / aws:profile into the
+            # kubeconfig of its internal Kubernetes provider.
+            provider_credential_opts=eks.KubeconfigOptionsArgs(role_arn=args.kubeconfig_role_arn),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
         )
@@ -386,6 +502,38 @@ class AuditedCluster(pulumi.ComponentResource):
             for policy in NODE_POLICIES
         ]
 
+        # IMDSv2 with a hop limit of 1: a pod's request to the metadata service needs a second hop (out of the
+        # pod's network namespace), so pods cannot read the node role's credentials. Host-network pods (the
+        # VPC CNI, kube-proxy) still can; nothing else in the lab needs it: the forwarder uses IRSA.
+        self.node_launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-nodes",
+            description=f"Nodes of the EKS cluster {args.cluster_name}",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="disabled",
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=NODE_ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=NODE_ROOT_VOLUME_GIB,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "volume")
+                if tags
+            ],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
         # A plain EKS managed node group (what eks.ManagedNodeGroup wraps): with access entries EKS
         # registers the node role itself, and every input stays visible to tests under mocks.
         self.node_group = aws.eks.NodeGroup(
@@ -393,8 +541,15 @@ class AuditedCluster(pulumi.ComponentResource):
             cluster_name=args.cluster_name,
             node_group_name_prefix=args.node_group_name_prefix,
             node_role_arn=self.node_role.arn,
+            # The control plane's version, from the same setting: a change upgrades the control plane first
+            # (the node group depends on the cluster), then the nodes. Without it the nodes stay behind.
+            version=args.kubernetes_version,
             ami_type=ami_type_for(self.node_architecture),
             instance_types=[args.node_instance_type],
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=self.node_launch_template.id,
+                version=self.node_launch_template.latest_version.apply(str),
+            ),
             capacity_type="ON_DEMAND",
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 desired_size=args.node_count, min_size=args.min_size, max_size=args.max_size
@@ -412,11 +567,33 @@ class AuditedCluster(pulumi.ComponentResource):
         # The explicit name, known before deployment (previews show it). It carries no dependency on
         # the cluster: depend on `cluster` or use `provider` to order work after it.
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)
-        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.cluster.kubeconfig_json, region).apply(
+                lambda values: _kubeconfig_json(args, values[0], values[1])
+            )
+        )
         self.oidc_provider_arn = self.cluster.oidc_provider_arn
         self.oidc_issuer = self.cluster.oidc_issuer
         self.log_group_name = self.log_group.name
         self.log_group_arn = self.log_group.arn
+
+        # Pulumi, kubectl and the workshop reach the private endpoint from these ranges (the EKS-managed
+        # and pulumi-eks security groups both sit on the endpoint's network interfaces).
+        for index, cidr in enumerate(args.api_private_access_cidrs):
+            network = ipaddress.ip_network(cidr)
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-private-{index}",
+                security_group_id=self.cluster.cluster_security_group_id,
+                description="Kubernetes API (private endpoint)",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4=cidr if network.version == 4 else None,
+                cidr_ipv6=cidr if network.version == 6 else None,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -437,3 +614,15 @@ class AuditedCluster(pulumi.ComponentResource):
                 "nodeArchitecture": self.node_architecture,
             }
         )
+
+
+def _kubeconfig_json(args: AuditedClusterArgs, eks_kubeconfig: str, region: str) -> str:
+    endpoint, certificate = endpoint_and_certificate(eks_kubeconfig)
+    document = kubeconfig_document(
+        cluster_name=args.cluster_name,
+        endpoint=endpoint,
+        certificate_authority_data=certificate,
+        region=region,
+        role_arn=args.kubeconfig_role_arn,
+    )
+    return json.dumps(document)

@@ -5,10 +5,13 @@ for plugins that receive events: a DaemonSet with the modern eBPF driver for sys
 one-replica Deployment with the driver off that serves the k8saudit webhook on a ClusterIP
 Service. Optionally Falcosidekick with its web UI, installed once (as a subchart of the syscall
 release) and fed by both releases; reached with `kubectl port-forward`, never a LoadBalancer.
+Both releases alert on every matching rule, serve Prometheus metrics, and install exact rules
+and plugin versions for the chart version (CHART_RELEASES, PINNED_ARTIFACTS).
 
-Every chart value set here was checked against the chart sources (charts/falco 9.1.0 and its
-falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`, `templates/_helpers.tpl`
-(fullname, selector labels, sidekick URL), `templates/services.yaml`, `templates/pod-template.tpl`.
+Every chart value set here was checked against the chart sources (charts/falco 9.0.0 and 9.1.0 and
+their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
+`templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
+`templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from . import k8saudit_upstream
 from .errors import ConfigError
-from .falco_rules import RULES_FILE_NAME, admin_access_rules, admin_matchers
+from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"
@@ -37,11 +41,75 @@ WEBHOOK_SERVICE_ENTRY = "k8saudit-webhook"
 SIDEKICK_PORT = 2801
 UI_PORT = 2802
 
-# falcoctl artifacts that match chart 9.1.0 (its values.yaml and values-k8saudit.yaml).
-SYSCALL_RULES_REFS = ("falco-rules:5",)
-AUDIT_INSTALL_REFS = ("k8saudit-rules:0.16", "k8saudit:0.16")
-AUDIT_FOLLOW_REFS = ("k8saudit-rules:0.16",)
+METRICS_PORT = 8765
+"""Falco's webserver: /healthz and, with metrics on, Prometheus /metrics."""
+METRICS_SNAPSHOT_INTERVAL = "1m"
+"""How often the audit instance logs its "Falco internal: metrics snapshot" (evaluated events per source)."""
 AUDIT_RULES_FILES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
+RULE_MATCHING = "all"
+"""Both releases: every rule that matches an event alerts, so a generic rule never hides a specific one."""
+
+# The k8saudit plugin's init_config (plugins/k8saudit/pkg/k8saudit/config.go at the pinned version).
+K8SAUDIT_MAX_EVENT_BYTES = 262144
+"""maxEventSize, the plugin's default; larger events are dropped. The forwarder skips them first."""
+K8SAUDIT_MAX_BATCH_BYTES = 12 * 1024 * 1024
+"""webhookMaxBatchSize, the plugin's default; larger requests get 400. The forwarder's batches stay below."""
+
+
+@dataclass(frozen=True)
+class ChartRelease:
+    """What one version of the `falco` chart runs, as its Chart.yaml, values.yaml and values-k8saudit.yaml say."""
+
+    falco_version: str
+    """Falco's version (the chart's appVersion)."""
+    syscall_refs: tuple[str, ...]
+    """falcoctl refs of the chart's syscall rules (values.yaml), as floating tags."""
+    audit_refs: tuple[str, ...]
+    """falcoctl refs of the chart's k8saudit example (values-k8saudit.yaml), as floating tags."""
+
+
+# Chart versions whose values the lab's settings were checked against (falcosecurity/charts tags
+# falco-<version>). All of them fetch the same floating artifacts; the lab pins them below.
+_SYSCALL_REFS = ("falco-rules:5",)
+_AUDIT_REFS = ("k8saudit-rules:0.16", "k8saudit:0.16")
+CHART_RELEASES: dict[str, ChartRelease] = {
+    "9.1.0": ChartRelease("0.44.1", _SYSCALL_REFS, _AUDIT_REFS),
+    "9.0.0": ChartRelease("0.44.0", _SYSCALL_REFS, _AUDIT_REFS),
+}
+
+PINNED_ARTIFACTS: dict[str, str] = {
+    # falco_rules.yaml 5.1.0 (falcosecurity/rules tag falco-rules-5.1.0): the terminal-shell example's
+    # rule was checked there; it needs Falco engine 0.57 (Falco 0.42) or newer.
+    "falco-rules:5": "falco-rules:5.1.0",
+    # The upstream file the lab's overrides were written against (k8saudit_upstream).
+    "k8saudit-rules:0.16": f"k8saudit-rules:{k8saudit_upstream.VERSION}",
+    "k8saudit:0.16": f"k8saudit:{k8saudit_upstream.VERSION}",
+}
+"""Each floating ref a chart uses -> the exact artifact the lab installs instead.
+
+falcoctl follows a floating tag at run time: a newer rules file with a renamed macro would make the
+audit Falco fail to load the lab's overrides, and a new rules file restarts Falco's event loop
+(its counters start again). The lab therefore installs exact versions at pod start and follows
+nothing; a newer rules version comes with a new chart version and a reviewed override."""
+
+
+def chart_release(version: str, setting: str = "chart_version") -> ChartRelease:
+    """The known chart release `version`, or a ConfigError naming `setting` and listing what is known."""
+    release = CHART_RELEASES.get(version) if isinstance(version, str) else None
+    if release is None:
+        known = ", ".join(sorted(CHART_RELEASES, key=lambda v: tuple(int(p) for p in v.split(".")), reverse=True))
+        raise ConfigError(
+            setting,
+            f"{version!r} is not a falco chart version the lab knows (known: {known}); the lab pins its "
+            "falcoctl artifacts and rule overrides per chart version, so pick one of those",
+        )
+    return release
+
+
+def pinned_refs(refs: tuple[str, ...]) -> tuple[str, ...]:
+    """The exact artifacts for a chart's floating refs."""
+    return tuple(PINNED_ARTIFACTS[ref] for ref in refs)
+
 
 Resources = dict[str, dict[str, str]]
 
@@ -53,17 +121,22 @@ def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_lim
     }
 
 
-# Sized for the lab's small nodes; every container the releases run gets requests and limits.
+# Sized for the lab's small nodes (2 x t3.large: 2 vCPU, 8 GiB); every container gets requests and limits.
 SYSCALL_FALCO_RESOURCES = _resources("100m", "512Mi", "1000m", "1024Mi")
-AUDIT_FALCO_RESOURCES = _resources("100m", "256Mi", "1000m", "1024Mi")
+# The forwarder's design load is ~1,000 audit events/s (one account's FilterLogEvents quota). Falco
+# 0.44.1 with useAsync off evaluated 1,300 events/s under a 1-CPU quota, so 1,000/s takes ~0.8 CPU:
+# request a whole CPU so the scheduler reserves it, allow 1.5 to catch up after a backlog.
+AUDIT_FALCO_RESOURCES = _resources("1000m", "512Mi", "1500m", "1024Mi")
 FALCOCTL_RESOURCES = _resources("10m", "32Mi", "200m", "256Mi")
 SIDEKICK_RESOURCES = _resources("10m", "32Mi", "200m", "128Mi")
 UI_RESOURCES = _resources("10m", "32Mi", "200m", "256Mi")
 UI_WAIT_REDIS_RESOURCES = _resources("10m", "16Mi", "100m", "64Mi")
 REDIS_RESOURCES = _resources("50m", "128Mi", "500m", "512Mi")
 
+UI_USER_SECRET_KEY = "FALCOSIDEKICK_UI_USER"  # noqa: S105 (a key name)
+"""The key the Falcosidekick UI reads its "<login>:<password>" from (chart templates/secrets-ui.yaml)."""
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 _LOGIN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Hardening for containers that need no privilege: falcoctl, Falcosidekick and its UI.
@@ -91,7 +164,7 @@ class FalcoArgs:
     """Namespace the component creates and owns; both releases and Falcosidekick live there."""
 
     chart_version: str = DEFAULT_CHART_VERSION
-    """Pinned version of the `falco` chart."""
+    """Pinned version of the `falco` chart; one of CHART_RELEASES (the falcoctl artifacts follow it)."""
 
     chart_repository: str = DEFAULT_CHART_REPOSITORY
     """Helm repository the chart comes from."""
@@ -120,8 +193,7 @@ class FalcoArgs:
             raise ConfigError("provider", "must be a pulumi_kubernetes.Provider for the target cluster")
         if not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
             raise ConfigError("namespace", f"{self.namespace!r} is not a valid Kubernetes namespace name")
-        if not _SEMVER.match(self.chart_version):
-            raise ConfigError("chart_version", f"{self.chart_version!r} is not a pinned chart version like 9.1.0")
+        chart_release(self.chart_version, "chart_version")  # raises ConfigError naming the field
         if not self.chart_repository.startswith("https://"):
             raise ConfigError("chart_repository", f"{self.chart_repository!r} must be an https:// Helm repository URL")
         if not isinstance(self.admin_identities, tuple):
@@ -183,34 +255,77 @@ class FalcoNames:
     def ui_command(self) -> str:
         return f"kubectl -n {self.namespace} port-forward service/{self.ui_service} {UI_PORT}:{UI_PORT}"
 
+    @property
+    def ui_login_secret(self) -> str:
+        # Not "<sidekick>-ui": the chart creates that Secret itself.
+        return f"{self.sidekick_fullname}-ui-login"
 
-def _falcoctl_values(install_refs: tuple[str, ...], follow_refs: tuple[str, ...]) -> dict[str, Any]:
+
+def _falcoctl_values(chart_refs: tuple[str, ...]) -> dict[str, Any]:
+    """Install the exact artifacts at pod start and follow nothing (see PINNED_ARTIFACTS)."""
+    refs = list(pinned_refs(chart_refs))
     container = {"resources": FALCOCTL_RESOURCES, "securityContext": _UNPRIVILEGED_CONTAINER}
     return {
         "artifact": {
             "install": {"enabled": True, **container},
-            "follow": {"enabled": True, **container},
+            "follow": {"enabled": False, **container},
         },
-        "config": {
-            "artifact": {
-                "install": {"refs": list(install_refs)},
-                "follow": {"refs": list(follow_refs)},
-            }
-        },
+        "config": {"artifact": {"install": {"refs": refs}, "follow": {"refs": refs}}},
     }
 
 
-def _alert_output_values(names: FalcoNames, sidekick: bool) -> dict[str, Any]:
-    """`falco.*` output settings shared by both releases: JSON lines, and HTTP to Falcosidekick when on."""
-    values: dict[str, Any] = {"json_output": True, "json_include_output_property": True}
+def _metrics_values(snapshots: bool) -> dict[str, Any]:
+    """The chart's `metrics` block: Falco's Prometheus /metrics on the webserver (port 8765), ClusterIP only.
+
+    Falco 0.44's Prometheus output has no per-source event counter for plugin sources (falcosecurity/
+    falco#3584): the count of evaluated audit events is only in the metrics snapshot, which
+    `snapshots` writes to Falco's output (its log, and Falcosidekick) every METRICS_SNAPSHOT_INTERVAL.
+    """
+    values: dict[str, Any] = {
+        "enabled": True,
+        "outputRule": snapshots,
+        "rulesCountersEnabled": True,
+        "service": {"create": True, "type": "ClusterIP"},
+    }
+    if snapshots:
+        values["interval"] = METRICS_SNAPSHOT_INTERVAL
+    return values
+
+
+def _falco_config(names: FalcoNames, sidekick: bool, rules_files: list[str]) -> dict[str, Any]:
+    """`falco.*` settings shared by both releases: rule matching, JSON alert lines, HTTP to Falcosidekick."""
+    values: dict[str, Any] = {
+        "rules_files": rules_files,
+        "rule_matching": RULE_MATCHING,
+        "json_output": True,
+        "json_include_output_property": True,
+    }
     if sidekick:
         # The chart only wires the release that enables the subchart; both point at the one Service.
         values["http_output"] = {"enabled": True, "url": names.sidekick_url}
     return values
 
 
-def sidekick_values(names: FalcoNames, ui_user: pulumi.Input[str]) -> dict[str, Any]:
-    """The `falcosidekick` subchart values: one replica each, ClusterIP only, Redis without a PVC."""
+def k8saudit_init_config() -> dict[str, Any]:
+    """The k8saudit plugin's init_config (keys of plugins/k8saudit/pkg/k8saudit/config.go)."""
+    return {
+        # The plugin's async extraction (default on) busy-waits between Falco and the Go side: on
+        # 2 vCPUs a real Falco 0.44.1 then evaluated ~1 audit event/s, with it off 1,300-2,200/s.
+        # The audit pod runs under a CPU limit on small nodes, where that spin would starve it.
+        "useAsync": False,
+        # The plugin's own defaults, stated so they stay equal to the forwarder's --max-event-bytes
+        # and --max-batch-bytes: the forwarder skips what Falco would drop after answering 200.
+        "maxEventSize": K8SAUDIT_MAX_EVENT_BYTES,
+        "webhookMaxBatchSize": K8SAUDIT_MAX_BATCH_BYTES,
+    }
+
+
+def sidekick_values(names: FalcoNames) -> dict[str, Any]:
+    """The `falcosidekick` subchart values: one replica each, ClusterIP only, Redis without a PVC.
+
+    The UI's login comes from the Secret `names.ui_login_secret` (webui.existingSecret); `user` is
+    empty so the chart's own UI Secret carries no login at all (its default is admin:admin).
+    """
     pod_security = {"runAsNonRoot": True, "runAsUser": 1234, "fsGroup": 1234, **_RUNTIME_DEFAULT_SECCOMP}
     return {
         "enabled": True,
@@ -223,7 +338,8 @@ def sidekick_values(names: FalcoNames, ui_user: pulumi.Input[str]) -> dict[str, 
         "webui": {
             "enabled": True,
             "replicaCount": 1,
-            "user": ui_user,
+            "user": "",
+            "existingSecret": names.ui_login_secret,
             "disableauth": False,
             "podSecurityContext": pod_security,
             "securityContext": _UNPRIVILEGED_CONTAINER,
@@ -242,9 +358,9 @@ def sidekick_values(names: FalcoNames, ui_user: pulumi.Input[str]) -> dict[str, 
     }
 
 
-def syscall_values(names: FalcoNames, sidekick: dict[str, Any] | None) -> dict[str, Any]:
+def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: bool) -> dict[str, Any]:
     """Values of the syscall release: modern eBPF DaemonSet on every node, default syscall rules."""
-    values: dict[str, Any] = {
+    return {
         "controller": {"kind": "daemonset"},
         "driver": {"enabled": True, "kind": "modern_ebpf"},
         "collectors": {"enabled": True},
@@ -252,17 +368,18 @@ def syscall_values(names: FalcoNames, sidekick: dict[str, Any] | None) -> dict[s
         "tolerations": [{"operator": "Exists"}],
         "podSecurityContext": _RUNTIME_DEFAULT_SECCOMP,
         "resources": SYSCALL_FALCO_RESOURCES,
-        "falcoctl": _falcoctl_values(SYSCALL_RULES_REFS, SYSCALL_RULES_REFS),
-        "falco": {
-            "rules_files": ["/etc/falco/falco_rules.yaml", "/etc/falco/falco_rules.local.yaml", "/etc/falco/rules.d"],
-            **_alert_output_values(names, sidekick is not None),
-        },
-        "falcosidekick": sidekick if sidekick is not None else {"enabled": False},
+        "falcoctl": _falcoctl_values(release.syscall_refs),
+        "metrics": _metrics_values(snapshots=False),
+        "falco": _falco_config(
+            names,
+            sidekick,
+            ["/etc/falco/falco_rules.yaml", "/etc/falco/falco_rules.local.yaml", "/etc/falco/rules.d"],
+        ),
+        "falcosidekick": sidekick_values(names) if sidekick else {"enabled": False},
     }
-    return values
 
 
-def audit_values(names: FalcoNames, custom_rules: str, sidekick: bool) -> dict[str, Any]:
+def audit_values(names: FalcoNames, release: ChartRelease, custom_rules: str, sidekick: bool) -> dict[str, Any]:
     """Values of the audit release: driver and collectors off, k8saudit + json plugins, ClusterIP webhook."""
     return {
         "controller": {"kind": "deployment", "deployment": {"replicas": 1}},
@@ -272,7 +389,8 @@ def audit_values(names: FalcoNames, custom_rules: str, sidekick: bool) -> dict[s
         # Runs as root (the image's user) but needs no capability: it only listens on 9765 and 8765.
         "containerSecurityContext": _UNPRIVILEGED_CONTAINER,
         "resources": AUDIT_FALCO_RESOURCES,
-        "falcoctl": _falcoctl_values(AUDIT_INSTALL_REFS, AUDIT_FOLLOW_REFS),
+        "falcoctl": _falcoctl_values(release.audit_refs),
+        "metrics": _metrics_values(snapshots=True),
         "services": [
             {
                 "name": WEBHOOK_SERVICE_ENTRY,
@@ -282,12 +400,12 @@ def audit_values(names: FalcoNames, custom_rules: str, sidekick: bool) -> dict[s
         ],
         "customRules": {RULES_FILE_NAME: custom_rules},
         "falco": {
-            "rules_files": list(AUDIT_RULES_FILES),
+            **_falco_config(names, sidekick, list(AUDIT_RULES_FILES)),
             "plugins": [
                 {
                     "name": "k8saudit",
                     "library_path": "libk8saudit.so",
-                    "init_config": "",
+                    "init_config": k8saudit_init_config(),
                     "open_params": f"http://:{WEBHOOK_PORT}{WEBHOOK_PATH}",
                 },
                 {"name": "json", "library_path": "libjson.so", "init_config": ""},
@@ -295,7 +413,6 @@ def audit_values(names: FalcoNames, custom_rules: str, sidekick: bool) -> dict[s
             "load_plugins": ["k8saudit", "json"],
             # k8saudit needs no host information; without it the chart mounts no host /proc.
             "plugins_hostinfo": False,
-            **_alert_output_values(names, sidekick),
         },
         "falcosidekick": {"enabled": False},
     }
@@ -324,6 +441,7 @@ class Falco(pulumi.ComponentResource):
     def __init__(self, name: str, args: FalcoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("falco-eks:index:Falco", name, None, opts)
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
+        release = chart_release(args.chart_version)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
         ns = k8s.core.v1.Namespace(
@@ -341,15 +459,15 @@ class Falco(pulumi.ComponentResource):
         )
         namespace: pulumi.Output[str] = ns.metadata.apply(lambda m: (m.name if m else None) or args.namespace)
 
-        sidekick: dict[str, Any] | None = None
         self.ui_password = None
         self.ui_username = None
         self.ui_command = None
+        syscall_depends_on: list[pulumi.Resource] = []
         if args.sidekick_ui:
             password = random.RandomPassword(
                 f"{name}-ui-password",
                 length=32,
-                special=False,  # the chart stores "<login>:<password>"; keep the separator unambiguous
+                special=False,  # the UI reads "<login>:<password>"; keep the separator unambiguous
                 min_lower=1,
                 min_upper=1,
                 min_numeric=1,
@@ -357,10 +475,23 @@ class Falco(pulumi.ComponentResource):
             )
             self.ui_password = pulumi.Output.secret(password.result)
             self.ui_username = args.ui_username
-            ui_user: pulumi.Output[str] = pulumi.Output.secret(
-                pulumi.Output.concat(args.ui_username, ":", password.result)  # type: ignore[arg-type]
+            # The login lives in a Secret, so the release's values stay readable in every preview.
+            login = k8s.core.v1.Secret(
+                f"{name}-ui-login",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=names.ui_login_secret,
+                    namespace=namespace,
+                    labels={"app.kubernetes.io/part-of": "falco-eks-lab"},
+                ),
+                type="Opaque",
+                string_data={
+                    UI_USER_SECRET_KEY: pulumi.Output.secret(
+                        pulumi.Output.concat(args.ui_username, ":", password.result)  # type: ignore[arg-type]
+                    )
+                },
+                opts=k8s_opts,
             )
-            sidekick = sidekick_values(names, ui_user)
+            syscall_depends_on.append(login)
             self.ui_command = namespace.apply(
                 lambda n: FalcoNames(n, names.syscall_release, names.audit_release).ui_command
             )
@@ -374,11 +505,12 @@ class Falco(pulumi.ComponentResource):
                 version=args.chart_version,
                 repository_opts=repository,
                 namespace=namespace,
-                values=syscall_values(names, sidekick),
+                values=syscall_values(names, release, args.sidekick_ui),
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),
-            opts=k8s_opts,
+            # The UI pod reads its login from the Secret at start.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=syscall_depends_on)),
         )
         audit = k8s.helm.v3.Release(
             f"{name}-audit",
@@ -388,7 +520,7 @@ class Falco(pulumi.ComponentResource):
                 version=args.chart_version,
                 repository_opts=repository,
                 namespace=namespace,
-                values=audit_values(names, admin_access_rules(args.admin_identities), args.sidekick_ui),
+                values=audit_values(names, release, lab_rules(args.admin_identities), args.sidekick_ui),
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),

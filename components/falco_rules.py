@@ -1,11 +1,21 @@
-"""The lab's custom Falco rules: turn on "Full K8s Administrative Access" for the cluster's admins.
+"""The lab's custom Falco rules: what the audit instance reports for the identities of an EKS cluster.
 
-Upstream (falcosecurity/plugins, plugins/k8saudit/rules/k8s_audit_rules.yaml) ships the rule
-switched off: its condition ends in ``not allowed_full_admin_users`` and that macro is
-``(k8s_audit_always_true)``. It also only matches user names in the list ``full_admin_k8s_users``
-(``admin``, ``kubernetes-admin``, ...), which are not the names EKS writes into the audit log
-when a cluster uses access entries: there the user name is the caller's IAM identity, and for a
-role it carries the session name, ``arn:aws:sts::<account>:assumed-role/<role>/<session>``.
+Upstream (falcosecurity/plugins, plugins/k8saudit/rules/k8s_audit_rules.yaml, pinned at the version
+in components/k8saudit_upstream.py) knows the user names of kubeadm, kops or minikube clusters.
+On EKS with access entries the API server writes the caller's IAM identity as the user name, and
+for a role it carries the session name: ``arn:aws:sts::<account>:assumed-role/<role>/<session>``.
+Two rules need the lab's help:
+
+- "Full K8s Administrative Access" ships switched off (``not allowed_full_admin_users`` with an
+  always-true macro) and only matches the names in ``full_admin_k8s_users``. The lab turns it on
+  and adds its admin identities.
+- "Disallowed K8s User" fires for every user outside ``allowed_k8s_users`` and
+  ``eks_allowed_k8s_users`` that does not start with ``system:`` (``non_system_user``: nodes and
+  service accounts are already out). On EKS that is every IAM identity, the lab's own admins
+  included, and the upstream EKS list names only 11 of EKS's own ``eks:`` components. The lab
+  also allows its admin identities and every ``eks:`` user (EKS refuses access entry user names
+  that start with ``eks:``, so an IAM identity cannot take one through an access entry). Any
+  other IAM identity, e.g. a second role someone granted access, is still reported.
 
 The session name changes with every login (an SSO user's e-mail, ``botocore-session-<n>``, a CI
 job id), so matching the exact ARN would miss the next login of the same admin role. A role is
@@ -15,6 +25,8 @@ matching ``AdminReadOnly``). IAM users and plain Kubernetes user names are match
 
 The identities end up inside double-quoted strings of a Falco condition rather than in a Falco
 list, so characters that are legal in IAM names (``,`` ``=`` ``@`` ``+``) cannot split an item.
+Every upstream name the generated file overrides or references is checked against the pinned
+upstream names (k8saudit_upstream), so a renamed macro stops `pulumi preview`, not the Falco pod.
 """
 
 from __future__ import annotations
@@ -25,14 +37,19 @@ from dataclasses import dataclass
 
 import yaml
 
+from . import k8saudit_upstream as upstream
 from .errors import ConfigError
 
 RULES_FILE_NAME = "falco-eks-lab-rules.yaml"
 """Key under the chart's ``customRules``; the chart mounts it as /etc/falco/rules.d/<key>."""
 
 ADMIN_RULE = "Full K8s Administrative Access"
+DISALLOWED_USER_RULE = "Disallowed K8s User"
 DISABLING_MACRO = "allowed_full_admin_users"
 IDENTITY_MACRO = "eks_lab_admin_identities"
+ALLOWED_USERS_MACRO = "eks_lab_allowed_k8s_users"
+EKS_USER_PREFIX = "eks:"
+"""EKS's own components (eks:node-manager, eks:addon-manager, ...); access entries cannot use it."""
 
 _PARTITION = r"aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b"
 _IAM_NAME = r"[\w+=,.@-]{1,128}"
@@ -101,8 +118,8 @@ def admin_matchers(identities: Iterable[str], setting: str = "admin_identities")
     return tuple(seen)
 
 
-def admin_access_rules(identities: Iterable[str]) -> str:
-    """The rules file (YAML text) that enables "Full K8s Administrative Access" for `identities`.
+def lab_rules(identities: Iterable[str]) -> str:
+    """The rules file (YAML text) for the audit instance, with `identities` as the lab's admins.
 
     Load it after k8s_audit_rules.yaml (the chart's rules_files order does that for rules.d).
     """
@@ -110,17 +127,17 @@ def admin_access_rules(identities: Iterable[str]) -> str:
     identity_condition = " or ".join(m.condition() for m in matchers) or "k8s_audit_never_true"
     documents = [
         {
+            "macro": IDENTITY_MACRO,
+            "condition": f"({identity_condition})",
+        },
+        {
             # Upstream keeps the rule off with an always-true macro; flip it.
             "macro": DISABLING_MACRO,
             "condition": "(k8s_audit_never_true)",
             "override": {"condition": "replace"},
         },
         {
-            "macro": IDENTITY_MACRO,
-            "condition": f"({identity_condition})",
-        },
-        {
-            # Same as upstream, plus this cluster's admins as EKS names them.
+            # Upstream's condition, plus this cluster's admins as EKS names them.
             "rule": ADMIN_RULE,
             "condition": (
                 "kevt and non_system_user"
@@ -129,6 +146,95 @@ def admin_access_rules(identities: Iterable[str]) -> str:
             ),
             "override": {"condition": "replace"},
         },
+        {
+            "macro": ALLOWED_USERS_MACRO,
+            "condition": f'(ka.user.name startswith "{EKS_USER_PREFIX}" or {IDENTITY_MACRO})',
+        },
+        {
+            # Appended (Falco adds it after a space), so upstream's own exclusions stay as they are.
+            "rule": DISALLOWED_USER_RULE,
+            "condition": f"and not {ALLOWED_USERS_MACRO}",
+            "override": {"condition": "append"},
+        },
     ]
-    header = "# Generated by components/falco_rules.py: enables the lab's admin-access example.\n"
-    return header + yaml.safe_dump(documents, sort_keys=False, width=1000)
+    header = (
+        "# Generated by components/falco_rules.py for k8saudit-rules "
+        f"{upstream.VERSION}: EKS identities in the k8saudit rules.\n"
+    )
+    text = header + yaml.safe_dump(documents, sort_keys=False, width=1000)
+    unknown = unknown_references(text)
+    if unknown:
+        # A programming error, not a user's: the overrides no longer fit the pinned upstream file.
+        raise RuntimeError(f"generated rules reference names k8saudit-rules {upstream.VERSION} lacks: {unknown}")
+    return text
+
+
+# Words of Falco's condition syntax (libsinsp filter grammar); any other bare word is a macro or list.
+_CONDITION_KEYWORDS = frozenset(
+    {
+        "and", "or", "not", "in", "intersects", "pmatch", "exists", "contains", "icontains", "bcontains",
+        "bstartswith", "startswith", "endswith", "glob", "iglob", "regex", "val",
+    }
+)  # fmt: skip
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"' + r"|'(?:[^'\\]|\\.)*'")
+_WORD = re.compile(r"[A-Za-z_][\w.\-\[\]/]*")
+
+
+@dataclass(frozen=True)
+class References:
+    """What a rules file overrides of, and references from, the files loaded before it."""
+
+    overridden: dict[str, frozenset[str]]
+    """Names the file overrides, by kind (rule, macro, list): they must exist upstream."""
+    defined: dict[str, frozenset[str]]
+    """Names the file defines itself (no override), by kind."""
+    words: frozenset[str]
+    """Bare words in conditions: macros or lists."""
+    fields: frozenset[str]
+    """Fields (dotted words) in conditions."""
+
+
+def references(rules_text: str) -> References:
+    """The names a rules file touches. Conditions are read strictly: every bare word must be a name.
+
+    Unquoted literals (``in (kube-system)``) would count as names; the generated rules quote theirs.
+    """
+    overridden: dict[str, set[str]] = {"rule": set(), "macro": set(), "list": set()}
+    defined: dict[str, set[str]] = {"rule": set(), "macro": set(), "list": set()}
+    words: set[str] = set()
+    fields: set[str] = set()
+    for item in yaml.safe_load(rules_text) or []:
+        kind = next((k for k in ("rule", "macro", "list") if k in item), None)
+        if kind is None:
+            continue  # required_engine_version and the like
+        (overridden if "override" in item else defined)[kind].add(item[kind])
+        for token in _WORD.findall(_QUOTED.sub(" ", str(item.get("condition", "")))):
+            if "." in token:
+                fields.add(token)
+            elif token not in _CONDITION_KEYWORDS:
+                words.add(token)
+    return References(
+        overridden={k: frozenset(v) for k, v in overridden.items()},
+        defined={k: frozenset(v) for k, v in defined.items()},
+        words=frozenset(words),
+        fields=frozenset(fields),
+    )
+
+
+def unknown_references(rules_text: str) -> list[str]:
+    """What in `rules_text` does not fit the pinned upstream rules: overrides of names upstream lacks,
+    macros, lists or fields neither file defines, and names it redefines without an override."""
+    refs = references(rules_text)
+    upstream_names = {"rule": upstream.RULES, "macro": upstream.MACROS, "list": upstream.LISTS}
+    unknown = [
+        f"{kind} {name!r}" for kind, names in refs.overridden.items() for name in sorted(names - upstream_names[kind])
+    ]
+    unknown += [
+        f"{kind} {name!r} redefined without an override"
+        for kind, names in refs.defined.items()
+        for name in sorted(names & upstream_names[kind])
+    ]
+    known_words = upstream.MACROS | upstream.LISTS | refs.defined["macro"] | refs.defined["list"]
+    unknown += [f"macro or list {word!r}" for word in sorted(refs.words - known_words)]
+    unknown += [f"field {field!r}" for field in sorted(refs.fields - upstream.FIELDS)]
+    return unknown

@@ -16,13 +16,12 @@ import pulumi
 from .audit_forwarder import AuditForwarder, AuditForwarderArgs
 from .cluster import AuditedCluster, AuditedClusterArgs
 from .errors import ConfigError
-from .falco import DEFAULT_CHART_VERSION, Falco, FalcoArgs
+from .falco import DEFAULT_CHART_VERSION, Falco, FalcoArgs, chart_release
 from .falco_rules import admin_matchers
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 
 ForwarderBuild = Literal["docker", "source"]
 
@@ -41,7 +40,7 @@ class FalcoEksLabArgs:
     """AWS region of the stack (the forwarder's CloudWatch client uses it)."""
 
     falco_chart_version: str = DEFAULT_CHART_VERSION
-    """Pinned version of the falcosecurity `falco` chart."""
+    """Pinned version of the falcosecurity `falco` chart; one the lab knows (components/falco.py CHART_RELEASES)."""
 
     sidekick_ui: bool = True
     """Install Falcosidekick and its web UI (reached with kubectl port-forward; password generated)."""
@@ -62,10 +61,7 @@ class FalcoEksLabArgs:
             raise ConfigError("cluster", "must be an AuditedClusterArgs")
         if not isinstance(self.region, str) or not _REGION.match(self.region):
             raise ConfigError("region", f"{self.region!r} is not an AWS region such as us-west-2")
-        if not isinstance(self.falco_chart_version, str) or not _CHART_VERSION.match(self.falco_chart_version):
-            raise ConfigError(
-                "falco_chart_version", f"{self.falco_chart_version!r} is not a pinned chart version such as 9.1.0"
-            )
+        chart_release(self.falco_chart_version, "falco_chart_version")  # only versions the lab pins artifacts for
         if not isinstance(self.sidekick_ui, bool):
             raise ConfigError("sidekick_ui", f"must be true or false, got {self.sidekick_ui!r}")
         if isinstance(self.admin_identities, str):

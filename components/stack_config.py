@@ -3,14 +3,21 @@
 Used by __main__.py only (components never read config). Every setting is read and every value
 checked before the program registers anything; a bad value raises ConfigError naming the config
 key the user sets (`pulumi config set <key> ...`), not the Python field behind it.
+
+Also what ties the lab's AWS resources to one stack: the default cluster name (and with it the log
+group's) derived from the project and stack names, and the tags that say which stack owns a resource.
+The `make up` / `make down` commands (labctl) use the same functions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 import pulumi
@@ -24,9 +31,22 @@ from .cluster import (
 )
 from .errors import ConfigError
 from .falco import DEFAULT_CHART_VERSION
+from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
 
 REGION_KEY = "aws:region"
+
+# Tags on every AWS resource the lab creates: which Pulumi project and stack own it. `make up` / `make down`
+# read them on a leftover log group to tell this stack's from another's.
+PROJECT_TAG = "pulumi:project"
+STACK_TAG = "pulumi:stack"
+
+# EKS cluster names: 1-100 letters, digits, '-' or '_', starting with a letter or digit. Every other limit
+# that derives from the name is looser (log group 512, `kubernetes.io/cluster/<name>` tag key 128, node group
+# prefix: cut to 30 characters, the provider adds a unique suffix).
+_MAX_CLUSTER_NAME = 100
+_VALID_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]*$")
+_NAME_HASH_CHARS = 8
 
 SettingType = Literal["string", "integer", "boolean", "array"]
 
@@ -51,16 +71,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "clusterName",
         "string",
-        "falco-lab",
+        "",
         "cluster_name",
-        "Name of the EKS cluster; also names its log group /aws/eks/<name>/cluster.",
+        "Name of the EKS cluster; also names its log group /aws/eks/<name>/cluster. Empty: <project>-<stack>, "
+        "e.g. falco-eks-lab-dev, so stacks side by side in one account and region do not collide.",
     ),
     Setting(
         "kubernetesVersion",
         "string",
         DEFAULT_KUBERNETES_VERSION,
         "kubernetes_version",
-        "Kubernetes version of the control plane; keep it in EKS standard support (extended support costs 6x).",
+        "Kubernetes version of the control plane and the nodes; must be in EKS standard support (checked with EKS "
+        "before anything is created; extended support costs 6x and stays off).",
     ),
     Setting(
         "nodeInstanceType",
@@ -93,6 +115,22 @@ SETTINGS: tuple[Setting, ...] = (
         ["0.0.0.0/0"],
         "api_public_access_cidrs",
         "Address ranges allowed to reach the cluster's public API endpoint; narrow it to your own address.",
+    ),
+    Setting(
+        "apiPrivateOnly",
+        "boolean",
+        False,
+        "api_private_only",
+        "Serve the Kubernetes API only inside the VPC (no public endpoint); pulumi up and kubectl must then run "
+        "from an address in apiPrivateAccessCidrs that routes into the VPC.",
+    ),
+    Setting(
+        "apiPrivateAccessCidrs",
+        "array",
+        [],
+        "api_private_access_cidrs",
+        "Address ranges in the VPC or connected to it (VPN, peering) allowed to reach the API's private endpoint; "
+        "required with apiPrivateOnly.",
     ),
     Setting(
         "falcoChartVersion",
@@ -139,25 +177,70 @@ _KEY_OF_FIELD: dict[str, str] = {s.field: s.key for s in SETTINGS} | {"region": 
 _LAB_FIELDS = {f.name for f in dataclasses.fields(FalcoEksLabArgs)}
 
 
+def default_cluster_name(project: str, stack: str) -> str:
+    """The cluster name a stack gets when it sets no clusterName: `<project>-<stack>`.
+
+    Kept as is when EKS accepts it; otherwise (too long, or characters EKS refuses, such as the '.' stack
+    names allow) cut and cleaned, with 8 hex digits of a hash of project and stack so that two stacks
+    never share a name."""
+    plain = f"{project}-{stack}"
+    if len(plain) <= _MAX_CLUSTER_NAME and _VALID_CLUSTER_NAME.match(plain):
+        return plain
+    digest = hashlib.sha256(f"{project}/{stack}".encode()).hexdigest()[:_NAME_HASH_CHARS]
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", plain).strip("-_")
+    head = cleaned[: _MAX_CLUSTER_NAME - _NAME_HASH_CHARS - 1].rstrip("-_")
+    return f"{head}-{digest}" if head else f"lab-{digest}"
+
+
+def stack_tags(project: str, stack: str) -> dict[str, str]:
+    """The tags that name the project and stack owning a resource."""
+    return {PROJECT_TAG: project, STACK_TAG: stack}
+
+
 def read_lab_args(
-    config: pulumi.Config, aws_config: pulumi.Config, environ: Mapping[str, str] | None = None
+    config: pulumi.Config,
+    aws_config: pulumi.Config,
+    environ: Mapping[str, str] | None = None,
+    project: str | None = None,
+    stack: str | None = None,
 ) -> FalcoEksLabArgs:
     """Read every setting (defaults for unset keys) and build the checked FalcoEksLabArgs.
 
     `config` is the project's namespace, `aws_config` the "aws" namespace; the region falls back to
     AWS_REGION / AWS_DEFAULT_REGION from `environ` (the process environment by default), as the AWS
-    provider itself does.
+    provider itself does. `project` and `stack` (the running program's by default) name the default
+    cluster and go into the tags of every AWS resource.
     """
+    project = pulumi.get_project() if project is None else project
+    stack = pulumi.get_stack() if stack is None else stack
     values = {setting.field: _read(config, setting) for setting in SETTINGS}
     if values["forwarder_image"] == "":
         values["forwarder_image"] = None
+    if values["cluster_name"] == "":
+        values["cluster_name"] = default_cluster_name(project, stack)
     region = _region(aws_config, os.environ if environ is None else environ)
 
     cluster_values = {k: v for k, v in values.items() if k not in _LAB_FIELDS}
     lab_values = {k: v for k, v in values.items() if k in _LAB_FIELDS}
     try:
-        cluster = AuditedClusterArgs(**cluster_values)
+        cluster = AuditedClusterArgs(**cluster_values, tags=stack_tags(project, stack))
         return FalcoEksLabArgs(cluster=cluster, region=region, **lab_values)
+    except ConfigError as err:
+        raise _as_config_key(err) from err
+
+
+def check_kubernetes_version(
+    args: FalcoEksLabArgs, offered: Iterable[OfferedVersion] | None, today: date | None = None
+) -> None:
+    """Refuse a kubernetesVersion EKS no longer offers a new lab cluster (see kubernetes_versions).
+
+    `offered` is EKS's own answer; None when it could not be asked, and then the calendar decides."""
+    version = args.cluster.kubernetes_version
+    try:
+        if offered is not None:
+            check_offered_by_eks(version, offered)
+        else:
+            check_calendar(version, date.today() if today is None else today)
     except ConfigError as err:
         raise _as_config_key(err) from err
 

@@ -25,6 +25,19 @@ OIDC_ISSUER = f"oidc.eks.{REGION}.amazonaws.com/id/{OIDC_ID}"
 OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{OIDC_ISSUER}"
 PROJECT = "falco-eks-lab"
 STACK = "test"
+EKS_ENDPOINT = "https://EXAMPLE0123456789.gr7.us-west-2.eks.amazonaws.com"
+EKS_CA_DATA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUMvakNDQWVhZ0F3SUJBZ0lCQURBTkJna3Foa2lHOXcwQkFRc0ZBREFW"
+
+# What the mocked DescribeClusterVersions (aws.eks.get_cluster_versions) answers: (version, status, end of
+# standard support). Tests may replace LabMocks.cluster_versions.
+CLUSTER_VERSIONS: tuple[tuple[str, str, str], ...] = (
+    ("1.36", "STANDARD_SUPPORT", "2027-08-02T00:00:00Z"),
+    ("1.35", "STANDARD_SUPPORT", "2027-03-27T00:00:00Z"),
+    ("1.34", "STANDARD_SUPPORT", "2026-12-02T00:00:00Z"),
+    ("1.33", "EXTENDED_SUPPORT", "2026-07-29T00:00:00Z"),
+    ("1.32", "EXTENDED_SUPPORT", "2026-03-23T00:00:00Z"),
+    ("1.31", "UNSUPPORTED", "2025-11-26T00:00:00Z"),
+)
 
 
 @dataclass
@@ -79,7 +92,12 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
         kubeconfig = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": cluster_name, "cluster": {"server": "https://EXAMPLE.eks.amazonaws.com"}}],
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": EKS_ENDPOINT, "certificate-authority-data": EKS_CA_DATA},
+                }
+            ],
             "users": [
                 {
                     "name": "aws",
@@ -105,6 +123,9 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
             out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{resource_name}"
         elif typ == "aws:iam/role:Role":
             out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{resource_name}"
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            out["latestVersion"] = 1
+            out["defaultVersion"] = 1
         elif typ == "aws:ecr/repository:Repository":
             out["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{resource_name}"
             out["arn"] = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{resource_name}"
@@ -123,11 +144,33 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _cluster_version(version: str, status: str, end_of_standard: str) -> dict[str, Any]:
+    return {
+        "clusterType": "eks",
+        "clusterVersion": version,
+        "controlPlaneComponentConfigs": [],
+        "controlPlaneScalingTiers": [],
+        "defaultPlatformVersion": f"eks.{len(version)}",
+        "defaultVersion": version == "1.35",
+        "endOfExtendedSupportDate": "",  # not read by the lab
+        "endOfStandardSupportDate": end_of_standard,
+        "kubernetesPatchVersion": f"{version}.0",
+        "releaseDate": "2025-01-01T00:00:00Z",
+        "versionStatus": status,
+    }
+
+
 class LabMocks(pulumi.runtime.Mocks):
+    cluster_versions: tuple[tuple[str, str, str], ...] = CLUSTER_VERSIONS
+    """What aws.eks.get_cluster_versions answers."""
+
+    versions_error: str | None = None
+    """When set, aws.eks.get_cluster_versions fails with this reason instead."""
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         token = args.token
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
@@ -144,6 +187,10 @@ class LabMocks(pulumi.runtime.Mocks):
                 "userId": "AIDATEST",
                 "id": ACCOUNT_ID,
             }
+        if token == "aws:eks/getClusterVersions:getClusterVersions":
+            if self.versions_error:  # the provider's answer to a failed call: the program's invoke raises
+                return {}, [("", self.versions_error)]
+            return {"clusterVersions": [_cluster_version(*entry) for entry in self.cluster_versions], "id": REGION}
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
@@ -184,15 +231,21 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def run_program(build: Callable[[], Any], config: dict[str, str] | None = None, preview: bool = False) -> Recorded:
+def run_program(
+    build: Callable[[], Any],
+    config: dict[str, str] | None = None,
+    preview: bool = False,
+    stack: str = STACK,
+    mocks: LabMocks | None = None,
+) -> Recorded:
     """Run `build` as a Pulumi program under mocks; `config` holds full keys like "falco-eks-lab:clusterName"."""
     recorded = Recorded()
     settings.reset_options()
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_all_config(dict(config or {}))
-    mocks = LabMocks()
+    mocks = mocks or LabMocks()
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=STACK, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
     )
 
     @pulumi.runtime.test

@@ -8,13 +8,23 @@ from typing import Any
 
 import pytest
 from pulumi.runtime import rpc
-from pulumi_mocks import OIDC_ISSUER, OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
+from pulumi_mocks import (
+    EKS_CA_DATA,
+    EKS_ENDPOINT,
+    OIDC_ISSUER,
+    OIDC_PROVIDER_ARN,
+    Recorded,
+    is_secret,
+    resolve,
+    run_program,
+)
 
 from components.cluster import (
     CLOUDWATCH_RETENTION_DAYS,
     AuditedCluster,
     AuditedClusterArgs,
     ami_type_for,
+    kubeconfig_document,
     node_architecture_of,
 )
 from components.errors import ConfigError
@@ -367,3 +377,161 @@ def test_args_are_normalised():
     assert args.extra_log_types == ("scheduler",)
     assert args.log_types == ["audit", "scheduler"]
     assert args.log_group_name == "/aws/eks/lab/cluster"
+
+
+# --- the nodes: IMDSv2, hop limit 1, the control plane's version ------------------------------------------
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+def test_nodes_require_imdsv2_with_a_hop_limit_of_one_so_pods_cannot_take_the_node_role(default):
+    recorded, cluster = default
+    template = recorded.one(LAUNCH_TEMPLATE)
+    assert template.inputs["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",  # IMDSv2 only: no unauthenticated GET of the role's credentials
+        "httpPutResponseHopLimit": 1,  # the token request from a pod's network namespace needs 2 hops
+        "instanceMetadataTags": "disabled",
+    }
+    assert template.parent == urn_of(recorded, "falco-eks:index:AuditedCluster")
+    launch = recorded.one(NODE_GROUP).inputs["launchTemplate"]
+    assert launch == {"id": f"{template.name}-id", "version": "1"}  # the template's latest version
+    assert "diskSize" not in recorded.one(NODE_GROUP).inputs  # EKS refuses it together with a launch template
+
+
+def test_node_root_volume_is_the_usual_20_gib_gp3_encrypted(default):
+    recorded, _ = default
+    (device,) = recorded.one(LAUNCH_TEMPLATE).inputs["blockDeviceMappings"]
+    assert device["deviceName"] == "/dev/xvda"
+    assert device["ebs"] == {"volumeSize": 20, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
+
+
+def test_launch_template_tags_instances_and_volumes_with_the_stack_tags():
+    tags = {"pulumi:project": "p", "pulumi:stack": "s"}
+    recorded, _ = build(tags=tags)
+    template = recorded.one(LAUNCH_TEMPLATE).inputs
+    assert template["tags"] == tags
+    assert template["tagSpecifications"] == [
+        {"resourceType": "instance", "tags": tags},
+        {"resourceType": "volume", "tags": tags},
+    ]
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35"])
+def test_node_group_runs_the_control_planes_kubernetes_version(version):
+    recorded, _ = build(kubernetes_version=version)
+    assert recorded.one(CLUSTER).inputs["version"] == version
+    node_group = recorded.one(NODE_GROUP)
+    assert node_group.inputs["version"] == version
+    # An upgrade changes both; the node group waits for the control plane.
+    assert urn_of(recorded, CLUSTER) in node_group.dependencies
+
+
+# --- the kubeconfig: current credentials, never a profile ----------------------------------------------
+
+
+def test_kubeconfig_document_gets_its_token_from_the_aws_cli_with_current_credentials():
+    document = kubeconfig_document(
+        cluster_name="lab-dev", endpoint="https://x.eks.amazonaws.com", certificate_authority_data="Q0E=",
+        region="eu-west-1",
+    )
+    assert document["clusters"] == [
+        {"name": "lab-dev", "cluster": {"server": "https://x.eks.amazonaws.com", "certificate-authority-data": "Q0E="}}
+    ]
+    assert document["current-context"] == "lab-dev"
+    assert document["contexts"] == [{"name": "lab-dev", "context": {"cluster": "lab-dev", "user": "lab-dev"}}]
+    (user,) = document["users"]
+    assert user["user"] == {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": ["--region", "eu-west-1", "eks", "get-token", "--cluster-name", "lab-dev", "--output", "json"],
+            "interactiveMode": "Never",
+        }
+    }
+
+
+def test_kubeconfig_document_assumes_the_role_it_is_given():
+    document = kubeconfig_document(
+        cluster_name="c", endpoint="https://e", certificate_authority_data="x", region="us-east-1",
+        role_arn="arn:aws:iam::123456789012:role/Deployer",
+    )
+    args = document["users"][0]["user"]["exec"]["args"]
+    assert args[-2:] == ["--role-arn", "arn:aws:iam::123456789012:role/Deployer"]
+
+
+def test_stack_kubeconfig_names_no_profile_even_when_aws_profile_is_set(monkeypatch):
+    # pulumi-eks copies AWS_PROFILE / aws:profile into the kubeconfig it hands its own provider; a
+    # profile that is gone at `pulumi destroy` time would then stop the destroy.
+    monkeypatch.setenv("AWS_PROFILE", "workshop-admin")
+    recorded, cluster = build()
+    stored = json.loads(unwrap(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"]))
+    exported = json.loads(resolve(cluster.kubeconfig))
+    assert stored == exported
+    assert stored["clusters"][0]["cluster"] == {"server": EKS_ENDPOINT, "certificate-authority-data": EKS_CA_DATA}
+    exec_entry = stored["users"][0]["user"]["exec"]
+    assert exec_entry["args"] == [
+        "--region", "us-west-2", "eks", "get-token", "--cluster-name", "falco-lab", "--output", "json",
+    ]
+    assert "env" not in exec_entry
+    assert "profile" not in json.dumps(stored).lower()
+    # Given explicitly, pulumi-eks's own provider takes no profile either.
+    assert recorded.one(CLUSTER).inputs["providerCredentialOpts"] == {}
+
+
+def test_kubeconfig_role_reaches_the_kubeconfig_and_pulumi_eks():
+    role = "arn:aws:iam::123456789012:role/LabDeployer"
+    recorded, cluster = build(kubeconfig_role_arn=role)
+    assert json.loads(resolve(cluster.kubeconfig))["users"][0]["user"]["exec"]["args"][-2:] == ["--role-arn", role]
+    assert recorded.one(CLUSTER).inputs["providerCredentialOpts"] == {"roleArn": role}
+
+
+def test_kubeconfig_role_must_be_a_role_arn():
+    bad("kubeconfig_role_arn", kubeconfig_role_arn="arn:aws:iam::123456789012:user/alice")
+
+
+# --- the API endpoint ------------------------------------------------------------------------------------
+
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def test_public_endpoint_takes_the_allowed_ranges_and_keeps_the_private_one(default):
+    recorded, _ = default
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["endpointPublicAccess"] is True
+    assert inputs["endpointPrivateAccess"] is True
+    assert inputs["publicAccessCidrs"] == ["0.0.0.0/0"]
+    assert recorded.of_type(SG_INGRESS) == []
+
+
+def test_private_only_endpoint_has_no_public_access_and_admits_the_given_ranges_on_443():
+    recorded, _ = build(api_private_only=True, api_private_access_cidrs=("10.20.0.0/16", "fd00::/8"))
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["endpointPublicAccess"] is False
+    assert inputs["endpointPrivateAccess"] is True
+    assert "publicAccessCidrs" not in inputs  # pulumi-eks refuses ranges without a public endpoint
+    rules = sorted((r.inputs for r in recorded.of_type(SG_INGRESS)), key=lambda r: str(r.get("cidrIpv4")))
+    assert [(r.get("cidrIpv4"), r.get("cidrIpv6")) for r in rules] == [("10.20.0.0/16", None), (None, "fd00::/8")]
+    for rule in rules:
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
+        assert rule["securityGroupId"] == "sg-0cluster"  # on the endpoint's network interfaces
+
+
+def test_private_only_endpoint_needs_the_ranges_pulumi_connects_from():
+    error = bad("api_private_access_cidrs", api_private_only=True)
+    assert "kubectl" in str(error)
+
+
+def test_public_ranges_with_a_private_only_endpoint_are_refused():
+    bad(
+        "api_public_access_cidrs",
+        api_private_only=True,
+        api_private_access_cidrs=("10.0.0.0/8",),
+        api_public_access_cidrs=("203.0.113.0/24",),
+    )
+
+
+def test_private_access_ranges_are_checked():
+    bad("api_private_access_cidrs", api_private_access_cidrs=("10.0.0.1/8",))
+    bad("api_private_access_cidrs", api_private_access_cidrs="10.0.0.0/8")
+    bad("api_private_only", api_private_only="yes", api_private_access_cidrs=("10.0.0.0/8",))

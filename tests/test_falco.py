@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi_kubernetes as k8s
@@ -12,13 +13,16 @@ from pulumi_mocks import Recorded, is_secret, resolve, run_program
 
 from components.errors import ConfigError
 from components.falco import (
+    CHART_RELEASES,
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
+    PINNED_ARTIFACTS,
     Falco,
     FalcoArgs,
     chart_fullname,
+    chart_release,
 )
-from components.falco_rules import ADMIN_RULE, RULES_FILE_NAME, admin_access_rules, admin_matcher
+from components.falco_rules import RULES_FILE_NAME, lab_rules
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
@@ -88,7 +92,7 @@ def test_syscall_release_is_a_modern_ebpf_daemonset_on_every_node(lab: Recorded)
     assert values["controller"]["kind"] == "daemonset"
     assert values["driver"] == {"enabled": True, "kind": "modern_ebpf"}
     assert values["tolerations"] == [{"operator": "Exists"}]
-    assert values["falcoctl"]["config"]["artifact"]["install"]["refs"] == ["falco-rules:5"]
+    assert values["falcoctl"]["config"]["artifact"]["install"]["refs"] == ["falco-rules:5.1.0"]
     assert values["falco"]["rules_files"][0] == "/etc/falco/falco_rules.yaml"
     assert values["resources"] == {
         "requests": {"cpu": "100m", "memory": "512Mi"},
@@ -110,8 +114,7 @@ def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: R
     assert falco["load_plugins"] == ["k8saudit", "json"]
     assert falco["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
     artifact = values["falcoctl"]["config"]["artifact"]
-    assert artifact["install"]["refs"] == ["k8saudit-rules:0.16", "k8saudit:0.16"]
-    assert artifact["follow"]["refs"] == ["k8saudit-rules:0.16"]
+    assert artifact["install"]["refs"] == ["k8saudit-rules:0.16.1", "k8saudit:0.16.1"]
     assert values["services"] == [
         {
             "name": "k8saudit-webhook",
@@ -119,7 +122,92 @@ def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: R
             "ports": [{"name": "webhook", "port": 9765, "targetPort": 9765, "protocol": "TCP"}],
         }
     ]
-    assert values["resources"]["limits"] == {"cpu": "1000m", "memory": "1024Mi"}
+
+
+def test_both_releases_report_every_matching_rule(lab: Recorded) -> None:
+    # rule_matching "first" (the default) lets "Disallowed K8s User" hide every later audit rule.
+    for name in ("falco-syscall", "falco-audit"):
+        assert _values(lab, name)["falco"]["rule_matching"] == "all"
+
+
+def test_k8saudit_plugin_runs_synchronously_with_the_forwarders_size_limits(lab: Recorded) -> None:
+    from forwarder.config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_EVENT_BYTES
+
+    plugins = {p["name"]: p for p in _values(lab, "falco-audit")["falco"]["plugins"]}
+    init_config = plugins["k8saudit"]["init_config"]
+    # Keys of plugins/k8saudit/pkg/k8saudit/config.go; numbers arrive as floats over the wire.
+    assert set(init_config) == {"useAsync", "maxEventSize", "webhookMaxBatchSize"}
+    assert init_config["useAsync"] is False
+    assert int(init_config["maxEventSize"]) == DEFAULT_MAX_EVENT_BYTES == 262144
+    assert int(init_config["webhookMaxBatchSize"]) == DEFAULT_MAX_BATCH_BYTES == 12582912
+
+
+def test_audit_falco_is_sized_for_a_thousand_events_per_second(lab: Recorded) -> None:
+    # 1,300 events/s measured under a 1-CPU quota: a whole CPU requested covers ~1,000/s with headroom.
+    resources = _values(lab, "falco-audit")["resources"]
+    assert resources == {
+        "requests": {"cpu": "1000m", "memory": "512Mi"},
+        "limits": {"cpu": "1500m", "memory": "1024Mi"},
+    }
+
+
+def test_both_releases_serve_prometheus_metrics_and_only_the_audit_one_logs_snapshots(lab: Recorded) -> None:
+    syscall, audit = _values(lab, "falco-syscall")["metrics"], _values(lab, "falco-audit")["metrics"]
+    for metrics in (syscall, audit):
+        assert metrics["enabled"] is True and metrics["rulesCountersEnabled"] is True
+        assert metrics["service"] == {"create": True, "type": "ClusterIP"}
+    # The evaluated-event count per source is only in the snapshot, not in Prometheus (falco#3584).
+    assert audit["outputRule"] is True and audit["interval"] == "1m"
+    assert syscall["outputRule"] is False
+
+
+def test_falcoctl_installs_exact_artifacts_and_follows_nothing(lab: Recorded) -> None:
+    for name in ("falco-syscall", "falco-audit"):
+        falcoctl = _values(lab, name)["falcoctl"]
+        assert falcoctl["artifact"]["install"]["enabled"] is True
+        assert falcoctl["artifact"]["follow"]["enabled"] is False
+        for ref in falcoctl["config"]["artifact"]["install"]["refs"]:
+            assert ref.count(".") == 2, f"{name}: {ref} is not an exact version"
+
+
+def test_every_pinned_artifact_is_within_the_floating_ref_its_chart_uses() -> None:
+    for floating, exact in PINNED_ARTIFACTS.items():
+        artifact, tag = floating.split(":")
+        assert exact.startswith(f"{artifact}:{tag}."), (floating, exact)
+    for release in CHART_RELEASES.values():
+        assert set(release.syscall_refs) | set(release.audit_refs) <= set(PINNED_ARTIFACTS)
+
+
+def test_artifacts_follow_the_chart_version() -> None:
+    recorded = _deploy(chart_version="9.0.0")
+    for name in ("falco-syscall", "falco-audit"):
+        assert recorded.one(RELEASE, name).inputs["version"] == "9.0.0"
+    artifact = _values(recorded, "falco-audit")["falcoctl"]["config"]["artifact"]
+    expected = [PINNED_ARTIFACTS[ref] for ref in chart_release("9.0.0").audit_refs]
+    assert artifact["install"]["refs"] == expected
+
+
+def test_unknown_chart_version_is_refused_naming_the_setting_and_the_known_versions() -> None:
+    with pytest.raises(ConfigError) as caught:
+        chart_release("8.0.5", "chart_version")
+    assert caught.value.setting == "chart_version"
+    assert "'8.0.5'" in str(caught.value)
+    assert "known: 9.1.0, 9.0.0" in str(caught.value)
+
+
+def test_the_lab_refuses_an_unknown_chart_version_by_its_stack_setting() -> None:
+    import pulumi
+
+    from components.stack_config import read_lab_args
+
+    def read() -> None:
+        with pytest.raises(ConfigError) as caught:
+            read_lab_args(pulumi.Config(), pulumi.Config("aws"), environ={})
+        assert caught.value.setting == "falcoChartVersion"
+        assert str(caught.value).startswith("falcoChartVersion: '9.2.0' is not a falco chart version the lab knows")
+        assert "(known: 9.1.0, 9.0.0)" in str(caught.value)
+
+    run_program(read, config={"aws:region": "us-west-2", "falco-eks-lab:falcoChartVersion": "9.2.0"})
 
 
 def test_webhook_url_is_the_service_the_values_produce(lab: Recorded) -> None:
@@ -151,37 +239,17 @@ def test_audit_pod_labels_are_the_chart_selector_labels_of_the_audit_release(lab
     assert falco.audit_pod_labels["app.kubernetes.io/instance"] != syscall_instance
 
 
-def test_custom_rules_enable_full_admin_access_for_every_session_of_admin_roles(lab: Recorded) -> None:
+def test_audit_release_loads_the_lab_rules_for_the_admin_identities(lab: Recorded) -> None:
     values = _values(lab, "falco-audit")
-    rules = yaml.safe_load(values["customRules"][RULES_FILE_NAME])
-    macros = {item["macro"]: item for item in rules if "macro" in item}
-    assert macros["allowed_full_admin_users"]["condition"] == "(k8s_audit_never_true)"
-    assert macros["allowed_full_admin_users"]["override"] == {"condition": "replace"}
-    (rule,) = [item for item in rules if item.get("rule") == ADMIN_RULE]
-    assert rule["override"] == {"condition": "replace"}
-    assert "ka.user.name in (full_admin_k8s_users)" in rule["condition"]
-    assert "not allowed_full_admin_users" in rule["condition"]
-    identities = macros["eks_lab_admin_identities"]["condition"]
+    assert values["customRules"] == {RULES_FILE_NAME: lab_rules((ADMIN_ROLE, ADMIN_SESSION))}
+    identities = next(
+        item["condition"] for item in yaml.safe_load(values["customRules"][RULES_FILE_NAME])
+        if item.get("macro") == "eks_lab_admin_identities"
+    )  # fmt: skip
     # The role's path is dropped (assumed-role ARNs carry no path) and any session matches.
     sso_role = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c/"
     assert f'startswith "{sso_role}"' in identities
-    assert 'startswith "arn:aws:sts::123456789012:assumed-role/Deployer/"' in identities
     assert "botocore-session" not in identities
-
-
-def test_admin_matcher_kinds() -> None:
-    assert admin_matcher("arn:aws:iam::123456789012:user/ops/alice").condition() == (
-        'ka.user.name = "arn:aws:iam::123456789012:user/ops/alice"'
-    )
-    assert admin_matcher("kubernetes-admin").prefix is False
-    role = admin_matcher("arn:aws-cn:iam::123456789012:role/Admin")
-    assert role.value == "arn:aws-cn:sts::123456789012:assumed-role/Admin/" and role.prefix
-
-
-def test_rules_without_identities_still_parse_and_add_no_names() -> None:
-    rules = yaml.safe_load(admin_access_rules(()))
-    macro = next(item for item in rules if item.get("macro") == "eks_lab_admin_identities")
-    assert macro["condition"] == "(k8s_audit_never_true)"
 
 
 def test_sidekick_ui_is_installed_once_and_fed_by_both_releases(lab: Recorded) -> None:
@@ -200,20 +268,29 @@ def test_sidekick_ui_is_installed_once_and_fed_by_both_releases(lab: Recorded) -
     assert resolve(falco.ui_command) == "kubectl -n falco port-forward service/falco-falcosidekick-ui 2802:2802"
 
 
-def test_ui_password_is_generated_secret_and_never_admin(lab: Recorded) -> None:
+def test_ui_login_is_a_kubernetes_secret_and_the_release_values_stay_readable(lab: Recorded) -> None:
     falco: Falco = lab.result
     password = lab.one("random:index/randomPassword:RandomPassword")
     assert password.inputs["length"] >= 24 and password.inputs["special"] is False
     assert is_secret(falco.ui_password)
     generated = resolve(falco.ui_password)
     assert generated == "mock-generated-password-0123456789"
-    raw_values = lab.one(RELEASE, "falco-syscall").inputs["values"]
-    values, secret = _unwrap(raw_values)
-    assert secret, "the values carrying the UI password must be marked secret"
-    assert values["falcosidekick"]["webui"]["user"] == f"admin:{generated}"
-    assert values["falcosidekick"]["webui"]["user"] != "admin:admin"
-    _, audit_secret = _unwrap(lab.one(RELEASE, "falco-audit").inputs["values"])
-    assert not audit_secret
+    login = lab.one("kubernetes:core/v1:Secret")
+    assert login.inputs["metadata"]["name"] == "falco-falcosidekick-ui-login"
+    assert login.inputs["metadata"]["namespace"] == "falco"
+    # The key the UI reads (falcosidekick chart templates/secrets-ui.yaml), marked secret.
+    string_data, data_secret = _unwrap(login.inputs["stringData"])
+    assert data_secret and string_data == {"FALCOSIDEKICK_UI_USER": f"admin:{generated}"}
+    for name in ("falco-syscall", "falco-audit"):
+        values, secret = _unwrap(lab.one(RELEASE, name).inputs["values"])
+        assert not secret, f"{name}: values must stay readable in previews"
+        assert generated not in json.dumps(values)
+    webui = _values(lab, "falco-syscall")["falcosidekick"]["webui"]
+    assert webui["existingSecret"] == "falco-falcosidekick-ui-login"
+    # Empty: the chart's own UI Secret then holds no login, not even its admin:admin default.
+    assert webui["user"] == ""
+    syscall = lab.one(RELEASE, "falco-syscall")
+    assert login.urn in syscall.dependencies
 
 
 def test_no_load_balancer_and_no_persistence_anywhere(lab: Recorded) -> None:
@@ -253,6 +330,7 @@ def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
     recorded = _deploy(sidekick_ui=False)
     falco: Falco = recorded.result
     assert recorded.of_type("random:index/randomPassword:RandomPassword") == []
+    assert recorded.of_type("kubernetes:core/v1:Secret") == []
     assert falco.ui_password is None and falco.ui_command is None
     for name in ("falco-syscall", "falco-audit"):
         values = _values(recorded, name)
@@ -266,7 +344,7 @@ def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
 def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Recorded) -> None:
     component = lab.one("falco-eks:index:Falco")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
-    assert len(children) == 4
+    assert len(children) == 5
     for child in children:
         assert component in lab.parent_chain(child), child.name
 
@@ -283,6 +361,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
     [
         ({"namespace": "Falco_NS"}, "namespace"),
         ({"chart_version": "latest"}, "chart_version"),
+        ({"chart_version": "8.0.5"}, "chart_version"),
         ({"chart_repository": "http://falcosecurity.github.io/charts"}, "chart_repository"),
         ({"admin_identities": ("arn:aws:iam::123456789012:group/admins",)}, "admin_identities"),
         ({"admin_identities": ("system:masters",)}, "admin_identities"),

@@ -212,3 +212,31 @@ def test_components_compose_without_the_umbrella_in_a_company_stack():
     assert cluster["publicAccessCidrs"] == ["203.0.113.0/24"]
     assert recorded.one("aws:eks/nodeGroup:NodeGroup").inputs["subnetIds"] == ["subnet-a", "subnet-b", "subnet-c"]
     assert resolve(recorded.result.image) == "123456789012.dkr.ecr.eu-central-1.amazonaws.com/audit-forwarder:1.0"
+
+
+def _keys(value: Any) -> list[str]:
+    """Every mapping key anywhere in `value` (Helm values), lower-cased."""
+    if isinstance(value, dict):
+        return [str(k).lower() for k in value] + [k for v in value.values() for k in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+def test_no_pod_of_the_lab_needs_the_instance_metadata_service(default):
+    # The nodes answer metadata requests from the host only (IMDSv2, hop limit 1: test_cluster.py).
+    # The forwarder: credentials from IRSA, the region given, the metadata fallback switched off.
+    recorded, _ = default
+    pod = recorded.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert env["AWS_REGION"] == "us-west-2"
+    account = recorded.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]["annotations"]
+    assert account["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert not pod.get("hostNetwork")
+    # Falco, falcoctl and Falcosidekick: no AWS output or credentials configured in either release, so
+    # nothing in them asks the metadata service for a role.
+    for release in recorded.of_type(RELEASE):
+        keys = _keys(release.inputs["values"])
+        assert "driver" in keys and "falcoctl" in keys  # the values themselves, not a wrapper
+        assert not [k for k in keys if k in ("aws", "hostnetwork") or k.startswith("aws_")], release.name

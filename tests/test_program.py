@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from pulumi_mocks import ACCOUNT_ID, Recorded, is_secret, resolve, run_program
+from pulumi_mocks import ACCOUNT_ID, LabMocks, Recorded, is_secret, resolve, run_program
 
 from components.errors import ConfigError
 
@@ -35,8 +35,13 @@ EXPORTS = {
 }
 
 
-def run_stack(monkeypatch: pytest.MonkeyPatch, settings: dict[str, str]) -> tuple[Recorded, dict[str, Any]]:
-    """Run __main__.py as Pulumi would, with the stack config `settings` (project keys unprefixed).
+def run_stack(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, str],
+    stack: str = "test",
+    mocks: LabMocks | None = None,
+) -> tuple[Recorded, dict[str, Any]]:
+    """Run __main__.py as Pulumi would, as stack `stack` with the config `settings` (project keys unprefixed).
 
     Returns the registrations and what the program passed to pulumi.export; an exception the program
     raised comes back as the Recorded's result, so the test still sees what was registered before it.
@@ -52,7 +57,7 @@ def run_stack(monkeypatch: pytest.MonkeyPatch, settings: dict[str, str]) -> tupl
             return err
         return None
 
-    return run_program(program, config=config), exported
+    return run_program(program, config=config, stack=stack, mocks=mocks), exported
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +153,107 @@ def test_missing_region_is_refused(monkeypatch):
     assert isinstance(recorded.result, pulumi.RunError)
     assert "aws:region" in str(recorded.result)
     assert recorded.resources == []
+
+
+# --- the Kubernetes version, checked with EKS before anything is created --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        ("1.33", "left EKS standard support on 2026-07-29"),  # EXTENDED_SUPPORT in the mocked answer
+        ("1.31", "EKS no longer supports Kubernetes 1.31"),  # UNSUPPORTED
+        ("1.40", "EKS does not offer Kubernetes 1.40"),  # not listed
+    ],
+)
+def test_version_eks_does_not_offer_in_standard_support_is_refused_before_anything_is_created(
+    monkeypatch, version, reason
+):
+    recorded, exported = run_stack(monkeypatch, {"aws:region": "us-west-2", "kubernetesVersion": version})
+    assert isinstance(recorded.result, pulumi.RunError)
+    assert "invalid stack configuration: kubernetesVersion: " in str(recorded.result)
+    assert reason in str(recorded.result)
+    assert recorded.resources == []
+    assert exported == {}
+
+
+def test_when_eks_cannot_be_asked_the_calendar_decides_and_a_warning_says_so(monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    mocks = LabMocks()
+    mocks.versions_error = "AccessDeniedException: not authorized to perform eks:DescribeClusterVersions"
+    recorded, _ = run_stack(monkeypatch, {"aws:region": "us-west-2", "kubernetesVersion": "1.29"}, mocks=mocks)
+    assert isinstance(recorded.result, pulumi.RunError)
+    assert "1.29 left EKS standard support on 2025-03-23" in str(recorded.result)
+    assert recorded.resources == []
+    assert any("could not ask EKS" in w and "DescribeClusterVersions" in w for w in warnings)
+
+
+# --- two stacks in one account and region ----------------------------------------------------------------
+
+# Inputs that become an AWS resource's physical name (unique per account and region, or per VPC/cluster).
+NAME_INPUTS = ("name", "namePrefix", "nodeGroupNamePrefix", "roleName", "repositoryName", "aliasName", "bucket")
+
+
+def physical_names(recorded: Recorded) -> dict[tuple[str, str], dict[str, Any]]:
+    """(type, logical name) -> the name inputs it sets, for every AWS resource and the EKS component."""
+    names: dict[tuple[str, str], dict[str, Any]] = {}
+    for registration in recorded.resources:
+        if registration.type.startswith(("aws:", "eks:")) and registration.custom | registration.remote:
+            names[(registration.type, registration.name)] = {
+                key: registration.inputs[key] for key in NAME_INPUTS if key in registration.inputs
+            }
+    return names
+
+
+@pytest.fixture(scope="module")
+def two_stacks() -> tuple[Recorded, Recorded]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        dev, _ = run_stack(monkeypatch, {"aws:region": "us-west-2"}, stack="dev")
+        qa, _ = run_stack(monkeypatch, {"aws:region": "us-west-2"}, stack="qa")
+    assert dev.result is None and qa.result is None
+    return dev, qa
+
+
+def test_two_stacks_get_their_own_cluster_and_log_group(two_stacks):
+    dev, qa = two_stacks
+    assert dev.one("eks:index:Cluster").inputs["name"] == "falco-eks-lab-dev"
+    assert qa.one("eks:index:Cluster").inputs["name"] == "falco-eks-lab-qa"
+    assert dev.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/aws/eks/falco-eks-lab-dev/cluster"
+    assert qa.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/aws/eks/falco-eks-lab-qa/cluster"
+
+
+def test_two_stacks_share_no_physical_name(two_stacks):
+    dev, qa = (physical_names(recorded) for recorded in two_stacks)
+    assert dev.keys() == qa.keys(), "both stacks create the same resources"
+    explicit = {key: names for key, names in dev.items() if names}
+    # The resources that set a name themselves: each one differs between the stacks.
+    assert {typ for typ, _ in explicit} == {
+        "eks:index:Cluster",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:eks/nodeGroup:NodeGroup",
+    }
+    for key, names in explicit.items():
+        for field, value in names.items():
+            assert value != qa[key][field], f"{key} {field} {value!r} is the same in both stacks"
+    # Every other AWS resource is auto-named by Pulumi: its logical name plus a random suffix, never shared.
+    # (pulumi-eks names its own children the same way; only the cluster name is passed through.)
+
+
+def test_two_stacks_tag_their_resources_with_their_own_stack(two_stacks):
+    for recorded, stack in zip(two_stacks, ("dev", "qa"), strict=True):
+        tagged = [r for r in recorded.resources if r.type.startswith("aws:") and "tags" in r.inputs]
+        assert len(tagged) > 10
+        for registration in tagged:
+            tags = registration.inputs["tags"]
+            assert (tags["pulumi:project"], tags["pulumi:stack"]) == (PROJECT, stack), registration.name
+
+
+def test_kubernetes_objects_live_in_each_stacks_own_cluster(two_stacks):
+    # Kubernetes names (namespaces, releases) only need to be unique per cluster: every object goes
+    # through the stack's own provider, built from its own cluster's kubeconfig.
+    for recorded in two_stacks:
+        (provider,) = recorded.of_type("pulumi:providers:kubernetes")
+        kubernetes_objects = [r for r in recorded.resources if r.type.startswith("kubernetes:")]
+        assert kubernetes_objects
+        assert all(r.provider.startswith(provider.urn + "::") for r in kubernetes_objects)

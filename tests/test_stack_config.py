@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +11,30 @@ import pytest
 import yaml
 from pulumi_mocks import run_program
 
+from components.cluster import AuditedClusterArgs
 from components.errors import ConfigError
+from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLabArgs
-from components.stack_config import SETTINGS, read_lab_args, with_admin_identity
+from components.stack_config import (
+    SETTINGS,
+    check_kubernetes_version,
+    default_cluster_name,
+    read_lab_args,
+    with_admin_identity,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "falco-eks-lab"
 REGION = {"aws:region": "eu-central-1"}
 
 
-def read(values: dict[str, str] | None = None, environ: dict[str, str] | None = None) -> FalcoEksLabArgs:
+def read(
+    values: dict[str, str] | None = None, environ: dict[str, str] | None = None, stack: str = "test"
+) -> FalcoEksLabArgs:
     """read_lab_args inside a mocked program whose stack config holds `values` (project keys unprefixed)."""
     config = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in (values or {}).items()}
     recorded = run_program(
-        lambda: read_lab_args(pulumi.Config(), pulumi.Config("aws"), environ=environ or {}), config=config
+        lambda: read_lab_args(pulumi.Config(), pulumi.Config("aws"), environ=environ or {}), config=config, stack=stack
     )
     return recorded.result
 
@@ -88,13 +99,16 @@ def test_schema_holds_the_settings_the_issue_asks_for(project):
 def test_defaults_when_the_stack_sets_only_the_region():
     args = read(REGION)
     assert args.region == "eu-central-1"
-    assert args.cluster.cluster_name == "falco-lab"
+    assert args.cluster.cluster_name == "falco-eks-lab-test"  # <project>-<stack>
     assert args.cluster.kubernetes_version == "1.35"
     assert args.cluster.node_instance_type == "t3.large"
     assert args.cluster.node_count == 2
     assert args.cluster.log_retention_days == 7
     assert args.cluster.extra_log_types == ()
     assert args.cluster.api_public_access_cidrs == ("0.0.0.0/0",)
+    assert args.cluster.api_private_only is False
+    assert args.cluster.api_private_access_cidrs == ()
+    assert args.cluster.tags == {"pulumi:project": "falco-eks-lab", "pulumi:stack": "test"}
     assert args.sidekick_ui is True
     assert args.admin_identities == ()
     assert args.forwarder_image is None
@@ -112,6 +126,7 @@ def test_every_setting_is_read_with_its_type():
             "auditLogRetentionDays": "30",
             "extraLogTypes": '["api", "authenticator"]',
             "apiPublicAccessCidrs": '["203.0.113.0/24"]',
+            "apiPrivateAccessCidrs": '["10.8.0.0/16"]',
             "falcoChartVersion": "9.0.0",
             "falcoSidekickUi": "false",
             "falcoAdminIdentities": '["arn:aws:iam::123456789012:role/Admin"]',
@@ -126,6 +141,7 @@ def test_every_setting_is_read_with_its_type():
     assert args.cluster.log_retention_days == 30
     assert args.cluster.extra_log_types == ("api", "authenticator")
     assert args.cluster.api_public_access_cidrs == ("203.0.113.0/24",)
+    assert args.cluster.api_private_access_cidrs == ("10.8.0.0/16",)
     assert args.falco_chart_version == "9.0.0"
     assert args.sidekick_ui is False
     assert args.admin_identities == ("arn:aws:iam::123456789012:role/Admin",)
@@ -153,9 +169,12 @@ def test_region_falls_back_to_the_environment_like_the_aws_provider():
         ("extraLogTypes", "api"),  # not JSON
         ("extraLogTypes", '{"api": true}'),
         ("clusterName", "my cluster"),
+        ("clusterName", "c" * 101),
         ("kubernetesVersion", "latest"),
         ("nodeInstanceType", "large"),
         ("apiPublicAccessCidrs", '["0.0.0.0/99"]'),
+        ("apiPrivateOnly", "maybe"),
+        ("apiPrivateAccessCidrs", '["10.0.0.0/33"]'),
         ("falcoChartVersion", "latest"),
         ("falcoSidekickUi", "maybe"),
         ("falcoAdminIdentities", '["arn:aws:iam::123:nonsense"]'),
@@ -196,3 +215,75 @@ def test_unusable_deployer_identity_is_refused_by_key():
     with pytest.raises(ConfigError) as caught:
         with_admin_identity(args, "arn:aws:iam::123456789012:root")
     assert caught.value.setting == "falcoAdminIdentities"
+
+
+def test_private_only_endpoint_without_ranges_is_refused_naming_the_missing_ranges():
+    error = refused({"apiPrivateOnly": "true"})
+    assert error.setting == "apiPrivateAccessCidrs"
+
+
+def test_private_only_endpoint_is_read_with_its_ranges():
+    args = read({**REGION, "apiPrivateOnly": "true", "apiPrivateAccessCidrs": '["10.8.0.0/16"]'})
+    assert args.cluster.api_private_only is True
+    assert args.cluster.api_private_access_cidrs == ("10.8.0.0/16",)
+
+
+# --- names and tags that keep stacks apart ---------------------------------------------------------------
+
+
+def test_default_cluster_name_is_project_dash_stack():
+    assert default_cluster_name("falco-eks-lab", "dev") == "falco-eks-lab-dev"
+    assert default_cluster_name("falco-eks-lab", "qa") == "falco-eks-lab-qa"
+
+
+@pytest.mark.parametrize(
+    ("stack", "other"),
+    [
+        ("team.a", "team-a"),  # '.' is fine in a stack name, not in an EKS name
+        ("x" * 100, "x" * 99 + "y"),  # too long: cut, and told apart by the hash
+        ("_hidden", "hidden"),
+    ],
+)
+def test_default_cluster_name_fits_eks_and_keeps_stacks_apart(stack, other):
+    name = default_cluster_name("falco-eks-lab", stack)
+    assert name != default_cluster_name("falco-eks-lab", other)
+    assert AuditedClusterArgs(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
+    assert len(name) <= 100
+    assert name.startswith("falco-eks-lab-")
+
+
+def test_default_cluster_name_is_stable():
+    long_stack = "feature-" * 20
+    assert default_cluster_name("falco-eks-lab", long_stack) == default_cluster_name("falco-eks-lab", long_stack)
+
+
+def test_explicit_cluster_name_wins_over_the_derived_one():
+    assert read({**REGION, "clusterName": "workshop-7"}, stack="qa").cluster.cluster_name == "workshop-7"
+    assert read(REGION, stack="qa").cluster.cluster_name == "falco-eks-lab-qa"
+
+
+def test_every_resource_is_tagged_with_its_project_and_stack():
+    assert read(REGION, stack="qa").cluster.tags == {"pulumi:project": "falco-eks-lab", "pulumi:stack": "qa"}
+
+
+# --- the Kubernetes version EKS offers -------------------------------------------------------------------
+
+
+def test_version_in_extended_support_is_refused_by_its_key():
+    args = read({**REGION, "kubernetesVersion": "1.33"})
+    offered = [
+        OfferedVersion("1.35", "STANDARD_SUPPORT"),
+        OfferedVersion("1.33", "EXTENDED_SUPPORT", "2026-07-29T00:00:00Z"),
+    ]
+    with pytest.raises(ConfigError) as caught:
+        check_kubernetes_version(args, offered)
+    assert caught.value.setting == "kubernetesVersion"
+    assert "2026-07-29" in str(caught.value) and "1.35" in str(caught.value)
+
+
+def test_without_eks_the_calendar_decides():
+    args = read({**REGION, "kubernetesVersion": "1.30"})
+    check_kubernetes_version(args, None, today=date(2025, 7, 22))
+    with pytest.raises(ConfigError) as caught:
+        check_kubernetes_version(args, None, today=date(2025, 7, 23))
+    assert caught.value.setting == "kubernetesVersion"

@@ -198,3 +198,104 @@ def test_receiver_with_deferred_checks_keeps_bodies_and_checks_them_later() -> N
         receiver.defer_checks(False)
         assert _post(receiver, json.dumps(_event("c")).encode()) == 200
         assert receiver.accepted_ids == ["a", "b", "c"]
+
+
+# --- Falco's JSON parser (valyala/fastjson): what drops a whole request, what drops one event ---
+
+
+def _nested_event(audit_id: str, levels: int) -> str:
+    """An event whose deepest value sits ``levels`` levels down from the top of an EventList."""
+    containers = levels - 4  # EventList 1, items 2, event 3, requestObject 4 ... leaf at `levels`
+    request = '{"a":' * containers + "1" + "}" * containers
+    return json.dumps(_event(audit_id))[:-1] + ', "requestObject": ' + request + "}"
+
+
+def _event_list(*events: str) -> bytes:
+    text = '{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + ",".join(events) + "]}"
+    return text.encode("utf-8", "surrogateescape")  # "\udcff" becomes the invalid byte 0xff
+
+
+def test_receiver_drops_every_event_of_a_request_with_one_event_past_300_levels() -> None:
+    with FalcoReceiver() as receiver:
+        good = [json.dumps(_event(name)) for name in ("a", "b")]
+        assert _post(receiver, _event_list(good[0], _nested_event("at-limit", 300), good[1])) == 200
+        assert receiver.accepted_ids == ["a", "at-limit", "b"] and receiver.violations == []
+        assert _post(receiver, _event_list(good[0], _nested_event("too-deep", 301), good[1])) == 200
+        assert receiver.accepted_ids == ["a", "at-limit", "b"]
+        assert [v.kind for v in receiver.violations] == ["too_deep"]
+        assert "301 levels" in receiver.violations[0].detail
+        assert [r.status for r in receiver.requests] == [200, 200]
+
+
+def test_receiver_answers_200_to_nesting_deeper_than_python_can_parse() -> None:
+    with FalcoReceiver(answer_before_parse=True) as receiver:
+        assert _post(receiver, _event_list(json.dumps(_event("a")), _nested_event("deep", 50_000))) == 200
+        assert receiver.wait_for(lambda r: len(r.requests) == 1, timeout=5)
+        assert receiver.accepted_ids == []
+        assert [v.kind for v in receiver.violations] == ["too_deep"]
+
+
+def test_receiver_parses_what_fastjson_parses() -> None:
+    with FalcoReceiver(keep_events=True) as receiver:
+        base = json.dumps(_event("x"))[:-1]
+        accepted = {
+            "nan": base.replace('"x"', '"nan"') + ', "n": NaN}',  # fastjson reads NaN as a number
+            "huge": base.replace('"x"', '"huge"') + ', "n": 1e400, "i": ' + "9" * 5000 + "}",
+            "ctrl": base.replace('"x"', '"ctrl"') + ', "raw": "tab\there"}',  # raw control characters pass
+            "bytes": base.replace('"x"', '"bytes"') + ', "s": "\udcff"}',  # fastjson never checks UTF-8
+        }
+        assert _post(receiver, _event_list(*accepted.values())) == 200
+        assert receiver.accepted_ids == list(accepted) and receiver.violations == []
+        for infinity in ("Infinity", "-Infinity"):
+            assert _post(receiver, _event_list(accepted["nan"], base + ', "n": ' + infinity + "}")) == 200
+        assert [v.kind for v in receiver.violations] == ["bad_json", "bad_json"]
+        assert receiver.accepted_ids == list(accepted)
+
+
+def test_receiver_drops_a_whole_array_when_one_element_is_not_an_audit_payload() -> None:
+    with FalcoReceiver() as receiver:
+        assert _post(receiver, json.dumps([_event("a"), {"kind": "Other"}, _event("b")]).encode()) == 200
+        assert receiver.accepted_ids == []
+        assert [v.kind for v in receiver.violations] == ["not_audit_payload"]
+
+
+def test_receiver_reads_the_first_of_repeated_keys_as_fastjson_does() -> None:
+    with FalcoReceiver() as receiver:
+        base = json.dumps(_event("a"))[:-1]
+        first_good = base + ', "stageTimestamp": "later, not a time"}'
+        first_bad = base.replace("14:00:00.123456Z", "not a time") + ', "stageTimestamp": "2026-11-26T14:00:00Z"}'
+        assert _post(receiver, _event_list(first_good, first_bad)) == 200
+        assert receiver.accepted_ids == ["a"]
+        assert [v.kind for v in receiver.violations] == ["bad_stage_timestamp"]
+
+
+def test_receiver_measures_an_event_as_written_without_whitespace() -> None:
+    # fastjson's MarshalTo keeps strings and escapes as written and drops the space between tokens.
+    event = json.dumps(_event("e", note="é" * 50), indent=4)  # each é is the 6-byte escape \u00e9
+    size = len(json.dumps(_event("e", note="é" * 50), separators=(",", ":")).encode())
+    assert "\\u00e9" in event and len(event) > size
+    for limit, accepted in ((size, ["e"]), (size - 1, [])):
+        with FalcoReceiver(max_event_bytes=limit) as receiver:
+            assert _post(receiver, _event_list(event)) == 200
+            assert receiver.accepted_ids == accepted
+            assert [v.kind for v in receiver.violations] == ([] if accepted else ["event_too_large"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"kind":"EventList","items":[EVENT,]}',
+        '{"kind":"EventList","items":[EVENT],}',
+        '{"kind":"EventList","items" [EVENT]}',
+        '{"kind":"EventList",1:2,"items":[EVENT]}',
+        '{"kind":"EventList","items":[EVENT]} x',
+        '{"kind":"EventList","items":[EVENT EVENT]}',
+        '{"kind":"EventList","items":[EVENT]',
+        "[EVENT,,EVENT]",
+    ],
+)
+def test_receiver_reads_the_envelope_as_strictly_as_json(body: str) -> None:
+    with FalcoReceiver() as receiver:
+        assert _post(receiver, body.replace("EVENT", json.dumps(_event("a"))).encode()) == 200
+        assert receiver.accepted_ids == []
+        assert [v.kind for v in receiver.violations] == ["bad_json"]

@@ -9,9 +9,6 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import pytest
-
-from workshop import examples
 from workshop.alerts import parse_line, parse_lines
 from workshop.cli import main
 from workshop.kubectl import Result
@@ -33,7 +30,7 @@ ALLOWED_KUBE_NAMESPACE_IMAGES = {
 class Call:
     argv: list[str]
     stdin: str | None
-    interactive: bool
+    tty: bool
     kubeconfig_mode: int | None = None
     kubeconfig_text: str | None = None
 
@@ -45,8 +42,8 @@ class FakeRunner:
     respond: Callable[[list[str]], Result] = lambda argv: Result(0)
     calls: list[Call] = field(default_factory=list)
 
-    def __call__(self, argv: Sequence[str], *, stdin: str | None = None, interactive: bool = False) -> Result:
-        call = Call(list(argv), stdin, interactive)
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None, tty: bool = False) -> Result:
+        call = Call(list(argv), stdin, tty)
         if argv[0] == "kubectl":
             path = argv[2]
             call.kubeconfig_mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -95,7 +92,7 @@ def test_explicit_kubeconfig_is_used_as_is_and_pulumi_is_not_called(tmp_path) ->
 
 
 def test_missing_stack_output_is_a_clear_error(capsys) -> None:
-    def pulumi_fails(argv: Sequence[str], *, stdin=None, interactive=False) -> Result:
+    def pulumi_fails(argv: Sequence[str], *, stdin=None, tty=False) -> Result:
         return Result(255, "", "error: no stack selected")
 
     assert main(["alerts"], runner=pulumi_fails, out=io.StringIO()) == 1
@@ -228,34 +225,44 @@ def test_admin_access_shows_the_identity_and_acts_as_it() -> None:
     assert "arn:aws:sts::123456789012:assumed-role/Admin/alice" in out
 
 
-def test_terminal_shell_refuses_without_a_terminal_and_touches_nothing(monkeypatch, capsys) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    runner = FakeRunner()
-    code, _ = _run(["trigger", "terminal-shell"], runner)
-    assert code == 1
-    assert runner.kubectl() == []
-    assert "interactive terminal" in capsys.readouterr().err
+def test_terminal_shell_execs_a_shell_under_a_pseudo_terminal_then_cleans_up() -> None:
+    def exec_output(argv: list[str]) -> Result:
+        return (
+            Result(0, "Falco workshop: shell with a terminal in a container\nuid=65534 gid=65534\n")
+            if argv[3] == "exec"
+            else Result(0)
+        )
 
-
-def test_terminal_shell_execs_a_shell_with_a_tty_then_cleans_up() -> None:
-    runner = FakeRunner()
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(examples.sys.stdin, "isatty", lambda: True, raising=False)
-        code = main(["trigger", "terminal-shell"], runner=runner, out=out)
+    runner = FakeRunner(respond=exec_output)
+    code, out = _run(["trigger", "terminal-shell"], runner)
     assert code == 0
     args = runner.kubectl_args()
     assert args[0] == ["apply", "-f", "-"]
     assert args[1] == ["create", "-f", "-"]
     assert args[2][:4] == ["wait", "--namespace", "falco-workshop", "--for=condition=Ready"]
     exec_call = runner.kubectl()[3]
-    assert exec_call.interactive
+    # Under a pseudo-terminal, so kubectl asks the container for a TTY (the rule's proc.tty != 0).
+    assert exec_call.tty
     assert exec_call.argv[3:9] == ["exec", "-it", "--namespace", "falco-workshop", "falco-workshop-shell", "--"]
-    assert exec_call.argv[9:11] == ["sh", "-c"]
+    assert exec_call.argv[9] == "sh"  # a shell_procs binary
     assert args[-1][:3] == ["delete", "namespace", "falco-workshop"]
     pod = json.loads(runner.kubectl()[1].stdin or "")
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert "Terminal shell in container" in out.getvalue()
+    assert "    uid=65534 gid=65534" in out
+    assert "Terminal shell in container" in out
+
+
+def test_terminal_shell_reports_a_failed_exec_and_still_cleans_up(capsys) -> None:
+    def exec_fails(argv: list[str]) -> Result:
+        return (
+            Result(1, "error: unable to upgrade connection: container not found\n") if argv[3] == "exec" else Result(0)
+        )
+
+    runner = FakeRunner(respond=exec_fails)
+    code, _ = _run(["trigger", "terminal-shell"], runner)
+    assert code == 1
+    assert runner.kubectl_args()[-1][:3] == ["delete", "namespace", "falco-workshop"]
+    assert "unable to upgrade connection" in capsys.readouterr().err
 
 
 def test_cleanup_removes_labelled_objects_and_reports_failure() -> None:
@@ -321,6 +328,10 @@ FALCO_LOG = [
     f"[pod/{AUDIT_POD}/falco] {json.dumps(POD_ALERT)}",
     f"[pod/{SYSCALL_POD}/falco] Thu Nov 26 14:00:03 2026: Opening 'syscall' source with modern BPF probe.",
     f"[pod/{SYSCALL_POD}/falco] {json.dumps(SHELL_ALERT)}",
+    # Falco's own metrics snapshot (the audit release writes one a minute): not an alert.
+    f'[pod/{AUDIT_POD}/falco] {{"hostname":"{AUDIT_POD}","output":"Falco metrics snapshot","output_fields":'
+    '{"evt.source":"k8s_audit","falco.num_evts":1800},"priority":"Informational",'
+    '"rule":"Falco internal: metrics snapshot","source":"internal","time":"2026-11-26T14:04:00.000000000Z"}',
     f'[pod/{SYSCALL_POD}/falco] {{"truncated": ',
 ]
 

@@ -16,6 +16,8 @@ from typing import TextIO
 
 from .kubectl import Kubectl, WorkshopError
 
+INTERNAL_RULE_PREFIX = "Falco internal: "
+"""Falco's own messages on its output (metrics snapshots, drop notices): not alerts."""
 FALCO_POD_SELECTOR = "app.kubernetes.io/name=falco"
 """The chart's name label: both releases' Falco pods, no Falcosidekick pods."""
 UI_SERVICE_SELECTOR = "app.kubernetes.io/name=falcosidekick,app.kubernetes.io/component=ui"
@@ -60,6 +62,8 @@ def parse_line(line: str) -> Alert | None:
         except json.JSONDecodeError:
             return None
         if not isinstance(event, dict) or not {"rule", "priority", "output", "time"} <= event.keys():
+            return None
+        if str(event["rule"]).startswith(INTERNAL_RULE_PREFIX):
             return None
         return Alert(
             time=str(event["time"]),

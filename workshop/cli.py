@@ -1,15 +1,25 @@
-"""Command line: `python -m workshop {list,trigger,alerts,cleanup}`."""
+"""Command line: `python -m workshop {list,trigger,alerts,cleanup,pipeline}`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from . import pipeline
 from .alerts import fetch_alerts, print_alerts, ui_command, validate_since
 from .examples import AUDIT_DELAY_HINT, EXAMPLES, cleanup_everything
-from .kubectl import Kubectl, Runner, WorkshopError, kubeconfig_file, subprocess_runner
+from .kubectl import (
+    Kubectl,
+    PortForwarder,
+    Runner,
+    WorkshopError,
+    kubeconfig_file,
+    subprocess_port_forward,
+    subprocess_runner,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--since", default="10m", help="how far back to read the logs, e.g. 30s, 10m, 2h (default 10m)")
     alerts.add_argument("--rule", help="only alerts whose rule name contains this text")
     commands.add_parser("cleanup", help="remove anything the examples left behind")
+    flow = commands.add_parser(
+        "pipeline", help="the forwarder's delivered audit events next to Falco's evaluated ones, with the difference"
+    )
+    flow.add_argument("--audit-release", default=pipeline.AUDIT_RELEASE, help="Helm release of Falco's audit instance")
+    flow.add_argument("--forwarder-namespace", default=pipeline.FORWARDER_NAMESPACE, help="namespace of the forwarder")
+    flow.add_argument(
+        "--forwarder-deployment", default=pipeline.FORWARDER_DEPLOYMENT, help="Deployment of the forwarder"
+    )
     return parser
 
 
@@ -35,7 +53,12 @@ def _list(out: TextIO) -> None:
         out.write(f"{example.name:<27} {example.rule}  ({example.source})\n    {example.summary}\n")
 
 
-def main(argv: Sequence[str] | None = None, runner: Runner = subprocess_runner, out: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    runner: Runner = subprocess_runner,
+    out: TextIO | None = None,
+    port_forwarder: PortForwarder = subprocess_port_forward,
+) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     if args.command == "list":
@@ -45,7 +68,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner = subprocess_runner, 
         if args.command == "alerts":
             validate_since(args.since)  # fail before reading any kubeconfig
         with kubeconfig_file(args.kubeconfig, args.stack, runner) as kubeconfig:
-            kubectl = Kubectl(kubeconfig, runner)
+            kubectl = Kubectl(kubeconfig, runner, port_forwarder)
             if args.command == "trigger":
                 example = EXAMPLES[args.example]
                 example.run(kubectl, out)
@@ -65,6 +88,15 @@ def main(argv: Sequence[str] | None = None, runner: Runner = subprocess_runner, 
                     )
             elif args.command == "cleanup":
                 cleanup_everything(kubectl, out)
+            elif args.command == "pipeline":
+                targets = pipeline.Targets(
+                    falco_namespace=args.namespace,
+                    audit_release=args.audit_release,
+                    forwarder_namespace=args.forwarder_namespace,
+                    forwarder_deployment=args.forwarder_deployment,
+                )
+                forwarder, falco = pipeline.read_pipeline(kubectl, targets, now=time.time())
+                pipeline.print_report(forwarder, falco, out)
     except WorkshopError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -185,23 +184,31 @@ def admin_access(kubectl: Kubectl, out: TextIO) -> None:
         _cleanup(kubectl, out, _delete_namespace())
 
 
-def terminal_shell(kubectl: Kubectl, out: TextIO, has_terminal: Callable[[], bool] | None = None) -> None:
-    if not (has_terminal or sys.stdin.isatty)():
-        # The rule needs proc.tty != 0: kubectl only allocates one when it has a terminal to attach.
-        raise WorkshopError("terminal-shell needs an interactive terminal (the rule matches shells with a TTY)")
+SHELL_COMMAND = ("sh", "-c", "echo 'Falco workshop: shell with a terminal in a container'; id")
+
+
+def terminal_shell(kubectl: Kubectl, out: TextIO) -> None:
+    """`kubectl exec -it <pod> -- sh -c ...` under a pseudo-terminal that this program opens.
+
+    "Terminal shell in container" (falco_rules.yaml 5.1.0) wants an execve of a shell (`sh`) in a
+    container, with a controlling terminal (proc.tty != 0), started as the container's entrypoint
+    or exec point (no parent, or a parent such as runc). `kubectl exec -t` only asks the container
+    runtime for a TTY when kubectl's own stdin is a terminal; the pseudo-terminal gives it one
+    whether or not the attendee's shell, make or CI has one. The runtime then starts `sh` with that
+    TTY, as runc's child: all four conditions hold. The command ends by itself.
+    """
     name = "falco-workshop-shell"
     out.write(f"Starting pod {WORKSHOP_NAMESPACE}/{name} ...\n")
     try:
         kubectl.apply(namespace_manifest())
         kubectl.create(demo_pod_manifest(name, WORKSHOP_NAMESPACE))
         _wait_ready(kubectl, WORKSHOP_NAMESPACE, name)
-        out.write("Opening a shell with a terminal in the container (it exits by itself) ...\n")
-        code = kubectl.interactive(
-            "exec", "-it", "--namespace", WORKSHOP_NAMESPACE, name, "--",
-            "sh", "-c", "echo 'Falco workshop: shell with a terminal in a container'; id",
-        )  # fmt: skip
-        if code != 0:
-            raise WorkshopError(f"kubectl exec exited with {code}")
+        out.write("Opening a shell with a terminal in the container (kubectl exec -it, under a pseudo-terminal) ...\n")
+        result = kubectl.in_terminal("exec", "-it", "--namespace", WORKSHOP_NAMESPACE, name, "--", *SHELL_COMMAND)
+        for line in result.stdout.splitlines():
+            out.write(f"    {line}\n")
+        if result.returncode != 0:
+            raise WorkshopError(f"kubectl exec exited with {result.returncode}: {result.stdout.strip()}")
     finally:
         _cleanup(kubectl, out, _delete_namespace())
 
@@ -234,7 +241,7 @@ EXAMPLES: dict[str, Example] = {
             "terminal-shell",
             "Terminal shell in container",
             "syscall",
-            "a shell with a terminal spawned in a container with kubectl exec -it",
+            "a shell with a terminal spawned in a container with kubectl exec -it (under a pseudo-terminal)",
             terminal_shell,
         ),
     )

@@ -4,9 +4,13 @@ The contract (falcosecurity/plugins, plugins/k8saudit/pkg/k8saudit/source.go; se
   - only POST (else 405); Content-Type must contain "application/json" (else 400);
   - a body larger than the max batch size (default 12582912) gets 400;
   - otherwise 200 is answered BEFORE parsing: a bad payload is only logged by Falco and lost.
-    Accepted payloads: one `kind: Event`, a `kind: EventList` with `items`, or a JSON array of them.
-    Each event needs a `stageTimestamp` in RFC3339Nano; events whose compact JSON is larger than
-    the max event size (default 262144) are dropped. Our contract also requires `auditID`.
+    The body is parsed whole by valyala/fastjson: a parse error, or nesting deeper than its
+    MaxDepth of 300 levels (every value counts one; the top-level value is level 1), drops every
+    event of the request. Accepted payloads: one `kind: Event`, a `kind: EventList` with `items`,
+    or a JSON array of them (one element it cannot recognise drops the whole array).
+    Each event needs a `stageTimestamp` in RFC3339Nano (the first one, if the key is repeated);
+    events whose compact JSON (as written, minus whitespace) is larger than the max event size
+    (default 262144) are dropped alone. Our contract also requires `auditID`.
 
 Because real Falco answers 200 and then silently drops what it cannot use, everything a correct
 sender should never cause is recorded in `violations` (kind, detail), and tests assert it stays
@@ -50,8 +54,8 @@ def is_rfc3339_nano(value: object) -> bool:
 class Violation:
     """Something a correct sender never causes."""
 
-    kind: str  # method | content_type | batch_too_large | bad_json | not_audit_payload | missing_stage_timestamp
-    #            | bad_stage_timestamp | missing_audit_id | event_too_large | wrong_path
+    kind: str  # method | content_type | batch_too_large | bad_json | too_deep | not_audit_payload
+    #            | missing_stage_timestamp | bad_stage_timestamp | missing_audit_id | event_too_large | wrong_path
     detail: str
 
 
@@ -575,41 +579,23 @@ class FalcoReceiver:
     def _parse(self, body: bytes) -> list[tuple[str, dict[str, Any]]]:
         """What Falco's parser would push, recording a violation for everything it would drop."""
         try:
-            value = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._violate("bad_json", f"{exc} (body starts {body[:80]!r})")
-            return []
-        items = self._items(value)
-        if items is None:
+            items = read_payload(body)
+        except DroppedPayloadError as dropped:
+            self._violate(dropped.kind, f"{dropped.detail} (body starts {body[:80]!r})")
             return []
         accepted: list[tuple[str, dict[str, Any]]] = []
-        for item in items:
-            event = self._check_event(item)
+        for item, raw in items:
+            event = self._check_event(item, raw)
             if event is not None:
                 accepted.append(event)
         return accepted
 
-    def _items(self, value: Any) -> list[Any] | None:
-        if isinstance(value, list):
-            out: list[Any] = []
-            for element in value:
-                inner = self._items(element)
-                if inner is None:
-                    return out  # Falco stops at the first element it cannot recognise
-                out.extend(inner)
-            return out
-        if isinstance(value, dict) and isinstance(value.get("kind"), str):
-            if value["kind"] == "EventList" and isinstance(value.get("items"), list):
-                return list(value["items"])
-            if value["kind"] == "Event":
-                return [value]
-        self._violate("not_audit_payload", f"data not recognized as a k8s audit event: {str(value)[:80]}")
-        return None
-
-    def _check_event(self, item: Any) -> tuple[str, dict[str, Any]] | None:
+    def _check_event(self, item: Any, raw: str) -> tuple[str, dict[str, Any]] | None:
         if not isinstance(item, dict):
             self._violate("not_audit_payload", f"item is not an object: {str(item)[:80]}")
             return None
+        if raw.count('"stageTimestamp"') > 1 or raw.count('"auditID"') > 1:
+            item = _FIRST_WINS.decode(raw)  # fastjson's Get returns the first of duplicate keys
         audit_id = item.get("auditID")
         if "stageTimestamp" not in item:
             self._violate("missing_stage_timestamp", f"auditID={audit_id!r}")
@@ -617,7 +603,8 @@ class FalcoReceiver:
         if not is_rfc3339_nano(item["stageTimestamp"]):
             self._violate("bad_stage_timestamp", f"auditID={audit_id!r} stageTimestamp={item['stageTimestamp']!r}")
             return None
-        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        # A UTF-8 character takes at most 4 bytes: a short item cannot be too large.
+        size = marshalled_size(raw) if len(raw) * 4 > self.max_event_bytes else 0
         if size > self.max_event_bytes:
             self._violate("event_too_large", f"auditID={audit_id!r} size={size} > {self.max_event_bytes}")
             return None
@@ -625,3 +612,191 @@ class FalcoReceiver:
             self._violate("missing_audit_id", f"event without auditID (stageTimestamp={item['stageTimestamp']})")
             return None
         return audit_id, item
+
+
+# --- Falco's JSON parser (valyala/fastjson, parser.go), as far as a sender can meet it ---------------
+
+FASTJSON_MAX_DEPTH = 300
+"""parser.go ``MaxDepth``: parseValue counts every value a level (the top-level value is 1) and fails
+the whole parse past 300. Kept here on its own, not imported: this module judges the forwarder."""
+
+
+class DroppedPayloadError(Exception):
+    """Falco would drop every event of the request (after its 200)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+def _fastjson_constant(name: str) -> float:
+    # fastjson reads NaN (any case) as a number, but "Infinity" only as far as "Inf": the rest
+    # of the word fails the parse.
+    if name == "NaN":
+        return float("nan")
+    raise ValueError(f"{name} is not a value fastjson parses")
+
+
+def _number(digits: str) -> int | float:
+    # fastjson keeps a number's text and parses it only when asked: any length is fine, while
+    # Python's int() refuses more than 4300 digits.
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        obj.setdefault(key, value)
+    return obj
+
+
+# strict=False: fastjson takes raw control characters inside strings. (It also takes invalid
+# escapes such as \x and numbers such as +1 or 1., which Python refuses: there this receiver is
+# stricter than Falco; no correct sender sends them.)
+_DECODER = json.JSONDecoder(strict=False, parse_constant=_fastjson_constant, parse_int=_number)
+_FIRST_WINS = json.JSONDecoder(
+    strict=False, parse_constant=_fastjson_constant, parse_int=_number, object_pairs_hook=_first_wins
+)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_STRING_OR_WHITESPACE = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")|[ \t\n\r]+', re.DOTALL)
+
+
+def json_levels(value: Any) -> int:
+    """The level of the deepest value, the top-level value being level 1 (as fastjson counts)."""
+    deepest, stack = 1, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        members = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((member, level + 1) for member in members)
+    return deepest
+
+
+def marshalled_size(raw: str) -> int:
+    """Bytes of fastjson's MarshalTo of a parsed value: its text as written, minus the whitespace
+    between tokens (strings, escapes and numbers are kept raw). The size Falco checks."""
+    return len(_STRING_OR_WHITESPACE.sub(r"\1", raw).encode("utf-8", "surrogateescape"))
+
+
+def read_payload(body: bytes) -> list[tuple[Any, str]]:
+    """The items Falco's k8saudit plugin takes from a request body (source.go,
+    ParseAuditEventsJSON), each with its raw text; raises DroppedPayloadError when Falco drops it
+    whole. One pass: the envelope is read piece by piece, each item by the C decoder."""
+    # fastjson reads bytes and never checks UTF-8: keep invalid bytes as they are.
+    text = body.decode("utf-8", "surrogateescape")
+    try:
+        items, end = _audit_items(text, _skip(text, 0), 1)
+        if _skip(text, end) != len(text):
+            raise ValueError(f"unexpected tail at {end}")
+    except RecursionError:
+        raise DroppedPayloadError("too_deep", "too big depth for the nested JSON") from None
+    except _TooDeepError as exc:
+        raise DroppedPayloadError("too_deep", str(exc)) from None
+    except ValueError as exc:
+        raise DroppedPayloadError("bad_json", str(exc)) from None
+    if items is None:
+        raise DroppedPayloadError("not_audit_payload", "data not recognized as a k8s audit event")
+    return items
+
+
+class _TooDeepError(ValueError):
+    pass
+
+
+def _skip(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)  # always matches, maybe nothing
+    return pos if match is None else match.end()
+
+
+def _value(text: str, pos: int, level: int) -> tuple[Any, int]:
+    """The value at text[pos], which sits at ``level``, and its end."""
+    value, end = _DECODER.raw_decode(text, pos)
+    # The deepest value is at most one level below the last of its opening brackets.
+    if text.count("{", pos, end) + text.count("[", pos, end) > FASTJSON_MAX_DEPTH - level:
+        levels = json_levels(value) + level - 1
+        if levels > FASTJSON_MAX_DEPTH:
+            raise _TooDeepError(f"{levels} levels; fastjson parses at most {FASTJSON_MAX_DEPTH}")
+    return value, end
+
+
+def _after_member(text: str, pos: int, closing: str) -> tuple[bool, int]:
+    """Past the separator after a member: (True, next member) or (False, past the closing bracket)."""
+    pos = _skip(text, pos)
+    if text.startswith(",", pos):
+        return True, _skip(text, pos + 1)
+    if text.startswith(closing, pos):
+        return False, pos + 1
+    raise ValueError(f"expected ',' or {closing!r} at {pos}")
+
+
+def _audit_items(text: str, pos: int, level: int) -> tuple[list[tuple[Any, str]] | None, int]:
+    """ParseAuditEventsJSON on the value at text[pos]: the items it yields with their raw text,
+    or None when it gives up on the request; and where the value ends."""
+    if level > FASTJSON_MAX_DEPTH:
+        raise _TooDeepError(f"more than {FASTJSON_MAX_DEPTH} levels")
+    if text.startswith("[", pos):
+        items: list[tuple[Any, str]] | None = []
+        more, pos = _after_empty(text, pos, "]")
+        while more:
+            inner, pos = _audit_items(text, pos, level + 1)
+            if inner is None or items is None:
+                items = None  # Falco returns the error: nothing of the request is pushed
+            else:
+                items.extend(inner)
+            more, pos = _after_member(text, pos, "]")
+        return items, pos
+    if text.startswith("{", pos):
+        obj, items_raw, end = _object(text, pos, level)
+        kind = obj.get("kind")
+        if kind == "EventList" and items_raw is not None:
+            return items_raw, end
+        if kind == "Event":
+            return [(obj, text[pos:end])], end
+        return None, end
+    _, end = _value(text, pos, level)
+    return None, end
+
+
+def _after_empty(text: str, pos: int, closing: str) -> tuple[bool, int]:
+    """Past an opening bracket: (True, first member) or (False, past the closing one if empty)."""
+    pos = _skip(text, pos + 1)
+    return (False, pos + 1) if text.startswith(closing, pos) else (True, pos)
+
+
+def _object(text: str, pos: int, level: int) -> tuple[dict[str, Any], list[tuple[Any, str]] | None, int]:
+    """The object at text[pos] (the first of duplicate keys wins, as in fastjson's Get), the
+    elements of its ``items`` array with their raw text (None if it has none), and its end."""
+    obj: dict[str, Any] = {}
+    items_raw: list[tuple[Any, str]] | None = None
+    more, pos = _after_empty(text, pos, "}")
+    while more:
+        if not text.startswith('"', pos):
+            raise ValueError(f"expected a key at {pos}")
+        key, pos = _DECODER.raw_decode(text, pos)
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError(f"expected ':' at {pos}")
+        pos = _skip(text, pos + 1)
+        if key == "items" and key not in obj and text.startswith("[", pos):
+            items_raw, pos = _elements(text, pos, level + 1)
+            value: Any = [item for item, _ in items_raw]
+        else:
+            value, pos = _value(text, pos, level + 1)
+        obj.setdefault(key, value)
+        more, pos = _after_member(text, pos, "}")
+    return obj, items_raw, pos
+
+
+def _elements(text: str, pos: int, level: int) -> tuple[list[tuple[Any, str]], int]:
+    """The elements of the array at text[pos] (at ``level``), each with its raw text; its end."""
+    elements: list[tuple[Any, str]] = []
+    more, pos = _after_empty(text, pos, "]")
+    while more:
+        value, end = _value(text, pos, level + 1)
+        elements.append((value, text[pos:end]))
+        more, pos = _after_member(text, end, "]")
+    return elements, pos
