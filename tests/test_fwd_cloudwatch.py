@@ -252,3 +252,17 @@ def test_rate_limiter_wait_is_interrupted_by_stop() -> None:
     assert limiter.acquired == 1
     with pytest.raises(ValueError, match="rate_per_second"):
         RateLimiter(0, clock=clock)
+
+
+def test_a_record_without_a_usable_id_or_timestamp_is_skipped_alone_and_counted() -> None:
+    class OddPage:
+        def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            good = {"logStreamName": f"{PREFIX}-a", "eventId": "1", "timestamp": 5, "ingestionTime": 6, "message": "m"}
+            return {"events": [good, {"logStreamName": f"{PREFIX}-a", "eventId": "2", "message": "no timestamp"},
+                               {**good, "eventId": "3", "timestamp": "soon"}, {**good, "eventId": "4"}]}
+
+    metrics = Metrics()
+    reader, _ = _reader(OddPage(), FakeClock(), metrics)
+    page = reader.page(0, 10, None, threading.Event())
+    assert page is not None and [e.event_id for e in page.events] == ["1", "4"]
+    assert metrics.registry.get_sample_value("forwarder_events_skipped_total", {"reason": "malformed_record"}) == 2
