@@ -22,7 +22,8 @@ is read at once), at light load the head read also covers every stage whose wind
 cheap data (one call per poll when idle). Stages cost about ``max(data pages/s, 1/period)`` calls/s;
 when the sum exceeds what the rate limiter allows (``UTILISATION`` of its current rate), optional
 stages are given up oldest first (the probe, then 330 s, 180 s, ...); the head and the final stage
-are never given up. A given-up stage's cursor is dragged along, so nothing is read twice for it.
+are never given up. A given-up stage's cursor is dragged along, so nothing is read again for it; it
+still reads, once, a window nobody has read yet (after a start or a restart): that is no re-read.
 
 Catching up. A stage never reads what is already old enough for the next stage (its cursor jumps
 ahead), so a backlog (a restart after an outage, ``--start-at`` in the past) is read once, by the
@@ -324,10 +325,11 @@ class Schedule:
                 ) -> tuple[int, int, list[str]]:
         """Reach over neighbouring stages' windows while the extra data stays cheap (less than a page)."""
         served = [stage.name]
-        active = list(self.active)
-        index = active.index(stage)
+        index = self.stages.index(stage)
+        older = [s for s in self.stages[index + 1:] if s in self.active]
+        younger = [s for s in self.stages[:index] if s in self.active]
         extra = (0, 0)
-        for other in active[index + 1:]:  # older stages, further back in time
+        for other in older:  # further back in time
             if other.name in self._busy:
                 break
             other_start, other_end = self.window(other, t_ms)
@@ -340,7 +342,7 @@ class Schedule:
                 start = other_start
             served.append(other.name)
         if forward:
-            for other in reversed(active[:index]):  # younger stages, later in time
+            for other in reversed(younger):  # later in time
                 if other.name in self._busy:
                     break
                 other_start, other_end = self.window(other, t_ms, head_age_ms)
@@ -399,16 +401,21 @@ class Schedule:
                 return head if self._turn % 2 else mandatory
             if head is not None or mandatory is not None:
                 return head or mandatory
-            # Optional reads wait for the second head read (the recent rate known, so that a start's windows
-            # can be read in one call when they are small) and never delay a head read that is about due.
-            if ("optional" not in self.open and self._recent_rate is not None
-                    and self.ms_until_head(now_ms) >= self.optional_margin_ms):
+            # An optional read never delays a head read that is about due.
+            if "optional" not in self.open and self.ms_until_head(now_ms) >= self.optional_margin_ms:
                 self._open_optional(t_ms)
             return self.open.get("optional")
 
+    def _unread(self, stage: Stage, t_ms: int) -> bool:
+        """A given-up stage still reads a window that nobody has read yet (a start, a backlog): giving it up
+        saves re-reads, and that is no re-read."""
+        start, end = self.window(stage, t_ms)
+        return stage.name != PROBE and start <= end and not self.ledger.known(start, end)
+
     def _open_optional(self, t_ms: int) -> None:
         # The most overdue stage first: the one whose oldest unread instant passed age + period longest ago.
-        due = [s for s in self.active if not s.mandatory and s.name not in self._busy and self._due(s, t_ms)]
+        due = [s for s in self.stages if not s.mandatory and s.name not in self._busy
+               and (self._due(s, t_ms) if s in self.active else self._unread(s, t_ms))]
         if due:
             stage = min(due, key=lambda s: self.ledger.read_to(s.name) + s.age_ms + s.period_ms)
             self._open("optional", stage, t_ms)

@@ -120,6 +120,19 @@ def test_a_backlog_is_read_once_by_the_final_stage_in_bounded_chunks(monkeypatch
     assert peak <= 6_600 + 3 * 3_000, peak
 
 
+def test_data_nobody_has_read_yet_is_read_at_once_even_by_stages_given_up_for_the_budget() -> None:
+    # A start 5 minutes back into 500 events/s of 1.5 KB: more than the budget pays re-reads for, so the
+    # optional stages are given up; but reading their windows the first time is no re-read.
+    clock = FakeClock()
+    t0 = clock.now
+    h = Harness(clock=clock, start_ms=int((t0 - 300) * 1000))
+    ids = [h.logs.add(STREAM_A, int((t0 - 280) * 1000) + i * 2, "x" * 1500, visible_at=t0 - 280 + i * 0.002 + 1)
+           for i in range(100_000)]
+    h.run_until(t0 + 90)  # 145 pages at 3 calls/s: under a minute; the final read would come at 600 s
+    assert any(s not in h.schedule.active for s in h.schedule.stages)
+    assert all(h.delivered[i] == 1 for i in ids)
+
+
 def test_thousands_of_events_in_one_millisecond_across_pages_all_arrive_once() -> None:
     h = Harness(page_events=1_000, max_requests_per_second=1000)
     t0 = h.clock.now
