@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
@@ -35,8 +36,8 @@ def _provider() -> k8s.Provider:
 
 def _deploy(**overrides: Any) -> Recorded:
     def build() -> Falco:
-        args = FalcoArgs(provider=_provider(), admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
-        return Falco("falco", args)
+        args = FalcoArgs(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
 
     return run_program(build)
 
@@ -343,10 +344,13 @@ def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
 
 def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Recorded) -> None:
     component = lab.one("falco-eks:index:Falco")
+    provider = lab.one("pulumi:providers:kubernetes")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
     assert len(children) == 5
     for child in children:
         assert component in lab.parent_chain(child), child.name
+        if child.type.startswith("kubernetes:"):
+            assert child.provider.startswith(provider.urn + "::"), child.name
 
 
 def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
@@ -366,7 +370,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
         ({"admin_identities": ("arn:aws:iam::123456789012:group/admins",)}, "admin_identities"),
         ({"admin_identities": ("system:masters",)}, "admin_identities"),
         ({"admin_identities": ('evil" or true',)}, "admin_identities"),
-        ({"admin_identities": ["kubernetes-admin"]}, "admin_identities"),
+        ({"admin_identities": "kubernetes-admin"}, "admin_identities"),
         ({"audit_release_name": "falco"}, "audit_release_name"),
         ({"syscall_release_name": "Falco"}, "syscall_release_name"),
         ({"ui_username": "ad:min"}, "ui_username"),
@@ -376,16 +380,11 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
     def build() -> None:
         with pytest.raises(ConfigError) as caught:
-            FalcoArgs(provider=_provider(), **overrides)
+            FalcoArgs(**overrides)
         assert caught.value.setting == setting
         assert str(caught.value).startswith(f"{setting}: ")
 
     run_program(build)
-
-
-def test_provider_must_be_a_kubernetes_provider() -> None:
-    with pytest.raises(ConfigError, match="^provider: "):
-        FalcoArgs(provider="kubeconfig")  # type: ignore[arg-type]
 
 
 def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None:

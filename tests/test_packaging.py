@@ -117,7 +117,7 @@ COMPANY_PROGRAM = textwrap.dedent(
     mocks = importlib.util.module_from_spec(spec)
     sys.modules["pulumi_mocks"] = mocks
     spec.loader.exec_module(mocks)
-    args = FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="company-lab"), region="us-west-2")
+    args = FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="company-lab"))
     recorded = mocks.run_program(lambda: FalcoEksLab("lab", args))
     print(json.dumps({
         "falco_eks": __import__("falco_eks").__file__,
