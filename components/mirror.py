@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 # host[:port] then optional path segments; registries are lower case (OCI distribution spec).
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
-_OCI = re.compile(r"^oci://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
+_OCI = re.compile(r"^oci://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*/?$")
 
 
 def check_registry(setting: str, registry: str) -> None:
