@@ -66,10 +66,28 @@ def schema_args(cls: type[A]) -> type[A]:
     return cls
 
 
-def schema_name(path: str) -> str:
-    """A field path in the schema's spelling: `resources.cpu_limit` -> `resources.cpuLimit`."""
-    return ".".join(part.split("_")[0] + "".join(w[:1].upper() + w[1:] for w in part.split("_")[1:])
-                    for part in path.split("."))
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _declared(cls: type) -> dict[str, Any]:
+    return getattr(cls, "__declared_types__", None) or inspect.get_annotations(cls, eval_str=True)
+
+
+def schema_path(cls: type, path: str) -> str:
+    """A setting's path in the schema's spelling: its fields camelCase (`resources.cpu_limit` ->
+    `resources.cpuLimit`), anything below a field that is data kept as is (`audit_values.falco.rule_matching` ->
+    `auditValues.falco.rule_matching`)."""
+    parts = path.split(".")
+    current: type | None = cls
+    for index, part in enumerate(parts):
+        declared = _declared(current) if current is not None else {}
+        if part not in declared:
+            break
+        parts[index] = _camel(part)
+        current = _dataclass_in(declared[part])
+    return ".".join(parts)
 
 
 def _dataclass_in(hint: Any) -> type | None:
@@ -96,13 +114,13 @@ def from_inputs(cls: type[A], value: A | Mapping[str, Any]) -> A:
     try:
         return _build(cls, value)
     except ConfigError as err:
-        raise ConfigError(schema_name(err.setting), err.message) from err
+        raise ConfigError(schema_path(cls, err.setting), err.message) from err
 
 
 def _build(cls: type[A], value: object) -> A:
     if not isinstance(value, Mapping):
         raise ConfigError(cls.__name__, f"must be an object of {cls.__name__}'s fields, got {type(value).__name__}")
-    declared: dict[str, Any] = getattr(cls, "__declared_types__", None) or inspect.get_annotations(cls, eval_str=True)
+    declared = _declared(cls)
     unknown = sorted(set(value) - set(declared))
     if unknown:
         raise ConfigError(unknown[0], f"is not an argument of {cls.__name__}")
@@ -119,5 +137,8 @@ def _build(cls: type[A], value: object) -> A:
             raise ConfigError(
                 name, "must be known when the program runs (a literal or a config value), not another resource's output"
             )
+        elif isinstance(item, float) and item.is_integer() and int in (hint, *typing.get_args(hint)):
+            # Numbers cross the wire as floats, and the host (pulumi 3.272) hands integers on as sent.
+            item = int(item)
         fields[name] = item
     return cls(**fields)
