@@ -445,9 +445,9 @@ def test_extra_values_are_merged_over_the_components_own_per_release() -> None:
 
 
 def test_the_merged_values_reach_the_releases() -> None:
-    recorded = _deploy(audit_values={"priorityClassName": "system-cluster-critical"})
-    assert _values(recorded, "falco-audit")["priorityClassName"] == "system-cluster-critical"
-    assert "priorityClassName" not in _values(recorded, "falco-syscall")
+    recorded = _deploy(audit_values={"podPriorityClassName": "system-cluster-critical"})
+    assert _values(recorded, "falco-audit")["podPriorityClassName"] == "system-cluster-critical"
+    assert "podPriorityClassName" not in _values(recorded, "falco-syscall")
 
 
 @pytest.mark.parametrize(
