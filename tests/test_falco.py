@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pulumi
@@ -566,3 +567,12 @@ def test_mirrors_are_checked(setting: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         FalcoArgs(**{setting: value})
     assert caught.value.setting == setting
+
+
+def test_the_readme_lists_every_owned_path() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listing = readme[readme.index("`OWNED_VALUES` in `components/falco.py`:") : readme.index("An override may set")]
+    listed = set(re.findall(r"`([A-Za-z_.]+)`", listing.split(":", 1)[1]))
+    assert listed == set(OWNED_VALUES)
