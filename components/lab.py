@@ -130,17 +130,9 @@ class FalcoEksLab(pulumi.ComponentResource):
 
         self.cluster_name = self.cluster.cluster_name
         self.kubeconfig = self.cluster.kubeconfig
-        self.audit_log_group_name = self.detection.audit_log_group_name
-        self.falco_namespace = self.detection.falco_namespace
-        self.falco_webhook_url = self.detection.falco_webhook_url
-        self.falco_ui_command = self.detection.falco_ui_command
-        self.falco_ui_username = self.detection.falco_ui_username
-        self.falco_ui_password = self.detection.falco_ui_password
-        self.forwarder_role_arn = self.detection.forwarder_role_arn
-        self.forwarder_namespace = self.detection.forwarder_namespace
-        self.forwarder_logs_command = self.detection.forwarder_logs_command
-        self.forwarder_metrics_command = self.detection.forwarder_metrics_command
-        self.forwarder_image = self.detection.forwarder_image
+        # The lab's other outputs are the detection's (declared again above: the schema reads each class).
+        for output in FalcoDetection.__annotations__:
+            setattr(self, output, getattr(self.detection, output))
 
         self.register_outputs(self.outputs())
 

@@ -123,6 +123,9 @@ def test_falco_detection(schema: dict[str, Any]) -> None:
     }
     assert detection["inputProperties"]["clusterName"]["plain"] is True  # looked up while the program runs
     assert "forwarderRoleArn" in detection["properties"] and "kubeconfig" not in detection["properties"]
+    # The lab passes every one of them on.
+    lab_outputs = types_of(resource(schema, "FalcoEksLab")["properties"])
+    assert types_of(detection["properties"]).items() <= lab_outputs.items()
     known = schema["types"][f"{PACKAGE}:index:KnownCluster"]
     assert set(known["required"]) == {"oidcProviderArn", "oidcIssuer", "logGroupName", "logGroupArn"}
     assert all(p.get("plain") is None for p in known["properties"].values())  # Outputs of another component
