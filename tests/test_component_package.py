@@ -147,6 +147,27 @@ def test_audited_cluster(schema: dict[str, Any]) -> None:
     }
 
 
+def test_the_parts(schema: dict[str, Any]) -> None:
+    falco = resource(schema, "Falco")
+    assert types_of(falco["properties"]) == {
+        "namespace": "string", "webhookUrl": "string", "webhookPort": "integer", "auditPodLabels": "map<string>",
+        "uiPassword": "string", "uiUsername": "string", "uiCommand": "string",
+    }
+    assert types_of(falco["inputProperties"])["releaseTimeoutSeconds"] == "integer"
+    forwarder = resource(schema, "AuditForwarder")
+    inputs = types_of(forwarder["inputProperties"])
+    assert inputs["falcoPodLabels"] == "map<string>" and inputs["resources"] == "ref:Resources"
+    assert inputs["build"] == "ref:ForwarderBuild" and inputs["nodeArchitecture"] == "ref:Architecture"
+    assert inputs["falcoPort"] == inputs["metricsPort"] == "integer"
+    assert set(types_of(forwarder["properties"]).values()) == {"string"}
+    assert set(forwarder["properties"]) == {"roleArn", "namespace", "image", "logsCommand", "metricsCommand"}
+    vpc = resource(schema, "LabVpc")
+    assert types_of(vpc["inputProperties"]) == {"clusterName": "string", "cidrBlock": "string", "tags": "map<string>"}
+    assert types_of(vpc["properties"]) == {
+        "vpcId": "string", "publicSubnetIds": "array<string>", "privateSubnetIds": "array<string>"
+    }
+
+
 def test_falco_args_take_extra_helm_values_of_any_shape(schema: dict[str, Any]) -> None:
     falco = schema["types"][f"{PACKAGE}:index:FalcoArgs"]
     properties = types_of(falco["properties"])

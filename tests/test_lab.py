@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pytest
 from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
 
@@ -100,6 +101,20 @@ def test_admin_identities_reach_falcos_audit_rules(default):
     recorded, _ = default
     values = json.dumps([r.inputs.get("values") for r in recorded.of_type(RELEASE)])
     assert "arn:aws:sts::123456789012:assumed-role/Admin/" in values
+
+
+def test_the_callers_aws_provider_serves_the_whole_lab():
+    def program() -> FalcoEksLab:
+        provider = aws.Provider("company", region="us-west-2")
+        return FalcoEksLab("lab", lab_args(), opts=pulumi.ResourceOptions(providers=[provider]))
+
+    recorded = run_program(program)
+    ref = recorded.one("pulumi:providers:aws").urn + "::"
+    assert all(r.provider.startswith(ref) for r in recorded.resources if r.type.startswith("aws:"))
+    assert recorded.one("eks:index:Cluster").providers["aws"].startswith(ref)
+    assert all(i.provider.startswith(ref) for i in recorded.invokes if i.token.startswith("aws:"))
+    k8s_ref = recorded.one("pulumi:providers:kubernetes").urn + "::"  # the cluster's own
+    assert all(r.provider.startswith(k8s_ref) for r in recorded.resources if r.type.startswith("kubernetes:"))
 
 
 def test_falco_settings_reach_the_releases():
