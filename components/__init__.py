@@ -1,26 +1,42 @@
 """Reusable Pulumi components of the Falco-on-EKS lab.
 
-A company stack imports what it needs, e.g. ``from components import AuditedCluster, AuditedClusterArgs``,
-or the whole lab with ``FalcoEksLab``.
+Installed, they are ``falco_eks.components``: a company stack imports what it needs, e.g.
+``from falco_eks.components import FalcoDetection, FalcoDetectionArgs`` for an EKS cluster it already runs, or
+the whole lab with ``FalcoEksLab``. The same components are served to other languages by provider/.
 """
 
+from .args import Architecture, ForwarderBuild
 from .audit_forwarder import AuditForwarder, AuditForwarderArgs
 from .cluster import AuditedCluster, AuditedClusterArgs
+from .detection import ClusterNotReadyError, FalcoDetection, FalcoDetectionArgs, KnownCluster
 from .errors import ConfigError
-from .falco import Falco, FalcoArgs
+from .falco import OWNED_VALUES, Falco, FalcoArgs
+from .forwarder_workload import Resources
 from .lab import FalcoEksLab, FalcoEksLabArgs
 from .network import LabVpc, LabVpcArgs
 
+COMPONENTS = (FalcoEksLab, AuditedCluster, FalcoDetection, Falco, AuditForwarder, LabVpc)
+"""Every component, as the component package (provider/) hosts them."""
+
 __all__ = [
+    "COMPONENTS",
+    "OWNED_VALUES",
+    "Architecture",
     "AuditForwarder",
     "AuditForwarderArgs",
     "AuditedCluster",
     "AuditedClusterArgs",
+    "ClusterNotReadyError",
     "ConfigError",
     "Falco",
     "FalcoArgs",
+    "FalcoDetection",
+    "FalcoDetectionArgs",
     "FalcoEksLab",
     "FalcoEksLabArgs",
+    "ForwarderBuild",
+    "KnownCluster",
     "LabVpc",
     "LabVpcArgs",
+    "Resources",
 ]

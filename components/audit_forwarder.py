@@ -9,21 +9,23 @@ What it creates (every one a child of the component):
   - the image: given by the caller, or built from forwarder/ and pushed to a stack-owned ECR repository
     (build="docker"), or no image at all (build="source"): the official Python image runs the bundled source
     from a ConfigMap, with the pinned requirements installed by an init container.
-"""
 
-from __future__ import annotations
+AWS and Kubernetes children use the providers the caller passes in the resource options (inherited through
+``parent=self``).
+"""
 
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from .args import Architecture, ForwarderBuild, from_inputs, schema_args
 from .errors import ConfigError
 from .forwarder_iam import irsa_trust_policy, log_reader_policy
 from .forwarder_image import build_forwarder_image
@@ -87,12 +89,11 @@ def _plain(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@schema_args
 @dataclass(frozen=True)
 class AuditForwarderArgs:
     """Inputs of AuditForwarder. Plain-string values are checked when the object is built."""
 
-    provider: k8s.Provider
-    """Kubernetes provider of the audited cluster (AuditedCluster.provider)."""
     log_group_name: pulumi.Input[str]
     """CloudWatch log group the cluster writes its audit log to (/aws/eks/<cluster>/cluster)."""
     log_group_arn: pulumi.Input[str]
@@ -113,11 +114,11 @@ class AuditForwarderArgs:
     """Port of the webhook on those pods (Falco.webhook_port)."""
     image: pulumi.Input[str] | None = None
     """Forwarder image to run; None builds the bundled forwarder/ as `build` says."""
-    build: Literal["docker", "source"] = "docker"
+    build: ForwarderBuild = ForwarderBuild.DOCKER
     """Without `image`: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine where
     `pulumi up` runs); "source" needs no Docker: the official Python image runs the bundled source from a ConfigMap
     and installs the pinned requirements from PyPI when the pod starts."""
-    node_architecture: Literal["amd64", "arm64"] = "amd64"
+    node_architecture: Architecture = Architecture.AMD64
     """CPU architecture of the nodes (AuditedCluster.node_architecture); the built image's platform."""
     namespace: str = "falco-forwarder"
     """Namespace the component creates for the forwarder."""
@@ -150,8 +151,6 @@ class AuditForwarderArgs:
     """AWS tags for the role and the ECR repository."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.provider, k8s.Provider):
-            raise ConfigError("provider", "must be a pulumi_kubernetes.Provider for the audited cluster")
         for setting in ("log_group_name", "log_group_arn", "oidc_provider_arn", "oidc_issuer", "region", "falco_url"):
             value = getattr(self, setting)
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -180,10 +179,12 @@ class AuditForwarderArgs:
         _check_port("metrics_port", self.metrics_port)
         if isinstance(self.image, str) and (not self.image.strip() or any(c.isspace() for c in self.image)):
             raise ConfigError("image", f"must be an image reference without spaces, got {self.image!r}")
-        if self.build not in ("docker", "source"):
+        if self.build not in tuple(ForwarderBuild):
             raise ConfigError("build", f"must be 'docker' or 'source', got {self.build!r}")
-        if self.node_architecture not in ("amd64", "arm64"):
+        object.__setattr__(self, "build", ForwarderBuild(self.build))
+        if self.node_architecture not in tuple(Architecture):
             raise ConfigError("node_architecture", f"must be 'amd64' or 'arm64', got {self.node_architecture!r}")
+        object.__setattr__(self, "node_architecture", Architecture(self.node_architecture))
         for setting in ("namespace", "service_account_name", "deployment_name"):
             _check_dns_label(setting, getattr(self, setting))
         name = self.checkpoint_configmap_name
@@ -227,15 +228,14 @@ class AuditForwarder(pulumi.ComponentResource):
     """kubectl command that follows the forwarder's logs."""
     metrics_command: pulumi.Output[str]
     """Shell command that prints the forwarder's Prometheus metrics through a port-forward."""
-    deployment: k8s.apps.v1.Deployment
-    """The forwarder's Deployment (others may depend on it)."""
 
     def __init__(self, name: str, args: AuditForwarderArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(AuditForwarderArgs, args)
         super().__init__("falco-eks:index:AuditForwarder", name, None, opts)
         aws_opts = pulumi.ResourceOptions(parent=self)
 
         def k8s_opts(**extra: object) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=args.provider, **extra)  # type: ignore[arg-type]
+            return pulumi.ResourceOptions(parent=self, **extra)  # type: ignore[arg-type]
 
         labels = {
             "app.kubernetes.io/name": "audit-forwarder",
@@ -407,6 +407,7 @@ class AuditForwarder(pulumi.ComponentResource):
             "--checkpoint-hashes-interval",
             f"{args.checkpoint_hashes_interval_seconds:g}",
         ]
+        # The forwarder's Deployment (others may depend on it).
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.deployment_name, namespace=ns_name, labels=labels),

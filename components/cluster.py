@@ -11,25 +11,28 @@ What it makes, all children of the component:
 - an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
   control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
   (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
+- EKS access entries for the identities given as cluster admins or viewers (cluster-wide access policies);
 - a kubeconfig that runs ``aws eks get-token`` with whatever AWS credentials are current when it is used
   (never a profile name, which may be gone by the time ``pulumi destroy`` runs), and a
   ``pulumi_kubernetes.Provider`` built from it for other components' children.
-"""
 
-from __future__ import annotations
+AWS resources and invokes use the AWS provider the caller passes in the resource options (inherited through
+``parent=self``), the remote ``eks.Cluster`` included.
+"""
 
 import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from .args import Architecture, from_inputs, schema_args
 from .errors import ConfigError
 from .network import LabVpc, LabVpcArgs
 
@@ -58,12 +61,16 @@ _INSTANCE_TYPE = re.compile(
 )
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# EKS access entries take IAM users and roles (never an STS session).
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
 # Node groups above this are surely a typo in a lab (and an expensive one).
 MAX_NODE_COUNT = 100
 # AL2023, EKS access entries and the VPC CNI network policy agent all need at least this version.
 MIN_KUBERNETES_MINOR = 29
 
-Architecture = Literal["amd64", "arm64"]
+# EKS access policies (cluster-wide) for the identities given as admins and viewers.
+ADMIN_ACCESS_POLICY = "AmazonEKSClusterAdminPolicy"
+VIEW_ACCESS_POLICY = "AmazonEKSViewPolicy"
 
 # AWS managed policies an EKS node needs: join the cluster, run the VPC CNI, pull images from ECR.
 NODE_POLICIES: tuple[str, ...] = (
@@ -99,15 +106,32 @@ def node_architecture_of(instance_type: str) -> Architecture:
             "node_instance_type", f"{instance_type!r} is not an EC2 instance type like t3.large or m7g.large"
         )
     if match["family"] == "a" and match["generation"] == "1":
-        return "arm64"
-    return "arm64" if "g" in match["attributes"] else "amd64"
+        return Architecture.ARM64
+    return Architecture.ARM64 if "g" in match["attributes"] else Architecture.AMD64
+
+
+def check_cluster_name(setting: str, name: object) -> None:
+    """Refuse what EKS would refuse as a cluster name."""
+    if not isinstance(name, str) or not _CLUSTER_NAME.match(name):
+        raise ConfigError(
+            setting,
+            f"{name!r} is not a valid EKS cluster name: 1-100 letters, digits, '-' or '_', starting with a letter "
+            "or digit",
+        )
+
+
+def check_role_arn(setting: str, arn: object) -> None:
+    """Refuse anything but an IAM role ARN."""
+    if not isinstance(arn, str) or not _ROLE_ARN.match(arn):
+        raise ConfigError(setting, f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
 
 
 def ami_type_for(architecture: Architecture) -> str:
     """The EKS managed node group AMI type: Amazon Linux 2023, standard variant, for the architecture."""
-    return "AL2023_ARM_64_STANDARD" if architecture == "arm64" else "AL2023_x86_64_STANDARD"
+    return "AL2023_ARM_64_STANDARD" if architecture == Architecture.ARM64 else "AL2023_x86_64_STANDARD"
 
 
+@schema_args
 @dataclass(frozen=True)
 class AuditedClusterArgs:
     """Arguments of AuditedCluster. Checked when built; errors name the field."""
@@ -135,7 +159,7 @@ class AuditedClusterArgs:
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     """How long CloudWatch keeps the control-plane logs; one of the values CloudWatch accepts."""
 
-    extra_log_types: tuple[str, ...] = ()
+    extra_log_types: Sequence[str] = ()
     """Control-plane log types to enable besides "audit" (always on): api, authenticator,
     controllerManager, scheduler. Each one adds CloudWatch ingestion cost."""
 
@@ -156,7 +180,7 @@ class AuditedClusterArgs:
     vpc_cidr: str = "10.0.0.0/16"
     """IPv4 range of the dedicated VPC (ignored with vpc_id)."""
 
-    api_public_access_cidrs: tuple[str, ...] = DEFAULT_API_PUBLIC_ACCESS_CIDRS
+    api_public_access_cidrs: Sequence[str] = DEFAULT_API_PUBLIC_ACCESS_CIDRS
     """Address ranges allowed to reach the cluster's public API endpoint (kubectl and Pulumi run from
     outside the VPC). Narrow it to your own address where you can. Leave the default with
     api_private_only: there is no public endpoint then."""
@@ -166,25 +190,28 @@ class AuditedClusterArgs:
     workloads through the API) and kubectl must then run from an address in api_private_access_cidrs
     that routes into the VPC (a host in it, a peered VPC, a VPN)."""
 
-    api_private_access_cidrs: tuple[str, ...] = ()
+    api_private_access_cidrs: Sequence[str] = ()
     """Address ranges in the VPC or in networks connected to it (VPN, peering) allowed to reach the API's
     private endpoint on port 443; the nodes always can. Required with api_private_only."""
 
     kubeconfig_role_arn: str | None = None
-    """IAM role the kubeconfig assumes for its token (`aws eks get-token --role-arn`), for stacks whose AWS
-    provider assumes a role. None: the token comes from whatever AWS credentials are current where the
-    kubeconfig is used (a profile name is never written into it)."""
+    """IAM role the kubeconfig assumes for its token (`aws eks get-token --role-arn`): give the role your AWS
+    provider assumes, so kubectl and the Kubernetes provider act as that role, not as whoever runs them. None:
+    the token comes from whatever AWS credentials are current where the kubeconfig is used (a profile name is
+    never written into it)."""
+
+    cluster_admin_arns: Sequence[str] = ()
+    """IAM role or user ARNs that get cluster-admin access (an EKS access entry with AmazonEKSClusterAdminPolicy,
+    cluster-wide). The identity that creates the cluster has it already: do not list it again."""
+
+    cluster_viewer_arns: Sequence[str] = ()
+    """IAM role or user ARNs that get read-only access to the whole cluster (AmazonEKSViewPolicy: no Secrets)."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags added to the AWS resources the component creates directly."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.cluster_name, str) or not _CLUSTER_NAME.match(self.cluster_name):
-            raise ConfigError(
-                "cluster_name",
-                f"{self.cluster_name!r} is not a valid EKS cluster name: 1-100 letters, digits, '-' or '_', "
-                "starting with a letter or digit",
-            )
+        check_cluster_name("cluster_name", self.cluster_name)
         version = _KUBERNETES_VERSION.match(str(self.kubernetes_version))
         if version is None:
             raise ConfigError(
@@ -235,11 +262,30 @@ class AuditedClusterArgs:
 
         self._check_api_access()
 
-        if self.kubeconfig_role_arn is not None and not _ROLE_ARN.match(str(self.kubeconfig_role_arn)):
-            raise ConfigError(
-                "kubeconfig_role_arn",
-                f"{self.kubeconfig_role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-            )
+        if self.kubeconfig_role_arn is not None:
+            check_role_arn("kubeconfig_role_arn", self.kubeconfig_role_arn)
+
+        self._check_access()
+
+    def _check_access(self) -> None:
+        seen: dict[str, str] = {}
+        for setting in ("cluster_admin_arns", "cluster_viewer_arns"):
+            values = getattr(self, setting)
+            if isinstance(values, str):
+                raise ConfigError(setting, "must be a list of IAM role or user ARNs, not one string")
+            for arn in values:
+                if not isinstance(arn, str) or not _PRINCIPAL_ARN.match(arn):
+                    hint = (
+                        " (an assumed-role ARN names one session: give the role's ARN, arn:aws:iam::<account>:role/"
+                        "<name>, with its path)"
+                        if isinstance(arn, str) and ":assumed-role/" in arn
+                        else ""
+                    )
+                    raise ConfigError(setting, f"{arn!r} is not an IAM role or user ARN{hint}")
+                if arn in seen:
+                    raise ConfigError(setting, f"{arn} is listed twice (also in {seen[arn]}): EKS keeps one entry each")
+                seen[arn] = setting
+            object.__setattr__(self, setting, tuple(values))
 
     def _check_api_access(self) -> None:
         if isinstance(self.api_public_access_cidrs, str) or not self.api_public_access_cidrs:
@@ -318,6 +364,13 @@ class AuditedClusterArgs:
         """The log group EKS writes the control-plane logs to."""
         return f"/aws/eks/{self.cluster_name}/cluster"
 
+    @property
+    def access(self) -> list[tuple[str, str]]:
+        """(principal ARN, access policy name) of every access entry the component creates."""
+        return [(arn, ADMIN_ACCESS_POLICY) for arn in self.cluster_admin_arns] + [
+            (arn, VIEW_ACCESS_POLICY) for arn in self.cluster_viewer_arns
+        ]
+
 
 def _cidrs(setting: str, values: Sequence[str]) -> tuple[str, ...]:
     for cidr in values:
@@ -376,25 +429,13 @@ def endpoint_and_certificate(kubeconfig: str) -> tuple[str, str]:
 
 class AuditedCluster(pulumi.ComponentResource):
     """An EKS cluster with its audit log in a stack-owned CloudWatch log group, IRSA, enforced
-    NetworkPolicies and an Amazon Linux 2023 managed node group."""
+    NetworkPolicies and an Amazon Linux 2023 managed node group.
 
-    cluster: eks.Cluster
-    """The pulumi-eks cluster (a remote component)."""
-
-    log_group: aws.cloudwatch.LogGroup
-    """The control-plane log group, /aws/eks/<cluster name>/cluster."""
-
-    node_group: aws.eks.NodeGroup
-    """The EKS managed node group."""
-
-    node_role: aws.iam.Role
-    """The nodes' IAM role."""
-
-    node_launch_template: aws.ec2.LaunchTemplate
-    """The nodes' launch template: IMDSv2 only, hop limit 1, encrypted root volume."""
-
-    network: LabVpc | None
-    """The dedicated VPC, or None when the caller passed its own."""
+    The class annotations below are the component's outputs (in its schema for other languages too). For
+    Python callers it also holds its children: `cluster` (the pulumi-eks cluster, a remote component),
+    `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with
+    the caller's), `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the
+    node group, so workloads have nodes."""
 
     vpc_id: pulumi.Output[str]
     """The VPC the cluster runs in."""
@@ -405,9 +446,6 @@ class AuditedCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token` with the current AWS credentials
     (or kubeconfig_role_arn). Secret."""
-
-    provider: k8s.Provider
-    """Kubernetes provider for the cluster. It waits for the node group, so workloads have nodes."""
 
     oidc_provider_arn: pulumi.Output[str]
     """ARN of the cluster's IAM OIDC provider (IRSA trust policies use it as the federated principal)."""
@@ -425,10 +463,12 @@ class AuditedCluster(pulumi.ComponentResource):
     """CPU architecture of the nodes, "amd64" or "arm64", from the instance type."""
 
     def __init__(self, name: str, args: AuditedClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(AuditedClusterArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         tags = dict(args.tags)
         self.node_architecture = node_architecture_of(args.node_instance_type)
 
+        self.network: LabVpc | None = None
         if args.vpc_id is None:
             self.network = LabVpc(
                 f"{name}-network",
@@ -439,7 +479,6 @@ class AuditedCluster(pulumi.ComponentResource):
             public_subnet_ids: Sequence[pulumi.Input[str]] | None = self.network.public_subnet_ids
             private_subnet_ids: Sequence[pulumi.Input[str]] = self.network.private_subnet_ids
         else:
-            self.network = None
             vpc_id = args.vpc_id
             public_subnet_ids = args.public_subnet_ids
             private_subnet_ids = args.private_subnet_ids or []
@@ -594,6 +633,27 @@ class AuditedCluster(pulumi.ComponentResource):
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+
+        # Access for more identities: one entry each, with a cluster-wide access policy.
+        self.access_entries: list[aws.eks.AccessEntry] = []
+        for index, (principal, policy) in enumerate(args.access):
+            entry = aws.eks.AccessEntry(
+                f"{name}-access-{index}",
+                cluster_name=args.cluster_name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-access-{index}-policy",
+                cluster_name=args.cluster_name,
+                principal_arn=entry.principal_arn,
+                policy_arn=pulumi.Output.concat("arn:", partition, ":eks::aws:cluster-access-policy/", policy),
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.access_entries.append(entry)
 
         self.provider = k8s.Provider(
             f"{name}-k8s",

@@ -12,12 +12,16 @@ Every chart value set here was checked against the chart sources (charts/falco 9
 their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
 `templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
 `templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
+
+Callers add Helm values per release (`syscall_values`, `audit_values`), deep-merged over the component's;
+the paths in OWNED_VALUES stay the component's. The chart and the images can come from a mirror.
+The Kubernetes children use the provider the caller passes in the resource options (inherited through
+``parent=self``).
 """
 
-from __future__ import annotations
-
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -25,8 +29,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from . import k8saudit_upstream
+from .args import from_inputs, schema_args
 from .errors import ConfigError
 from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
+from .helm_values import check_overrides, deep_merge
+from .mirror import check_chart_source, check_registry, is_oci
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"
@@ -153,12 +160,69 @@ def chart_fullname(release_name: str, chart_name: str = CHART) -> str:
     return full[:63].rstrip("-")
 
 
+_WHY_NAMES = "the webhook Service's name, the UI's and Falcosidekick's URLs and the pod labels the forwarder \
+and its NetworkPolicies use derive from the chart's names"
+_WHY_SECURITY = "hardened security contexts (no privilege escalation, all capabilities dropped, RuntimeDefault seccomp)"
+_WHY_ARTIFACTS = "falcoctl installs the exact rules and plugin versions the lab's rules were checked against, \
+and follows nothing"
+_WHY_UI = "the UI's login comes from a generated password, never the chart's admin:admin"
+_WHY_CLUSTER_IP = "ClusterIP only (reached with kubectl port-forward): nothing exposed, nothing that blocks destroy"
+
+OWNED_VALUES: dict[str, str] = {
+    "nameOverride": _WHY_NAMES,
+    "fullnameOverride": _WHY_NAMES,
+    "controller.kind": "the syscall release is a DaemonSet on every node, the audit release a Deployment",
+    "controller.deployment.replicas": "the k8saudit webhook needs exactly one receiving replica",
+    "driver.enabled": "modern eBPF in the syscall release, no driver in the audit release",
+    "driver.kind": "modern eBPF in the syscall release, no driver in the audit release",
+    "collectors.enabled": "container metadata for syscalls; the audit instance mounts nothing from the host",
+    "tolerations": "the syscall DaemonSet runs on every node, tainted or not, so none escapes detection",
+    "services": "the webhook Service the forwarder sends audit events to",
+    "customRules": "the lab's audit rules (admin identities, overrides of the upstream k8saudit rules)",
+    "falco.rules_files": "the rules each release loads, in order",
+    "falco.rule_matching": "'all': a generic rule never hides a specific one",
+    "falco.plugins": "the k8saudit webhook (port, path, event and batch limits the forwarder keeps to)",
+    "falco.load_plugins": "the k8saudit webhook (port, path, event and batch limits the forwarder keeps to)",
+    "falco.plugins_hostinfo": "the audit instance needs no host information",
+    "falco.json_output": "alerts are JSON lines (the workshop and Falcosidekick read them)",
+    "falco.json_include_output_property": "alerts are JSON lines (the workshop and Falcosidekick read them)",
+    "falco.http_output": "both releases send alerts to the one Falcosidekick",
+    "falco.webserver": "health checks and Prometheus metrics on port 8765",
+    "metrics": "Prometheus metrics and the audit instance's event-count snapshots",
+    "falcoctl.artifact.install.enabled": _WHY_ARTIFACTS,
+    "falcoctl.artifact.follow.enabled": _WHY_ARTIFACTS,
+    "falcoctl.config.artifact": _WHY_ARTIFACTS,
+    "podSecurityContext": _WHY_SECURITY,
+    "containerSecurityContext": _WHY_SECURITY,
+    "falcoctl.artifact.install.securityContext": _WHY_SECURITY,
+    "falcoctl.artifact.follow.securityContext": _WHY_SECURITY,
+    "falcosidekick.enabled": "Falcosidekick is installed once, with the syscall release, when sidekick_ui is on",
+    "falcosidekick.nameOverride": _WHY_NAMES,
+    "falcosidekick.fullnameOverride": _WHY_NAMES,
+    "falcosidekick.fullfqdn": "both releases reach Falcosidekick by its full DNS name",
+    "falcosidekick.service": _WHY_CLUSTER_IP,
+    "falcosidekick.podSecurityContext": _WHY_SECURITY,
+    "falcosidekick.securityContext": _WHY_SECURITY,
+    "falcosidekick.webui.enabled": "the UI is installed when sidekick_ui is on",
+    "falcosidekick.webui.user": _WHY_UI,
+    "falcosidekick.webui.existingSecret": _WHY_UI,
+    "falcosidekick.webui.disableauth": _WHY_UI,
+    "falcosidekick.webui.service": _WHY_CLUSTER_IP,
+    "falcosidekick.webui.ingress": _WHY_CLUSTER_IP,
+    "falcosidekick.webui.podSecurityContext": _WHY_SECURITY,
+    "falcosidekick.webui.securityContext": _WHY_SECURITY,
+    "falcosidekick.webui.initContainer.securityContext": _WHY_SECURITY,
+    "falcosidekick.webui.redis.storageEnabled": "no PersistentVolumeClaim: nothing outlives pulumi destroy",
+}
+"""Helm value paths the component sets itself, with why; `syscall_values` and `audit_values` may not touch them
+(set them, set anything below them, or replace a mapping above them)."""
+
+
+@schema_args
 @dataclass(frozen=True)
 class FalcoArgs:
-    """Settings of the Falco component."""
-
-    provider: k8s.Provider
-    """Kubernetes provider of the target cluster; every Kubernetes child uses it."""
+    """Settings of the Falco component. Its Kubernetes children use the Kubernetes provider the caller passes in
+    the resource options (`provider=` or `providers=`), inherited from a parent otherwise."""
 
     namespace: str = "falco"
     """Namespace the component creates and owns; both releases and Falcosidekick live there."""
@@ -167,14 +231,28 @@ class FalcoArgs:
     """Pinned version of the `falco` chart; one of CHART_RELEASES (the falcoctl artifacts follow it)."""
 
     chart_repository: str = DEFAULT_CHART_REPOSITORY
-    """Helm repository the chart comes from."""
+    """Where the chart comes from: a Helm repository (https://) or an OCI registry path (oci://host/path, holding
+    the chart as oci://host/path/falco), e.g. a company mirror. Charts with the same version must be identical."""
+
+    image_registry: str | None = None
+    """Registry mirror for every image (Falco, falcoctl, Falcosidekick, its UI and Redis), e.g.
+    123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub; images keep their Docker Hub path under it
+    (falcosecurity/falco). None pulls from Docker Hub."""
 
     sidekick_ui: bool = True
     """Install Falcosidekick and its web UI (ClusterIP, reached by port-forward), fed by both releases."""
 
-    admin_identities: tuple[str, ...] = ()
+    admin_identities: Sequence[str] = ()
     """Identities for "Full K8s Administrative Access": IAM role/assumed-role/user ARNs or Kubernetes user
     names. A role matches every session of it (see components/falco_rules.py)."""
+
+    syscall_values: Mapping[str, Any] = field(default_factory=dict)
+    """Extra Helm values for the syscall release, deep-merged over the component's (e.g. nodeSelector,
+    resources, imagePullSecrets). Paths in OWNED_VALUES are refused."""
+
+    audit_values: Mapping[str, Any] = field(default_factory=dict)
+    """Extra Helm values for the audit release, deep-merged over the component's. Paths in OWNED_VALUES are
+    refused."""
 
     syscall_release_name: str = "falco"
     """Helm release of the syscall DaemonSet (also carries Falcosidekick when sidekick_ui is on)."""
@@ -189,27 +267,42 @@ class FalcoArgs:
     """How long Helm waits for each release's pods to become ready."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.provider, k8s.Provider):
-            raise ConfigError("provider", "must be a pulumi_kubernetes.Provider for the target cluster")
-        if not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
+        if not isinstance(self.namespace, str) or not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
             raise ConfigError("namespace", f"{self.namespace!r} is not a valid Kubernetes namespace name")
         chart_release(self.chart_version, "chart_version")  # raises ConfigError naming the field
-        if not self.chart_repository.startswith("https://"):
-            raise ConfigError("chart_repository", f"{self.chart_repository!r} must be an https:// Helm repository URL")
-        if not isinstance(self.admin_identities, tuple):
-            raise ConfigError("admin_identities", "must be a tuple of strings")
+        check_chart_source("chart_repository", self.chart_repository)
+        if self.image_registry is not None:
+            check_registry("image_registry", self.image_registry)
+        if not isinstance(self.sidekick_ui, bool):
+            raise ConfigError("sidekick_ui", f"must be true or false, got {self.sidekick_ui!r}")
+        if isinstance(self.admin_identities, str) or not isinstance(self.admin_identities, Sequence):
+            raise ConfigError("admin_identities", "must be a list of identities, not one string")
+        object.__setattr__(self, "admin_identities", tuple(self.admin_identities))
         admin_matchers(self.admin_identities, "admin_identities")  # raises ConfigError naming the field
+        for setting in ("syscall_values", "audit_values"):
+            check_overrides(setting, getattr(self, setting), OWNED_VALUES)
         for setting in ("syscall_release_name", "audit_release_name"):
             value = getattr(self, setting)
             # Helm release names: DNS labels of at most 53 characters.
-            if not _DNS_LABEL.match(value) or len(value) > 53:
+            if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 53:
                 raise ConfigError(setting, f"{value!r} is not a valid Helm release name (DNS label, at most 53 chars)")
         if self.syscall_release_name == self.audit_release_name:
             raise ConfigError("audit_release_name", "must differ from syscall_release_name")
-        if not _LOGIN.match(self.ui_username):
+        if not isinstance(self.ui_username, str) or not _LOGIN.match(self.ui_username):
             raise ConfigError("ui_username", f"{self.ui_username!r} must be 1-64 letters, digits, '.', '_' or '-'")
-        if not 60 <= self.release_timeout_seconds <= 3600:
+        timeout = self.release_timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 60 <= timeout <= 3600:
             raise ConfigError("release_timeout_seconds", "must be between 60 and 3600")
+
+    @property
+    def chart(self) -> str:
+        """The Release's `chart`: the chart's name in a Helm repository, its full reference in an OCI registry."""
+        return f"{self.chart_repository.rstrip('/')}/{CHART}" if is_oci(self.chart_repository) else CHART
+
+    @property
+    def repository_opts(self) -> k8s.helm.v3.RepositoryOptsArgs | None:
+        """The Release's `repository_opts`: the Helm repository; none for OCI (the chart reference says it all)."""
+        return None if is_oci(self.chart_repository) else k8s.helm.v3.RepositoryOptsArgs(repo=self.chart_repository)
 
 
 @dataclass(frozen=True)
@@ -418,6 +511,36 @@ def audit_values(names: FalcoNames, release: ChartRelease, custom_rules: str, si
     }
 
 
+def image_values(registry: str | None, sidekick: bool) -> dict[str, Any]:
+    """Every image's registry set to the mirror (the repositories keep their Docker Hub paths), or nothing.
+
+    The keys are the chart's (falco 9.x values.yaml `image`, `falcoctl.image`; falcosidekick 0.12.x
+    `image`, `webui.image`, `webui.initContainer.image`, `webui.redis.image`). With the modern eBPF driver
+    the chart runs no driver-loader image."""
+    if registry is None:
+        return {}
+    at = {"registry": registry}
+    values: dict[str, Any] = {"image": at, "falcoctl": {"image": at}}
+    if sidekick:
+        values["falcosidekick"] = {
+            "image": at,
+            "webui": {"image": at, "initContainer": {"image": at}, "redis": {"image": at}},
+        }
+    return values
+
+
+def release_values(args: FalcoArgs, names: FalcoNames, rules: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top."""
+    release = chart_release(args.chart_version)
+    mirror = image_values(args.image_registry, args.sidekick_ui)
+    syscall = deep_merge(deep_merge(syscall_values(names, release, args.sidekick_ui), mirror), args.syscall_values)
+    audit = deep_merge(
+        deep_merge(audit_values(names, release, rules, args.sidekick_ui), image_values(args.image_registry, False)),
+        args.audit_values,
+    )
+    return syscall, audit
+
+
 class Falco(pulumi.ComponentResource):
     """Falco's syscall and audit instances (and optionally Falcosidekick with its UI) in one namespace."""
 
@@ -429,8 +552,6 @@ class Falco(pulumi.ComponentResource):
     """Port of the webhook Service (and of the audit pods)."""
     audit_pod_labels: dict[str, str]
     """Labels that select only the audit instance's pods, as the chart sets them."""
-    releases: list[k8s.helm.v3.Release]
-    """Both Helm releases; depend on them before sending events."""
     ui_password: pulumi.Output[str] | None
     """Generated password of the Falcosidekick UI (secret); None when sidekick_ui is off."""
     ui_username: str | None
@@ -439,10 +560,11 @@ class Falco(pulumi.ComponentResource):
     """kubectl port-forward command that opens the UI on http://localhost:2802; None when off."""
 
     def __init__(self, name: str, args: FalcoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(FalcoArgs, args)
         super().__init__("falco-eks:index:Falco", name, None, opts)
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
-        release = chart_release(args.chart_version)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        syscall_release_values, audit_release_values = release_values(args, names, lab_rules(args.admin_identities))
+        k8s_opts = pulumi.ResourceOptions(parent=self)
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -496,16 +618,15 @@ class Falco(pulumi.ComponentResource):
                 lambda n: FalcoNames(n, names.syscall_release, names.audit_release).ui_command
             )
 
-        repository = k8s.helm.v3.RepositoryOptsArgs(repo=args.chart_repository)
         syscall = k8s.helm.v3.Release(
             f"{name}-syscall",
             k8s.helm.v3.ReleaseArgs(
                 name=args.syscall_release_name,
-                chart=CHART,
+                chart=args.chart,
                 version=args.chart_version,
-                repository_opts=repository,
+                repository_opts=args.repository_opts,
                 namespace=namespace,
-                values=syscall_values(names, release, args.sidekick_ui),
+                values=syscall_release_values,
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),
@@ -516,11 +637,11 @@ class Falco(pulumi.ComponentResource):
             f"{name}-audit",
             k8s.helm.v3.ReleaseArgs(
                 name=args.audit_release_name,
-                chart=CHART,
+                chart=args.chart,
                 version=args.chart_version,
-                repository_opts=repository,
+                repository_opts=args.repository_opts,
                 namespace=namespace,
-                values=audit_values(names, release, lab_rules(args.admin_identities), args.sidekick_ui),
+                values=audit_release_values,
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),
@@ -528,6 +649,7 @@ class Falco(pulumi.ComponentResource):
         )
 
         self.releases = [syscall, audit]
+        """Both Helm releases; depend on them before sending events."""
         self.namespace = namespace
         self.webhook_port = WEBHOOK_PORT
         self.audit_pod_labels = names.audit_pod_labels

@@ -11,19 +11,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
+from .args import Architecture
 from .forwarder_source import context_sha256
 
-Architecture = Literal["amd64", "arm64"]
-
-PLATFORMS: dict[str, docker_build.Platform] = {
-    "amd64": docker_build.Platform.LINUX_AMD64,
-    "arm64": docker_build.Platform.LINUX_ARM64,
+PLATFORMS: dict[Architecture, docker_build.Platform] = {
+    Architecture.AMD64: docker_build.Platform.LINUX_AMD64,
+    Architecture.ARM64: docker_build.Platform.LINUX_ARM64,
 }
 
 # Tagged images kept by the lifecycle policy; older ones expire (the repository goes with the stack anyway).

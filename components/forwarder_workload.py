@@ -4,8 +4,6 @@ Pure builders (no resources): AuditForwarder creates the resources from them. Ke
 (one security context for every container, probes, volumes) reads in one place.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 

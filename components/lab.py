@@ -1,92 +1,75 @@
-"""FalcoEksLab: the umbrella the lab stack creates.
+"""FalcoEksLab: the umbrella the lab stack creates: an AuditedCluster, and FalcoDetection on it.
 
-AuditedCluster -> Falco -> AuditForwarder, all children of one component, so `pulumi up` and
-`pulumi destroy` handle the whole lab as one unit. The forwarder waits for both Falco releases:
-it has nothing to send events to before the audit instance serves its webhook.
+FalcoDetection is the same component a company points at a cluster it already runs; here it gets the cluster's
+facts (OIDC provider, log group) and its Kubernetes provider from AuditedCluster instead of looking them up, so
+both paths share one implementation. All of it hangs under one component: `pulumi up` and `pulumi destroy`
+handle the whole lab as one unit.
 """
 
-from __future__ import annotations
-
-import re
-from dataclasses import dataclass
-from typing import Any, Literal
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
-from .audit_forwarder import AuditForwarder, AuditForwarderArgs
-from .cluster import AuditedCluster, AuditedClusterArgs
+from .args import ForwarderBuild, from_inputs, schema_args
+from .cluster import AuditedCluster, AuditedClusterArgs, node_architecture_of
+from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster
 from .errors import ConfigError
-from .falco import DEFAULT_CHART_VERSION, Falco, FalcoArgs, chart_release
-from .falco_rules import admin_matchers
+from .falco import FalcoArgs
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
-ForwarderBuild = Literal["docker", "source"]
-
-
+@schema_args
 @dataclass(frozen=True)
 class FalcoEksLabArgs:
-    """Arguments of FalcoEksLab: the cluster's, plus the Falco and forwarder settings the lab exposes.
+    """Arguments of FalcoEksLab: the cluster's, Falco's, and how to get the forwarder.
 
-    Everything that can be checked without a cluster is checked here, so a bad value fails before
-    any resource is registered."""
+    Everything that can be checked without a cluster is checked here, so a bad value fails before any resource
+    is registered."""
 
     cluster: AuditedClusterArgs
-    """The audited EKS cluster."""
+    """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
 
-    region: str
-    """AWS region of the stack (the forwarder's CloudWatch client uses it)."""
+    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
+    values per release."""
 
-    falco_chart_version: str = DEFAULT_CHART_VERSION
-    """Pinned version of the falcosecurity `falco` chart; one the lab knows (components/falco.py CHART_RELEASES)."""
+    forwarder_image: pulumi.Input[str] | None = None
+    """A ready forwarder image to run; None gets one as forwarder_build says."""
 
-    sidekick_ui: bool = True
-    """Install Falcosidekick and its web UI (reached with kubectl port-forward; password generated)."""
-
-    admin_identities: tuple[str, ...] = ()
-    """Identities whose API calls raise "Full K8s Administrative Access": IAM user, role or assumed-role
-    ARNs (as EKS writes them into the audit log) or Kubernetes user names."""
-
-    forwarder_image: str | None = None
-    """A ready forwarder image to run; None builds the bundled forwarder as forwarder_build says."""
-
-    forwarder_build: ForwarderBuild = "docker"
-    """How to get the forwarder without forwarder_image: "docker" builds and pushes to a stack-owned ECR
-    repository (needs a Docker engine); "source" runs the bundled source on the official Python image."""
+    forwarder_build: ForwarderBuild = ForwarderBuild.DOCKER
+    """Without forwarder_image: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine);
+    "source" runs the bundled source on the official Python image."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, AuditedClusterArgs):
             raise ConfigError("cluster", "must be an AuditedClusterArgs")
-        if not isinstance(self.region, str) or not _REGION.match(self.region):
-            raise ConfigError("region", f"{self.region!r} is not an AWS region such as us-west-2")
-        chart_release(self.falco_chart_version, "falco_chart_version")  # only versions the lab pins artifacts for
-        if not isinstance(self.sidekick_ui, bool):
-            raise ConfigError("sidekick_ui", f"must be true or false, got {self.sidekick_ui!r}")
-        if isinstance(self.admin_identities, str):
-            raise ConfigError("admin_identities", "must be a list of identities, not one string")
-        object.__setattr__(self, "admin_identities", tuple(self.admin_identities))
-        admin_matchers(self.admin_identities, "admin_identities")  # raises ConfigError naming the field
-        if self.forwarder_image is not None and (
-            not self.forwarder_image.strip() or any(c.isspace() for c in self.forwarder_image)
-        ):
-            raise ConfigError("forwarder_image", f"{self.forwarder_image!r} is not an image reference")
-        if self.forwarder_build not in ("docker", "source"):
-            raise ConfigError("forwarder_build", f"must be 'docker' or 'source', got {self.forwarder_build!r}")
+        if not isinstance(self.falco, FalcoArgs):
+            raise ConfigError("falco", "must be a FalcoArgs")
+        checked = self.detection_args()  # raises ConfigError naming the field
+        object.__setattr__(self, "forwarder_build", checked.forwarder_build)
+
+    def detection_args(self, cluster: KnownCluster | None = None) -> FalcoDetectionArgs:
+        """FalcoDetection's arguments for this lab's cluster (`cluster`: its facts once it is declared)."""
+        admins = tuple(dict.fromkeys((*self.falco.admin_identities, *self.cluster.cluster_admin_arns)))
+        return FalcoDetectionArgs(
+            cluster_name=self.cluster.cluster_name,
+            falco=dataclasses.replace(self.falco, admin_identities=admins),
+            forwarder_image=self.forwarder_image,
+            forwarder_build=self.forwarder_build,
+            node_architecture=node_architecture_of(self.cluster.node_instance_type),
+            cluster=cluster,
+            tags=dict(self.cluster.tags),
+        )
 
 
 class FalcoEksLab(pulumi.ComponentResource):
-    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them."""
+    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them.
 
-    cluster: AuditedCluster
-    """The audited EKS cluster."""
-
-    falco: Falco
-    """Falco: syscall DaemonSet, k8saudit instance and (optionally) Falcosidekick with its UI."""
-
-    forwarder: AuditForwarder
-    """The forwarder from the CloudWatch audit log to Falco's webhook."""
+    The annotations below are its outputs. Python callers also reach the children: `cluster` (AuditedCluster) and
+    `detection` (FalcoDetection, holding `falco` and `forwarder`)."""
 
     cluster_name: pulumi.Output[str]
     """The EKS cluster's name."""
@@ -128,77 +111,31 @@ class FalcoEksLab(pulumi.ComponentResource):
     """The image the forwarder runs."""
 
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(FalcoEksLabArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
 
         self.cluster = AuditedCluster(f"{name}-cluster", args.cluster, opts=pulumi.ResourceOptions(parent=self))
-
-        self.falco = Falco(
-            f"{name}-falco",
-            FalcoArgs(
-                provider=self.cluster.provider,
-                chart_version=args.falco_chart_version,
-                sidekick_ui=args.sidekick_ui,
-                admin_identities=args.admin_identities,
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
+        known = KnownCluster(
+            oidc_provider_arn=self.cluster.oidc_provider_arn,
+            oidc_issuer=self.cluster.oidc_issuer,
+            log_group_name=self.cluster.log_group_name,
+            log_group_arn=self.cluster.log_group_arn,
         )
-
-        self.forwarder = AuditForwarder(
-            f"{name}-forwarder",
-            AuditForwarderArgs(
-                provider=self.cluster.provider,
-                log_group_name=self.cluster.log_group_name,
-                log_group_arn=self.cluster.log_group_arn,
-                oidc_provider_arn=self.cluster.oidc_provider_arn,
-                oidc_issuer=self.cluster.oidc_issuer,
-                region=args.region,
-                falco_url=self.falco.webhook_url,
-                falco_namespace=self.falco.namespace,
-                falco_pod_labels=self.falco.audit_pod_labels,
-                falco_port=self.falco.webhook_port,
-                image=args.forwarder_image,
-                build=args.forwarder_build,
-                node_architecture=self.cluster.node_architecture,
-                tags=dict(args.cluster.tags),
-            ),
-            # Nothing to deliver to before Falco's audit instance is up.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.falco.releases)),
+        # Named like the lab (a different type): its children are <lab>-falco and <lab>-forwarder.
+        self.detection = FalcoDetection(
+            name,
+            args.detection_args(known),
+            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.provider}),
         )
 
         self.cluster_name = self.cluster.cluster_name
         self.kubeconfig = self.cluster.kubeconfig
-        self.audit_log_group_name = self.cluster.log_group_name
-        self.falco_namespace = self.falco.namespace
-        self.falco_webhook_url = self.falco.webhook_url
-        self.falco_ui_command = self.falco.ui_command
-        self.falco_ui_username = self.falco.ui_username
-        self.falco_ui_password = self.falco.ui_password
-        self.forwarder_role_arn = self.forwarder.role_arn
-        self.forwarder_namespace = self.forwarder.namespace
-        self.forwarder_logs_command = self.forwarder.logs_command
-        self.forwarder_metrics_command = self.forwarder.metrics_command
-        self.forwarder_image = self.forwarder.image
+        # The lab's other outputs are the detection's (declared again above: the schema reads each class).
+        for output in FalcoDetection.__annotations__:
+            setattr(self, output, getattr(self.detection, output))
 
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
         """The values a stack exports, by export name (camelCase); the UI entries only with the UI."""
-        exported: dict[str, Any] = {
-            "clusterName": self.cluster_name,
-            "kubeconfig": self.kubeconfig,
-            "auditLogGroupName": self.audit_log_group_name,
-            "falcoNamespace": self.falco_namespace,
-            "falcoWebhookUrl": self.falco_webhook_url,
-            "forwarderRoleArn": self.forwarder_role_arn,
-            "forwarderNamespace": self.forwarder_namespace,
-            "forwarderImage": self.forwarder_image,
-            "forwarderLogsCommand": self.forwarder_logs_command,
-            "forwarderMetricsCommand": self.forwarder_metrics_command,
-        }
-        if self.falco_ui_password is not None:
-            exported.update(
-                falcoUiCommand=self.falco_ui_command,
-                falcoUiUsername=self.falco_ui_username,
-                falcoUiPassword=self.falco_ui_password,
-            )
-        return exported
+        return {"clusterName": self.cluster_name, "kubeconfig": self.kubeconfig, **self.detection.outputs()}

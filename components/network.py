@@ -6,8 +6,6 @@ nodes pull images. One NAT gateway instead of one per zone keeps the lab's hourl
 price is that the private subnets lose egress if that one zone fails, which a lab can accept.
 """
 
-from __future__ import annotations
-
 import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -16,6 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from .args import from_inputs, schema_args
 from .errors import ConfigError
 
 COMPONENT_TYPE = "falco-eks:index:LabVpc"
@@ -28,6 +27,7 @@ ZONE_COUNT = 2
 EKS_UNSUPPORTED_ZONE_IDS: tuple[str, ...] = ("use1-az3", "usw1-az2", "cac1-az3")
 
 
+@schema_args
 @dataclass(frozen=True)
 class LabVpcArgs:
     """Arguments of LabVpc."""
@@ -72,6 +72,7 @@ class LabVpc(pulumi.ComponentResource):
     """Private subnets (the nodes), one per zone."""
 
     def __init__(self, name: str, args: LabVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(LabVpcArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)

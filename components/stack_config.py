@@ -4,6 +4,9 @@ Used by __main__.py only (components never read config). Every setting is read a
 checked before the program registers anything; a bad value raises ConfigError naming the config
 key the user sets (`pulumi config set <key> ...`), not the Python field behind it.
 
+The kubeconfig's role: kubeconfigRoleArn, or else the role the stack's AWS provider assumes
+(`aws:assumeRoles`), so kubectl and the Kubernetes provider act as the same identity as the AWS provider.
+
 Also what ties the lab's AWS resources to one stack: the default cluster name (and with it the log
 group's) derived from the project and stack names, and the tags that say which stack owns a resource.
 The `make up` / `make down` commands (labctl) use the same functions.
@@ -18,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pulumi
 
@@ -28,13 +31,15 @@ from .cluster import (
     DEFAULT_NODE_COUNT,
     DEFAULT_NODE_INSTANCE_TYPE,
     AuditedClusterArgs,
+    check_role_arn,
 )
 from .errors import ConfigError
-from .falco import DEFAULT_CHART_VERSION
+from .falco import DEFAULT_CHART_REPOSITORY, DEFAULT_CHART_VERSION, FalcoArgs
 from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
 
 REGION_KEY = "aws:region"
+ASSUME_ROLES_KEY = "aws:assumeRoles"
 
 # Tags on every AWS resource the lab creates: which Pulumi project and stack own it. `make up` / `make down`
 # read them on a leftover log group to tell this stack's from another's.
@@ -62,7 +67,7 @@ class Setting:
     default: Any
     """Value used when the stack does not set the key (the same default Pulumi.yaml declares)."""
     field: str
-    """The FalcoEksLabArgs / AuditedClusterArgs field the value fills."""
+    """The FalcoEksLabArgs field the value fills, as a path: `cluster.node_count`, `falco.sidekick_ui`."""
     description: str
     """What the setting does (Pulumi.yaml carries the same text)."""
 
@@ -72,7 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
         "clusterName",
         "string",
         "",
-        "cluster_name",
+        "cluster.cluster_name",
         "Name of the EKS cluster; also names its log group /aws/eks/<name>/cluster. Empty: <project>-<stack>, "
         "e.g. falco-eks-lab-dev, so stacks side by side in one account and region do not collide.",
     ),
@@ -80,7 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
         "kubernetesVersion",
         "string",
         DEFAULT_KUBERNETES_VERSION,
-        "kubernetes_version",
+        "cluster.kubernetes_version",
         "Kubernetes version of the control plane and the nodes; must be in EKS standard support (checked with EKS "
         "before anything is created; extended support costs 6x and stays off).",
     ),
@@ -88,16 +93,16 @@ SETTINGS: tuple[Setting, ...] = (
         "nodeInstanceType",
         "string",
         DEFAULT_NODE_INSTANCE_TYPE,
-        "node_instance_type",
+        "cluster.node_instance_type",
         "EC2 instance type of the managed node group (Amazon Linux 2023); Graviton types such as m7g.large "
         "get arm64 nodes.",
     ),
-    Setting("nodeCount", "integer", DEFAULT_NODE_COUNT, "node_count", "Number of nodes (at least 1)."),
+    Setting("nodeCount", "integer", DEFAULT_NODE_COUNT, "cluster.node_count", "Number of nodes (at least 1)."),
     Setting(
         "auditLogRetentionDays",
         "integer",
         DEFAULT_LOG_RETENTION_DAYS,
-        "log_retention_days",
+        "cluster.log_retention_days",
         "Days CloudWatch keeps the control-plane logs: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, "
         "545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653.",
     ),
@@ -105,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
         "extraLogTypes",
         "array",
         [],
-        "extra_log_types",
+        "cluster.extra_log_types",
         "Control-plane log types to enable besides audit (always on): api, authenticator, controllerManager, "
         "scheduler.",
     ),
@@ -113,14 +118,14 @@ SETTINGS: tuple[Setting, ...] = (
         "apiPublicAccessCidrs",
         "array",
         ["0.0.0.0/0"],
-        "api_public_access_cidrs",
+        "cluster.api_public_access_cidrs",
         "Address ranges allowed to reach the cluster's public API endpoint; narrow it to your own address.",
     ),
     Setting(
         "apiPrivateOnly",
         "boolean",
         False,
-        "api_private_only",
+        "cluster.api_private_only",
         "Serve the Kubernetes API only inside the VPC (no public endpoint); pulumi up and kubectl must then run "
         "from an address in apiPrivateAccessCidrs that routes into the VPC.",
     ),
@@ -128,29 +133,69 @@ SETTINGS: tuple[Setting, ...] = (
         "apiPrivateAccessCidrs",
         "array",
         [],
-        "api_private_access_cidrs",
+        "cluster.api_private_access_cidrs",
         "Address ranges in the VPC or connected to it (VPN, peering) allowed to reach the API's private endpoint; "
         "required with apiPrivateOnly.",
+    ),
+    Setting(
+        "clusterAdminArns",
+        "array",
+        [],
+        "cluster.cluster_admin_arns",
+        "IAM role or user ARNs given cluster-admin access (EKS access entries, AmazonEKSClusterAdminPolicy); "
+        "not the identity that runs pulumi up, which has it already. They also count as falcoAdminIdentities.",
+    ),
+    Setting(
+        "clusterViewerArns",
+        "array",
+        [],
+        "cluster.cluster_viewer_arns",
+        "IAM role or user ARNs given read-only access to the whole cluster (AmazonEKSViewPolicy, no Secrets).",
+    ),
+    Setting(
+        "kubeconfigRoleArn",
+        "string",
+        "",
+        "cluster.kubeconfig_role_arn",
+        "IAM role the kubeconfig assumes for its token (aws eks get-token --role-arn). Empty: the role in "
+        "aws:assumeRoles if the stack's AWS provider assumes one, else the credentials current when it is used.",
     ),
     Setting(
         "falcoChartVersion",
         "string",
         DEFAULT_CHART_VERSION,
-        "falco_chart_version",
+        "falco.chart_version",
         "Version of the falcosecurity/falco Helm chart.",
+    ),
+    Setting(
+        "falcoChartRepository",
+        "string",
+        DEFAULT_CHART_REPOSITORY,
+        "falco.chart_repository",
+        "Where the falco chart comes from: a Helm repository (https://) or an OCI registry path (oci://host/path, "
+        "holding the chart as .../falco), e.g. a company mirror.",
+    ),
+    Setting(
+        "imageRegistry",
+        "string",
+        "",
+        "falco.image_registry",
+        "Registry mirror for Falco's, falcoctl's, Falcosidekick's, its UI's and Redis's images and the forwarder's "
+        "Python image (Docker Hub paths kept under it), e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub. "
+        "Empty: Docker Hub.",
     ),
     Setting(
         "falcoSidekickUi",
         "boolean",
         True,
-        "sidekick_ui",
+        "falco.sidekick_ui",
         "Install Falcosidekick and its web UI (ClusterIP, reached with kubectl port-forward, generated password).",
     ),
     Setting(
         "falcoAdminIdentities",
         "array",
         [],
-        "admin_identities",
+        "falco.admin_identities",
         "IAM ARNs or Kubernetes user names whose API calls raise 'Full K8s Administrative Access'; the deploying "
         "identity is always added.",
     ),
@@ -171,10 +216,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-_KEY_OF_FIELD: dict[str, str] = {s.field: s.key for s in SETTINGS} | {"region": REGION_KEY}
+# The field an args class names in its errors (the last part of the path) -> the config key.
+_KEY_OF_FIELD: dict[str, str] = {s.field.rpartition(".")[2]: s.key for s in SETTINGS}
 
-# The FalcoEksLabArgs fields; every other setting fills AuditedClusterArgs.
-_LAB_FIELDS = {f.name for f in dataclasses.fields(FalcoEksLabArgs)}
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
 def default_cluster_name(project: str, stack: str) -> str:
@@ -206,27 +251,68 @@ def read_lab_args(
 ) -> FalcoEksLabArgs:
     """Read every setting (defaults for unset keys) and build the checked FalcoEksLabArgs.
 
-    `config` is the project's namespace, `aws_config` the "aws" namespace; the region falls back to
-    AWS_REGION / AWS_DEFAULT_REGION from `environ` (the process environment by default), as the AWS
-    provider itself does. `project` and `stack` (the running program's by default) name the default
-    cluster and go into the tags of every AWS resource.
+    `config` is the project's namespace, `aws_config` the "aws" namespace: the region must be set there or
+    in AWS_REGION / AWS_DEFAULT_REGION of `environ` (the process environment by default), as the AWS provider
+    itself reads it. `project` and `stack` (the running program's by default) name the default cluster and
+    go into the tags of every AWS resource.
     """
     project = pulumi.get_project() if project is None else project
     stack = pulumi.get_stack() if stack is None else stack
+    stack_region(aws_config, os.environ if environ is None else environ)
     values = {setting.field: _read(config, setting) for setting in SETTINGS}
-    if values["forwarder_image"] == "":
-        values["forwarder_image"] = None
-    if values["cluster_name"] == "":
-        values["cluster_name"] = default_cluster_name(project, stack)
-    region = _region(aws_config, os.environ if environ is None else environ)
+    for optional in ("forwarder_image", "falco.image_registry", "cluster.kubeconfig_role_arn"):
+        if values[optional] == "":
+            values[optional] = None
+    if values["cluster.cluster_name"] == "":
+        values["cluster.cluster_name"] = default_cluster_name(project, stack)
+    if values["cluster.kubeconfig_role_arn"] is None:
+        values["cluster.kubeconfig_role_arn"] = assumed_role(aws_config)
 
-    cluster_values = {k: v for k, v in values.items() if k not in _LAB_FIELDS}
-    lab_values = {k: v for k, v in values.items() if k in _LAB_FIELDS}
+    groups: dict[str, dict[str, Any]] = {"cluster": {}, "falco": {}, "": {}}
+    for path, value in values.items():
+        group, _, name = path.rpartition(".")
+        groups[group][name] = value
     try:
-        cluster = AuditedClusterArgs(**cluster_values, tags=stack_tags(project, stack))
-        return FalcoEksLabArgs(cluster=cluster, region=region, **lab_values)
+        cluster = AuditedClusterArgs(**groups["cluster"], tags=stack_tags(project, stack))
+        return FalcoEksLabArgs(cluster=cluster, falco=FalcoArgs(**groups["falco"]), **groups[""])
     except ConfigError as err:
         raise _as_config_key(err) from err
+
+
+def stack_region(aws_config: pulumi.Config, environ: Mapping[str, str]) -> str:
+    """The region the stack's AWS provider uses: aws:region, else AWS_REGION / AWS_DEFAULT_REGION."""
+    region = aws_config.get("region") or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError(REGION_KEY, "is not set: run `pulumi config set aws:region <region>`, e.g. us-west-2")
+    if not _REGION.match(region):
+        raise ConfigError(REGION_KEY, f"{region!r} is not an AWS region such as us-west-2")
+    return region
+
+
+def assumed_role(aws_config: pulumi.Config) -> str | None:
+    """The role the stack's AWS provider assumes (aws:assumeRoles), for the kubeconfig; None if it assumes none.
+
+    `aws eks get-token` assumes one role from the credentials at hand and passes no external ID, so a chain of
+    roles, or one that needs an external ID, is refused: the kubeconfig would fail when used."""
+    try:
+        roles = aws_config.get_object("assumeRoles")
+    except pulumi.ConfigTypeError as err:
+        raise ConfigError(ASSUME_ROLES_KEY, f"must be a list of roles ({err})") from err
+    if not roles:
+        return None
+    set_role = "set kubeconfigRoleArn to a role the credentials that run kubectl can assume directly"
+    if not isinstance(roles, list) or not all(isinstance(r, dict) for r in roles):
+        raise ConfigError(ASSUME_ROLES_KEY, f'must be a list such as [{{"roleArn": "arn:..."}}], got {roles!r}')
+    if len(roles) > 1:
+        raise ConfigError(ASSUME_ROLES_KEY, f"chains {len(roles)} roles; the kubeconfig assumes only one: {set_role}")
+    role = cast(dict[str, Any], roles[0])
+    if role.get("externalId"):
+        raise ConfigError(ASSUME_ROLES_KEY, f"needs an external ID, which `aws eks get-token` cannot pass: {set_role}")
+    arn = role.get("roleArn")
+    if not arn:
+        return None
+    check_role_arn(ASSUME_ROLES_KEY, arn)
+    return cast(str, arn)
 
 
 def check_kubernetes_version(
@@ -246,11 +332,12 @@ def check_kubernetes_version(
 
 
 def with_admin_identity(args: FalcoEksLabArgs, identity: str) -> FalcoEksLabArgs:
-    """`args` with `identity` (e.g. the deployer's ARN) added to the admin identities, once."""
-    if identity in args.admin_identities:
+    """`args` with `identity` (e.g. the deployer's ARN) added to Falco's admin identities, once."""
+    if identity in args.falco.admin_identities:
         return args
     try:
-        return dataclasses.replace(args, admin_identities=(*args.admin_identities, identity))
+        falco = dataclasses.replace(args.falco, admin_identities=(*args.falco.admin_identities, identity))
+        return dataclasses.replace(args, falco=falco)
     except ConfigError as err:
         raise _as_config_key(err) from err
 
@@ -275,13 +362,6 @@ def _read(config: pulumi.Config, setting: Setting) -> Any:
     except pulumi.ConfigTypeError as err:
         expected = {"integer": "a whole number", "boolean": "true or false", "array": "a JSON list of strings"}
         raise ConfigError(setting.key, f"must be {expected.get(setting.type, 'a string')} ({err})") from err
-
-
-def _region(aws_config: pulumi.Config, environ: Mapping[str, str]) -> str:
-    region = aws_config.get("region") or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError(REGION_KEY, "is not set: run `pulumi config set aws:region <region>`, e.g. us-west-2")
-    return region
 
 
 def _as_config_key(err: ConfigError) -> ConfigError:

@@ -2,8 +2,13 @@
 
 `run_program(fn, config)` builds whatever `fn` creates under `pulumi.runtime.set_mocks`, waits for
 every registration, and returns a `Recorded` with each resource's type, name, resolved inputs,
-parent URN and explicit dependencies (read from the RegisterResource request itself, so the parent
-chain and `depends_on` can be asserted as data).
+parent URN, explicit dependencies and providers (read from the RegisterResource request itself, so the
+parent chain, `depends_on` and which provider serves a resource can be asserted as data), and every
+invoke with the provider it went to.
+
+The mocked AWS also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
+aws.iam.get_open_id_connect_provider and aws.cloudwatch.get_log_group answer for them as AWS would,
+including "not found" failures.
 """
 
 from __future__ import annotations
@@ -40,6 +45,41 @@ CLUSTER_VERSIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ExistingCluster:
+    """An EKS cluster created outside the stack, as the mocked AWS describes it."""
+
+    name: str
+    audit_logging: bool = True
+    """Whether "audit" is among its control-plane log types."""
+    oidc_provider: bool = True
+    """Whether an IAM OIDC provider exists for its issuer."""
+    audiences: tuple[str, ...] = ("sts.amazonaws.com",)
+    """Client IDs of that OIDC provider."""
+    log_group: bool = True
+    """Whether /aws/eks/<name>/cluster exists (EKS makes it on its first write after logging is turned on)."""
+
+    @property
+    def issuer(self) -> str:
+        return f"https://oidc.eks.{REGION}.amazonaws.com/id/{self.name.upper()}0123"
+
+    @property
+    def oidc_provider_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{self.issuer.removeprefix('https://')}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/eks/{self.name}/cluster"
+
+    @property
+    def log_group_arn(self) -> str:
+        return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{self.log_group_name}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.name.upper()}.gr7.{REGION}.eks.amazonaws.com"
+
+
 @dataclass
 class Registration:
     type: str
@@ -52,13 +92,22 @@ class Registration:
     custom: bool
     remote: bool
     provider: str = ""  # provider reference "<urn>::<id>" when one was given explicitly
+    providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
+
+
+@dataclass
+class Invoke:
+    token: str
+    args: dict[str, Any]
+    provider: str  # provider reference "<urn>::<id>", or "" for the default provider
 
 
 @dataclass
 class Recorded:
-    """Everything one mocked program registered, in order."""
+    """Everything one mocked program registered, in order, and every invoke it made."""
 
     resources: list[Registration] = field(default_factory=list)
+    invokes: list[Invoke] = field(default_factory=list)
     result: Any = None
 
     def of_type(self, typ: str) -> list[Registration]:
@@ -70,6 +119,10 @@ class Recorded:
             names = [r.name for r in self.of_type(typ)]
             raise AssertionError(f"expected one {typ} named {name!r}, found {names}")
         return found[0]
+
+    def under(self, component: Registration) -> list[Registration]:
+        """Every registration below `component`."""
+        return [r for r in self.resources if component in self.parent_chain(r)]
 
     def by_urn(self, urn: str) -> Registration | None:
         return next((r for r in self.resources if r.urn == urn), None)
@@ -167,11 +220,19 @@ class LabMocks(pulumi.runtime.Mocks):
     versions_error: str | None = None
     """When set, aws.eks.get_cluster_versions fails with this reason instead."""
 
+    def __init__(self, *existing: ExistingCluster) -> None:
+        self.existing = {cluster.name: cluster for cluster in existing}
+        """The EKS clusters that exist outside the stack."""
+        self.invokes: list[Invoke] = []
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         return f"{args.name}-id", _fake_outputs(args.typ, args.name, args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         token = args.token
+        self.invokes.append(Invoke(token, dict(args.args), args.provider))
+        if token in _EXISTING_CLUSTER_CALLS:
+            return _EXISTING_CLUSTER_CALLS[token](self.existing, args.args)
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
                 "names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"],
@@ -205,6 +266,65 @@ class LabMocks(pulumi.runtime.Mocks):
         return {}
 
 
+def _not_found(what: str) -> tuple[dict, list[tuple[str, str]]]:
+    # The provider's answer to a failed read: the program's invoke raises with this reason.
+    return {}, [("", f"reading {what}: couldn't find resource")]
+
+
+def _describe_cluster(existing: dict[str, ExistingCluster], args: dict[str, Any]) -> Any:
+    cluster = existing.get(args.get("name", ""))
+    if cluster is None:
+        return _not_found(f"EKS Cluster ({args.get('name')})")
+    return {
+        "id": cluster.name,
+        "name": cluster.name,
+        "arn": f"arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{cluster.name}",
+        "endpoint": cluster.endpoint,
+        "status": "ACTIVE",
+        "version": "1.34",
+        "certificateAuthorities": [{"data": EKS_CA_DATA}],
+        "identities": [{"oidcs": [{"issuer": cluster.issuer}]}],
+        "enabledClusterLogTypes": ["audit", "api"] if cluster.audit_logging else ["api"],
+    }
+
+
+def _oidc_provider(existing: dict[str, ExistingCluster], args: dict[str, Any]) -> Any:
+    cluster = next((c for c in existing.values() if c.issuer == args.get("url")), None)
+    if cluster is None or not cluster.oidc_provider:
+        return _not_found(f"IAM OIDC Provider (url: {args.get('url')})")
+    return {
+        "id": cluster.oidc_provider_arn,
+        "arn": cluster.oidc_provider_arn,
+        "url": cluster.issuer.removeprefix("https://"),
+        "clientIdLists": list(cluster.audiences),
+        "thumbprintLists": [],
+        "tags": {},
+    }
+
+
+def _log_group(existing: dict[str, ExistingCluster], args: dict[str, Any]) -> Any:
+    cluster = next((c for c in existing.values() if c.log_group_name == args.get("name")), None)
+    if cluster is None or not cluster.log_group:
+        return _not_found(f"CloudWatch Logs Log Group ({args.get('name')})")
+    return {
+        "id": cluster.log_group_name,
+        "name": cluster.log_group_name,
+        "arn": cluster.log_group_arn,
+        "retentionInDays": 0,
+        "kmsKeyId": "",
+        "logGroupClass": "STANDARD",
+        "creationTime": 1700000000000,
+        "tags": {},
+    }
+
+
+_EXISTING_CLUSTER_CALLS = {
+    "aws:eks/getCluster:getCluster": _describe_cluster,
+    "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider": _oidc_provider,
+    "aws:cloudwatch/getLogGroup:getLogGroup": _log_group,
+}
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
         super().__init__(mocks)
@@ -226,6 +346,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     remote=bool(request.remote),
                     provider=request.provider,
+                    providers=dict(request.providers),
                 )
             )
         return response
@@ -254,6 +375,7 @@ def run_program(
         return pulumi.Output.from_input(None)
 
     _run()
+    recorded.invokes = mocks.invokes
     return recorded
 
 

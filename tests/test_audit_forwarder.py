@@ -49,11 +49,9 @@ POD_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/in
 
 
 def _args(**overrides: Any) -> AuditForwarderArgs:
-    """Realistic inputs: a kubernetes provider and a log group as Outputs, as the lab passes them."""
-    provider = overrides.pop("provider", None) or k8s.Provider("cluster", kubeconfig="{}")
+    """Realistic inputs: a log group as Outputs, as the lab passes them."""
     log_group = aws.cloudwatch.LogGroup("audit-log", name=LOG_GROUP, retention_in_days=7)
     values: dict[str, Any] = {
-        "provider": provider,
         "log_group_name": log_group.name,
         "log_group_arn": log_group.arn,
         "oidc_provider_arn": pulumi.Output.from_input(OIDC_PROVIDER_ARN),
@@ -67,8 +65,13 @@ def _args(**overrides: Any) -> AuditForwarderArgs:
     return AuditForwarderArgs(**values)
 
 
+def _cluster_provider() -> pulumi.ResourceOptions:
+    """The caller's Kubernetes provider for the audited cluster, as resource options pass it."""
+    return pulumi.ResourceOptions(provider=k8s.Provider("cluster", kubeconfig="{}"))
+
+
 def _deploy(**overrides: Any) -> Recorded:
-    return run_program(lambda: AuditForwarder("forwarder", _args(**overrides)))
+    return run_program(lambda: AuditForwarder("forwarder", _args(**overrides), opts=_cluster_provider()))
 
 
 @pytest.fixture(scope="module")
@@ -558,18 +561,18 @@ def test_falco_url_is_the_one_the_falco_component_exposes() -> None:
     from components.falco import Falco, FalcoArgs
 
     def build() -> tuple[Falco, AuditForwarder]:
-        provider = k8s.Provider("cluster", kubeconfig="{}")
-        falco = Falco("falco", FalcoArgs(provider=provider))
+        opts = _cluster_provider()
+        falco = Falco("falco", FalcoArgs(), opts=opts)
         forwarder = AuditForwarder(
             "forwarder",
             _args(
-                provider=provider,
                 image=GIVEN_IMAGE,
                 falco_url=falco.webhook_url,
                 falco_namespace=falco.namespace,
                 falco_pod_labels=falco.audit_pod_labels,
                 falco_port=falco.webhook_port,
             ),
+            opts=opts,
         )
         return falco, forwarder
 
@@ -634,10 +637,9 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _plain_args(provider: k8s.Provider, **overrides: Any) -> AuditForwarderArgs:
+def _plain_args(**overrides: Any) -> AuditForwarderArgs:
     """Plain strings everywhere (a company stack may pass them so): validated when the args are built."""
     values: dict[str, Any] = {
-        "provider": provider,
         "log_group_name": LOG_GROUP,
         "log_group_arn": LOG_GROUP_ARN,
         "oidc_provider_arn": OIDC_PROVIDER_ARN,
@@ -653,7 +655,7 @@ def _plain_args(provider: k8s.Provider, **overrides: Any) -> AuditForwarderArgs:
 
 def test_good_plain_arguments_are_accepted() -> None:
     def build() -> AuditForwarderArgs:
-        return _plain_args(k8s.Provider("cluster", kubeconfig="{}"), node_architecture="arm64", build="source")
+        return _plain_args(node_architecture="arm64", build="source")
 
     args = run_program(build).result
     assert args.node_architecture == "arm64" and args.falco_port == 9765 and args.metrics_port == 9090
@@ -661,11 +663,10 @@ def test_good_plain_arguments_are_accepted() -> None:
 
 def test_bad_arguments_name_the_setting() -> None:
     def build() -> list[tuple[str, ConfigError | None]]:
-        provider = k8s.Provider("cluster", kubeconfig="{}")
         results: list[tuple[str, ConfigError | None]] = []
         for setting, overrides in BAD_ARGS:
             try:
-                _plain_args(provider, **overrides)
+                _plain_args(**overrides)
             except ConfigError as error:
                 results.append((setting, error))
             else:
@@ -678,27 +679,12 @@ def test_bad_arguments_name_the_setting() -> None:
         assert str(error).startswith(f"{setting}: ")
 
 
-def test_provider_must_be_a_kubernetes_provider() -> None:
-    with pytest.raises(ConfigError, match=r"^provider: "):
-        AuditForwarderArgs(
-            provider="kubeconfig",  # type: ignore[arg-type]
-            log_group_name=LOG_GROUP,
-            log_group_arn=LOG_GROUP_ARN,
-            oidc_provider_arn=OIDC_PROVIDER_ARN,
-            oidc_issuer=OIDC_ISSUER,
-            region=REGION,
-            falco_url=FALCO_URL,
-            falco_namespace="falco",
-            falco_pod_labels=FALCO_LABELS,
-        )
-
-
 def test_source_dir_without_the_package_is_rejected_when_building(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("boto3==1.43.11\n")
 
     def build() -> ConfigError | None:
         try:
-            AuditForwarder("forwarder", _args(build="source", source_dir=str(tmp_path)))
+            AuditForwarder("forwarder", _args(build="source", source_dir=str(tmp_path)), opts=_cluster_provider())
         except ConfigError as error:
             return error
         return None

@@ -6,6 +6,8 @@ import ipaddress
 import json
 from typing import Any
 
+import pulumi
+import pulumi_aws as aws
 import pytest
 from pulumi.runtime import rpc
 from pulumi_mocks import (
@@ -488,6 +490,81 @@ def test_kubeconfig_role_reaches_the_kubeconfig_and_pulumi_eks():
 
 def test_kubeconfig_role_must_be_a_role_arn():
     bad("kubeconfig_role_arn", kubeconfig_role_arn="arn:aws:iam::123456789012:user/alice")
+
+
+def test_an_explicit_aws_provider_serves_every_child_the_eks_component_and_the_invokes():
+    """A company stack's provider that assumes a deployment role: everything AWS goes through it, and the
+    kubeconfig (and pulumi-eks's own provider) authenticate as that role, not as the shell's identity."""
+    role = "arn:aws:iam::210987654321:role/platform/Deployer"
+
+    def program() -> AuditedCluster:
+        provider = aws.Provider(
+            "deployer", region="us-west-2", assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=role)]
+        )
+        return AuditedCluster(
+            "lab",
+            AuditedClusterArgs(cluster_name="falco-lab", kubeconfig_role_arn=role),
+            opts=pulumi.ResourceOptions(providers={"aws": provider}),
+        )
+
+    recorded = run_program(program)
+    ref = recorded.one("pulumi:providers:aws").urn + "::"
+    aws_children = [r for r in recorded.resources if r.type.startswith("aws:")]
+    assert len(aws_children) > 20
+    for child in aws_children:
+        assert child.provider.startswith(ref), child.name
+    # The remote eks.Cluster and the VPC component get the provider map, so their own children use it too.
+    assert recorded.one(CLUSTER).providers["aws"].startswith(ref)
+    assert recorded.one("falco-eks:index:LabVpc").providers["aws"].startswith(ref)
+    invokes = [i for i in recorded.invokes if i.token.startswith("aws:")]
+    assert {i.token for i in invokes} >= {"aws:index/getRegion:getRegion", "aws:index/getPartition:getPartition"}
+    assert all(i.provider.startswith(ref) for i in invokes), [(i.token, i.provider) for i in invokes]
+    exec_args = json.loads(resolve(recorded.result.kubeconfig))["users"][0]["user"]["exec"]["args"]
+    assert exec_args[-2:] == ["--role-arn", role]
+    assert recorded.one(CLUSTER).inputs["providerCredentialOpts"] == {"roleArn": role}
+    # The Kubernetes provider the component makes is its own, built from that kubeconfig.
+    kubeconfig = json.loads(unwrap(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"]))
+    assert kubeconfig["users"][0]["user"]["exec"]["args"][-2:] == ["--role-arn", role]
+
+
+# --- access for more identities --------------------------------------------------------------------------
+
+ADMIN = "arn:aws:iam::123456789012:role/platform/OnCall"
+VIEWER = "arn:aws:iam::123456789012:user/auditor"
+
+
+def test_access_entries_give_admins_and_viewers_cluster_wide_policies():
+    recorded, _ = build(cluster_admin_arns=(ADMIN,), cluster_viewer_arns=[VIEWER])
+    entries = {r.inputs["principalArn"]: r for r in recorded.of_type("aws:eks/accessEntry:AccessEntry")}
+    assert set(entries) == {ADMIN, VIEWER}
+    eks_cluster = recorded.one(CLUSTER).urn
+    for entry in entries.values():
+        assert entry.inputs["clusterName"] == "falco-lab" and entry.inputs["type"] == "STANDARD"
+        assert eks_cluster in entry.dependencies  # the cluster exists first
+    associations = recorded.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    policies = {r.inputs["principalArn"]: r.inputs for r in associations}
+    assert policies[ADMIN]["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert policies[VIEWER]["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+    assert all(p["accessScope"] == {"type": "cluster"} for p in policies.values())
+
+
+def test_no_access_entries_by_default(default):
+    recorded, _ = default
+    assert recorded.of_type("aws:eks/accessEntry:AccessEntry") == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "overrides", "says"),
+    [
+        ("cluster_admin_arns", {"cluster_admin_arns": ("arn:aws:sts::123456789012:assumed-role/OnCall/alice",)},
+         "give the role's ARN"),
+        ("cluster_admin_arns", {"cluster_admin_arns": ADMIN}, "not one string"),
+        ("cluster_viewer_arns", {"cluster_viewer_arns": ("arn:aws:iam::123456789012:group/devs",)}, "role or user"),
+        ("cluster_viewer_arns", {"cluster_admin_arns": (ADMIN,), "cluster_viewer_arns": (ADMIN,)}, "listed twice"),
+    ],
+)
+def test_access_identities_are_checked(setting, overrides, says):
+    assert says in str(bad(setting, **overrides))
 
 
 # --- the API endpoint ------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
@@ -16,13 +18,18 @@ from components.falco import (
     CHART_RELEASES,
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
+    OWNED_VALUES,
     PINNED_ARTIFACTS,
     Falco,
     FalcoArgs,
+    FalcoNames,
     chart_fullname,
     chart_release,
+    image_values,
+    release_values,
 )
 from components.falco_rules import RULES_FILE_NAME, lab_rules
+from components.helm_values import check_overrides, deep_merge
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
@@ -35,8 +42,8 @@ def _provider() -> k8s.Provider:
 
 def _deploy(**overrides: Any) -> Recorded:
     def build() -> Falco:
-        args = FalcoArgs(provider=_provider(), admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
-        return Falco("falco", args)
+        args = FalcoArgs(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
 
     return run_program(build)
 
@@ -343,10 +350,13 @@ def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
 
 def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Recorded) -> None:
     component = lab.one("falco-eks:index:Falco")
+    provider = lab.one("pulumi:providers:kubernetes")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
     assert len(children) == 5
     for child in children:
         assert component in lab.parent_chain(child), child.name
+        if child.type.startswith("kubernetes:"):
+            assert child.provider.startswith(provider.urn + "::"), child.name
 
 
 def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
@@ -366,7 +376,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
         ({"admin_identities": ("arn:aws:iam::123456789012:group/admins",)}, "admin_identities"),
         ({"admin_identities": ("system:masters",)}, "admin_identities"),
         ({"admin_identities": ('evil" or true',)}, "admin_identities"),
-        ({"admin_identities": ["kubernetes-admin"]}, "admin_identities"),
+        ({"admin_identities": "kubernetes-admin"}, "admin_identities"),
         ({"audit_release_name": "falco"}, "audit_release_name"),
         ({"syscall_release_name": "Falco"}, "syscall_release_name"),
         ({"ui_username": "ad:min"}, "ui_username"),
@@ -376,16 +386,11 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
     def build() -> None:
         with pytest.raises(ConfigError) as caught:
-            FalcoArgs(provider=_provider(), **overrides)
+            FalcoArgs(**overrides)
         assert caught.value.setting == setting
         assert str(caught.value).startswith(f"{setting}: ")
 
     run_program(build)
-
-
-def test_provider_must_be_a_kubernetes_provider() -> None:
-    with pytest.raises(ConfigError, match="^provider: "):
-        FalcoArgs(provider="kubeconfig")  # type: ignore[arg-type]
 
 
 def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None:
@@ -407,3 +412,167 @@ def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None
         assert context == unprivileged
     assert sidekick["podSecurityContext"]["runAsNonRoot"] is True
     assert audit["falco"]["plugins_hostinfo"] is False
+
+
+# --- extra values, owned paths, mirrors ------------------------------------------------------------------
+
+
+def _merged(**args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    falco = FalcoArgs(**args)
+    names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
+    return release_values(falco, names, lab_rules(falco.admin_identities))
+
+
+def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
+    extra = {"a": {"c": [3], "e": {"f": None}}, "g": True}
+    assert deep_merge(base, extra) == {"a": {"b": 1, "c": [3], "e": {"f": None}}, "d": "x", "g": True}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}  # neither input changes
+
+
+def test_extra_values_are_merged_over_the_components_own_per_release() -> None:
+    syscall, audit = _merged(
+        syscall_values={"nodeSelector": {"kubernetes.io/os": "linux"}, "resources": {"limits": {"memory": "2Gi"}}},
+        audit_values={"podAnnotations": {"team": "security"}, "falco": {"priority": "warning"}},
+    )
+    assert syscall["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert syscall["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1000m",
+                                                                                             "memory": "2Gi"}}
+    assert "podAnnotations" not in syscall and "nodeSelector" not in audit
+    assert audit["podAnnotations"] == {"team": "security"}
+    # Merged beside the component's own falco.* settings, which stay.
+    assert audit["falco"]["priority"] == "warning"
+    assert audit["falco"]["rule_matching"] == "all" and audit["falco"]["load_plugins"] == ["k8saudit", "json"]
+
+
+def test_the_merged_values_reach_the_releases() -> None:
+    recorded = _deploy(audit_values={"podPriorityClassName": "system-cluster-critical"})
+    assert _values(recorded, "falco-audit")["podPriorityClassName"] == "system-cluster-critical"
+    assert "podPriorityClassName" not in _values(recorded, "falco-syscall")
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "owned"),
+    [
+        ({"falco": {"rule_matching": "first"}}, "falco.rule_matching", "falco.rule_matching"),
+        ({"driver": {"kind": "kmod"}}, "driver.kind", "driver.kind"),
+        ({"metrics": {"interval": "5m"}}, "metrics.interval", "metrics"),  # below an owned path
+        ({"falcoctl": {"config": {"artifact": {"install": {"refs": ["x:1"]}}}}},
+         "falcoctl.config.artifact.install.refs", "falcoctl.config.artifact"),
+        ({"falcosidekick": {"webui": {"user": "admin:admin"}}}, "falcosidekick.webui.user",
+         "falcosidekick.webui.user"),
+        ({"falcosidekick": {"webui": {"service": {"type": "LoadBalancer"}}}}, "falcosidekick.webui.service.type",
+         "falcosidekick.webui.service"),
+        ({"controller": "deployment"}, "controller", "controller.kind"),  # replaces the mapping above it
+        ({"services": []}, "services", "services"),
+        ({"containerSecurityContext": {"privileged": True}}, "containerSecurityContext.privileged",
+         "containerSecurityContext"),
+        ({"fullnameOverride": "x"}, "fullnameOverride", "fullnameOverride"),
+    ],
+)
+@pytest.mark.parametrize("setting", ["syscall_values", "audit_values"])
+def test_an_override_of_an_owned_path_is_refused_naming_it(
+    extra: dict[str, Any], path: str, owned: str, setting: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        FalcoArgs(**{setting: extra})
+    assert caught.value.setting == f"{setting}.{path}"
+    assert f"{owned} is set by the component and cannot be overridden: {OWNED_VALUES[owned]}" in str(caught.value)
+
+
+def test_owned_paths_not_touched_by_neighbours() -> None:
+    # Siblings and look-alike prefixes are the caller's.
+    check_overrides("v", {"falco": {"rules_file_extra": 1}, "driver": {"modernEbpf": {"bufSizePreset": 6}}},
+                    OWNED_VALUES)
+    check_overrides("v", {"falcosidekick": {"webui": {"replicaCount": 2}}, "metricsExtra": True}, OWNED_VALUES)
+
+
+def test_extra_values_must_be_a_mapping_with_string_keys() -> None:
+    with pytest.raises(ConfigError, match="^audit_values: must be a mapping"):
+        FalcoArgs(audit_values=["x"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="^syscall_values: Helm value keys are strings"):
+        FalcoArgs(syscall_values={"a": {1: "x"}})
+
+
+def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
+    """OWNED_VALUES names real keys: each one the component sets is there in one release or the other."""
+    syscall, audit = _merged()
+
+    def has(values: dict[str, Any], path: str) -> bool:
+        node: Any = values
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    unset = {"nameOverride", "fullnameOverride", "falcosidekick.nameOverride", "falcosidekick.fullnameOverride",
+             "falco.webserver", "falcosidekick.webui.ingress.enabled"}
+    for path in OWNED_VALUES:
+        if path not in unset:
+            assert has(syscall, path) or has(audit, path), path
+
+
+def test_an_image_mirror_sets_every_images_registry_and_nothing_else() -> None:
+    syscall, audit = _merged(image_registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub")
+    mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub"
+    sidekick = syscall["falcosidekick"]
+    for image in (syscall["image"], syscall["falcoctl"]["image"], audit["image"], audit["falcoctl"]["image"],
+                  sidekick["image"], sidekick["webui"]["image"], sidekick["webui"]["initContainer"]["image"],
+                  sidekick["webui"]["redis"]["image"]):
+        assert image == {"registry": mirror}  # repositories and tags stay the chart's
+    assert audit["falcosidekick"] == {"enabled": False}
+    # Merged into the component's own subchart values, not over them.
+    assert sidekick["webui"]["existingSecret"] == "falco-falcosidekick-ui-login"
+    assert image_values(None, True) == {}
+
+
+def test_an_extra_value_can_still_point_one_image_elsewhere() -> None:
+    syscall, _ = _merged(
+        image_registry="mirror.example.com/hub",
+        syscall_values={"image": {"registry": "falco.example.com", "repository": "sec/falco"}},
+    )
+    assert syscall["image"] == {"registry": "falco.example.com", "repository": "sec/falco"}
+    assert syscall["falcoctl"]["image"] == {"registry": "mirror.example.com/hub"}
+
+
+def test_the_chart_comes_from_an_oci_mirror_without_repository_options() -> None:
+    recorded = _deploy(chart_repository="oci://123456789012.dkr.ecr.eu-west-1.amazonaws.com/charts/")
+    for release in recorded.of_type(RELEASE):
+        assert release.inputs["chart"] == "oci://123456789012.dkr.ecr.eu-west-1.amazonaws.com/charts/falco"
+        assert release.inputs["version"] == DEFAULT_CHART_VERSION
+        assert "repositoryOpts" not in release.inputs
+
+
+def test_the_chart_comes_from_an_https_mirror_by_name() -> None:
+    recorded = _deploy(chart_repository="https://nexus.example.com/repository/helm")
+    for release in recorded.of_type(RELEASE):
+        assert release.inputs["chart"] == "falco"
+        assert release.inputs["repositoryOpts"] == {"repo": "https://nexus.example.com/repository/helm"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("chart_repository", "oci://"),
+        ("chart_repository", "oci://Registry.example.com/charts"),
+        ("chart_repository", "ftp://charts.example.com"),
+        ("image_registry", "https://registry.example.com"),
+        ("image_registry", "registry.example.com/"),
+        ("image_registry", "Registry.example.com"),
+        ("image_registry", ""),
+    ],
+)
+def test_mirrors_are_checked(setting: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        FalcoArgs(**{setting: value})
+    assert caught.value.setting == setting
+
+
+def test_the_readme_lists_every_owned_path() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listing = readme[readme.index("`OWNED_VALUES` in `components/falco.py`:") : readme.index("An override may set")]
+    listed = set(re.findall(r"`([A-Za-z_.]+)`", listing.split(":", 1)[1]))
+    assert listed == set(OWNED_VALUES)

@@ -67,7 +67,6 @@ def pod_setup() -> PodSetup:
     def build() -> AuditForwarder:
         log_group = aws.cloudwatch.LogGroup("audit-log", name=LOG_GROUP, retention_in_days=7)
         args = AuditForwarderArgs(
-            provider=k8s.Provider("cluster", kubeconfig="{}"),
             log_group_name=log_group.name,
             log_group_arn=log_group.arn,
             oidc_provider_arn=OIDC_PROVIDER_ARN,
@@ -78,7 +77,9 @@ def pod_setup() -> PodSetup:
             falco_pod_labels=FALCO_LABELS,
             image="registry.example/forwarder:test",
         )
-        return AuditForwarder("forwarder", args)
+        return AuditForwarder(
+            "forwarder", args, opts=pulumi.ResourceOptions(provider=k8s.Provider("cluster", kubeconfig="{}"))
+        )
 
     recorded = run_program(build)
     sa = recorded.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]

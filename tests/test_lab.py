@@ -1,4 +1,6 @@
-"""FalcoEksLab, the umbrella: its arguments, that everything hangs under it, and how the parts are wired."""
+"""FalcoEksLab, the umbrella: its arguments, that everything hangs under it, and how the parts are wired.
+
+The lab is AuditedCluster plus FalcoDetection (the existing-cluster component, here given the cluster's facts)."""
 
 from __future__ import annotations
 
@@ -6,21 +8,24 @@ import json
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pytest
 from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
 
 from components import AuditedCluster, AuditedClusterArgs, AuditForwarder, AuditForwarderArgs, Falco, FalcoArgs
+from components.args import ForwarderBuild
 from components.errors import ConfigError
 from components.lab import FalcoEksLab, FalcoEksLabArgs
 
 LAB = "falco-eks:index:FalcoEksLab"
+DETECTION = "falco-eks:index:FalcoDetection"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 WEBHOOK_URL = "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
 
 
 def lab_args(**overrides: Any) -> FalcoEksLabArgs:
     cluster = overrides.pop("cluster", AuditedClusterArgs(cluster_name="falco-lab"))
-    return FalcoEksLabArgs(**{"cluster": cluster, "region": "us-west-2", **overrides})
+    return FalcoEksLabArgs(cluster=cluster, **overrides)
 
 
 def build(**overrides: Any) -> tuple[Recorded, FalcoEksLab]:
@@ -31,7 +36,7 @@ def build(**overrides: Any) -> tuple[Recorded, FalcoEksLab]:
 
 @pytest.fixture(scope="module")
 def default() -> tuple[Recorded, FalcoEksLab]:
-    return build(admin_identities=("arn:aws:iam::123456789012:role/Admin",))
+    return build(falco=FalcoArgs(admin_identities=("arn:aws:iam::123456789012:role/Admin",)))
 
 
 def test_every_resource_hangs_under_the_lab(default):
@@ -44,11 +49,25 @@ def test_every_resource_hangs_under_the_lab(default):
         assert lab in recorded.parent_chain(registration), f"{registration.type} {registration.name}"
 
 
-def test_the_three_components_are_direct_children(default):
+def test_the_lab_is_the_cluster_plus_the_detection_component(default):
     recorded, _ = default
     lab_urn = recorded.one(LAB).urn
-    for typ in ("falco-eks:index:AuditedCluster", "falco-eks:index:Falco", "falco-eks:index:AuditForwarder"):
+    for typ in ("falco-eks:index:AuditedCluster", DETECTION):
         assert recorded.one(typ).parent == lab_urn, typ
+    detection_urn = recorded.one(DETECTION).urn
+    for typ in ("falco-eks:index:Falco", "falco-eks:index:AuditForwarder"):
+        assert recorded.one(typ).parent == detection_urn, typ
+
+
+def test_the_detection_uses_the_clusters_kubernetes_provider_and_looks_nothing_up(default):
+    recorded, lab = default
+    provider = recorded.one("pulumi:providers:kubernetes")
+    assert provider.parent == recorded.one("falco-eks:index:AuditedCluster").urn
+    kubernetes = [r for r in recorded.resources if r.type.startswith("kubernetes:")]
+    assert len(kubernetes) > 10
+    for registration in kubernetes:
+        assert registration.provider.startswith(provider.urn + "::"), registration.name
+    assert lab.detection.kubernetes_provider is None  # it made none of its own
 
 
 def test_forwarder_waits_for_both_falco_releases(default):
@@ -84,12 +103,33 @@ def test_admin_identities_reach_falcos_audit_rules(default):
     assert "arn:aws:sts::123456789012:assumed-role/Admin/" in values
 
 
+def test_the_callers_aws_provider_serves_the_whole_lab():
+    def program() -> FalcoEksLab:
+        provider = aws.Provider("company", region="us-west-2")
+        return FalcoEksLab("lab", lab_args(), opts=pulumi.ResourceOptions(providers=[provider]))
+
+    recorded = run_program(program)
+    ref = recorded.one("pulumi:providers:aws").urn + "::"
+    assert all(r.provider.startswith(ref) for r in recorded.resources if r.type.startswith("aws:"))
+    assert recorded.one("eks:index:Cluster").providers["aws"].startswith(ref)
+    assert all(i.provider.startswith(ref) for i in recorded.invokes if i.token.startswith("aws:"))
+    k8s_ref = recorded.one("pulumi:providers:kubernetes").urn + "::"  # the cluster's own
+    assert all(r.provider.startswith(k8s_ref) for r in recorded.resources if r.type.startswith("kubernetes:"))
+
+
 def test_falco_settings_reach_the_releases():
-    recorded, lab = build(falco_chart_version="9.0.0", sidekick_ui=False)
+    recorded, lab = build(falco=FalcoArgs(chart_version="9.0.0", sidekick_ui=False))
     assert {r.inputs["version"] for r in recorded.of_type(RELEASE)} == {"9.0.0"}
     assert recorded.of_type("random:index/randomPassword:RandomPassword") == []
     assert lab.falco_ui_password is None
     assert not {"falcoUiCommand", "falcoUiPassword", "falcoUiUsername"} & set(lab.outputs())
+
+
+def test_cluster_admins_count_as_admin_identities_for_falcos_rules():
+    admin = "arn:aws:iam::123456789012:role/platform/OnCall"
+    recorded, _ = build(cluster=AuditedClusterArgs(cluster_name="falco-lab", cluster_admin_arns=(admin,)))
+    values = json.dumps([r.inputs.get("values") for r in recorded.of_type(RELEASE)])
+    assert "arn:aws:sts::123456789012:assumed-role/OnCall/" in values
 
 
 def test_arm64_nodes_get_an_arm64_forwarder_image():
@@ -127,21 +167,20 @@ def test_outputs_the_stack_exports(default):
 @pytest.mark.parametrize(
     ("setting", "overrides"),
     [
-        ("region", {"region": "Oregon"}),
-        ("region", {"region": ""}),
-        ("falco_chart_version", {"falco_chart_version": "latest"}),
-        ("sidekick_ui", {"sidekick_ui": "yes"}),
-        ("admin_identities", {"admin_identities": "arn:aws:iam::123456789012:role/Admin"}),
-        ("admin_identities", {"admin_identities": ("arn:aws:iam::123456789012:root",)}),
         ("forwarder_image", {"forwarder_image": " "}),
         ("forwarder_build", {"forwarder_build": "kaniko"}),
         ("cluster", {"cluster": {"cluster_name": "falco-lab"}}),
+        ("falco", {"falco": {"sidekick_ui": False}}),
     ],
 )
 def test_bad_arguments_are_refused_by_field(setting, overrides):
     with pytest.raises(ConfigError) as caught:
         lab_args(**overrides)
     assert caught.value.setting == setting
+
+
+def test_the_forwarder_build_is_read_from_its_name():
+    assert lab_args(forwarder_build="source").forwarder_build is ForwarderBuild.SOURCE
 
 
 def test_bad_arguments_register_nothing():
@@ -180,12 +219,12 @@ def test_components_compose_without_the_umbrella_in_a_company_stack():
         )
         falco = Falco(
             "falco",
-            FalcoArgs(provider=cluster.provider, admin_identities=("arn:aws:iam::123456789012:role/PlatformAdmin",)),
+            FalcoArgs(admin_identities=("arn:aws:iam::123456789012:role/PlatformAdmin",)),
+            opts=pulumi.ResourceOptions(provider=cluster.provider),
         )
         return AuditForwarder(
             "audit-forwarder",
             AuditForwarderArgs(
-                provider=cluster.provider,
                 log_group_name=cluster.log_group_name,
                 log_group_arn=cluster.log_group_arn,
                 oidc_provider_arn=cluster.oidc_provider_arn,
@@ -198,7 +237,7 @@ def test_components_compose_without_the_umbrella_in_a_company_stack():
                 node_architecture=cluster.node_architecture,
                 image="123456789012.dkr.ecr.eu-central-1.amazonaws.com/audit-forwarder:1.0",
             ),
-            opts=pulumi.ResourceOptions(depends_on=falco.releases),
+            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=falco.releases),
         )
 
     recorded = run_program(company_stack)

@@ -117,9 +117,17 @@ COMPANY_PROGRAM = textwrap.dedent(
     mocks = importlib.util.module_from_spec(spec)
     sys.modules["pulumi_mocks"] = mocks
     spec.loader.exec_module(mocks)
-    args = FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="company-lab"), region="us-west-2")
+    args = FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="company-lab"))
     recorded = mocks.run_program(lambda: FalcoEksLab("lab", args))
+
+    # The component package's schema, from the installed modules (the analyzer reads their source).
+    from pulumi.provider.experimental.component import ComponentProvider
+    from falco_eks.components import COMPONENTS
+    schema = json.loads(ComponentProvider(list(COMPONENTS), "falco-eks", None, "0.0.0").schema)
+    lab_inputs = schema["resources"]["falco-eks:index:FalcoEksLab"]["inputProperties"]
     print(json.dumps({
+        "schema_resources": sorted(schema["resources"]),
+        "lab_input_descriptions": all(p.get("description") for p in lab_inputs.values()),
         "falco_eks": __import__("falco_eks").__file__,
         "components": components.__file__,
         "types": sorted({r.type for r in recorded.resources}),
@@ -167,6 +175,8 @@ def test_installed_package_builds_a_lab_beside_a_company_components_package(whee
                 "falco-eks:index:AuditForwarder", "eks:index:Cluster", "kubernetes:helm.sh/v3:Release"):
         assert typ in result["types"], typ
     assert result["count"] > 30
+    assert "falco-eks:index:FalcoDetection" in result["schema_resources"] and len(result["schema_resources"]) == 6
+    assert result["lab_input_descriptions"]
 
 
 @pytest.mark.parametrize("package", ["components", "forwarder", "workshop"])

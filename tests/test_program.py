@@ -126,6 +126,28 @@ def test_config_settings_reach_the_resources(monkeypatch):
     assert not {"falcoUiCommand", "falcoUiPassword", "falcoUiUsername"} & set(exported)
 
 
+def test_reuse_settings_reach_the_resources(monkeypatch):
+    """Access for more identities, the kubeconfig's role from the AWS provider's, and the mirrors."""
+    role = "arn:aws:iam::123456789012:role/ci/Deployer"
+    viewer = "arn:aws:iam::123456789012:user/auditor"
+    recorded, exported = run_stack(
+        monkeypatch,
+        {
+            "aws:region": "us-west-2",
+            "aws:assumeRoles": json.dumps([{"roleArn": role, "sessionName": "pulumi"}]),
+            "clusterViewerArns": json.dumps([viewer]),
+            "falcoChartRepository": "oci://registry.example.com/charts",
+            "imageRegistry": "registry.example.com/hub",
+        },
+    )
+    assert recorded.result is None
+    assert json.loads(resolve(exported["kubeconfig"]))["users"][0]["user"]["exec"]["args"][-2:] == ["--role-arn", role]
+    assert recorded.one("aws:eks/accessEntry:AccessEntry").inputs["principalArn"] == viewer
+    for release in recorded.of_type("kubernetes:helm.sh/v3:Release"):
+        assert release.inputs["chart"] == "oci://registry.example.com/charts/falco"
+        assert release.inputs["values"]["image"]["registry"] == "registry.example.com/hub"
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [

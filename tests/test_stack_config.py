@@ -20,6 +20,7 @@ from components.stack_config import (
     check_kubernetes_version,
     default_cluster_name,
     read_lab_args,
+    stack_region,
     with_admin_identity,
 )
 
@@ -98,7 +99,6 @@ def test_schema_holds_the_settings_the_issue_asks_for(project):
 
 def test_defaults_when_the_stack_sets_only_the_region():
     args = read(REGION)
-    assert args.region == "eu-central-1"
     assert args.cluster.cluster_name == "falco-eks-lab-test"  # <project>-<stack>
     assert args.cluster.kubernetes_version == "1.35"
     assert args.cluster.node_instance_type == "t3.large"
@@ -109,8 +109,12 @@ def test_defaults_when_the_stack_sets_only_the_region():
     assert args.cluster.api_private_only is False
     assert args.cluster.api_private_access_cidrs == ()
     assert args.cluster.tags == {"pulumi:project": "falco-eks-lab", "pulumi:stack": "test"}
-    assert args.sidekick_ui is True
-    assert args.admin_identities == ()
+    assert args.cluster.cluster_admin_arns == () and args.cluster.cluster_viewer_arns == ()
+    assert args.cluster.kubeconfig_role_arn is None
+    assert args.falco.sidekick_ui is True
+    assert args.falco.admin_identities == ()
+    assert args.falco.chart_repository == "https://falcosecurity.github.io/charts"
+    assert args.falco.image_registry is None
     assert args.forwarder_image is None
     assert args.forwarder_build == "docker"
 
@@ -127,7 +131,12 @@ def test_every_setting_is_read_with_its_type():
             "extraLogTypes": '["api", "authenticator"]',
             "apiPublicAccessCidrs": '["203.0.113.0/24"]',
             "apiPrivateAccessCidrs": '["10.8.0.0/16"]',
+            "clusterAdminArns": '["arn:aws:iam::123456789012:role/platform/Oncall"]',
+            "clusterViewerArns": '["arn:aws:iam::123456789012:user/auditor"]',
+            "kubeconfigRoleArn": "arn:aws:iam::123456789012:role/Deployer",
             "falcoChartVersion": "9.0.0",
+            "falcoChartRepository": "oci://registry.example.com/charts",
+            "imageRegistry": "registry.example.com/docker-hub",
             "falcoSidekickUi": "false",
             "falcoAdminIdentities": '["arn:aws:iam::123456789012:role/Admin"]',
             "forwarderImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/fwd:1",
@@ -142,17 +151,60 @@ def test_every_setting_is_read_with_its_type():
     assert args.cluster.extra_log_types == ("api", "authenticator")
     assert args.cluster.api_public_access_cidrs == ("203.0.113.0/24",)
     assert args.cluster.api_private_access_cidrs == ("10.8.0.0/16",)
-    assert args.falco_chart_version == "9.0.0"
-    assert args.sidekick_ui is False
-    assert args.admin_identities == ("arn:aws:iam::123456789012:role/Admin",)
+    assert args.cluster.cluster_admin_arns == ("arn:aws:iam::123456789012:role/platform/Oncall",)
+    assert args.cluster.cluster_viewer_arns == ("arn:aws:iam::123456789012:user/auditor",)
+    assert args.cluster.kubeconfig_role_arn == "arn:aws:iam::123456789012:role/Deployer"
+    assert args.falco.chart_version == "9.0.0"
+    assert args.falco.chart_repository == "oci://registry.example.com/charts"
+    assert args.falco.image_registry == "registry.example.com/docker-hub"
+    assert args.falco.sidekick_ui is False
+    assert args.falco.admin_identities == ("arn:aws:iam::123456789012:role/Admin",)
     assert args.forwarder_image == "123456789012.dkr.ecr.eu-central-1.amazonaws.com/fwd:1"
     assert args.forwarder_build == "source"
 
 
+def _region(values: dict[str, str], environ: dict[str, str]) -> str:
+    config = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in values.items()}
+    return run_program(lambda: stack_region(pulumi.Config("aws"), environ), config=config).result
+
+
 def test_region_falls_back_to_the_environment_like_the_aws_provider():
-    assert read({}, environ={"AWS_REGION": "ap-south-1"}).region == "ap-south-1"
-    assert read({}, environ={"AWS_DEFAULT_REGION": "sa-east-1"}).region == "sa-east-1"
-    assert read(REGION, environ={"AWS_REGION": "ap-south-1"}).region == "eu-central-1"
+    assert _region({}, {"AWS_REGION": "ap-south-1"}) == "ap-south-1"
+    assert _region({}, {"AWS_DEFAULT_REGION": "sa-east-1"}) == "sa-east-1"
+    assert _region(REGION, {"AWS_REGION": "ap-south-1"}) == "eu-central-1"
+    read({}, environ={"AWS_REGION": "ap-south-1"})  # enough for the lab's settings
+
+
+# --- the kubeconfig's role ---------------------------------------------------------------------------------
+
+DEPLOYER_ROLE = "arn:aws:iam::123456789012:role/ci/Deployer"
+
+
+def test_the_kubeconfig_assumes_the_role_the_aws_provider_assumes():
+    args = read({**REGION, "aws:assumeRoles": f'[{{"roleArn": "{DEPLOYER_ROLE}", "sessionName": "pulumi"}}]'})
+    assert args.cluster.kubeconfig_role_arn == DEPLOYER_ROLE
+
+
+def test_kubeconfig_role_arn_wins_over_the_providers_role():
+    other = "arn:aws:iam::123456789012:role/KubectlUsers"
+    args = read({**REGION, "kubeconfigRoleArn": other, "aws:assumeRoles": f'[{{"roleArn": "{DEPLOYER_ROLE}"}}]'})
+    assert args.cluster.kubeconfig_role_arn == other
+
+
+@pytest.mark.parametrize(
+    ("roles", "says"),
+    [
+        (f'[{{"roleArn": "{DEPLOYER_ROLE}"}}, {{"roleArn": "arn:aws:iam::210987654321:role/Target"}}]', "chains 2"),
+        (f'[{{"roleArn": "{DEPLOYER_ROLE}", "externalId": "x-1"}}]', "external ID"),
+        ('[{"roleArn": "arn:aws:sts::123456789012:assumed-role/Deployer/s"}]', "is not an IAM role ARN"),
+    ],
+)
+def test_a_provider_role_the_kubeconfig_cannot_assume_is_refused(roles, says):
+    error = refused({"aws:assumeRoles": roles})
+    assert error.setting == "aws:assumeRoles"
+    assert says in str(error)
+    if "chains" in says or "external" in says:
+        assert "kubeconfigRoleArn" in str(error)
 
 
 # --- refusing bad values, named by the key the user sets -------------------------------------------------
@@ -180,6 +232,11 @@ def test_region_falls_back_to_the_environment_like_the_aws_provider():
         ("falcoAdminIdentities", '["arn:aws:iam::123:nonsense"]'),
         ("forwarderImage", "has space:1"),
         ("forwarderBuild", "podman"),
+        ("clusterAdminArns", '["arn:aws:sts::123456789012:assumed-role/Admin/alice"]'),
+        ("clusterViewerArns", '["alice"]'),
+        ("kubeconfigRoleArn", "Deployer"),
+        ("falcoChartRepository", "http://charts.example.com"),
+        ("imageRegistry", "https://registry.example.com"),
     ],
 )
 def test_bad_value_is_refused_with_its_key(key, value):
@@ -205,7 +262,7 @@ def test_deployer_identity_is_added_once():
     args = read({**REGION, "falcoAdminIdentities": '["alice"]'})
     arn = "arn:aws:sts::123456789012:assumed-role/Admin/alice"
     added = with_admin_identity(args, arn)
-    assert added.admin_identities == ("alice", arn)
+    assert added.falco.admin_identities == ("alice", arn)
     assert with_admin_identity(added, arn) is added
     assert added.cluster == args.cluster
 
