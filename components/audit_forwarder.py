@@ -48,6 +48,9 @@ from .forwarder_workload import (
 
 # Official Python image for build="source", pinned to a patch release (same minor as the project's runtime).
 DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
+# The forwarder keeps its remembered hashes in the checkpoint ConfigMap's name plus this (forwarder/checkpoint.py
+# HASHES_SUFFIX; components import nothing from the forwarder, a test keeps the two equal).
+HASHES_SUFFIX = "-hashes"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -124,7 +127,12 @@ class AuditForwarderArgs:
     deployment_name: str = "audit-forwarder"
     """Name of the Deployment (and the prefix of the other Kubernetes objects)."""
     checkpoint_configmap_name: str = "audit-forwarder-checkpoint"
-    """ConfigMap where the forwarder keeps its checkpoint; the forwarder creates it, the Role allows only it."""
+    """ConfigMap where the forwarder keeps its checkpoint's positions; its remembered hashes go to the ConfigMap
+    of the same name plus "-hashes". The forwarder creates both; the Role allows only these two."""
+    checkpoint_interval_seconds: float = 10.0
+    """How often at most the forwarder saves its positions, when something changed (0: after every batch)."""
+    checkpoint_hashes_interval_seconds: float = 60.0
+    """How often at most it saves its remembered hashes: a crash re-sends about this many seconds of events."""
     metrics_port: int = 9090
     """Port of /metrics, /healthz and /readyz."""
     run_as_user: int = 65532
@@ -180,8 +188,15 @@ class AuditForwarderArgs:
         for setting in ("namespace", "service_account_name", "deployment_name"):
             _check_dns_label(setting, getattr(self, setting))
         name = self.checkpoint_configmap_name
-        if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            raise ConfigError("checkpoint_configmap_name", f"must be a DNS-1123 subdomain, got {name!r}")
+        if not isinstance(name, str) or len(name + HASHES_SUFFIX) > 253 or not _DNS_SUBDOMAIN.match(name):
+            raise ConfigError(
+                "checkpoint_configmap_name",
+                f"must be a DNS-1123 subdomain of at most {253 - len(HASHES_SUFFIX)} characters, got {name!r}",
+            )
+        for setting in ("checkpoint_interval_seconds", "checkpoint_hashes_interval_seconds"):
+            value = getattr(self, setting)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+                raise ConfigError(setting, f"must be a number of seconds from 0 to 3600, got {value!r}")
         for setting in ("run_as_user", "run_as_group", "fs_group"):
             value = getattr(self, setting)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
@@ -290,7 +305,8 @@ class AuditForwarder(pulumi.ComponentResource):
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
-                    resource_names=[args.checkpoint_configmap_name],
+                    # The checkpoint's two parts: positions, and the remembered hashes (saved less often).
+                    resource_names=[args.checkpoint_configmap_name, args.checkpoint_configmap_name + HASHES_SUFFIX],
                     verbs=["get", "update"],
                 ),
                 # RBAC cannot restrict `create` by resourceNames (the name is not known when the request is
@@ -386,6 +402,10 @@ class AuditForwarder(pulumi.ComponentResource):
             ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}"),
             "--metrics-port",
             str(args.metrics_port),
+            "--checkpoint-interval",
+            f"{args.checkpoint_interval_seconds:g}",
+            "--checkpoint-hashes-interval",
+            f"{args.checkpoint_hashes_interval_seconds:g}",
         ]
         # The forwarder's Deployment (others may depend on it).
         self.deployment = k8s.apps.v1.Deployment(

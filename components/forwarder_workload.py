@@ -98,7 +98,9 @@ def forwarder_container(
         args=list(args),
         env=env_vars(env),
         ports=[k8s.core.v1.ContainerPortArgs(name=METRICS_PORT_NAME, container_port=metrics_port, protocol="TCP")],
-        # /healthz turns 503 when the pipeline stops beating (stuck); /readyz when it cannot read or deliver.
+        # /healthz turns 503 once one of the forwarder's threads (reader, delivery, checkpoint) has not beaten for
+        # a minute (hung): three failures 20 s apart restart it within two minutes of the hang. /readyz turns 503
+        # while it cannot read.
         liveness_probe=http_probe("/healthz", initial_delay=15, period=20, failure_threshold=3),
         readiness_probe=http_probe("/readyz", initial_delay=5, period=10, failure_threshold=3),
         resources=resources.args(),

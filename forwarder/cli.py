@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from .config import ConfigError, ReplayConfig, RunConfig, parse
-from .logs import setup_logging
-from .metrics import Health, Metrics, MetricsServer, serve
+from .jsonlog import setup_logging
+from .metrics import Health, Metrics, MetricsServer, liveness_window_seconds, serve
 
 log = logging.getLogger("forwarder.cli")
 
@@ -46,7 +46,7 @@ def _config_error(error: ConfigError) -> int:
 
 def _run(config: RunConfig, stop: threading.Event) -> int:
     metrics = Metrics()
-    health = Health(config.poll_interval_seconds)
+    health = Health(liveness_window_seconds(config.request_timeout_seconds))
     server: MetricsServer | None = None
     if config.metrics_port:
         try:

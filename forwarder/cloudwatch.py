@@ -30,10 +30,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .clock import Clock
 from .metrics import Metrics
 from .model import LogEvent
 from .ratelimit import RateLimiter
-from .retry import Backoff
+from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.cloudwatch")
 
@@ -73,7 +74,7 @@ SERVER_CODES = frozenset(
 DEFAULT_BACKOFF = Backoff(initial_seconds=0.2, max_seconds=10.0)
 SLOW_BACKOFF = Backoff(initial_seconds=5.0, max_seconds=60.0)
 
-Wait = Callable[[float, threading.Event], bool]
+SKIP_MALFORMED_RECORD = "malformed_record"
 
 
 class TokenExpiredError(Exception):
@@ -84,6 +85,8 @@ class TokenExpiredError(Exception):
 class Page:
     events: list[LogEvent]
     next_token: str | None
+    received_ms: int = 0
+    """When the answer arrived, on the forwarder's clock (the skew estimate compares it with ingestion times)."""
 
 
 def build_logs_client(region: str | None, timeout_seconds: float) -> Any:
@@ -116,10 +119,10 @@ class LogsReader:
         *,
         limiter: RateLimiter,
         metrics: Metrics,
+        clock: Clock,
         backoff: Backoff = DEFAULT_BACKOFF,
         slow_backoff: Backoff = SLOW_BACKOFF,
         rng: random.Random | None = None,
-        wait: Wait | None = None,
         on_ready: Callable[[bool], None] | None = None,
     ) -> None:
         self.client = client
@@ -127,13 +130,13 @@ class LogsReader:
         self.stream_prefix = stream_prefix
         self.limiter = limiter
         self.metrics = metrics
-        self.backoff = backoff
+        self.clock = clock
         self.slow_backoff = slow_backoff
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter, not security)
-        self._wait: Wait = wait or (lambda seconds, stop: stop.wait(seconds))
+        self.retrier = Retrier(backoff, clock, log, rng=rng)
         self._on_ready = on_ready
-        self._failures = 0
         self.calls = 0
+        self.malformed = 0
+        """Records without a usable timestamp or id (never seen from AWS): counted and skipped."""
 
     def _count(self, outcome: str) -> None:
         self.calls += 1
@@ -169,22 +172,25 @@ class LogsReader:
             except BotoCoreError as exc:
                 # Connection errors, timeouts, missing or unrefreshable credentials.
                 self._count("error")
-                if not self._pause(self.backoff, "CloudWatch Logs unreachable or no credentials; retrying",
-                                   {"error": f"{type(exc).__name__}: {exc}"}, stop):
+                if not self.retrier.failed(stop, "CloudWatch Logs unreachable or no credentials; retrying",
+                                           {"error": f"{type(exc).__name__}: {exc}"}):
                     return None
                 continue
             self._count("ok")
-            self._failures = 0
+            self.limiter.succeeded()
+            self.retrier.succeeded()
             self._ready(True)
-            return Page(self._events(response), response.get("nextToken") or None)
+            received_ms = int(self.clock.time() * 1000)
+            return Page(self._events(response), response.get("nextToken") or None, received_ms)
         return None
 
     def _retry_after_client_error(self, code: str, status: int, exc: ClientError, stop: threading.Event) -> bool:
         fields = {"code": code, "status": status, "error": str(exc)}
         if code in THROTTLE_CODES or status == 429:
             self._count("throttled")
-            return self._pause(self.backoff, "CloudWatch Logs throttled the request; backing off", fields, stop,
-                               level=logging.INFO)
+            self.limiter.throttled()
+            return self.retrier.failed(stop, "CloudWatch Logs throttled the request; backing off", fields,
+                                       level=logging.INFO)
         self._count("error")
         if code in NOT_READY_CODES:
             self._ready(False)
@@ -193,37 +199,35 @@ class LogsReader:
                 if code == "ResourceNotFoundException"
                 else "access to CloudWatch Logs denied: the role needs logs:FilterLogEvents on the log group; retrying"
             )
-            return self._pause(self.slow_backoff, message, fields, stop, level=logging.ERROR)
+            return self.retrier.failed(stop, message, fields, policy=self.slow_backoff, level=logging.ERROR)
         if code in SERVER_CODES or code in CREDENTIAL_CODES or status >= 500:
-            return self._pause(self.backoff, "CloudWatch Logs call failed; retrying", fields, stop)
+            return self.retrier.failed(stop, "CloudWatch Logs call failed; retrying", fields)
         # Anything else is unexpected (a bug or a new error code): keep trying, slowly and loudly.
-        return self._pause(self.slow_backoff, "unexpected CloudWatch Logs error; retrying", fields, stop,
-                           level=logging.ERROR)
-
-    def _pause(self, backoff: Backoff, message: str, fields: dict[str, Any], stop: threading.Event, *,
-               level: int = logging.WARNING) -> bool:
-        delay = backoff.delay(self._failures, self._rng)
-        # Log the first failure of a series and then every 10th, not every retry.
-        if self._failures % 10 == 0:
-            log.log(level, message, extra={**fields, "attempt": self._failures + 1, "retry_in_s": round(delay, 3)})
-        self._failures += 1
-        return not self._wait(delay, stop)
+        return self.retrier.failed(stop, "unexpected CloudWatch Logs error; retrying", fields,
+                                   policy=self.slow_backoff, level=logging.ERROR)
 
     def _events(self, response: dict[str, Any]) -> list[LogEvent]:
         prefix = self.stream_prefix
         events = []
         for raw in response.get("events", ()):
-            stream = str(raw.get("logStreamName", ""))
-            # AWS applies logStreamNamePrefix itself; moto (5.x) ignores it, so check here too.
-            if prefix and not stream.startswith(prefix):
-                continue
-            events.append(
-                LogEvent(
-                    event_id=str(raw.get("eventId", "")),
+            try:
+                stream = str(raw.get("logStreamName", ""))
+                # AWS applies logStreamNamePrefix itself; moto (5.x) ignores it, so check here too.
+                if prefix and not stream.startswith(prefix):
+                    continue
+                event = LogEvent(
+                    event_id=str(raw["eventId"]),
                     stream=stream,
-                    timestamp_ms=int(raw.get("timestamp", 0)),
-                    ingestion_ms=int(raw.get("ingestionTime", 0)),
+                    timestamp_ms=int(raw["timestamp"]),
+                    ingestion_ms=int(raw.get("ingestionTime") or 0),
                     message=str(raw.get("message", "")),
                 )
-            )
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                # One odd record must not cost the page: count it, say so, go on.
+                self.malformed += 1
+                self.metrics.events_skipped_total.labels(reason=SKIP_MALFORMED_RECORD).inc()
+                log.warning("skipping a CloudWatch record without a usable id or timestamp",
+                            extra={"error": f"{type(exc).__name__}: {exc}"})
+                continue
+            events.append(event)
         return events

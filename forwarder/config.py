@@ -29,6 +29,9 @@ EVENT_LIST_SUFFIX = b"]}"
 EVENT_LIST_OVERHEAD = len(EVENT_LIST_PREFIX) + len(EVENT_LIST_SUFFIX)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# A request may block a thread this long; liveness (metrics.liveness_window_seconds) must still see a hang
+# within 2 minutes.
+MAX_REQUEST_TIMEOUT_SECONDS = 50
 
 
 class ConfigError(Exception):
@@ -100,6 +103,10 @@ class RunConfig:
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     """Backpressure: reading pauses while this many bytes wait for delivery."""
     shutdown_grace_seconds: float = 8.0
+    checkpoint_interval_seconds: float = 10.0
+    """Positions are saved at most this often (when something material changed); 0: after every batch."""
+    checkpoint_hashes_interval_seconds: float = 60.0
+    """Remembered hashes (against duplicates after a restart) are saved at most this often; 0: with the positions."""
     log_level: str = "INFO"
 
 
@@ -143,7 +150,10 @@ _MAX_BATCH = _Option(
 _MAX_EVENT = _Option(
     "--max-event-bytes", "BYTES", "larger events are skipped (Falco's maxEventSize)", str(DEFAULT_MAX_EVENT_BYTES)
 )
-_TIMEOUT = _Option("--request-timeout", "SECONDS", "timeout of one HTTP request to Falco", "10")
+_TIMEOUT = _Option(
+    "--request-timeout", "SECONDS",
+    f"timeout of one HTTP request (Falco, CloudWatch, Kubernetes), at most {MAX_REQUEST_TIMEOUT_SECONDS}", "10",
+)
 _LOG_LEVEL = _Option("--log-level", "LEVEL", "one of " + ", ".join(LOG_LEVELS), "INFO")
 
 _RUN_OPTIONS: tuple[_Option, ...] = (
@@ -165,6 +175,11 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--max-inflight-bytes", "BYTES", "reading pauses while this many bytes await delivery",
             str(DEFAULT_MAX_INFLIGHT_BYTES)),
     _Option("--shutdown-grace", "SECONDS", "on SIGTERM, time allowed to deliver what is in flight", "8"),
+    _Option("--checkpoint-interval", "SECONDS",
+            "save the checkpoint's positions at most this often, when something changed (0: after every batch)", "10"),
+    _Option("--checkpoint-hashes-interval", "SECONDS",
+            "save the remembered hashes (fewer duplicates after a crash) at most this often (0: with the positions)",
+            "60"),
     _LOG_LEVEL,
 )
 _REPLAY_OPTIONS: tuple[_Option, ...] = (_FALCO_URL, _MAX_BATCH, _MAX_EVENT, _TIMEOUT, _LOG_LEVEL)
@@ -300,14 +315,26 @@ class _Values:
             raise ConfigError(opt.flag, f"is required (or set {opt.env})")
         return value.strip()
 
-    def number(self, dest: str, *, minimum_exclusive: float = 0.0) -> float:
+    def number(self, dest: str, *, minimum_exclusive: float = 0.0, maximum: float | None = None) -> float:
+        text = self.required(dest)
+        bounds = f"> {minimum_exclusive:g}" + ("" if maximum is None else f" and <= {maximum:g}")
+        try:
+            value = float(text)
+        except ValueError:
+            self.fail(dest, f"must be a number {bounds}, got {text!r}")
+        if not math.isfinite(value) or value <= minimum_exclusive or (maximum is not None and value > maximum):
+            self.fail(dest, f"must be a number {bounds}, got {text!r}")
+        return value
+
+    def seconds(self, dest: str, *, maximum: float) -> float:
+        """A number of seconds from 0 to ``maximum``."""
         text = self.required(dest)
         try:
             value = float(text)
         except ValueError:
-            self.fail(dest, f"must be a number > {minimum_exclusive:g}, got {text!r}")
-        if not math.isfinite(value) or value <= minimum_exclusive:
-            self.fail(dest, f"must be a number > {minimum_exclusive:g}, got {text!r}")
+            self.fail(dest, f"must be a number of seconds from 0 to {maximum:g}, got {text!r}")
+        if not math.isfinite(value) or not 0 <= value <= maximum:
+            self.fail(dest, f"must be a number of seconds from 0 to {maximum:g}, got {text!r}")
         return value
 
     def integer(self, dest: str, *, minimum: int, maximum: int | None = None) -> int:
@@ -460,9 +487,11 @@ def _run_config(values: _Values) -> RunConfig:
         metrics_port=values.integer("metrics_port", minimum=0, maximum=65535),
         max_batch_bytes=max_batch,
         max_event_bytes=max_event,
-        request_timeout_seconds=values.number("request_timeout"),
+        request_timeout_seconds=values.number("request_timeout", maximum=MAX_REQUEST_TIMEOUT_SECONDS),
         max_inflight_bytes=max_inflight,
         shutdown_grace_seconds=values.number("shutdown_grace"),
+        checkpoint_interval_seconds=values.seconds("checkpoint_interval", maximum=3600),
+        checkpoint_hashes_interval_seconds=values.seconds("checkpoint_hashes_interval", maximum=3600),
         log_level=_log_level(values),
     )
 
@@ -474,7 +503,7 @@ def _replay_config(files: list[str], values: _Values) -> ReplayConfig:
         falco_url=_falco_url(values),
         max_batch_bytes=max_batch,
         max_event_bytes=max_event,
-        request_timeout_seconds=values.number("request_timeout"),
+        request_timeout_seconds=values.number("request_timeout", maximum=MAX_REQUEST_TIMEOUT_SECONDS),
         log_level=_log_level(values),
     )
 

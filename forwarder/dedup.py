@@ -1,7 +1,7 @@
 """Compact 64-bit identities of CloudWatch events, and a memory-lean set of them.
 
 The forwarder remembers which events of each open time range it already handled, so a
-re-sweep of the range sends only the new ones. Identities must survive a restart (they go
+re-read of the range sends only the new ones. Identities must survive a restart (they go
 into the checkpoint), so Python's per-process salted ``hash()`` cannot be used.
 """
 

@@ -17,17 +17,17 @@ import email.utils
 import logging
 import random
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Final
 
 import urllib3
 
 from .batching import Batch
+from .clock import Clock, SystemClock
 from .metrics import Metrics
-from .retry import Backoff
+from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.delivery")
 
@@ -37,13 +37,6 @@ ENDPOINT_STATUSES: Final = frozenset({401, 403, 404, 405, 407})
 MAX_RETRY_AFTER_SECONDS: Final = 300.0
 SKIP_REASON_REJECTED: Final = "rejected"
 USER_AGENT: Final = "falco-eks-forwarder"
-
-Sleep = Callable[[float, threading.Event], object]
-
-
-def interruptible_sleep(seconds: float, stop: threading.Event) -> bool:
-    """Wait up to ``seconds``; returns True when ``stop`` was set (early)."""
-    return stop.wait(seconds)
 
 
 @dataclass
@@ -91,21 +84,16 @@ class FalcoClient:
         timeout_seconds: float = 10.0,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
-        sleep: Sleep = interruptible_sleep,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.url = url
         self.metrics = metrics
-        self.backoff = backoff if backoff is not None else Backoff()
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter, not security)
-        self._sleep = sleep
-        self._clock = clock
+        self._clock = clock if clock is not None else SystemClock()
+        self.retrier = Retrier(backoff if backoff is not None else Backoff(), self._clock, log, rng=rng)
         self._timeout = urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds)
         # One pool for the one host; retries and redirects are ours to decide.
         self._manager = urllib3.PoolManager(num_pools=1, maxsize=2, retries=False, timeout=self._timeout)
         self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        # Consecutive failed attempts; drives the backoff and is reset by any success.
-        self._failures = 0
 
     def close(self) -> None:
         self._manager.clear()
@@ -125,11 +113,11 @@ class FalcoClient:
             status = attempt.status
             if status is not None and 200 <= status < 300:
                 todo.popleft()
-                self._failures = 0
+                self.retrier.succeeded()
                 outcome.acknowledged.extend(piece.keys)
                 self.metrics.events_delivered_total.inc(len(piece.keys))
                 self.metrics.batches_total.labels(outcome="acknowledged").inc()
-                self.metrics.last_delivery_timestamp_seconds.set(self._clock())
+                self.metrics.last_delivery_timestamp_seconds.set(self._clock.time())
                 continue
             if status is not None and self._blames_content(status):
                 todo.popleft()
@@ -173,7 +161,7 @@ class FalcoClient:
         detail = ""
         if response.status >= 300:
             detail = response.data[:300].decode("utf-8", "replace").strip()
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.time())
         return _Attempt(status=response.status, retry_after=retry_after, detail=detail)
 
     def _reject(self, piece: Batch, attempt: _Attempt, outcome: DeliveryOutcome) -> None:
@@ -190,22 +178,16 @@ class FalcoClient:
         if stop.is_set():
             return False
         self.metrics.batches_total.labels(outcome="retried").inc()
-        delay = self.backoff.delay(self._failures, self._rng)
-        if attempt.retry_after is not None:
-            delay = max(delay, min(attempt.retry_after, MAX_RETRY_AFTER_SECONDS))
-        self._failures += 1
         self.metrics.delivery_retries_total.inc()
         fields = {
             "status": attempt.status,
             "error": attempt.error,
             "response": attempt.detail,
             "events": events,
-            "retry_in_seconds": round(delay, 3),
-            "consecutive_failures": self._failures,
+            "consecutive_failures": self.retrier.failures + 1,
         }
+        at_least = 0.0 if attempt.retry_after is None else min(attempt.retry_after, MAX_RETRY_AFTER_SECONDS)
         if attempt.status is not None and (300 <= attempt.status < 400 or attempt.status in ENDPOINT_STATUSES):
-            log.error("Falco's URL answers as if it were wrong; check --falco-url. Retrying", extra=fields)
-        else:
-            log.warning("delivery to Falco failed; retrying", extra=fields)
-        self._sleep(delay, stop)
-        return not stop.is_set()
+            return self.retrier.failed(stop, "Falco's URL answers as if it were wrong; check --falco-url. Retrying",
+                                       fields, at_least=at_least, level=logging.ERROR)
+        return self.retrier.failed(stop, "delivery to Falco failed; retrying", fields, at_least=at_least)

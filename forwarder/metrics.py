@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("forwarder.metrics")
 
-# A pipeline that has not beaten for this long (or 5 poll intervals, if longer) is stuck.
-MIN_LIVENESS_WINDOW_SECONDS = 30.0
+# A watched thread that has not beaten for this long is hung: /healthz fails, well within 2 minutes.
+LIVENESS_WINDOW_SECONDS = 60.0
+# Seconds: arrival delays and end-to-end latencies, from a fraction of a second to past the lateness window.
+DELAY_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 90, 120, 180, 300, 600, 900, 1800)
 
 
 class Metrics:
@@ -64,40 +66,138 @@ class Metrics:
             registry=r,
         )
         self.checkpoint_saves_total = Counter(
-            "forwarder_checkpoint_saves_total", "Checkpoint saves by outcome", ["outcome"], registry=r
+            "forwarder_checkpoint_saves_total", "Checkpoint saves by part (positions, hashes) and outcome",
+            ["part", "outcome"], registry=r
         )
         self.inflight_bytes = Gauge(
             "forwarder_inflight_bytes", "Bytes of events read but not yet acknowledged by Falco", registry=r
         )
         self.streams_seen = Gauge("forwarder_streams_seen", "Log streams currently followed", registry=r)
+        self.arrival_delay_seconds = Histogram(
+            "forwarder_arrival_delay_seconds",
+            "How late events reached CloudWatch: ingestion time minus the event's timestamp",
+            buckets=DELAY_BUCKETS, registry=r,
+        )
+        self.end_to_end_latency_seconds = Histogram(
+            "forwarder_end_to_end_latency_seconds",
+            "From an event's timestamp to Falco's acknowledgement of it",
+            buckets=DELAY_BUCKETS, registry=r,
+        )
+        self.events_after_window_total = Counter(
+            "forwarder_events_after_window_total",
+            "Events CloudWatch ingested more than --max-lateness after their timestamp: read by chance (and "
+            "delivered); others like them may have been missed. The one loss signal there is",
+            registry=r,
+        )
+        self.oldest_unacknowledged_seconds = Gauge(
+            "forwarder_oldest_unacknowledged_seconds",
+            "How long the oldest event handed to delivery has waited for Falco's acknowledgement (0: none waits)",
+            registry=r,
+        )
+        self.read_stage_behind_seconds = Gauge(
+            "forwarder_read_stage_behind_seconds",
+            "Per re-read stage, how much of the timeline it has left to read (it reads at its age plus its period)",
+            ["stage"], registry=r,
+        )
+        self.read_stage_active = Gauge(
+            "forwarder_read_stage_active",
+            "1 for a re-read stage in use, 0 for one given up because the request budget cannot pay for it",
+            ["stage"], registry=r,
+        )
+        self.open_buckets = Gauge(
+            "forwarder_open_buckets", "Time buckets of remembered events (the timeline still open for reads)",
+            registry=r,
+        )
+        self.remembered_hashes = Gauge(
+            "forwarder_remembered_hashes", "Events remembered for deduplication (8 bytes each)", registry=r
+        )
+        self.checkpoint_bytes = Gauge(
+            "forwarder_checkpoint_bytes", "Size of the last saved checkpoint part (positions, hashes)", ["part"],
+            registry=r,
+        )
+        self.checkpoint_written_bytes_total = Counter(
+            "forwarder_checkpoint_written_bytes_total", "Bytes written by checkpoint saves, by part", ["part"],
+            registry=r,
+        )
+        self.checkpoint_last_save_age_seconds = Gauge(
+            "forwarder_checkpoint_last_save_age_seconds",
+            "Seconds since the part was last saved (or found unchanged) successfully", ["part"], registry=r,
+        )
+        self.checkpoint_hashes_dropped_total = Counter(
+            "forwarder_checkpoint_hashes_dropped_total",
+            "Remembered hashes left out of a save to fit the store (oldest first): their events may be sent "
+            "again after a restart, never lost",
+            registry=r,
+        )
+        self.clock_skew_seconds = Gauge(
+            "forwarder_clock_skew_seconds",
+            "This machine's clock minus CloudWatch's, estimated from ingestion times (ages are measured on "
+            "CloudWatch's clock)",
+            registry=r,
+        )
+        self.request_rate_limit = Gauge(
+            "forwarder_request_rate_limit",
+            "Current cap on CloudWatch calls per second (lowered on throttling, recovered slowly)",
+            registry=r,
+        )
+
+
+def liveness_window_seconds(request_timeout_seconds: float) -> float:
+    """Long enough for the longest legitimate block (a call's connect plus read timeout), at most 110 s."""
+    return max(LIVENESS_WINDOW_SECONDS, 2 * request_timeout_seconds + 10)
 
 
 class Health:
-    """Liveness from the pipeline's heartbeat; readiness set by the pipeline."""
+    """Liveness from one heartbeat per watched thread (reader, delivery, checkpoint); readiness set by the pipeline.
 
-    def __init__(self, poll_interval_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+    A thread calls ``watch(name)`` when it starts and ``beat()`` on every loop and while it waits
+    (clock.SystemClock beats for it). ``/healthz`` fails as soon as one watched thread has not beaten
+    for ``window_seconds``: a hung reader is seen even while delivery goes on, and the reverse.
+    """
+
+    def __init__(self, window_seconds: float = LIVENESS_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self._clock = clock
-        self.window_seconds = max(MIN_LIVENESS_WINDOW_SECONDS, 5 * poll_interval_seconds)
-        # Alive from the start, so a slow first AWS call does not get the pod killed.
-        self._last_beat = clock()
+        self.window_seconds = window_seconds
+        self._beats: dict[str, float] = {}
+        self._names: dict[int, str] = {}
         self._ready = False
         self._lock = threading.Lock()
 
-    def beat(self) -> None:
-        """Called by the pipeline on every loop."""
+    def watch(self, name: str) -> None:
+        """Watch the calling thread under ``name`` from now on."""
         now = self._clock()
         with self._lock:
-            self._last_beat = now
+            self._names[threading.get_ident()] = name
+            self._beats[name] = now
+
+    def unwatch(self) -> None:
+        """The calling thread ends normally: stop watching it."""
+        with self._lock:
+            name = self._names.pop(threading.get_ident(), None)
+            if name is not None:
+                self._beats.pop(name, None)
+
+    def beat(self) -> None:
+        """The calling thread is making progress (ignored for threads nobody watches)."""
+        now = self._clock()
+        with self._lock:
+            name = self._names.get(threading.get_ident())
+            if name is not None:
+                self._beats[name] = now
 
     def set_ready(self, ready: bool) -> None:
         with self._lock:
             self._ready = ready
 
-    def alive(self, now: float | None = None) -> bool:
-        """True while the last beat is within the window; ``now`` is on the same clock as ``clock``."""
+    def stalled(self, now: float | None = None) -> list[str]:
+        """Watched threads that have not beaten within the window; ``now`` is on the same clock as ``clock``."""
         current = self._clock() if now is None else now
         with self._lock:
-            return current - self._last_beat <= self.window_seconds
+            return sorted(name for name, at in self._beats.items() if current - at > self.window_seconds)
+
+    def alive(self, now: float | None = None) -> bool:
+        return not self.stalled(now)
 
     def ready(self) -> bool:
         with self._lock:
@@ -134,8 +234,9 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
             if path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                ok = health.alive()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"pipeline stalled\n")
+                stalled = health.stalled()
+                self._send(503 if stalled else 200,
+                           f"stalled: {', '.join(stalled)}\n".encode() if stalled else b"ok\n")
             elif path == "/readyz":
                 ok = health.ready()
                 self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")

@@ -1,4 +1,6 @@
-"""Fakes for the forwarder's reading side: a simulated CloudWatch Logs and a simulated clock.
+"""Fakes for the forwarder: a simulated CloudWatch Logs and clock, the production source built over them
+(Harness), checkpoint stores (in memory; a fake Kubernetes API for the ConfigMap store, which can write
+EKS's audit event of every ConfigMap write back into the simulated log: AuditedCluster).
 
 FakeLogs answers filter_log_events like the API reference describes it: startTime and endTime
 inclusive on the event timestamp, logStreamNamePrefix applied, pages of at most `page_events`
@@ -12,19 +14,32 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from forwarder.cloudwatch import LogsReader
+from forwarder.checkpoint import Saved
+from forwarder.checkpoint_codec import (
+    Checkpoint,
+    Positions,
+    Remembered,
+    decode_positions,
+    decode_remembered,
+    encode_positions,
+    encode_remembered,
+)
+from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
+from forwarder.config import RunConfig, StartAt
+from forwarder.ledger import EventKey
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
-from forwarder.ranges import RangeTracker, Scan
-from forwarder.ratelimit import RateLimiter
-from forwarder.reader import ReadLoop
+from forwarder.source import build_polling_source
 
 
 class FakeClock:
@@ -36,9 +51,37 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         self.now += max(seconds, 0.0)
         return stop.is_set()
+
+
+class RecordingClock:
+    """A view of a FakeClock that records the waits made through it; ``on_wait`` may act instead of waiting
+    (set stop, change the world) and returns what the wait returns."""
+
+    def __init__(self, clock: FakeClock, on_wait: Any = None) -> None:
+        self.clock = clock
+        self.on_wait = on_wait
+        self.waits: list[float] = []
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def monotonic(self) -> float:
+        return self.clock.now
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        self.waits.append(seconds)
+        if self.on_wait is not None:
+            return bool(self.on_wait(seconds, stop))
+        return self.clock.wait(seconds, stop)
 
 
 @dataclass
@@ -56,6 +99,8 @@ class FakeLogs:
     page_events: int = 10_000
     page_bytes: int = 1_048_576
     call_seconds: float = 0.02
+    cloudwatch_offset_s: float = 0.0
+    """CloudWatch's clock minus the forwarder's (visible_at and ingestion times are on CloudWatch's clock)."""
     events: list[FakeEvent] = field(default_factory=list)
     calls: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     script: list[Exception] = field(default_factory=list)
@@ -69,7 +114,8 @@ class FakeLogs:
     def add(self, stream: str, timestamp_ms: int, message: str, visible_at: float | None = None) -> str:
         n = next(self._ids)
         event_id = f"{n:056d}"
-        event = FakeEvent(stream, event_id, timestamp_ms, message, self.clock.now if visible_at is None else visible_at)
+        now = self.clock.now + self.cloudwatch_offset_s
+        event = FakeEvent(stream, event_id, timestamp_ms, message, now if visible_at is None else visible_at)
         # Kept sorted by timestamp so a range is found by bisection (the simulations hold 100k+ events).
         i = bisect.bisect_right(self._order, (timestamp_ms, n))
         self._order.insert(i, (timestamp_ms, n))
@@ -87,7 +133,8 @@ class FakeLogs:
             prefix = params.get("logStreamNamePrefix", "")
             lo = bisect.bisect_left(self._order, (start, -1))
             hi = bisect.bisect_right(self._order, (end, float("inf")))
-            matching = [e for e in self.events[lo:hi] if e.visible_at <= self.clock.now and e.stream.startswith(prefix)]
+            cw_now = self.clock.now + self.cloudwatch_offset_s
+            matching = [e for e in self.events[lo:hi] if e.visible_at <= cw_now and e.stream.startswith(prefix)]
             offset = 0
         else:
             key, _, rest = token.partition("#")
@@ -127,55 +174,304 @@ def client_error(code: str, status: int = 400) -> ClientError:
                        "FilterLogEvents")
 
 
+def harness_config(**overrides: Any) -> RunConfig:
+    """The production defaults (what users run), with only what a test names changed."""
+    base = RunConfig(log_group="/aws/eks/lab/cluster", falco_url="http://127.0.0.1:1/k8s-audit", region="us-west-2")
+    return replace(base, **overrides)
+
+
 class Harness:
-    """A ReadLoop over FakeLogs whose sink acknowledges every new event at once."""
+    """The production polling source (source.build_polling_source, the pipeline's factory) over FakeLogs and a
+    FakeClock. Its emit stands in for validation and delivery: it acknowledges every new event at once (or
+    holds them while ``acknowledge`` is False). Optionally with the production Checkpointer and a store."""
 
     def __init__(
         self,
+        config: RunConfig | None = None,
         *,
+        clock: FakeClock | None = None,
+        logs: FakeLogs | None = None,
+        checkpoint: Checkpoint | None = None,
         start_ms: int | None = None,
-        poll_interval_s: float = 2.0,
-        max_lateness_s: float = 600.0,
-        rate: float = 3.0,
         page_events: int = 10_000,
         page_bytes: int = 1_048_576,
-        clock: FakeClock | None = None,
-        tracker: RangeTracker | None = None,
+        **settings: Any,
     ) -> None:
         self.clock = clock or FakeClock()
-        self.logs = FakeLogs(self.clock, page_events=page_events, page_bytes=page_bytes)
+        self.logs = logs or FakeLogs(self.clock, page_events=page_events, page_bytes=page_bytes)
+        if start_ms is not None:
+            settings["start_at"] = StartAt("time", epoch_ms=start_ms)
+        self.config = config or harness_config(**settings)
         self.metrics = Metrics()
-        self.limiter = RateLimiter(rate, clock=self.clock, wait=self.clock.wait)
-        self.reader = LogsReader(self.logs, "/aws/eks/lab/cluster", "kube-apiserver-audit", limiter=self.limiter,
-                                 metrics=self.metrics, wait=self.clock.wait)
-        self.tracker = tracker or RangeTracker(
-            int(self.clock.now * 1000) if start_ms is None else start_ms,
-            poll_interval_ms=int(poll_interval_s * 1000),
-            max_lateness_ms=int(max_lateness_s * 1000),
-        )
         self.delivered: Counter[str] = Counter()
         self.delivered_at: dict[str, float] = {}
+        self.timestamps: dict[str, int] = {}
         self.acknowledge = True
-        self.loop = ReadLoop(self.tracker, self.reader, self.sink, clock=self.clock, wait=self.clock.wait)
+        self.held: list[EventKey] = []
+        self.self_writes: SelfWriteFilter | None = None
+        self.source = build_polling_source(self.config, logs_client=self.logs, clock=self.clock, metrics=self.metrics,
+                                           emit=self.emit, checkpoint=checkpoint, prefetch=False)
+        self.ledger = self.source.ledger
+        self.schedule = self.source.schedule
+        self.reader = self.source.logs
+        self.checkpointer: Checkpointer | None = None
         self.stop = threading.Event()
 
-    def sink(self, scan: Scan, events: list[LogEvent]) -> bool:
-        fresh = self.tracker.admit(scan, events)
-        for _key, event in fresh:
+    def with_store(self, store: Any, *, resumed: bool = False) -> Harness:
+        """Save checkpoints to ``store`` as the pipeline does (the production policy), driven by the fake clock."""
+        self.checkpointer = Checkpointer(
+            store, self.ledger, log_group=self.config.log_group, stream_prefix=self.config.stream_prefix,
+            source=self.source.kind, clock=self.clock, metrics=self.metrics,
+            positions_interval_seconds=self.config.checkpoint_interval_seconds,
+            hashes_interval_seconds=self.config.checkpoint_hashes_interval_seconds, resumed=resumed)
+        if store.self_writes is not None:
+            self.self_writes = SelfWriteFilter(store.self_writes)
+        return self
+
+    def emit(self, fresh: list[tuple[EventKey, LogEvent]]) -> bool:
+        keys = []
+        for key, event in fresh:
             self.delivered[event.event_id] += 1
             self.delivered_at.setdefault(event.event_id, self.clock.now)
+            self.timestamps[event.event_id] = event.timestamp_ms
+            if self.self_writes is not None and self.self_writes.matches(event.message):
+                key = replace(key, material=False)
+            keys.append(key)
         if self.acknowledge:
-            self.tracker.acknowledge([key for key, _ in fresh])
+            self.source.acknowledge(keys)
+            if self.checkpointer is not None:
+                self.checkpointer.after_acknowledged()
+        else:
+            self.held.extend(keys)
         return True
+
+    def release(self) -> None:
+        """Acknowledge what was held."""
+        self.source.acknowledge(self.held)
+        self.held = []
 
     def run_until(self, t: float, on_step: Any = None) -> None:
         guard = 0
         while self.clock.now < t:
             if on_step is not None:
                 on_step(self.clock.now)
-            self.loop.step(self.stop)
+            self.source.step(self.stop)
+            if self.checkpointer is not None:
+                self.checkpointer.tick()
             guard += 1
             assert guard < 5_000_000, "simulation did not advance"
 
+    def latency(self, event_id: str) -> float:
+        """Seconds from the event's timestamp to its delivery."""
+        return self.delivered_at[event_id] - self.timestamps[event_id] / 1000
+
     def now_ms(self) -> int:
         return int(self.clock.now * 1000)
+
+
+class FakeKubeApi:
+    """Just enough of the Kubernetes API for one namespace's ConfigMaps, with bearer-token checks
+    and resourceVersion conflicts like the real API server."""
+
+    def __init__(self, token: str, on_write: Any = None) -> None:
+        self.token = token
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.version = 100
+        self.requests: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, str, int]] = []
+        """(method, object name, request body bytes) of every write."""
+        self.conflict_next_put = 0
+        self.on_write = on_write
+        """Called with (verb, name) after every successful write: where EKS would write its audit event."""
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def _reply(self, status: int, doc: dict[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self) -> None:
+                api.requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                if body is not None:
+                    api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
+                if self.headers.get("Authorization") != f"Bearer {api.token}":
+                    self._reply(401, {"kind": "Status", "message": "Unauthorized"})
+                    return
+                prefix = "/api/v1/namespaces/forwarder/configmaps"
+                if not self.path.startswith(prefix):
+                    self._reply(404, {"kind": "Status", "message": "no such path"})
+                    return
+                name = self.path[len(prefix) + 1:]
+                if self.command == "GET":
+                    if name in api.objects:
+                        self._reply(200, api.objects[name])
+                    else:
+                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
+                elif self.command == "POST":
+                    assert body is not None
+                    new = body["metadata"]["name"]
+                    if new in api.objects:
+                        self._reply(409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"})
+                        return
+                    api.store(new, body)
+                    api.written("create", new)  # before answering: the caller sees its audit event at once
+                    self._reply(201, api.objects[new])
+                elif self.command == "PUT":
+                    assert body is not None
+                    if name not in api.objects:
+                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
+                        return
+                    if api.conflict_next_put:
+                        api.conflict_next_put -= 1
+                        api.version += 1  # someone else wrote it meanwhile
+                        api.objects[name]["metadata"]["resourceVersion"] = str(api.version)
+                    current = api.objects[name]["metadata"]["resourceVersion"]
+                    if body["metadata"].get("resourceVersion") != current:
+                        self._reply(409, {"kind": "Status", "reason": "Conflict", "message": "modified"})
+                        return
+                    api.store(name, body)
+                    api.written("update", name)
+                    self._reply(200, api.objects[name])
+
+            do_GET = do_POST = do_PUT = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def written(self, verb: str, name: str) -> None:
+        if self.on_write is not None:
+            self.on_write(verb, name)
+
+    def bytes_between(self, first: int, last: int) -> int:
+        return sum(size for _, _, size in self.bodies[first:last])
+
+    def store(self, name: str, body: dict[str, Any]) -> None:
+        self.version += 1
+        body = json.loads(json.dumps(body))
+        body["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[name] = body
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MemoryStore:
+    """A checkpoint store in memory (the file store's encodings), recording every save with the simulated time."""
+
+    remembered_bytes_per_minute = None
+
+    def __init__(self, clock: FakeClock, self_writes: Any = None) -> None:
+        self.clock = clock
+        self.self_writes = self_writes
+        self.positions: bytes | None = None
+        self.remembered: bytes | None = None
+        self.saves: list[tuple[float, str, int]] = []
+        """(simulated time, part, bytes)."""
+
+    def load(self) -> Checkpoint | None:
+        if self.positions is None:
+            return None
+        remembered = decode_remembered(self.remembered) if self.remembered else None
+        return Checkpoint(decode_positions(self.positions), remembered)
+
+    def save_positions(self, positions: Positions) -> Saved:
+        self.positions = encode_positions(positions)
+        self.saves.append((self.clock.now, "positions", len(self.positions)))
+        return Saved(len(self.positions))
+
+    def save_remembered(self, remembered: Remembered) -> Saved:
+        self.remembered, _, _ = encode_remembered(remembered)
+        self.saves.append((self.clock.now, "hashes", len(self.remembered)))
+        return Saved(len(self.remembered))
+
+    def saves_between(self, t0: float, t1: float, part: str | None = None) -> int:
+        return sum(1 for at, p, _ in self.saves if t0 <= at < t1 and (part is None or p == part))
+
+
+SELF_NAMESPACE, SELF_CONFIGMAP = "forwarder", "audit-checkpoint"
+SELF_USERNAME = f"system:serviceaccount:{SELF_NAMESPACE}:audit-forwarder"
+# A service account token (JWT) whose "sub" is SELF_USERNAME; only that claim is ever read.
+SELF_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9yd2FyZGVyOmF1ZGl0LWZvcndhcmRlciJ9.c2ln"
+
+
+class AuditedCluster:
+    """A simulated clock and CloudWatch, and a Kubernetes API that, like EKS, writes an audit event into the
+    simulated log for every ConfigMap write it takes (visible 3 s later); with the ConfigMap store the
+    forwarder uses in the cluster, for real, over HTTP on 127.0.0.1."""
+
+    def __init__(self, token_dir: Any) -> None:
+        from forwarder.checkpoint import ConfigMapCheckpointStore
+        from forwarder.clock import SystemClock
+
+        self.clock = FakeClock()
+        self.logs = FakeLogs(self.clock)
+        self.writes: list[tuple[float, str, int]] = []
+        """(simulated time, ConfigMap, request bytes) of every write the API server took."""
+        self.api = FakeKubeApi(SELF_TOKEN, on_write=self._audit)
+        token = token_dir / "token"
+        token.write_text(SELF_TOKEN)
+        self.store = ConfigMapCheckpointStore(SELF_NAMESPACE, SELF_CONFIGMAP, api_url=self.api.url,
+                                              token_path=str(token), ca_path=None, clock=SystemClock())
+
+    def _audit(self, verb: str, name: str) -> None:
+        self.writes.append((self.clock.now, name, self.api.bodies[-1][2]))
+        self.logs.add("kube-apiserver-audit-0a0a", int(self.clock.now * 1000), own_write_event(self.clock, verb, name),
+                      visible_at=self.clock.now + 3)
+
+    def bytes_per_minute(self, start: float, minutes: int) -> list[int]:
+        return [sum(size for at, _, size in self.writes if start + 60 * m <= at < start + 60 * (m + 1))
+                for m in range(minutes)]
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def own_write_event(clock: FakeClock, verb: str, name: str) -> str:
+    """The audit event EKS writes for the forwarder's own write of ConfigMap ``name`` (Metadata level)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(clock.now)) + ".000000Z"
+    return json.dumps({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"own-{clock.now}-{name}",
+        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/configmaps/{name}",
+        "verb": verb, "user": {"username": SELF_USERNAME, "groups": ["system:serviceaccounts"]},
+        "objectRef": {"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200}, "requestReceivedTimestamp": stamp, "stageTimestamp": stamp,
+    }, separators=(",", ":"))
+
+
+def steady_load(h: Harness, rate: int, seconds: float, *, size: int = 300, delay_s: float = 1.0,
+                late_every: int = 0, late_s: float = 0.0, stream: str = "kube-apiserver-audit-0a0a") -> list[str]:
+    """Run ``h`` while ``rate`` events/s of ``size`` bytes arrive for ``seconds``, each visible ``delay_s`` after
+    its timestamp (every ``late_every``-th ``late_s`` after it); their ids."""
+    ids: list[str] = []
+    state = {"next": h.clock.now, "n": 0}
+    end = h.clock.now + seconds
+    body = "x" * size
+
+    def feed(now: float) -> None:
+        while state["next"] <= now and state["next"] < end:
+            t = state["next"]
+            for k in range(rate):
+                state["n"] += 1
+                late = late_every and state["n"] % late_every == 0
+                ts = int(t * 1000) + k * 1000 // rate
+                ids.append(h.logs.add(stream, ts, body, visible_at=ts / 1000 + (late_s if late else delay_s)))
+            state["next"] = t + 1
+
+    h.run_until(end, on_step=feed)
+    return ids

@@ -214,20 +214,25 @@ def test_namespace_enforces_the_restricted_pod_security_standard(given: Recorded
     assert resolve(given.result.namespace) == "falco-forwarder"
 
 
-def test_role_allows_only_the_checkpoint_configmap(given: Recorded) -> None:
+def test_role_allows_only_the_checkpoint_configmaps(given: Recorded) -> None:
+    from components.audit_forwarder import HASHES_SUFFIX
+    from forwarder.checkpoint import HASHES_SUFFIX as FORWARDER_HASHES_SUFFIX
+
     role = given.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
     assert role["metadata"]["namespace"] == "falco-forwarder"
     rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
-    # get/update: the one ConfigMap by name; create: cannot be restricted by resourceNames in RBAC.
+    # get/update: the checkpoint's two ConfigMaps by name (positions, remembered hashes); create: cannot be
+    # restricted by resourceNames in RBAC.
     assert rules == [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["audit-forwarder-checkpoint"],
+            "resourceNames": ["audit-forwarder-checkpoint", "audit-forwarder-checkpoint-hashes"],
             "verbs": ["get", "update"],
         },
     ]
+    assert HASHES_SUFFIX == FORWARDER_HASHES_SUFFIX
 
 
 def test_role_binding_binds_the_role_to_the_service_account(given: Recorded) -> None:
@@ -265,6 +270,8 @@ def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None
         "--falco-url": FALCO_URL,
         "--checkpoint": "configmap:falco-forwarder/audit-forwarder-checkpoint",
         "--metrics-port": "9090",
+        "--checkpoint-interval": "10",
+        "--checkpoint-hashes-interval": "60",
     }
 
 
@@ -285,6 +292,7 @@ def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> N
         "falco-forwarder",
         "audit-forwarder-checkpoint",
     )
+    assert (config.checkpoint_interval_seconds, config.checkpoint_hashes_interval_seconds) == (10.0, 60.0)
 
 
 def test_environment_has_region_and_no_credentials(given: Recorded) -> None:
@@ -614,6 +622,9 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("namespace", {"namespace": "Falco_Forwarder"}),
     ("service_account_name", {"service_account_name": ""}),
     ("checkpoint_configmap_name", {"checkpoint_configmap_name": "Bad Name"}),
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "c" * 250}),  # no room for "-hashes"
+    ("checkpoint_interval_seconds", {"checkpoint_interval_seconds": -1}),
+    ("checkpoint_hashes_interval_seconds", {"checkpoint_hashes_interval_seconds": "60"}),
     ("run_as_user", {"run_as_user": 0}),
     ("region", {"region": "Oregon"}),
     ("falco_url", {"falco_url": "falco:9765"}),

@@ -195,8 +195,8 @@ def test_cluster_name_reads_the_eks_log_group_from_the_start_position(tmp_path, 
 
 
 def test_late_and_out_of_order_arrivals_inside_the_lateness_window(tmp_path, moto, logs, receiver) -> None:
-    # A short window keeps the test short: the forwarder may hold a late event's sweep until the
-    # window of its timestamp closes (that is the contract: delivered, not delivered at once).
+    # A short window keeps the test short: the forwarder may hold a late event until the final read,
+    # when the window of its timestamp closes (that is the contract: delivered, not delivered at once).
     lateness_s = 20
     stream_a, stream_b = new_stream_name(), new_stream_name()
     recent = _generated(100, start_ms=now_ms() - 1_000, step_ms=5)
@@ -312,9 +312,11 @@ def test_sigkill_and_restart_with_the_checkpoint_loses_nothing(tmp_path, moto, l
         _put(logs, stream, stream_events)
     all_ids = {e[0] for stream_events in events.values() for e in stream_events}
     # Small batches (about 40 events) answered slowly: the kill lands mid-stream, with a request
-    # in flight, and the checkpoint of every earlier batch has long been written.
+    # in flight, and the checkpoint of every earlier batch has long been written (intervals of 0: saved
+    # after every acknowledged batch; the default cadence's bound is pinned by test_fwd_checkpoint_policy).
     receiver.slow(0.15)
-    args = ("--checkpoint", f"file:{checkpoint}", "--max-event-bytes", "8192", "--max-batch-bytes", "65536")
+    args = ("--checkpoint", f"file:{checkpoint}", "--max-event-bytes", "8192", "--max-batch-bytes", "65536",
+            "--checkpoint-interval", "0", "--checkpoint-hashes-interval", "0")
     first = _forwarder(tmp_path, moto, receiver, *args, name="first").start()
     try:
         assert receiver.wait_for(lambda r: r.accepted_count >= 1_000 or not first.alive(), DELIVERY_TIMEOUT)
@@ -410,6 +412,9 @@ def test_idle_forwarder_makes_at_most_one_cloudwatch_call_per_second(tmp_path, m
         args = ["run", "--log-group", GROUP, "--falco-url", receiver.url, "--start-at", "15m"]
         with ForwarderProcess(args, env, tmp_path / "idle.log") as fwd:
             _await_ids(receiver, fwd, {e[0] for e in events}, "before going idle")
+            # A start reads the 15-minute start range once, stage by stage (a few calls in the first
+            # seconds); idle begins when every stage has caught up to within its period (60 s at most).
+            assert receiver.wait_for(lambda _r: fwd.caught_up() or not fwd.alive(), 60), fwd.tail()
             start = time.monotonic()
             deadline = start + 8.0
             while time.monotonic() < deadline and fwd.alive():

@@ -1,237 +1,161 @@
-"""forwarder/checkpoint.py: the file store (snapshot + journal) and the ConfigMap store."""
+"""forwarder/checkpoint.py and checkpoint_codec.py: the two parts, their encodings, the file and ConfigMap stores."""
 
 from __future__ import annotations
 
+import base64
 import json
-import threading
+import zlib
 from collections.abc import Iterator
-from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fwd_fakes import FakeKubeApi
 
 from forwarder import checkpoint as cp
 from forwarder.checkpoint import (
     CheckpointError,
-    CheckpointState,
     ConfigMapCheckpointStore,
     FileCheckpointStore,
-    SegmentState,
-    fit_configmap,
+    SelfWrites,
+    service_account_username,
+)
+from forwarder.checkpoint_codec import (
+    Checkpoint,
+    CodecError,
+    Positions,
+    Remembered,
+    decode_positions,
+    decode_remembered,
+    encode_remembered,
 )
 from forwarder.dedup import event_hash, pack
+from forwarder.ledger import BucketState
+
+GROUP, PREFIX = "/aws/eks/lab/cluster", "kube-apiserver-audit"
+# A service account token's shape (JWT); only its "sub" is read.
+TOKEN = "eyJhbGciOiJSUzI1NiJ9." + base64.urlsafe_b64encode(
+    json.dumps({"sub": "system:serviceaccount:forwarder:audit-forwarder"}).encode()).decode().rstrip("=") + ".c2ln"
 
 
 def _hashes(n: int, salt: str = "") -> bytes:
     return pack(event_hash("kube-apiserver-audit-a", f"{salt}{i}") for i in range(n))
 
 
-def _state(head: int = 10_000, segments: tuple[SegmentState, ...] | None = None) -> CheckpointState:
-    if segments is None:
-        segments = (
-            SegmentState(0, 1999, 5_000, False, _hashes(3, "a")),
-            SegmentState(2000, 3999, None, True, _hashes(2, "b")),
-        )
-    return CheckpointState("/aws/eks/lab/cluster", "kube-apiserver-audit", head, segments)
+def _positions(head: int = 10_000) -> Positions:
+    return Positions(GROUP, PREFIX, {"head": head, "7s": head - 8_000, "final": head - 600_000})
+
+
+def _remembered(buckets: int = 3, per_bucket: int = 4) -> Remembered:
+    return Remembered(GROUP, PREFIX, tuple(
+        BucketState(i * 5_000, _hashes(per_bucket, f"b{i}-"), per_bucket, per_bucket * 1500) for i in range(buckets)))
+
+
+# --- codec ----------------------------------------------------------------------------------------
+
+
+def test_positions_and_remembered_hashes_round_trip() -> None:
+    positions, remembered = _positions(), _remembered()
+    from forwarder.checkpoint_codec import encode_positions
+
+    assert decode_positions(encode_positions(positions)) == positions
+    data, kept, dropped = encode_remembered(remembered)
+    assert (kept, dropped) == (remembered, 0)
+    assert decode_remembered(data) == remembered
+    # Compact: 8 bytes a hash plus a small header.
+    assert len(data) < remembered.hash_count() * 8 + 300
+
+
+def test_remembered_hashes_over_the_limit_drop_the_oldest_buckets_first() -> None:
+    remembered = _remembered(buckets=20, per_bucket=1000)
+    data, kept, dropped = encode_remembered(remembered, max_bytes=100_000)
+    assert len(data) <= 100_000
+    assert dropped == (20 - len(kept.buckets)) * 1000 > 0
+    assert kept.buckets == remembered.buckets[-len(kept.buckets):]  # the newest are kept
+    assert decode_remembered(data) == kept
+
+
+def test_a_version_1_checkpoint_resumes_from_its_oldest_open_segment() -> None:
+    v1 = {"version": 1, "log_group": GROUP, "stream_prefix": PREFIX, "head_ms": 90_000,
+          "segments": [{"start_ms": 30_000, "end_ms": 40_000, "confirmed_ms": None, "dirty": True, "hashes": ""},
+                       {"start_ms": 40_001, "end_ms": 89_999, "confirmed_ms": 1, "dirty": False, "hashes": ""}]}
+    assert decode_positions(json.dumps(v1).encode()) == Positions(GROUP, PREFIX, {"final": 30_000})
+
+
+@pytest.mark.parametrize("data", [b"{not json", b"[]", b'{"version": 9}', b'{"version": 2, "positions": {}}',
+                                  b'{"version": 2, "log_group": "g", "stream_prefix": "p", "positions": {"x": "1"}}'])
+def test_unreadable_positions_are_refused(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_positions(data)
+
+
+def test_truncated_remembered_hashes_are_refused() -> None:
+    data, _, _ = encode_remembered(_remembered())
+    with pytest.raises(CodecError):
+        decode_remembered(data[:-3])
+    with pytest.raises(CodecError):
+        decode_remembered(b"nonsense")
 
 
 # --- file store ---------------------------------------------------------------------------------
 
 
-def test_file_store_round_trip(tmp_path: Path) -> None:
+def test_file_store_keeps_the_parts_in_two_files_written_atomically(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "cp.json")
     assert store.load() is None
-    state = _state()
-    store.save(state)
-    assert FileCheckpointStore(tmp_path / "cp.json").load() == state
-
-
-def test_file_store_appends_only_changes_and_replays_them(tmp_path: Path) -> None:
-    path = tmp_path / "cp.json"
-    store = FileCheckpointStore(path)
-    store.load()
-    state = _state()
-    store.save(state)  # first save: a snapshot
-    snapshot = path.read_bytes()
-    grown = replace(
-        state,
-        head_ms=12_000,
-        segments=(
-            state.segments[0],
-            replace(state.segments[1], hashes=state.segments[1].hashes + _hashes(4, "c"), dirty=False,
-                    confirmed_ms=7_000),
-            SegmentState(4000, 5999, None, True, _hashes(1, "d")),
-        ),
-    )
-    store.save(grown)
-    closed = replace(grown, segments=grown.segments[1:])
-    store.save(closed)
-    assert path.read_bytes() == snapshot  # the snapshot was not rewritten
-    lines = store.journal_path.read_bytes().splitlines()
-    assert len(lines) == 2
-    first = json.loads(lines[0])
-    # Only the new hashes of segment 2000 travel, not the ones already saved.
-    changed = {s["start_ms"]: s for s in first["segments"]}
-    assert set(changed) == {2000, 4000}
-    assert len(cp.base64.b64decode(changed[2000]["hashes"])) == 4 * 8
-    assert json.loads(lines[1])["removed"] == [0]
-    assert FileCheckpointStore(path).load() == closed
-
-
-def test_file_store_compacts_a_long_journal(tmp_path: Path) -> None:
-    path = tmp_path / "cp.json"
-    store = FileCheckpointStore(path, compact_bytes=2_000)
-    store.load()
-    state = _state()
-    for i in range(40):
-        segs = list(state.segments)
-        segs[1] = replace(segs[1], hashes=segs[1].hashes + _hashes(1, f"x{i}"))
-        state = replace(state, head_ms=state.head_ms + 1, segments=tuple(segs))
-        store.save(state)
-    assert store.journal_path.stat().st_size <= 2_000 + 1_000
-    assert FileCheckpointStore(path).load() == state
-
-
-def test_file_store_ignores_a_torn_last_journal_line_and_recovers(tmp_path: Path) -> None:
-    path = tmp_path / "cp.json"
-    store = FileCheckpointStore(path)
-    store.load()
-    state = _state()
-    store.save(state)
-    later = replace(state, head_ms=20_000)
-    store.save(later)
-    with open(store.journal_path, "ab") as handle:
-        handle.write(b'{"seq": 99, "head_ms": 3')  # a crash in the middle of an append
-    reloaded = FileCheckpointStore(path)
-    assert reloaded.load() == later
-    newest = replace(later, head_ms=30_000)
-    reloaded.save(newest)  # must not glue itself to the torn line
-    assert FileCheckpointStore(path).load() == newest
+    positions, remembered = _positions(), _remembered()
+    assert store.save_positions(positions).bytes_written == (tmp_path / "cp.json").stat().st_size
+    assert FileCheckpointStore(tmp_path / "cp.json").load() == Checkpoint(positions, None)
+    store.save_remembered(remembered)
+    assert FileCheckpointStore(tmp_path / "cp.json").load() == Checkpoint(positions, remembered)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cp.json", "cp.json.hashes"]
 
 
 def test_file_store_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cp.json"
     store = FileCheckpointStore(path)
-    store.load()
-    store.save(_state())
+    store.save_positions(_positions())
     before = path.read_bytes()
 
     def crash(src: Any, dst: Any) -> None:
         raise OSError("disk gone")
 
     monkeypatch.setattr(cp.os, "replace", crash)
-    fresh = FileCheckpointStore(path)  # never loaded: its first save writes a snapshot
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
-        fresh.save(_state(head=99_999))
+        store.save_positions(_positions(head=99_999))
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cp.json", "cp.json.journal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cp.json"]
 
 
-def test_file_store_errors_name_the_file(tmp_path: Path) -> None:
+def test_file_store_errors_name_the_file_and_bad_hashes_only_cost_duplicates(tmp_path: Path) -> None:
     path = tmp_path / "cp.json"
     path.write_text("{not json")
     with pytest.raises(CheckpointError, match=str(path)):
         FileCheckpointStore(path).load()
     with pytest.raises(CheckpointError, match="does not exist"):
         FileCheckpointStore(tmp_path / "missing" / "cp.json").load()
+    store = FileCheckpointStore(path)
+    store.save_positions(_positions())
+    store.hashes_path.write_bytes(b"garbage")
+    assert store.load() == Checkpoint(_positions(), None)
+
+
+def test_file_store_reads_a_version_1_checkpoint_for_its_positions(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    path.write_text(json.dumps({"version": 1, "log_group": GROUP, "stream_prefix": PREFIX, "head_ms": 5, "seq": 3,
+                                "segments": []}))
+    loaded = FileCheckpointStore(path).load()
+    assert loaded is not None and loaded.positions.positions == {"final": 5}
 
 
 # --- ConfigMap store ----------------------------------------------------------------------------
 
 
-class FakeKubeApi:
-    """Just enough of the Kubernetes API for one namespace's ConfigMaps, with bearer-token checks
-    and resourceVersion conflicts like the real API server."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 100
-        self.requests: list[tuple[str, str]] = []
-        self.conflict_next_put = 0
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _reply(self, status: int, doc: dict[str, Any]) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _handle(self) -> None:
-                api.requests.append((self.command, self.path))
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    self._reply(401, {"kind": "Status", "message": "Unauthorized"})
-                    return
-                prefix = "/api/v1/namespaces/forwarder/configmaps"
-                if not self.path.startswith(prefix):
-                    self._reply(404, {"kind": "Status", "message": "no such path"})
-                    return
-                name = self.path[len(prefix) + 1:]
-                if self.command == "GET":
-                    if name in api.objects:
-                        self._reply(200, api.objects[name])
-                    else:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                elif self.command == "POST":
-                    assert body is not None
-                    new = body["metadata"]["name"]
-                    if new in api.objects:
-                        self._reply(409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"})
-                        return
-                    api.store(new, body)
-                    self._reply(201, api.objects[new])
-                elif self.command == "PUT":
-                    assert body is not None
-                    if name not in api.objects:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                        return
-                    if api.conflict_next_put:
-                        api.conflict_next_put -= 1
-                        api.version += 1  # someone else wrote it meanwhile
-                        api.objects[name]["metadata"]["resourceVersion"] = str(api.version)
-                    current = api.objects[name]["metadata"]["resourceVersion"]
-                    if body["metadata"].get("resourceVersion") != current:
-                        self._reply(409, {"kind": "Status", "reason": "Conflict", "message": "modified"})
-                        return
-                    api.store(name, body)
-                    self._reply(200, api.objects[name])
-
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def store(self, name: str, body: dict[str, Any]) -> None:
-        self.version += 1
-        body = json.loads(json.dumps(body))
-        body["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[name] = body
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[tuple[FakeKubeApi, Path]]:
     token = tmp_path / "token"
-    token.write_text("token-1\n")
-    api = FakeKubeApi("token-1")
+    token.write_text(TOKEN + "\n")
+    api = FakeKubeApi(TOKEN)
     try:
         yield api, token
     finally:
@@ -243,42 +167,53 @@ def _store(api: FakeKubeApi, token: Path, **kwargs: Any) -> ConfigMapCheckpointS
                                     ca_path=None, **kwargs)
 
 
-def test_configmap_missing_then_created_then_updated_with_resource_version(kube) -> None:
+def test_configmaps_are_created_then_updated_with_their_resource_version(kube) -> None:
     api, token = kube
     store = _store(api, token)
     assert store.load() is None
-    state = _state()
-    store.save(state)
-    assert [m for m, _ in api.requests] == ["GET", "POST"]
-    created_version = api.objects["audit-checkpoint"]["metadata"]["resourceVersion"]
-    later = replace(state, head_ms=50_000)
-    store.save(later)
+    store.save_positions(_positions())
+    store.save_remembered(_remembered())
+    assert [m for m, _ in api.requests] == ["GET", "POST", "POST"]
+    created = {n: o["metadata"]["resourceVersion"] for n, o in api.objects.items()}
+    store.save_positions(_positions(head=50_000))
     assert api.requests[-1][0] == "PUT"
-    assert api.objects["audit-checkpoint"]["metadata"]["resourceVersion"] != created_version
+    assert api.objects["audit-checkpoint"]["metadata"]["resourceVersion"] != created["audit-checkpoint"]
+    # Positions stay readable with kubectl; the hashes are binary in their own object.
+    assert json.loads(api.objects["audit-checkpoint"]["data"]["positions.json"])["positions"]["head"] == 50_000
+    assert set(api.objects["audit-checkpoint-hashes"]["binaryData"]) == {"hashes.bin"}
     assert api.objects["audit-checkpoint"]["metadata"]["labels"]["app.kubernetes.io/managed-by"]
-    assert _store(api, token).load() == later
+    assert _store(api, token).load() == Checkpoint(_positions(head=50_000), _remembered())
 
 
 def test_configmap_conflict_is_resolved_by_refetching_the_version(kube) -> None:
     api, token = kube
     store = _store(api, token)
     store.load()
-    store.save(_state())
+    store.save_positions(_positions())
     api.conflict_next_put = 1
-    newest = _state(head=77_777)
-    store.save(newest)
+    store.save_positions(_positions(head=77_777))
     assert [m for m, _ in api.requests[-3:]] == ["PUT", "GET", "PUT"]
-    assert _store(api, token).load() == newest
+    loaded = _store(api, token).load()
+    assert loaded is not None and loaded.positions == _positions(head=77_777)
+
+
+def test_configmap_that_keeps_conflicting_is_an_error_after_a_few_attempts(kube) -> None:
+    api, token = kube
+    store = _store(api, token)
+    store.save_positions(_positions())
+    api.conflict_next_put = 10
+    with pytest.raises(CheckpointError, match="still conflicting"):
+        store.save_positions(_positions(head=1))
+    assert sum(1 for m, _ in api.requests if m == "PUT") == cp.CONFLICT_ATTEMPTS
 
 
 def test_configmap_existing_object_is_updated_when_created_elsewhere(kube) -> None:
     api, token = kube
-    other = _store(api, token)
-    other.load()
-    other.save(_state(head=1))
+    _store(api, token).save_positions(_positions(head=1))
     store = _store(api, token)  # never loaded: tries to create, gets AlreadyExists
-    store.save(_state(head=2))
-    assert _store(api, token).load() == _state(head=2)
+    store.save_positions(_positions(head=2))
+    loaded = _store(api, token).load()
+    assert loaded is not None and loaded.positions == _positions(head=2)
 
 
 def test_configmap_reads_the_rotated_token_and_explains_rbac_failures(kube) -> None:
@@ -287,31 +222,38 @@ def test_configmap_reads_the_rotated_token_and_explains_rbac_failures(kube) -> N
     store.load()
     api.token = "token-2"
     token.write_text("token-2")
-    store.save(_state())  # picked up without a restart
+    store.save_positions(_positions())  # picked up without a restart
     api.token = "something-else"
-    with pytest.raises(CheckpointError, match="HTTP 401"):
+    with pytest.raises(CheckpointError, match="HTTP 401.*audit-checkpoint-hashes"):
         store.load()
 
 
-def test_configmap_state_too_large_drops_oldest_hashes_and_marks_them_dirty(kube) -> None:
+def test_configmap_hashes_stay_within_the_object_limit(kube) -> None:
     api, token = kube
-    big = tuple(SegmentState(i * 2000, i * 2000 + 1999, i * 2000 + 700_000, False, _hashes(5_000, f"s{i}"))
-                for i in range(20))
-    state = _state(segments=big)
-    encoded, dropped = fit_configmap(state, 600 * 1024)
-    assert len(encoded) <= 600 * 1024 and dropped > 0
-    store = _store(api, token, max_bytes=600 * 1024)
-    store.load()
-    store.save(state)
+    store = _store(api, token, max_bytes=60_000)
+    saved = store.save_remembered(_remembered(buckets=20, per_bucket=1000))
+    assert saved.hashes_dropped > 0
+    stored = base64.b64decode(api.objects["audit-checkpoint-hashes"]["binaryData"]["hashes.bin"])
+    assert len(stored) <= 60_000
+    # The request carries base64: what the policy's byte budget counts.
+    assert saved.bytes_written > len(stored) * 4 // 3
+
+
+def test_configmap_of_a_version_1_forwarder_is_read_for_its_positions(kube) -> None:
+    api, token = kube
+    v1 = {"version": 1, "log_group": GROUP, "stream_prefix": PREFIX, "head_ms": 7, "segments": []}
+    api.store("audit-checkpoint", {"metadata": {"name": "audit-checkpoint"}, "binaryData": {
+        "checkpoint.json.zlib": base64.b64encode(zlib.compress(json.dumps(v1).encode())).decode()}})
     loaded = _store(api, token).load()
-    assert loaded is not None
-    kept = [s for s in loaded.segments if s.hashes]
-    lost = [s for s in loaded.segments if not s.hashes]
-    # Given up: the oldest segments' dedup hashes (their events may be sent again), never a segment.
-    assert len(loaded.segments) == 20 and lost and kept
-    assert max(s.start_ms for s in lost) < min(s.start_ms for s in kept)
-    assert all(s.dirty for s in lost)
-    assert kept == list(big[len(lost):])
+    assert loaded is not None and loaded.positions.positions == {"final": 7} and loaded.remembered is None
+
+
+def test_configmap_store_knows_how_its_own_writes_look_in_the_audit_log(kube) -> None:
+    api, token = kube
+    assert _store(api, token).self_writes == SelfWrites(
+        "forwarder", ("audit-checkpoint", "audit-checkpoint-hashes"), "system:serviceaccount:forwarder:audit-forwarder")
+    assert service_account_username("not a jwt") is None
+    assert service_account_username("a.bm90IGpzb24.c") is None
 
 
 def test_configmap_needs_the_in_cluster_environment() -> None:

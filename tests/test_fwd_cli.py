@@ -23,6 +23,7 @@ from support.falco_receiver import FalcoReceiver
 
 import forwarder
 from forwarder import cli, replay
+from forwarder.clock import SystemClock
 from forwarder.config import ReplayConfig, RunConfig
 from forwarder.delivery import FalcoClient
 from forwarder.metrics import Health, Metrics
@@ -376,12 +377,14 @@ def test_replay_interrupted_while_falco_is_down_exits_1(tmp_path: Path) -> None:
     path.write_text(event_line("a") + "\n")
     stop = threading.Event()
 
-    def stop_on_first_wait(seconds: float, event: threading.Event) -> None:
-        stop.set()
+    class StopOnFirstWait(SystemClock):
+        def wait(self, seconds: float, event: threading.Event) -> bool:
+            stop.set()
+            return True
 
     with FalcoReceiver() as receiver:
         receiver.fail(503)
-        client = FalcoClient(receiver.url, Metrics(), sleep=stop_on_first_wait)
+        client = FalcoClient(receiver.url, Metrics(), clock=StopOnFirstWait())
         out = io.StringIO()
         code = replay.run(ReplayConfig(files=[str(path)], falco_url=receiver.url), stop, client=client, out=out)
     assert code == 1

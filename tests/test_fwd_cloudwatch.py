@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-from fwd_fakes import FakeClock, FakeLogs, client_error
+from fwd_fakes import FakeClock, FakeLogs, RecordingClock, client_error
 from support.aws_fault_proxy import AwsFaultProxy
 from support.moto_server import create_log_group, moto, moto_server, now_ms, put_events  # noqa: F401
 
+from forwarder.clock import SystemClock
 from forwarder.cloudwatch import LogsReader, TokenExpiredError, build_logs_client
 from forwarder.metrics import Metrics
 from forwarder.ratelimit import RateLimiter
@@ -23,19 +24,15 @@ from forwarder.retry import Backoff
 
 GROUP = "/aws/eks/lab/cluster"
 PREFIX = "kube-apiserver-audit"
+SYSTEM = SystemClock()
 
 
 def _reader(client: Any, clock: FakeClock, metrics: Metrics, **kwargs: Any) -> tuple[LogsReader, list[float]]:
-    waits: list[float] = []
-
-    def wait(seconds: float, stop: threading.Event) -> bool:
-        waits.append(seconds)
-        return clock.wait(seconds, stop)
-
-    limiter = RateLimiter(1000, clock=clock, wait=clock.wait)
-    reader = LogsReader(client, GROUP, PREFIX, limiter=limiter, metrics=metrics, wait=wait,
+    recording = RecordingClock(clock)
+    limiter = RateLimiter(1000, clock=clock)
+    reader = LogsReader(client, GROUP, PREFIX, limiter=limiter, metrics=metrics, clock=recording,
                         rng=random.Random(7), **kwargs)
-    return reader, waits
+    return reader, recording.waits
 
 
 def _calls(metrics: Metrics, outcome: str) -> float:
@@ -98,12 +95,12 @@ def test_stop_during_backoff_returns_none_promptly() -> None:
     logs.script = [client_error("ThrottlingException")] * 5
     stop = threading.Event()
 
-    def wait(seconds: float, s: threading.Event) -> bool:
+    def sigterm(seconds: float, s: threading.Event) -> bool:
         stop.set()  # SIGTERM arrives during the first backoff
         return True
 
-    limiter = RateLimiter(1000, clock=clock, wait=clock.wait)
-    reader = LogsReader(logs, GROUP, PREFIX, limiter=limiter, metrics=Metrics(), wait=wait)
+    limiter = RateLimiter(1000, clock=clock)
+    reader = LogsReader(logs, GROUP, PREFIX, limiter=limiter, metrics=Metrics(), clock=RecordingClock(clock, sigterm))
     assert reader.page(0, 1, None, stop) is None
     assert len(logs.calls) == 1
 
@@ -129,8 +126,8 @@ def test_every_call_takes_a_token_from_the_shared_limiter() -> None:
     clock = FakeClock()
     logs = FakeLogs(clock)
     logs.script = [client_error("ThrottlingException")] * 3
-    limiter = RateLimiter(2.0, clock=clock, wait=clock.wait)
-    reader = LogsReader(logs, GROUP, PREFIX, limiter=limiter, metrics=Metrics(), wait=clock.wait,
+    limiter = RateLimiter(2.0, clock=clock)
+    reader = LogsReader(logs, GROUP, PREFIX, limiter=limiter, metrics=Metrics(), clock=clock,
                         backoff=Backoff(initial_seconds=0.001, max_seconds=0.001, jitter="none"))
     t0 = clock.now
     reader.page(0, 1, None, threading.Event())
@@ -171,7 +168,8 @@ def test_moto_thousands_of_events_in_one_millisecond_across_pages(moto) -> None:
     ts = now_ms() - 60_000
     put_events(logs, GROUP, f"{PREFIX}-a", [(ts, f"a{i}") for i in range(7_000)])
     put_events(logs, GROUP, f"{PREFIX}-b", [(ts, f"b{i}") for i in range(7_000)])
-    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100), metrics=Metrics())
+    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100, clock=SYSTEM),
+                        metrics=Metrics(), clock=SYSTEM)
     events, pages = _read_all(reader, ts, ts)  # startTime == endTime: both inclusive
     assert pages >= 2  # a page holds at most 10,000 events
     assert len(events) == 14_000
@@ -185,7 +183,8 @@ def test_moto_bounds_are_inclusive_and_prefix_is_applied(moto) -> None:  # noqa:
     ts = now_ms() - 60_000
     put_events(logs, GROUP, f"{PREFIX}-a", [(ts - 1, "before"), (ts, "start"), (ts + 5, "end"), (ts + 6, "after")])
     put_events(logs, GROUP, "kube-scheduler-x", [(ts + 1, "other stream")])
-    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100), metrics=Metrics())
+    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100, clock=SYSTEM),
+                        metrics=Metrics(), clock=SYSTEM)
     events, _ = _read_all(reader, ts, ts + 5)
     # moto 5.2 ignores logStreamNamePrefix in FilterLogEvents (AWS applies it); the reader filters too.
     assert sorted(e.message for e in events) == ["end", "start"]
@@ -197,14 +196,14 @@ def test_moto_missing_log_group_is_not_ready_until_created(moto) -> None:  # noq
     stop = threading.Event()
     created = threading.Event()
 
-    def wait(seconds: float, s: threading.Event) -> bool:
+    def create_while_waiting(seconds: float, s: threading.Event) -> bool:
         if not created.is_set():
             create_log_group(logs, GROUP, [f"{PREFIX}-a"])
             created.set()
         return s.is_set()
 
-    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100), metrics=Metrics(),
-                        wait=wait, on_ready=readiness.append)
+    reader = LogsReader(build_client(moto), GROUP, PREFIX, limiter=RateLimiter(100, clock=SYSTEM), metrics=Metrics(),
+                        clock=RecordingClock(FakeClock(), create_while_waiting), on_ready=readiness.append)
     page = reader.page(0, now_ms(), None, stop)
     assert page is not None and page.events == []
     assert readiness == [False, True]
@@ -219,8 +218,8 @@ def test_moto_throttling_through_a_proxy_reaches_our_backoff(moto) -> None:  # n
     with AwsFaultProxy(moto.endpoint_url) as proxy:
         proxy.throttle(count=3, operations={"FilterLogEvents"})
         client = build_client(moto, proxy.endpoint_url)
-        reader = LogsReader(client, GROUP, PREFIX, limiter=RateLimiter(100), metrics=metrics,
-                            backoff=Backoff(initial_seconds=0.01, max_seconds=0.02))
+        reader = LogsReader(client, GROUP, PREFIX, limiter=RateLimiter(100, clock=SYSTEM), metrics=metrics,
+                            clock=SYSTEM, backoff=Backoff(initial_seconds=0.01, max_seconds=0.02))
         events, _ = _read_all(reader, ts, ts)
         # botocore did not retry on its own: every throttle reached the reader and was counted.
         assert proxy.count("FilterLogEvents") == 4
@@ -243,13 +242,27 @@ def test_rate_limiter_wait_is_interrupted_by_stop() -> None:
     clock = FakeClock()
     stop = threading.Event()
 
-    def wait(seconds: float, s: threading.Event) -> bool:
+    def sigterm(seconds: float, s: threading.Event) -> bool:
         s.set()  # SIGTERM while waiting for a token
         return True
 
-    limiter = RateLimiter(0.5, clock=clock, wait=wait)
+    limiter = RateLimiter(0.5, clock=RecordingClock(clock, sigterm))
     assert limiter.acquire(stop) is True  # the first token is there at once
     assert limiter.acquire(stop) is False
     assert limiter.acquired == 1
     with pytest.raises(ValueError, match="rate_per_second"):
-        RateLimiter(0)
+        RateLimiter(0, clock=clock)
+
+
+def test_a_record_without_a_usable_id_or_timestamp_is_skipped_alone_and_counted() -> None:
+    class OddPage:
+        def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            good = {"logStreamName": f"{PREFIX}-a", "eventId": "1", "timestamp": 5, "ingestionTime": 6, "message": "m"}
+            return {"events": [good, {"logStreamName": f"{PREFIX}-a", "eventId": "2", "message": "no timestamp"},
+                               {**good, "eventId": "3", "timestamp": "soon"}, {**good, "eventId": "4"}]}
+
+    metrics = Metrics()
+    reader, _ = _reader(OddPage(), FakeClock(), metrics)
+    page = reader.page(0, 10, None, threading.Event())
+    assert page is not None and [e.event_id for e in page.events] == ["1", "4"]
+    assert metrics.registry.get_sample_value("forwarder_events_skipped_total", {"reason": "malformed_record"}) == 2

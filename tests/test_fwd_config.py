@@ -48,6 +48,8 @@ def test_defaults_match_the_contract() -> None:
     assert config.request_timeout_seconds == 10.0
     assert config.max_inflight_bytes == 64 * 1024 * 1024
     assert config.shutdown_grace_seconds == 8.0
+    assert config.checkpoint_interval_seconds == 10.0
+    assert config.checkpoint_hashes_interval_seconds == 60.0
 
 
 def test_cluster_name_means_the_eks_log_group() -> None:
@@ -71,6 +73,8 @@ def test_every_option_from_flags() -> None:
         "--request-timeout", "3",
         "--max-inflight-bytes", "2097152",
         "--shutdown-grace", "5",
+        "--checkpoint-interval", "0",
+        "--checkpoint-hashes-interval", "300",
         "--log-level", "debug",
     )
     assert config.region == "eu-central-1"
@@ -86,6 +90,7 @@ def test_every_option_from_flags() -> None:
     assert config.request_timeout_seconds == 3.0
     assert config.max_inflight_bytes == 2_097_152
     assert config.shutdown_grace_seconds == 5.0
+    assert (config.checkpoint_interval_seconds, config.checkpoint_hashes_interval_seconds) == (0.0, 300.0)
     assert config.log_level == "DEBUG"
 
 
@@ -106,6 +111,8 @@ def test_every_option_from_the_environment() -> None:
         "FORWARDER_REQUEST_TIMEOUT": "4",
         "FORWARDER_MAX_INFLIGHT_BYTES": "600000",
         "FORWARDER_SHUTDOWN_GRACE": "3",
+        "FORWARDER_CHECKPOINT_INTERVAL": "30",
+        "FORWARDER_CHECKPOINT_HASHES_INTERVAL": "120",
         "FORWARDER_LOG_LEVEL": "WARNING",
     }
     config = parse(["run"], env)
@@ -125,6 +132,8 @@ def test_every_option_from_the_environment() -> None:
         request_timeout_seconds=4.0,
         max_inflight_bytes=600_000,
         shutdown_grace_seconds=3.0,
+        checkpoint_interval_seconds=30.0,
+        checkpoint_hashes_interval_seconds=120.0,
         log_level="WARNING",
     )
 
@@ -181,6 +190,9 @@ def test_replay_takes_the_url_from_the_environment() -> None:
         ([*BASE, "--max-lateness", "inf"], "--max-lateness", "> 0"),
         ([*BASE, "--max-requests-per-second", "0"], "--max-requests-per-second", "> 0"),
         ([*BASE, "--request-timeout", "-3"], "--request-timeout", "> 0"),
+        ([*BASE, "--request-timeout", "51"], "--request-timeout", "<= 50"),
+        ([*BASE, "--checkpoint-interval", "-1"], "--checkpoint-interval", "from 0 to 3600"),
+        ([*BASE, "--checkpoint-hashes-interval", "2h"], "--checkpoint-hashes-interval", "seconds from 0"),
         ([*BASE, "--shutdown-grace", "0"], "--shutdown-grace", "> 0"),
         ([*BASE, "--metrics-port", "70000"], "--metrics-port", "between 0 and 65535"),
         ([*BASE, "--metrics-port", "-1"], "--metrics-port", "between 0 and 65535"),

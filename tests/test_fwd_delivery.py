@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,16 +41,23 @@ def make_batch(ids: list[str], pad: int = 200) -> Batch:
 
 
 class FakeSleep:
-    """Records each wait; runs ``on_call(n)`` (n = 1, 2, ...) instead of waiting."""
+    """A clock whose waits are recorded and return at once, running ``on_call(n)`` (n = 1, 2, ...) instead."""
 
     def __init__(self, on_call: Callable[[int], None] | None = None) -> None:
         self.delays: list[float] = []
         self.on_call = on_call
 
-    def __call__(self, seconds: float, stop: threading.Event) -> None:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
         self.delays.append(seconds)
         if self.on_call is not None:
             self.on_call(len(self.delays))
+        return stop.is_set()
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -64,7 +72,7 @@ def receiver() -> Iterator[FalcoReceiver]:
 
 
 def client_for(url: str, sleep: FakeSleep, **kwargs: object) -> FalcoClient:
-    return FalcoClient(url, Metrics(), rng=random.Random(3), sleep=sleep, **kwargs)  # type: ignore[arg-type]
+    return FalcoClient(url, Metrics(), rng=random.Random(3), clock=sleep, **kwargs)  # type: ignore[arg-type]
 
 
 def test_delivers_a_batch_as_one_event_list(receiver: FalcoReceiver) -> None:

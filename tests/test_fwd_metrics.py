@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from forwarder.metrics import Health, Metrics, MetricsServer, serve
+from forwarder.metrics import Health, Metrics, MetricsServer, liveness_window_seconds, serve
 
 
 class FakeClock:
@@ -39,7 +40,7 @@ def test_metrics_live_on_the_injected_registry() -> None:
     metrics.aws_api_calls_total.labels(operation="FilterLogEvents", outcome="throttled").inc()
     metrics.delivery_lag_seconds.set(1.5)
     metrics.last_delivery_timestamp_seconds.set(1_714_564_800)
-    metrics.checkpoint_saves_total.labels(outcome="ok").inc()
+    metrics.checkpoint_saves_total.labels(part="positions", outcome="ok").inc()
     metrics.inflight_bytes.set(2048)
     metrics.streams_seen.set(3)
     value = registry.get_sample_value
@@ -51,7 +52,7 @@ def test_metrics_live_on_the_injected_registry() -> None:
     assert value("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents", "outcome": "throttled"}) == 1
     assert value("forwarder_delivery_lag_seconds") == 1.5
     assert value("forwarder_last_delivery_timestamp_seconds") == 1_714_564_800
-    assert value("forwarder_checkpoint_saves_total", {"outcome": "ok"}) == 1
+    assert value("forwarder_checkpoint_saves_total", {"part": "positions", "outcome": "ok"}) == 1
     assert value("forwarder_inflight_bytes") == 2048
     assert value("forwarder_streams_seen") == 3
 
@@ -62,21 +63,44 @@ def test_two_instances_do_not_collide() -> None:
     assert second.registry.get_sample_value("forwarder_events_read_total") == 0
 
 
-def test_health_is_alive_within_the_window_after_a_beat() -> None:
+def _watched(health: Health, name: str) -> threading.Thread:
+    """A thread that registers under ``name`` and then does nothing (a hang), until the test ends."""
+    registered, done = threading.Event(), threading.Event()
+
+    def body() -> None:
+        health.watch(name)
+        registered.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    registered.wait(5)
+    thread.done = done  # type: ignore[attr-defined]
+    return thread
+
+
+def test_liveness_fails_when_any_watched_thread_stops_beating() -> None:
     clock = FakeClock()
-    health = Health(poll_interval_seconds=2.0, clock=clock)
-    assert health.window_seconds == 30.0
-    assert health.alive()  # alive from the start
-    clock.now += 31
-    assert not health.alive()
+    health = Health(clock=clock)
+    assert health.window_seconds == 60.0
+    assert health.alive()  # nothing watched yet (starting up)
+    hung = _watched(health, "reader")
+    health.watch("delivery")  # this thread keeps beating
+    clock.now += 59
     health.beat()
     assert health.alive()
-    assert health.alive(now=clock.now + 30)
-    assert not health.alive(now=clock.now + 30.5)
+    clock.now += 2
+    health.beat()
+    assert health.stalled() == ["reader"]
+    assert not health.alive()
+    hung.done.set()  # type: ignore[attr-defined]
+    health.unwatch()
+    assert health.stalled() == ["reader"]  # a thread that ends without unwatching stays stalled
 
 
-def test_liveness_window_grows_with_long_poll_intervals() -> None:
-    assert Health(poll_interval_seconds=20.0).window_seconds == 100.0
+def test_liveness_window_covers_the_longest_request_and_stays_under_two_minutes() -> None:
+    assert liveness_window_seconds(10) == 60.0
+    assert liveness_window_seconds(50) == 110.0  # --request-timeout's maximum
 
 
 def test_readiness_is_set_by_the_pipeline() -> None:
@@ -109,12 +133,14 @@ def test_metrics_endpoint_serves_prometheus_text(served: tuple[MetricsServer, Me
     assert "# TYPE forwarder_delivery_lag_seconds gauge" in body
 
 
-def test_healthz_follows_the_heartbeat(served: tuple[MetricsServer, Metrics, Health, FakeClock]) -> None:
+def test_healthz_names_the_stalled_thread(served: tuple[MetricsServer, Metrics, Health, FakeClock]) -> None:
     server, _, health, clock = served
     url = f"http://127.0.0.1:{server.port}/healthz"
+    health.watch("delivery")
     assert get(url)[0] == 200
     clock.now += 120
-    assert get(url)[0] == 503
+    status, _, body = get(url)
+    assert (status, body) == (503, "stalled: delivery\n")
     health.beat()
     assert get(url)[0] == 200
 

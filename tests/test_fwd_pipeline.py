@@ -72,7 +72,7 @@ def start(moto_server_: Any, rx: FalcoReceiver, **overrides: Any) -> Running:
         shutdown_grace_seconds=3.0,
     )
     config = replace(config, **overrides)
-    metrics, health, stop = Metrics(), Health(config.poll_interval_seconds), threading.Event()
+    metrics, health, stop = Metrics(), Health(), threading.Event()
     result: dict[str, Any] = {}
     import os
 
@@ -126,6 +126,19 @@ def test_basic_flow_delivers_valid_corpus_events_and_skips_invalid_ones(moto, re
     assert run.sample("forwarder_events_delivered_total") + skipped == read
     assert run.sample("forwarder_aws_api_calls_total", {"operation": "FilterLogEvents", "outcome": "ok"}) > 0
     assert run.sample("forwarder_last_delivery_timestamp_seconds") > 0
+    # What the source and delivery export: every event read has its arrival delay, every delivered one its
+    # end-to-end latency; the stages in use; nothing left waiting. The events reached CloudWatch 10 s after
+    # their timestamps, later than the 6-s window: read anyway (the final read came later still), and counted.
+    assert run.sample("forwarder_arrival_delay_seconds_count") == read
+    assert run.sample("forwarder_events_after_window_total") == read
+    assert run.sample("forwarder_end_to_end_latency_seconds_count") == run.sample("forwarder_events_delivered_total")
+    assert run.sample("forwarder_read_stage_active", {"stage": "final"}) == 1
+    assert run.sample("forwarder_read_stage_active", {"stage": "head"}) == 1
+    assert run.metrics.registry.get_sample_value("forwarder_remembered_hashes") is not None
+    assert run.metrics.registry.get_sample_value("forwarder_open_buckets") is not None
+    assert run.sample("forwarder_oldest_unacknowledged_seconds") == 0
+    assert run.sample("forwarder_request_rate_limit") == run.config.max_requests_per_second
+    assert abs(run.sample("forwarder_clock_skew_seconds")) < 5
 
 
 def _dups(rx: FalcoReceiver) -> dict[str, int]:
@@ -155,7 +168,7 @@ def test_two_streams_a_new_stream_mid_run_and_late_out_of_order_events(moto, rec
     late_ids, late = _events(now_ms() - 3_000, 3)
     put_events(logs, GROUP, STREAM_A, late)
     assert receiver.wait_for_ids(set(late_ids), WAIT_S)
-    # Let the final sweeps of every range so far run (lateness 3 s + slack): nothing arrives twice.
+    # Let the final reads of every range so far run (lateness 4 s + its period): nothing arrives twice.
     time.sleep(6.0)
     assert run.finish() == 0
     assert _dups(receiver) == {}
@@ -173,14 +186,14 @@ def test_restart_from_checkpoint_sends_nothing_twice(moto, receiver, tmp_path: P
     assert receiver.wait_for_ids(set(first_ids), WAIT_S)
     assert run.finish() == 0
     saved = FileCheckpointStore(tmp_path / "checkpoint.json").load()
-    assert saved is not None and saved.head_ms > 0
+    assert saved is not None and saved.positions.positions["head"] > 0
     # While it is down: new events, and a late one inside the window of an already-read range.
     second_ids, second = _events(now_ms(), 30)
     late_ids, late = _events(now_ms() - 2_000, 2)
     put_events(logs, GROUP, STREAM_A, second + late)
     run = start(moto, receiver, checkpoint=checkpoint, start_at=StartAt("now"))
     assert receiver.wait_for_ids(set(second_ids + late_ids), WAIT_S)
-    time.sleep(1.0)  # a few more polls and sweeps over already-delivered ranges
+    time.sleep(1.0)  # a few more polls and re-reads of already-delivered ranges
     assert run.finish() == 0
     assert _dups(receiver) == {}
     assert receiver.accepted_count == 72
@@ -259,3 +272,115 @@ def test_progress_line_reports_what_flowed_since_the_last_one(moto, receiver, mo
     assert sum(r.events_read for r in progress) == 31
     assert sum(getattr(r, "events_skipped", 0) for r in progress) == 1
     assert any(r.delivery_lag_seconds is not None for r in progress)
+
+
+def test_an_exception_while_handling_one_event_skips_it_and_the_others_flow(moto, receiver, monkeypatch) -> None:  # noqa: F811
+    # Whatever one event makes the code raise (a recursion limit, an encoding error, a number out of range),
+    # that event is skipped with its own reason and counted; the forwarder and every other event go on.
+    # Otherwise the pod would crash-loop on the same event at every restart.
+    real_validate = pipeline.validate
+    failures = {"boom-recursion": RecursionError("maximum recursion depth exceeded"),
+                "boom-unicode": UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+                "boom-overflow": OverflowError("int too large to convert")}
+
+    def fragile(message: str, max_event_bytes: int) -> Any:
+        for marker, error in failures.items():
+            if marker in message:
+                raise error
+        return real_validate(message, max_event_bytes)
+
+    monkeypatch.setattr(pipeline, "validate", fragile)
+    logs = moto.client("logs")
+    create_log_group(logs, GROUP, [STREAM_A])
+    ts = now_ms() - 3_000
+    good_ids, good = _events(ts, 20)
+    bad = [(ts, make_event(ts, size=300)[1].replace('"kind"', f'"{marker}":1,"kind"', 1)) for marker in failures]
+    put_events(logs, GROUP, STREAM_A, good[:10] + bad + good[10:])
+    run = start(moto, receiver)
+    assert receiver.wait_for_ids(set(good_ids), WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    handled = {"reason": "handling_error"}
+    while run.sample("forwarder_events_skipped_total", handled) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.thread.is_alive()
+    assert run.finish() == 0
+    assert run.sample("forwarder_events_skipped_total", {"reason": "handling_error"}) == 3
+    assert run.sample("forwarder_events_delivered_total") == 20
+    assert Counter(receiver.accepted_ids) == Counter(good_ids)
+
+
+class _Monotonic:
+    """Liveness's clock, moved by hand (the threads run in real time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _HungLogs:
+    """A CloudWatch client whose call never returns (until released): a hung reader."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def filter_log_events(self, **params: Any) -> dict[str, Any]:
+        self.entered.set()
+        self.release.wait(60)
+        return {"events": []}
+
+
+class _HungFalco:
+    """A Falco client whose delivery never returns (until released): a hung delivery thread."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def deliver(self, batch: Any, stop: threading.Event) -> Any:
+        from forwarder.delivery import DeliveryOutcome
+
+        self.entered.set()
+        self.release.wait(60)
+        return DeliveryOutcome(completed=False)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("hung", ["reader", "delivery"])
+def test_a_hung_reader_or_delivery_thread_fails_liveness_within_two_minutes(hung: str) -> None:
+    from fwd_fakes import FakeClock, FakeLogs
+
+    mono = _Monotonic()
+    health = Health(clock=mono)
+    assert health.window_seconds <= 120
+    stop = threading.Event()
+    config = RunConfig(log_group=GROUP, falco_url="http://127.0.0.1:9/k8s-audit", region="us-west-2",
+                       metrics_port=0, start_at=StartAt("ago", 10.0), poll_interval_seconds=0.2)
+    if hung == "reader":
+        logs: Any = _HungLogs()
+        falco: Any = _HungFalco()
+        falco.entered.set()  # never called
+        stuck = logs
+    else:
+        fake_clock = FakeClock(time.time())
+        logs = FakeLogs(fake_clock)
+        logs.add(STREAM_A, now_ms() - 5_000, make_event(now_ms() - 5_000)[1], visible_at=0)
+        falco = stuck = _HungFalco()
+    thread = threading.Thread(target=pipeline.run, kwargs={
+        "config": config, "metrics": Metrics(), "health": health, "stop": stop, "logs_client": logs, "falco": falco,
+    }, daemon=True)
+    thread.start()
+    try:
+        assert stuck.entered.wait(30)
+        mono.now += health.window_seconds + 1  # a minute passes: the other threads beat again at once
+        deadline = time.monotonic() + 10
+        while health.stalled() != [hung] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health.stalled() == [hung]
+        assert not health.alive()
+    finally:
+        stop.set()
+        stuck.release.set()
+        thread.join(15)

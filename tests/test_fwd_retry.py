@@ -1,12 +1,15 @@
-"""forwarder.retry.Backoff: exponential growth, cap, jitter bounds, validation."""
+"""forwarder.retry: the policy (Backoff: growth, cap, jitter, validation) and the one retry loop (Retrier)."""
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
 
 import pytest
+from fwd_fakes import FakeClock, RecordingClock
 
-from forwarder.retry import Backoff
+from forwarder.retry import Backoff, Retrier
 
 
 def test_base_delay_grows_exponentially_up_to_the_cap() -> None:
@@ -59,3 +62,49 @@ def test_invalid_policies_are_refused(kwargs: dict[str, object]) -> None:
 def test_negative_attempt_is_refused() -> None:
     with pytest.raises(ValueError):
         Backoff().delay(-1, random.Random())
+
+
+# --- Retrier: the one retry loop -------------------------------------------------------------------
+
+
+def _retrier(**kwargs: object) -> tuple[Retrier, RecordingClock]:
+    clock = RecordingClock(FakeClock())
+    policy = Backoff(initial_seconds=1.0, max_seconds=8.0, jitter="none")
+    return Retrier(policy, clock, logging.getLogger("forwarder.test"), **kwargs), clock  # type: ignore[arg-type]
+
+
+def test_retrier_waits_the_policy_delay_and_starts_over_after_a_success() -> None:
+    retrier, clock = _retrier()
+    stop = threading.Event()
+    assert all(retrier.failed(stop, "down") for _ in range(5))
+    assert clock.waits == [1.0, 2.0, 4.0, 8.0, 8.0]
+    retrier.succeeded()
+    retrier.failed(stop, "down again")
+    assert clock.waits[-1] == 1.0
+
+
+def test_retrier_honours_a_lower_bound_and_a_slower_policy_for_one_failure() -> None:
+    retrier, clock = _retrier()
+    stop = threading.Event()
+    retrier.failed(stop, "429", at_least=7.0)
+    retrier.failed(stop, "no log group", policy=Backoff(initial_seconds=5.0, max_seconds=60.0, jitter="none"))
+    assert clock.waits == [7.0, 10.0]
+
+
+def test_retrier_logs_the_first_failure_of_a_series_and_then_every_tenth(caplog: pytest.LogCaptureFixture) -> None:
+    retrier, _ = _retrier()
+    with caplog.at_level(logging.INFO, logger="forwarder.test"):
+        for _ in range(25):
+            retrier.failed(threading.Event(), "down", {"host": "falco"})
+    assert [r.attempt for r in caplog.records] == [1, 11, 21]
+    assert all(r.host == "falco" for r in caplog.records)
+
+
+def test_retrier_gives_up_after_max_attempts_or_when_stopped() -> None:
+    retrier, _ = _retrier(max_attempts=3)
+    stop = threading.Event()
+    assert [retrier.failed(stop, "conflict") for _ in range(3)] == [True, True, False]
+    assert retrier.exhausted()
+    unbounded, clock = _retrier()
+    clock.on_wait = lambda seconds, s: (s.set(), True)[1]  # SIGTERM during the wait
+    assert unbounded.failed(stop, "down") is False

@@ -127,6 +127,13 @@ class ForwarderProcess:
             time.sleep(0.1)
         return False
 
+    def caught_up(self) -> bool:
+        """Every read stage is within its period of where its age puts it (60 s at most, the final stage's):
+        the start's one-time reads are over."""
+        samples = self.scrape() or {}
+        behind = [v for (name, _), v in samples.items() if name == "forwarder_read_stage_behind_seconds"]
+        return bool(behind) and max(behind) <= 60
+
     def health(self, path: str = "/healthz") -> int | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as response:

@@ -35,7 +35,14 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate from an odd event (an auditID, a stream name) has no UTF-8 form: escape it
+            # rather than lose the line to the handler's encoding error.
+            line = json.dumps(entry, default=str)
+        return line
 
 
 def setup_logging(level: str = "INFO", stream: IO[str] | None = None) -> logging.Handler:

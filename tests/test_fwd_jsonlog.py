@@ -1,4 +1,4 @@
-"""forwarder.logs: one JSON object per line with ts, level, logger, msg and the extra fields."""
+"""forwarder.jsonlog: one JSON object per line with ts, level, logger, msg and the extra fields."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from forwarder.logs import JsonFormatter, setup_logging
+from forwarder.jsonlog import JsonFormatter, setup_logging
 
 
 @pytest.fixture
@@ -76,3 +76,11 @@ def test_setup_twice_keeps_one_handler(json_log: io.StringIO) -> None:
         assert sum(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers) == 1
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def test_a_lone_surrogate_in_a_field_is_escaped_not_lost(json_log: io.StringIO) -> None:
+    # An event's auditID can hold a \ud800 escape that has no UTF-8 form; the log line must survive it.
+    logging.getLogger("forwarder.x").warning("skipping", extra={"audit_id": "a\ud800b"})
+    line = json_log.getvalue().strip()
+    line.encode("utf-8")
+    assert json.loads(line)["audit_id"] == "a\ud800b"

@@ -1,0 +1,300 @@
+"""What is still open, and what was already handed out: named positions, dedup by time bucket, acks.
+
+A *position* is a cursor on the timeline (epoch milliseconds, exclusive): everything before
+``read_to`` has been read for it. A source owns its positions (the CloudWatch schedule has one per
+re-read stage, schedule.py; a Kinesis source would have one per shard). Each advance is *confirmed*
+once every event handed out before it was acknowledged (delivered to Falco, or skipped for good),
+so ``confirmed`` is what a restart may rely on: nothing before it is waiting for delivery.
+
+Dedup: the 64-bit hash of every event handed out is remembered in the bucket of its timestamp
+(``BUCKET_MS`` wide), so a later read of the same instant forwards only new events. A bucket is
+forgotten once the retention positions (the oldest reads) have confirmed past it: no read will
+return its events again. Acknowledged hashes are also kept packed, per bucket, for the checkpoint
+(a restart must never take an unacknowledged event for delivered).
+
+Acknowledgements: every event handed out gets a sequence number; the *watermark* is the lowest one
+not yet acknowledged. An advance made when the next number was ``m`` is confirmed when the
+watermark reaches ``m``.
+
+Thread-safe: the reader admits, the deliverer acknowledges, the checkpointer snapshots, all under ``lock``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .dedup import HashSet, event_hash, pack, unpack
+from .model import LogEvent
+
+BUCKET_MS = 5_000
+# What CloudWatch counts per event on top of its message (the PutLogEvents accounting; used for page estimates).
+EVENT_OVERHEAD_BYTES = 26
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """Identifies one event through batching and delivery (what the ledger acknowledges)."""
+
+    timestamp_ms: int
+    hash: int
+    stream: str
+    event_id: str
+    seq: int
+    material: bool = True
+    """False for the forwarder's own checkpoint writes read back from the audit log (checkpoint_policy.py)."""
+
+    def __str__(self) -> str:
+        return f"{self.stream}/{self.event_id}"
+
+
+class Bucket:
+    """The events of one ``BUCKET_MS`` slice of the timeline that were handed out."""
+
+    __slots__ = ("start_ms", "seen", "acked", "events", "bytes")
+
+    def __init__(self, start_ms: int) -> None:
+        self.start_ms = start_ms
+        self.seen = HashSet()
+        """Hashes of every event handed out (pending, acknowledged or skipped)."""
+        self.acked = bytearray()
+        """Packed hashes of the acknowledged ones: the checkpoint's part."""
+        self.events = 0
+        self.bytes = 0
+        """Size of those events as CloudWatch pages count it (message + EVENT_OVERHEAD_BYTES)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """A bucket as the checkpoint keeps it: acknowledged hashes, and the bucket's size for cost estimates."""
+
+    start_ms: int
+    hashes: bytes
+    events: int
+    bytes: int
+
+
+class Position:
+    __slots__ = ("read_to", "confirmed", "queue")
+
+    def __init__(self, at_ms: int) -> None:
+        self.read_to = at_ms
+        """Everything before this instant has been read (for this position)."""
+        self.confirmed = at_ms
+        """Everything before this instant was read and every event handed out so far acknowledged."""
+        self.queue: collections.deque[tuple[int, int]] = collections.deque()
+        """Advances waiting for acknowledgements: (read_to, sequence mark)."""
+
+
+class Ledger:
+    def __init__(self, positions: Mapping[str, int], buckets: Iterable[BucketState] = ()) -> None:
+        self.lock = threading.RLock()
+        self._positions = {name: Position(at) for name, at in positions.items()}
+        self._buckets: dict[int, Bucket] = {}
+        for state in buckets:
+            bucket = Bucket(state.start_ms)
+            hashes = unpack(state.hashes)
+            bucket.seen = HashSet(hashes)
+            bucket.acked = bytearray(state.hashes)
+            bucket.events, bucket.bytes = state.events, state.bytes
+            self._buckets[state.start_ms] = bucket
+        self._next_seq = 0
+        self._outstanding: collections.deque[tuple[int, int]] = collections.deque()
+        """(sequence number, when handed out in ms) of events not acknowledged yet, oldest first."""
+        self._done: set[int] = set()
+        """Acknowledged sequence numbers behind an older outstanding one."""
+        self.retention: tuple[str, ...] = ()
+        """Positions whose oldest confirmed instant decides which buckets may be forgotten."""
+        self._forgotten_before_ms: int | None = None
+        self._read_spans: list[list[int]] = []
+        """Stretches of the timeline read completely at least once (merged, oldest first): outside them the
+        volume of a range is unknown, so it cannot be called cheap to read again."""
+        self.admitted_events = 0
+        self.admitted_bytes = 0
+        """Everything handed out so far (the schedule derives the recent rate from them)."""
+        self.material_acks = 0
+        """Acknowledged events that were not the forwarder's own checkpoint writes (checkpoint_policy.py)."""
+        self.acks = 0
+        self.dropped_outside = 0
+        """Events a read returned outside its own range (never expected from AWS)."""
+        self.dropped_forgotten = 0
+        """Events of buckets already forgotten (never expected: no read reaches back that far)."""
+
+    # --- positions ----------------------------------------------------------------------------------
+
+    def read_to(self, name: str) -> int:
+        return self._positions[name].read_to
+
+    def confirmed(self, name: str) -> int:
+        return self._positions[name].confirmed
+
+    def names(self) -> list[str]:
+        return list(self._positions)
+
+    def advance(self, name: str, read_to: int) -> None:
+        """``name`` has read everything before ``read_to``; confirmed once all events handed out so far are."""
+        with self.lock:
+            position = self._positions[name]
+            if read_to <= position.read_to:
+                return
+            position.read_to = read_to
+            position.queue.append((read_to, self._next_seq))
+            self._confirm()
+
+    def _watermark(self) -> int:
+        return self._outstanding[0][0] if self._outstanding else self._next_seq
+
+    def _confirm(self) -> None:
+        watermark = self._watermark()
+        for position in self._positions.values():
+            queue = position.queue
+            while queue and queue[0][1] <= watermark:
+                position.confirmed = max(position.confirmed, queue.popleft()[0])
+        if self.retention:
+            self._forget_before(min(self._positions[name].confirmed for name in self.retention))
+
+    def _forget_before(self, instant_ms: int) -> None:
+        if self._forgotten_before_ms is not None and instant_ms <= self._forgotten_before_ms:
+            return
+        self._forgotten_before_ms = instant_ms
+        old = [start for start in self._buckets if start + BUCKET_MS <= instant_ms]
+        for start in old:
+            del self._buckets[start]
+        self._read_spans = [span for span in self._read_spans if span[1] >= instant_ms]
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    def admit(self, start_ms: int, end_ms: int, events: Iterable[LogEvent], now_ms: int
+              ) -> list[tuple[EventKey, LogEvent]]:
+        """The events of one page of a read of ``[start_ms, end_ms]`` not handed out before; they become pending."""
+        fresh: list[tuple[EventKey, LogEvent]] = []
+        with self.lock:
+            buckets = self._buckets
+            forgotten = self._forgotten_before_ms
+            outstanding = self._outstanding
+            for event in events:
+                ts = event.timestamp_ms
+                if ts < start_ms or ts > end_ms:
+                    self.dropped_outside += 1
+                    continue
+                start = ts - ts % BUCKET_MS
+                bucket = buckets.get(start)
+                if bucket is None:
+                    if forgotten is not None and start + BUCKET_MS <= forgotten:
+                        self.dropped_forgotten += 1
+                        continue
+                    bucket = buckets[start] = Bucket(start)
+                h = event_hash(event.stream, event.event_id)
+                if h in bucket.seen:
+                    continue
+                bucket.seen.add_new(h)
+                size = len(event.message) + EVENT_OVERHEAD_BYTES
+                bucket.events += 1
+                bucket.bytes += size
+                self.admitted_events += 1
+                self.admitted_bytes += size
+                seq = self._next_seq
+                self._next_seq = seq + 1
+                outstanding.append((seq, now_ms))
+                fresh.append((EventKey(ts, h, event.stream, event.event_id, seq), event))
+        return fresh
+
+    def acknowledge(self, keys: Sequence[EventKey]) -> None:
+        """Events Falco acknowledged, or that are skipped for good (invalid, rejected): never sent again."""
+        if not keys:
+            return
+        by_bucket: dict[int, list[int]] = {}
+        with self.lock:
+            done = self._done
+            for key in keys:
+                done.add(key.seq)
+                by_bucket.setdefault(key.timestamp_ms - key.timestamp_ms % BUCKET_MS, []).append(key.hash)
+                if key.material:
+                    self.material_acks += 1
+            self.acks += len(keys)
+            for start, hashes in by_bucket.items():
+                bucket = self._buckets.get(start)
+                if bucket is not None:
+                    bucket.acked += pack(hashes)
+            outstanding = self._outstanding
+            while outstanding and outstanding[0][0] in done:
+                done.discard(outstanding.popleft()[0])
+            self._confirm()
+
+    # --- cost estimates ---------------------------------------------------------------------------------
+
+    def note_read(self, start_ms: int, end_ms: int) -> None:
+        """``[start_ms, end_ms]`` was read to the end of its pages."""
+        with self.lock:
+            spans = self._read_spans
+            spans.append([start_ms, end_ms])
+            spans.sort()
+            merged: list[list[int]] = []
+            for span in spans:
+                if merged and span[0] <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], span[1])
+                else:
+                    merged.append(span)
+            self._read_spans = merged
+
+    def known(self, start_ms: int, end_ms: int) -> bool:
+        """True when ``[start_ms, end_ms]`` was read before, so ``volume`` tells what it holds."""
+        if end_ms < start_ms:
+            return True
+        return any(s <= start_ms and end_ms <= e for s, e in self._read_spans)
+
+    def volume(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """(events, bytes) already handed out with timestamps in ``[start_ms, end_ms]``: what reading it again
+        costs at least; a bucket partly inside counts in proportion."""
+        if end_ms < start_ms:
+            return 0, 0
+        events = nbytes = 0.0
+        first, last = start_ms - start_ms % BUCKET_MS, end_ms - end_ms % BUCKET_MS
+        if (last - first) // BUCKET_MS > len(self._buckets):
+            candidates: Iterable[Bucket] = [b for s, b in self._buckets.items() if first <= s <= last]
+        else:
+            candidates = [b for s in range(first, last + 1, BUCKET_MS) if (b := self._buckets.get(s)) is not None]
+        for bucket in candidates:
+            overlap = min(end_ms, bucket.start_ms + BUCKET_MS - 1) - max(start_ms, bucket.start_ms) + 1
+            share = overlap / BUCKET_MS
+            events += bucket.events * share
+            nbytes += bucket.bytes * share
+        return round(events), round(nbytes)
+
+    # --- introspection and checkpoint ---------------------------------------------------------------
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return len(self._outstanding)
+
+    def oldest_outstanding_ms(self) -> int | None:
+        """When the oldest event still waiting for acknowledgement was handed out."""
+        with self.lock:
+            return self._outstanding[0][1] if self._outstanding else None
+
+    def remembered_hashes(self) -> int:
+        with self.lock:
+            return sum(len(b.seen) for b in self._buckets.values())
+
+    def open_buckets(self) -> int:
+        with self.lock:
+            return len(self._buckets)
+
+    def positions(self) -> dict[str, int]:
+        """Confirmed positions: what a restart may resume from without losing anything."""
+        with self.lock:
+            return {name: p.confirmed for name, p in self._positions.items()}
+
+    def snapshot(self) -> tuple[dict[str, int], list[BucketState]]:
+        """Confirmed positions, and the acknowledged hashes of the buckets still open: what a restart relies on."""
+        with self.lock:
+            positions = {name: p.confirmed for name, p in self._positions.items()}
+            floor = min((positions[name] for name in self.retention), default=None)
+            buckets = [
+                BucketState(start, bytes(b.acked), b.events, b.bytes)
+                for start, b in sorted(self._buckets.items())
+                if b.acked and (floor is None or start + BUCKET_MS > floor)
+            ]
+            return positions, buckets

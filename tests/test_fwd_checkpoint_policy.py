@@ -1,0 +1,165 @@
+"""forwarder/checkpoint_policy.py: when the checkpoint is saved, what it costs the cluster, what a crash costs.
+
+Simulated CloudWatch and clock (the production source and policy, through the factory), no wall-clock
+sleeps; the ConfigMap store runs for real against a fake Kubernetes API on 127.0.0.1 that, like EKS,
+writes an audit event into the simulated log for every ConfigMap write it takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fwd_fakes import (
+    SELF_CONFIGMAP,
+    SELF_NAMESPACE,
+    SELF_USERNAME,
+    AuditedCluster,
+    FakeClock,
+    FakeLogs,
+    Harness,
+    MemoryStore,
+    own_write_event,
+    steady_load,
+)
+from support.audit_events import make_event
+
+from forwarder.checkpoint import FileCheckpointStore, SelfWrites
+from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
+from forwarder.ledger import Ledger
+from forwarder.metrics import Metrics
+from forwarder.model import LogEvent
+
+STREAM = "kube-apiserver-audit-0a0a"
+NAME = SELF_CONFIGMAP
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[AuditedCluster]:
+    cluster = AuditedCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_at_100_events_per_second_the_checkpoint_writes_under_1_mb_a_minute_to_the_api_server(cluster) -> None:
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
+    minutes = 13  # past the 11 minutes a hash stays remembered: the steady state
+    steady_load(h, 100, minutes * 60)
+    per_minute = cluster.bytes_per_minute(t0, minutes)
+    assert max(per_minute) <= 1_000_000, per_minute
+    # Both parts were written: positions about every 10 s, the hashes about every minute...
+    names = [name for _, name, _ in cluster.writes]
+    assert names.count(NAME) >= 6 * (minutes - 1) and minutes - 2 <= names.count(f"{NAME}-hashes") <= minutes + 1
+    # ...and the window's hashes (66,000 events, 8 bytes each, base64) are really in there.
+    assert max(per_minute[11:]) >= 66_000 * 8 * 4 // 3, per_minute
+
+
+def test_on_an_idle_cluster_its_own_checkpoint_writes_do_not_keep_it_writing(cluster) -> None:
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
+    cluster.logs.add(STREAM, int(t0 * 1000) + 500, make_event(int(t0 * 1000) + 500)[1], visible_at=t0 + 2)
+    h.run_until(t0 + 30 * 60)
+    # The start (no checkpoint yet), the one real event (positions, then its hash): then nothing, although
+    # every write came back through the audit log and was delivered.
+    assert len(cluster.writes) <= 4, cluster.writes
+    assert all(at < t0 + 120 for at, _, _ in cluster.writes), cluster.writes
+    own = [e for e in cluster.logs.events if "system:serviceaccount" in e.message]
+    assert own and all(h.delivered[e.event_id] == 1 for e in own)
+    assert h.ledger.acks == 1 + len(own) and h.ledger.material_acks == 1
+
+
+def test_a_write_to_its_configmaps_by_someone_else_is_material() -> None:
+    writes = SelfWrites(SELF_NAMESPACE, (NAME, f"{NAME}-hashes"), SELF_USERNAME)
+    matcher = SelfWriteFilter(writes)
+    clock = FakeClock()
+    assert matcher.matches(own_write_event(clock, "update", NAME))
+    assert matcher.matches(own_write_event(clock, "create", f"{NAME}-hashes"))
+    tampering = make_event(0, objectRef={"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": NAME},
+                           user={"username": "kubernetes-admin"})[1]
+    assert not matcher.matches(tampering)
+    assert not matcher.matches(make_event(0)[1])  # anything else
+    assert not matcher.matches(f'not json but mentions {NAME}')
+
+
+def test_positions_are_saved_on_their_timer_only_while_something_material_changes() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock)
+    h = Harness(clock=clock).with_store(store)
+    t0 = clock.now
+    steady_load(h, 20, 120)
+    h.run_until(t0 + 600)
+    # The start, then every 10 s while events flow (and once after, for the last ones); then nothing.
+    assert store.saves_between(t0, t0 + 1, "positions") == 1
+    assert 11 <= store.saves_between(t0 + 1, t0 + 130, "positions") <= 14
+    assert store.saves_between(t0 + 130, t0 + 600) == 0
+    # The hashes every minute while material.
+    assert 2 <= store.saves_between(t0, t0 + 600, "hashes") <= 3
+
+
+def test_shutdown_saves_both_parts_when_material_and_nothing_otherwise(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = FileCheckpointStore(tmp_path / "cp.json")
+    h = Harness(clock=clock).with_store(store)
+    assert h.checkpointer is not None
+    h.logs.add(STREAM, int(clock.now * 1000), make_event(int(clock.now * 1000))[1], visible_at=clock.now + 1)
+    h.run_until(clock.now + 5)  # delivered, not yet on the timer
+    assert h.checkpointer.tick(final=True)
+    loaded = store.load()
+    assert loaded is not None and loaded.hash_count() == 1
+    before = (store.path.stat().st_mtime_ns, store.hashes_path.stat().st_mtime_ns)
+    assert h.checkpointer.tick(final=True)  # nothing new: no write
+    assert (store.path.stat().st_mtime_ns, store.hashes_path.stat().st_mtime_ns) == before
+
+
+def test_too_many_hashes_for_a_configmap_drop_the_oldest_and_say_so(cluster, caplog) -> None:
+    store, api = cluster.store, cluster.api
+    ledger = Ledger({"head": 0, "final": 0})
+    ledger.retention = ("final",)
+    events = [LogEvent(str(i), STREAM, i * 5, 1, "x") for i in range(150_000)]  # 1,000 events/s for 12.5 minutes
+    ledger.acknowledge([k for k, _ in ledger.admit(0, 10**9, events, now_ms=0)])
+    metrics = Metrics()
+    checkpointer = Checkpointer(store, ledger, log_group="g", stream_prefix="p", source="cloudwatch-poll",
+                                clock=FakeClock(), metrics=metrics, positions_interval_seconds=10,
+                                hashes_interval_seconds=60, resumed=True)
+    with caplog.at_level(logging.WARNING, logger="forwarder.checkpoint"):
+        assert checkpointer.tick(final=True)
+    dropped = metrics.registry.get_sample_value("forwarder_checkpoint_hashes_dropped_total")
+    assert dropped is not None and 150_000 - 900 * 1024 // 8 <= dropped <= 150_000 - 100_000
+    assert any("oldest left out" in r.getMessage() for r in caplog.records)
+    import base64
+
+    stored = base64.b64decode(api.objects[f"{NAME}-hashes"]["binaryData"]["hashes.bin"])
+    assert len(stored) <= 900 * 1024
+    # The next hashes save waits long enough to keep the writes under the byte budget a minute.
+    assert checkpointer.due_in() <= 5 and checkpointer._hashes_spacing >= 60
+
+
+@pytest.mark.parametrize(("hashes_interval", "bound"), [(60.0, 100 * 60), (0.0, 0)])
+def test_after_a_crash_nothing_is_lost_and_duplicates_stay_within_the_hashes_interval(
+        tmp_path: Path, hashes_interval: float, bound: int) -> None:
+    clock = FakeClock()
+    logs = FakeLogs(clock)
+    store = FileCheckpointStore(tmp_path / "cp.json")
+    settings = {"checkpoint_hashes_interval_seconds": hashes_interval,
+                "checkpoint_interval_seconds": 10.0 if hashes_interval else 0.0}
+    first = Harness(clock=clock, logs=logs, **settings).with_store(store)
+    t0 = clock.now
+    crash_at = t0 + 180 + random.Random(3).uniform(0, 60)
+    ids = steady_load(first, 100, crash_at - t0, size=400)
+    # SIGKILL: the process's memory is gone; what the store holds is what the restart gets.
+    second = Harness(clock=clock, logs=logs, checkpoint=store.load(), **settings).with_store(store, resumed=True)
+    more = []
+    for k in range(300):  # and the cluster goes on meanwhile
+        ts = int((clock.now + k * 0.1) * 1000)
+        more.append(logs.add(STREAM, ts, make_event(ts, size=400)[1], visible_at=ts / 1000 + 1))
+    second.run_until(clock.now + 700)
+    for event_id in ids + more:
+        assert first.delivered[event_id] + second.delivered[event_id] >= 1
+    duplicates = sum(1 for i in ids if first.delivered[i] and second.delivered[i])
+    assert duplicates <= bound, duplicates
