@@ -362,7 +362,7 @@ def run_program(
     """Run `build` as a Pulumi program under mocks; `config` holds full keys like "falco-eks-lab:clusterName"."""
     recorded = Recorded()
     settings.reset_options()
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    _fresh_event_loop()
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = mocks or LabMocks()
     pulumi.runtime.set_mocks(
@@ -377,6 +377,19 @@ def run_program(
     _run()
     recorded.invokes = mocks.invokes
     return recorded
+
+
+def _fresh_event_loop() -> None:
+    """A new event loop for the next program; the previous one (kept open until now, so `resolve` could
+    still read its outputs) is closed, or every program would leak its selector's file descriptors."""
+    policy = asyncio.get_event_loop_policy()
+    try:
+        previous = policy.get_event_loop()
+    except RuntimeError:
+        previous = None
+    if previous is not None and not previous.is_running() and not previous.is_closed():
+        previous.close()
+    policy.set_event_loop(policy.new_event_loop())
 
 
 def resolve(output: Any) -> Any:

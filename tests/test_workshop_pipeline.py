@@ -365,6 +365,23 @@ def test_terminal_shell_gives_kubectl_a_terminal_without_one_of_its_own(lab: Lab
     assert lab.calls()[-1]["argv"][2:5] == ["delete", "namespace", "falco-workshop"]
 
 
+def test_the_terminal_works_when_the_process_already_holds_a_thousand_descriptors(lab: Lab) -> None:
+    """select() cannot watch descriptor 1024 or above; a long-lived process (or a test run) gets there."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the open-files limit ({soft}) is too low to reach descriptor 1024")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        code, out = lab.run("trigger", "terminal-shell")
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert code == 0, out
+    assert "    stdin=True stdout=True stderr=True" in out
+
+
 def test_terminal_shell_passes_on_the_exec_exit_code(lab: Lab, monkeypatch, capsys) -> None:
     monkeypatch.setenv("FAKE_EXEC_CODE", "3")
     assert lab.run("trigger", "terminal-shell")[0] == 1

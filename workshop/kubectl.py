@@ -8,7 +8,7 @@ import os
 import pty
 import queue
 import re
-import select
+import selectors
 import struct
 import subprocess
 import tempfile
@@ -77,12 +77,15 @@ def run_in_pseudo_terminal(argv: Sequence[str], timeout_seconds: float = TTY_TIM
         os.close(terminal)
     output = bytearray()
     deadline = time.monotonic() + timeout_seconds
+    # selectors, not select.select: select() cannot watch a descriptor numbered 1024 or above.
+    watcher = selectors.DefaultSelector()
+    watcher.register(controller, selectors.EVENT_READ)
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkshopError(f"{argv[0]} did not finish within {timeout_seconds:.0f}s under a terminal")
-            readable, _, _ = select.select([controller], [], [], min(remaining, 0.5))
+            readable = watcher.select(min(remaining, 0.5))
             if not readable:
                 if process.poll() is not None:
                     break
@@ -99,6 +102,7 @@ def run_in_pseudo_terminal(argv: Sequence[str], timeout_seconds: float = TTY_TIM
         if process.poll() is None:
             process.kill()
             process.wait()
+        watcher.close()
         os.close(controller)
     return Result(code, output.decode("utf-8", errors="replace").replace("\r\n", "\n"))
 
