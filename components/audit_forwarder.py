@@ -332,11 +332,33 @@ class AuditForwarder(pulumi.ComponentResource):
             ),
             opts=k8s_opts(),
         )
-        checkpoint_rbac_name = f"{args.deployment_name}-checkpoint"
-        rbac_role = k8s.rbac.v1.Role(
-            f"{name}-checkpoint",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
-            rules=[
+
+        def bind_role(suffix: str, rbac_name: str, rules: list[k8s.rbac.v1.PolicyRuleArgs]) -> k8s.rbac.v1.RoleBinding:
+            """A Role with `rules` in the forwarder's namespace, bound to its ServiceAccount only."""
+            role = k8s.rbac.v1.Role(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=rbac_name, namespace=ns_name, labels=labels),
+                rules=rules,
+                opts=k8s_opts(),
+            )
+            return k8s.rbac.v1.RoleBinding(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=rbac_name, namespace=ns_name, labels=labels),
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.apply(_name)
+                ),
+                subjects=[
+                    k8s.rbac.v1.SubjectArgs(
+                        kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
+                    )
+                ],
+                opts=k8s_opts(),
+            )
+
+        checkpoint_binding = bind_role(
+            "checkpoint",
+            f"{args.deployment_name}-checkpoint",
+            [
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
@@ -351,28 +373,14 @@ class AuditForwarder(pulumi.ComponentResource):
                 # were deleted, and make Pulumi and the forwarder fight over its data.
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["create"]),
             ],
-            opts=k8s_opts(),
-        )
-        role_binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-checkpoint",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=rbac_role.metadata.apply(_name)
-            ),
-            subjects=[
-                k8s.rbac.v1.SubjectArgs(
-                    kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
-                )
-            ],
-            opts=k8s_opts(),
         )
         # The Lease the replicas take turns on: get/update on it by name; create (which RBAC cannot restrict by
         # name, see above) so the first replica can make it. Nothing else in coordination.k8s.io.
         lease_name = args.deployment_name + LEASE_SUFFIX
-        lease_role = k8s.rbac.v1.Role(
-            f"{name}-leader",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=lease_name, namespace=ns_name, labels=labels),
-            rules=[
+        lease_binding = bind_role(
+            "leader",
+            lease_name,
+            [
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=["coordination.k8s.io"],
                     resources=["leases"],
@@ -381,20 +389,6 @@ class AuditForwarder(pulumi.ComponentResource):
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["create"]),
             ],
-            opts=k8s_opts(),
-        )
-        lease_binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-leader",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=lease_name, namespace=ns_name, labels=labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=lease_role.metadata.apply(_name)
-            ),
-            subjects=[
-                k8s.rbac.v1.SubjectArgs(
-                    kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
-                )
-            ],
-            opts=k8s_opts(),
         )
 
         # --- image ------------------------------------------------------------------------------------------
@@ -523,7 +517,7 @@ class AuditForwarder(pulumi.ComponentResource):
                 ),
             ),
             # The role's permissions and the RBAC must exist before the first read, or it starts with errors.
-            opts=k8s_opts(depends_on=[read_policy, role_binding, lease_binding]),
+            opts=k8s_opts(depends_on=[read_policy, checkpoint_binding, lease_binding]),
         )
         if args.replicas > 1:
             # A drain or a node upgrade evicts one replica at a time: the other takes the Lease meanwhile. An

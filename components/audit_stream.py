@@ -30,7 +30,7 @@ import pulumi_aws as aws
 from .args import check_whole_number, from_inputs, schema_args
 from .cluster import check_kms_key_arn
 from .errors import ConfigError
-from .forwarder_iam import POLICY_VERSION, log_group_base_arn
+from .forwarder_iam import POLICY_VERSION, log_group_base_arn, stream_access_policy
 
 COMPONENT_TYPE = "falco-eks:index:AuditStream"
 
@@ -144,14 +144,9 @@ def writer_trust_policy(log_group_arn: str) -> dict[str, Any]:
 def writer_policy(stream_arn: str, kms_key_arn: str | None = None) -> dict[str, Any]:
     """Write to the one stream; with a customer-managed key, make data keys with it (Kinesis encrypts each record
     with the writer's permissions)."""
-    statements: list[dict[str, Any]] = [
-        {"Sid": "WriteAuditStream", "Effect": "Allow", "Action": list(WRITER_ACTIONS), "Resource": stream_arn}
-    ]
-    if kms_key_arn is not None:
-        statements.append(
-            {"Sid": "EncryptAuditStream", "Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": kms_key_arn}
-        )
-    return {"Version": POLICY_VERSION, "Statement": statements}
+    return stream_access_policy(
+        ("WriteAuditStream", WRITER_ACTIONS), stream_arn, ("EncryptAuditStream", "kms:GenerateDataKey"), kms_key_arn
+    )
 
 
 class AuditStream(pulumi.ComponentResource):

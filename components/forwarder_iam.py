@@ -92,11 +92,18 @@ def log_reader_policy(log_group_arn: str) -> dict[str, Any]:
 def stream_reader_policy(stream_arn: str, kms_key_arn: str | None = None) -> dict[str, Any]:
     """Read access to one Kinesis Data Stream, for exactly the calls the Kinesis source makes, and decryption with
     its customer-managed key if it has one."""
+    return stream_access_policy(
+        ("ReadAuditStream", STREAM_READER_ACTIONS), stream_arn, ("DecryptAuditStream", "kms:Decrypt"), kms_key_arn
+    )
+
+
+def stream_access_policy(
+    stream: tuple[str, tuple[str, ...]], stream_arn: str, key: tuple[str, str], kms_key_arn: str | None
+) -> dict[str, Any]:
+    """`stream` (Sid, actions) on the one stream; with a customer-managed key, `key` (Sid, action) on that key."""
     statements: list[dict[str, Any]] = [
-        {"Sid": "ReadAuditStream", "Effect": "Allow", "Action": list(STREAM_READER_ACTIONS), "Resource": stream_arn}
+        {"Sid": stream[0], "Effect": "Allow", "Action": list(stream[1]), "Resource": stream_arn}
     ]
     if kms_key_arn is not None:
-        statements.append(
-            {"Sid": "DecryptAuditStream", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": kms_key_arn}
-        )
+        statements.append({"Sid": key[0], "Effect": "Allow", "Action": key[1], "Resource": kms_key_arn})
     return {"Version": POLICY_VERSION, "Statement": statements}

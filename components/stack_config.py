@@ -313,8 +313,7 @@ def read_lab_args(
             if values[path] != unset:
                 raise ConfigError(
                     _KEY_OF_PATH[path],
-                    "takes effect only with auditSource kinesis: `pulumi config set auditSource kinesis`, or remove "
-                    "it",
+                    "takes effect only with auditSource kinesis: `pulumi config set auditSource kinesis`, or remove it",
                 )
     for path, unset in unset_kinesis.items():
         if values[path] == unset:
