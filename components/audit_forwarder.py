@@ -578,7 +578,7 @@ class AuditForwarder(pulumi.ComponentResource):
             'echo "# $pod"; kubectl -n ',
             ns_name,
             f' port-forward "$pod" {port}:{port} >/dev/null & ',
-            f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!; wait $! 2>/dev/null; done",
+            f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!; wait $! 2>/dev/null || :; done",
         )
         self.register_outputs(
             {

@@ -370,11 +370,15 @@ def test_only_the_forwarder_reaches_the_headless_webhook_pods(prod: Recorded) ->
     assert url.startswith(f"http://falco-k8saudit-{service['name']}.falco.svc.cluster.local:9765/")
 
 
-def test_polling_a_load_it_cannot_follow_is_warned_about() -> None:
+def test_polling_a_load_it_cannot_follow_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
     assert polling_warning(AuditSource.POLL, 1000) is None
     assert polling_warning(AuditSource.KINESIS, 50_000) is None
-    warning = polling_warning(AuditSource.POLL, 1001)
-    assert warning is not None and "1001/s" in warning and "'kinesis'" in warning
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    recorded = install(falco=FalcoArgs(audit_events_per_second=1001))
+    assert isinstance(recorded.result, FalcoDetection)  # a warning, not a refusal
+    (warning,) = warnings
+    assert "follows about 1000 events/s" in warning and "1001/s" in warning and "'kinesis'" in warning
 
 
 @pytest.mark.parametrize(
