@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -269,20 +270,47 @@ class Harness:
         return int(self.clock.now * 1000)
 
 
-class FakeKubeApi:
-    """Just enough of the Kubernetes API for one namespace's ConfigMaps, with bearer-token checks
-    and resourceVersion conflicts like the real API server."""
+@dataclass(frozen=True)
+class KubeWrite:
+    """One write the Kubernetes API stand-in answered."""
 
-    def __init__(self, token: str, on_write: Any = None) -> None:
+    at: float
+    """time.monotonic() when it was answered."""
+    method: str
+    resource: str
+    name: str
+    status: int
+    term: int | None
+    """The checkpoint's lease-term annotation in the request (ConfigMaps), or the Lease's leaseTransitions."""
+    holder: str | None
+    """The checkpoint's holder annotation, or the Lease's holderIdentity, in the request."""
+
+
+_KUBE_PATHS = re.compile(
+    r"^/(?:api/v1|apis/coordination\.k8s\.io/v1)/namespaces/(?P<ns>[^/]+)/(?P<resource>configmaps|leases)"
+    r"(?:/(?P<name>[^/?]+))?$")
+
+
+class FakeKubeApi:
+    """A Kubernetes API stand-in on 127.0.0.1 for ConfigMaps and coordination.k8s.io/v1 Leases: get, create and
+    update (PUT) with resourceVersion conflicts like the real API server, every compare-and-swap atomic (two
+    forwarder processes may race). With ``token``, requests must carry it (401 otherwise); without, any request
+    is taken (as behind ``kubectl proxy``)."""
+
+    def __init__(self, token: str | None, on_write: Any = None) -> None:
         self.token = token
         self.objects: dict[str, dict[str, Any]] = {}
+        """ConfigMaps by name."""
+        self.leases: dict[str, dict[str, Any]] = {}
         self.version = 100
+        self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.bodies: list[tuple[str, str, int]] = []
         """(method, object name, request body bytes) of every write."""
+        self.writes: list[KubeWrite] = []
         self.conflict_next_put = 0
         self.on_write = on_write
-        """Called with (verb, name) after every successful write: where EKS would write its audit event."""
+        """Called with (verb, name) after every successful ConfigMap write: where EKS would write its audit event."""
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -298,56 +326,74 @@ class FakeKubeApi:
                 self.wfile.write(body)
 
             def _handle(self) -> None:
-                api.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                if body is not None:
-                    api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    self._reply(401, {"kind": "Status", "message": "Unauthorized"})
-                    return
-                prefix = "/api/v1/namespaces/forwarder/configmaps"
-                if not self.path.startswith(prefix):
-                    self._reply(404, {"kind": "Status", "message": "no such path"})
-                    return
-                name = self.path[len(prefix) + 1:]
-                if self.command == "GET":
-                    if name in api.objects:
-                        self._reply(200, api.objects[name])
-                    else:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                elif self.command == "POST":
-                    assert body is not None
-                    new = body["metadata"]["name"]
-                    if new in api.objects:
-                        self._reply(409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"})
-                        return
-                    api.store(new, body)
-                    api.written("create", new)  # before answering: the caller sees its audit event at once
-                    self._reply(201, api.objects[new])
-                elif self.command == "PUT":
-                    assert body is not None
-                    if name not in api.objects:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                        return
-                    if api.conflict_next_put:
-                        api.conflict_next_put -= 1
-                        api.version += 1  # someone else wrote it meanwhile
-                        api.objects[name]["metadata"]["resourceVersion"] = str(api.version)
-                    current = api.objects[name]["metadata"]["resourceVersion"]
-                    if body["metadata"].get("resourceVersion") != current:
-                        self._reply(409, {"kind": "Status", "reason": "Conflict", "message": "modified"})
-                        return
-                    api.store(name, body)
-                    api.written("update", name)
-                    self._reply(200, api.objects[name])
+                with api.lock:
+                    api.requests.append((self.command, self.path))
+                    if body is not None:
+                        api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
+                    status, doc = api.handle(self.command, self.path, self.headers.get("Authorization"), body)
+                    if body is not None:
+                        api.record(self.command, self.path, body, status)
+                self._reply(status, doc)
 
             do_GET = do_POST = do_PUT = _handle  # noqa: N815
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def handle(self, method: str, path: str, auth: str | None, body: dict[str, Any] | None
+               ) -> tuple[int, dict[str, Any]]:
+        """One request, under the lock."""
+        if self.token is not None and auth != f"Bearer {self.token}":
+            return 401, {"kind": "Status", "message": "Unauthorized"}
+        match = _KUBE_PATHS.match(path)
+        if match is None:
+            return 404, {"kind": "Status", "message": "no such path"}
+        resource, name = match["resource"], match["name"]
+        objects = self.objects if resource == "configmaps" else self.leases
+        if method == "GET":
+            if name in objects:
+                return 200, objects[name]
+            return 404, {"kind": "Status", "reason": "NotFound", "message": "not found"}
+        assert body is not None
+        if method == "POST":
+            new = body["metadata"]["name"]
+            if new in objects:
+                return 409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"}
+            self.put(objects, new, body)
+            if resource == "configmaps":
+                self.written("create", new)  # before answering: the caller sees its audit event at once
+            return 201, objects[new]
+        if method == "PUT":
+            if name not in objects:
+                return 404, {"kind": "Status", "reason": "NotFound", "message": "not found"}
+            if resource == "configmaps" and self.conflict_next_put:
+                self.conflict_next_put -= 1
+                self.version += 1  # someone else wrote it meanwhile
+                objects[name]["metadata"]["resourceVersion"] = str(self.version)
+            if body["metadata"].get("resourceVersion") != objects[name]["metadata"]["resourceVersion"]:
+                return 409, {"kind": "Status", "reason": "Conflict", "message": "modified"}
+            self.put(objects, name, body)
+            if resource == "configmaps":
+                self.written("update", name)
+            return 200, objects[name]
+        return 405, {"kind": "Status", "message": "method not allowed"}
+
+    def record(self, method: str, path: str, body: dict[str, Any], status: int) -> None:
+        match = _KUBE_PATHS.match(path)
+        resource = match["resource"] if match else "?"
+        if resource == "leases":
+            spec = body.get("spec") or {}
+            term, holder = spec.get("leaseTransitions"), spec.get("holderIdentity")
+        else:
+            annotations = body["metadata"].get("annotations") or {}
+            raw_term = annotations.get("falco-eks-forwarder/lease-term")
+            term, holder = (None if raw_term is None else int(raw_term)), annotations.get("falco-eks-forwarder/lease-holder")
+        self.writes.append(KubeWrite(time.monotonic(), method, resource, body["metadata"]["name"], status, term, holder))
 
     def written(self, verb: str, name: str) -> None:
         if self.on_write is not None:
@@ -356,11 +402,15 @@ class FakeKubeApi:
     def bytes_between(self, first: int, last: int) -> int:
         return sum(size for _, _, size in self.bodies[first:last])
 
-    def store(self, name: str, body: dict[str, Any]) -> None:
+    def put(self, objects: dict[str, dict[str, Any]], name: str, body: dict[str, Any]) -> None:
         self.version += 1
         body = json.loads(json.dumps(body))
         body["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[name] = body
+        objects[name] = body
+
+    def store(self, name: str, body: dict[str, Any]) -> None:
+        """Put ConfigMap ``name`` in place, as if written by someone else."""
+        self.put(self.objects, name, body)
 
     @property
     def url(self) -> str:
@@ -389,6 +439,9 @@ class MemoryStore:
             return None
         remembered = decode_remembered(self.remembered) if self.remembered else None
         return Checkpoint(decode_positions(self.positions), remembered)
+
+    def claim(self) -> Checkpoint | None:
+        return self.load()
 
     def save_positions(self, positions: Positions) -> Saved:
         self.positions = encode_positions(positions)
@@ -442,14 +495,14 @@ class AuditedCluster:
         self.api.close()
 
 
-def own_write_event(clock: FakeClock, verb: str, name: str) -> str:
-    """The audit event EKS writes for the forwarder's own write of ConfigMap ``name`` (Metadata level)."""
+def own_write_event(clock: FakeClock, verb: str, name: str, resource: str = "configmaps") -> str:
+    """The audit event EKS writes for the forwarder's own request on ``resource`` ``name`` (Metadata level)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(clock.now)) + ".000000Z"
     return json.dumps({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"own-{clock.now}-{name}",
-        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/configmaps/{name}",
+        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/{resource}/{name}",
         "verb": verb, "user": {"username": SELF_USERNAME, "groups": ["system:serviceaccounts"]},
-        "objectRef": {"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
+        "objectRef": {"resource": resource, "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
         "responseStatus": {"metadata": {}, "code": 200}, "requestReceivedTimestamp": stamp, "stageTimestamp": stamp,
     }, separators=(",", ":"))
 
