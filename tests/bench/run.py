@@ -66,6 +66,7 @@ from support.moto_server import (  # noqa: E402
 )
 
 DEFAULT_POLL_INTERVAL_S = 2.0  # the forwarder's default, which this benchmark leaves alone
+DEFAULT_MAX_REQUESTS_PER_S = 3.0  # the forwarder's default --max-requests-per-second
 
 
 def say(message: str) -> None:
@@ -523,18 +524,22 @@ def phase_late(args: argparse.Namespace, moto: MotoServer, receiver: FalcoReceiv
     return figures
 
 
-def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+def synthetic_drain(args: argparse.Namespace, workdir: Path, label: str, seconds: int, rate: int,
+                    cap: float) -> tuple[float, float]:
+    """A synthetic CloudWatch (its own process, AWS's page limits) holding `seconds` of `rate` events/s; a forwarder
+    capped at `cap` calls/s started at their beginning drains them into a counting receiver: events/s and the
+    forwarder's peak RSS."""
     from datetime import UTC, datetime
 
     from support.counting_receiver import CountingReceiver
     from support.moto_server import aws_env, free_port
 
-    total = args.catch_up_rate * args.catch_up_seconds
-    start_ms = int(time.time() * 1000) - args.catch_up_seconds * 1000
+    total = rate * seconds
+    start_ms = int(time.time() * 1000) - seconds * 1000
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "support.synthetic_cloudwatch", "--port", str(port), "--start-ms", str(start_ms),
-         "--rate", str(args.catch_up_rate), "--seconds", str(args.catch_up_seconds), "--size", str(args.event_size)],
+         "--rate", str(rate), "--seconds", str(seconds), "--size", str(args.event_size)],
         cwd=ROOT / "tests", stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -542,13 +547,13 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         if not server.stdout.readline().startswith("listening"):
             raise SystemExit("the synthetic CloudWatch did not start")
         start_at = datetime.fromtimestamp(start_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        say(f"[catch-up] {total:,} events ({args.catch_up_seconds} s at {args.catch_up_rate}/s, "
-            f"~{args.event_size} B) from a synthetic CloudWatch; forwarder started at their beginning ...")
+        say(f"[{label}] {total:,} events ({seconds} s at {rate}/s, ~{args.event_size} B) from a synthetic "
+            f"CloudWatch; forwarder capped at {cap:g} calls/s, started at their beginning ...")
         with CountingReceiver(total) as receiver:
-            args_ = ["run", "--log-group", "/aws/eks/bench-catch-up/cluster", "--falco-url", receiver.url,
-                     "--start-at", start_at, "--max-requests-per-second", str(args.catch_up_cap)]
+            args_ = ["run", "--log-group", f"/aws/eks/bench-{label}/cluster", "--falco-url", receiver.url,
+                     "--start-at", start_at, "--max-requests-per-second", str(cap)]
             fwd = ForwarderProcess(args_, forwarder_env(aws_env(f"http://127.0.0.1:{port}")),
-                                   workdir / "catch-up.log").start()
+                                   workdir / f"{label}.log").start()
             started = time.monotonic()
             try:
                 with RssWatcher(fwd) as rss:
@@ -556,17 +561,28 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                     while receiver.distinct < total and time.monotonic() < deadline and fwd.alive():
                         time.sleep(0.5)
                 if receiver.distinct < total:
-                    raise SystemExit(f"catch-up delivered {receiver.distinct} of {total}\n{fwd.tail()}")
+                    raise SystemExit(f"{label}: delivered {receiver.distinct} of {total}\n{fwd.tail()}")
                 drain_s = receiver.last_at - started
             finally:
                 fwd.terminate(timeout=15)
                 fwd.kill()
-        say(f"[catch-up] drained in {drain_s:.0f} s = {total / drain_s:,.0f} events/s, {receiver.duplicates} "
+        say(f"[{label}] drained in {drain_s:.0f} s = {total / drain_s:,.0f} events/s, {receiver.duplicates} "
             f"duplicates, {receiver.requests} POSTs, peak RSS {rss.peak:.1f} MiB")
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return {"catch_up_peak_rss_mib": rss.peak, "catch_up_events_per_s": total / drain_s}
+    return total / drain_s, rss.peak
+
+
+def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    rate, peak = synthetic_drain(args, workdir, "catch-up", args.catch_up_seconds, args.catch_up_rate,
+                                    args.catch_up_cap)
+    # moto's FilterLogEvents pages hold 10,000 events whatever their size; AWS's stop at 1 MB (about 670 of
+    # these events): the polling path at its default cap, paged as AWS pages, for the comparison with Kinesis.
+    aws_paged, _ = synthetic_drain(args, workdir, "polling-aws-pages", args.aws_pages_seconds,
+                                      args.catch_up_rate, DEFAULT_MAX_REQUESTS_PER_S)
+    return {"catch_up_peak_rss_mib": peak, "catch_up_events_per_s": rate,
+            "polling_aws_pages_events_per_s": aws_paged}
 
 
 def phase_checkpoint(workdir: Path) -> dict[str, float]:
@@ -625,7 +641,10 @@ def say_sources(result: dict[str, float], rate: int) -> None:
     say(f"[sources] {'FilterLogEvents calls (backlog / all runs)':44}{filter_calls[0]:>12,.0f}"
         f"{filter_calls[1]:>12,.0f}")
     say(f"[sources] {'idle GetRecords calls/s':44}{'-':>12}{result['kinesis_idle_get_records_per_s']:>12.2f}")
-    say(f"[sources] Kinesis / polling throughput: {result['kinesis_vs_polling_throughput_ratio']:.1f} x")
+    aws_pages = "events/s, polling with AWS's 1 MB pages"
+    say(f"[sources] {aws_pages:44}{result['polling_aws_pages_events_per_s']:>12,.0f}{'-':>12}")
+    say(f"[sources] Kinesis / polling throughput: {result['kinesis_vs_polling_throughput_ratio']:.1f} x on moto, "
+        f"{result['kinesis_vs_polling_aws_pages_ratio']:.1f} x against polling with AWS's 1 MB pages")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catch-up-cap", type=float, default=50.0,
                         help="--max-requests-per-second in the catch-up phase (default 50: time the forwarder, "
                              "not the account's quota)")
+    parser.add_argument("--aws-pages-seconds", type=int, default=60,
+                        help="seconds of --catch-up-rate events the polling path drains with AWS's 1 MB pages at its "
+                             "default cap (default 60)")
     parser.add_argument("--timeout", type=float, default=240.0, help="longest wait for a delivery (default 240)")
     args = parser.parse_args(argv)
 
@@ -681,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         "kinesis_backlog_filter_log_events_calls", "kinesis_live_filter_log_events_calls",
         "kinesis_idle_filter_log_events_calls"))
     result["kinesis_filter_log_events_calls"] = kinesis_filter_calls
+    result["kinesis_vs_polling_aws_pages_ratio"] = round(
+        figures["kinesis_events_per_s"] / figures["polling_aws_pages_events_per_s"], 1)
     say_sources(result, args.rate)
     targets = [
         *[(f"N = {n} s: worst <= 2N + 15 s up to 200 events/s (simulated)",
