@@ -7,26 +7,32 @@ in a subprocess, except for the simulations, which build it through its producti
      from the real scheduling code on a simulated CloudWatch (pages of 1 MB / 10,000 events) and clock
      with the default settings; the bound is 2N + 15 s. Also the slowdown median (every event 90 s
      late, 200 events/s) and the load up to which every re-read is paid for at the default cap.
-  2. throughput: --events events of ~--event-size bytes in --streams streams, loaded into moto before
-     anything reads them; read ceiling = a bare boto3 FilterLogEvents loop over them; events_per_s =
-     the forwarder draining them into a receiver that answers first and checks the bodies afterwards;
-     baseline = ekscloudwatch's design (one sequential POST per event).
-  3. live: a fresh forwarder while a producer writes --rate events/s for --latency-seconds;
-     latency = acknowledgement minus the moment PutLogEvents returned. Then idle: another forwarder
-     on an empty log group, once its start is over: CloudWatch calls per second and its CPU (share of
-     one core) over --idle-seconds.
+  2. throughput, both sources on the same events: --events events of ~--event-size bytes in --streams streams,
+     put into a log group whose subscription filter writes them to a Kinesis stream of --shards shards (moto
+     does it inside PutLogEvents: one gzip record of the call's events), before anything reads them.
+     Polling: read ceiling = a bare boto3 FilterLogEvents loop; events_per_s = the forwarder draining them
+     into a receiver that answers first and checks the bodies afterwards; baseline = ekscloudwatch's design
+     (one sequential POST per event). Kinesis: the same with a bare GetRecords loop and the forwarder
+     with --source kinesis:<ARN>; the ratio of the two forwarders' rates, their CPU, the AWS calls they made.
+  3. live, for each source: a fresh forwarder while a producer writes --rate events/s for --latency-seconds;
+     latency = acknowledgement minus the moment PutLogEvents returned. Then idle: another forwarder on an
+     empty log group (or stream), once its start is over: AWS calls per second by operation and its CPU
+     (share of one core) over --idle-seconds. FilterLogEvents calls are counted over every Kinesis run.
   4. late (real time, moto): events written N = 5 and 30 s after their timestamps for
      --late-seconds; latency = acknowledgement minus timestamp, against 2N + 15 s.
   5. catch-up: a synthetic CloudWatch (support/synthetic_cloudwatch.py, its own process, the JSON
      protocol boto3 speaks) holding --catch-up-seconds of --catch-up-rate events/s; a forwarder
-     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile.
+     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile. Then the
+     polling path at its default cap on --aws-pages-seconds of it: moto's pages hold 10,000 events whatever
+     their size, AWS's stop at 1 MB, so this is polling's rate as AWS would page it.
   6. checkpoint: bytes a minute written to a (fake) Kubernetes API at 100 events/s, from the
      simulation of the test suite; CPU of one save of each part at 1,000 events/s (11 minutes remembered).
 
 Targets: the table within 2N + 15 s up to 200 events/s; slowdown median <= 120 s; events_per_s >= 0.8 x
 read ceiling and >= 10 x baseline; live p99 <= poll interval + 1 s; idle <= 1 call/s and <= 2 % of a
 core; catch-up peak RSS <= 256 MiB (the Deployment's limit is 384 MiB); checkpoint <= 1 MB/min at
-100 events/s and <= 50 ms of CPU per save at 1,000 events/s.
+100 events/s and <= 50 ms of CPU per save at 1,000 events/s; Kinesis events/s >= 5 x polling's, Kinesis p99 <= 2 s
+at 1,000 events/s, and no FilterLogEvents call on the Kinesis path.
 """
 
 from __future__ import annotations
