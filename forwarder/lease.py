@@ -121,10 +121,13 @@ class LeaseElector:
         """Acquire and renew until ``stop``; the caller releases (``release``) once its last write is done."""
         self.metrics.active.set(0)
         while not stop.is_set():
-            with self._cond:
-                holding = self._term is not None
-            wait = self._renew() if holding else self._try_acquire()
-            self.clock.wait(max(0.01, wait), stop)
+            self.clock.wait(max(0.01, self.step()), stop)
+
+    def step(self) -> float:
+        """One renewal (holding) or one look at the Lease (standing by); seconds until the next step."""
+        with self._cond:
+            holding = self._term is not None
+        return self._renew() if holding else self._try_acquire()
 
     def _request(self, method: str, body: dict[str, Any] | None = None, *, named: bool = True
                  ) -> tuple[int, dict[str, Any]]:
