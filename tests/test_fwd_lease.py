@@ -256,7 +256,8 @@ def test_rbac_refusal_is_logged_with_what_the_service_account_needs(caplog: pyte
         a = _elector(api, FakeClock(), "fwd-a")
         with caplog.at_level(logging.ERROR, logger="forwarder.lease"):
             a.step()
-        assert not a.holding() and api.denied == [("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{LEASE}")]
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{LEASE}"
+        assert not a.holding() and api.denied == [("GET", path)]
         record = next(r for r in caplog.records if "refused a Lease request" in r.getMessage())
         assert record.status == 403 and f"get and update on leases {LEASE}" in record.error  # type: ignore[attr-defined]
     finally:

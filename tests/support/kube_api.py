@@ -44,6 +44,8 @@ class KubeWrite:
     """The checkpoint's holder annotation, or the Lease's holderIdentity, in the request."""
     version: str | None = None
     """The resourceVersion the request carried (None: an unconditional update, or a create)."""
+    wall: float = 0.0
+    """time.time() when it was answered (to order it against other servers' records)."""
 
     @property
     def ok(self) -> bool:
@@ -203,7 +205,7 @@ class FakeKubeApi:
             raw_term = annotations.get(TERM_ANNOTATION)
             term, holder = (None if raw_term is None else int(raw_term)), annotations.get(HOLDER_ANNOTATION)
         self.writes.append(KubeWrite(time.monotonic(), method, resource, body["metadata"]["name"], status, term,
-                                     holder, body["metadata"].get("resourceVersion")))
+                                     holder, body["metadata"].get("resourceVersion"), time.time()))
 
     def written(self, verb: str, name: str) -> None:
         if self.on_write is not None:
