@@ -16,15 +16,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError
+from support.kube_api import FakeKubeApi, KubeWrite  # noqa: F401 (the stand-in lives in support/; re-exported)
 
 from forwarder.checkpoint import Saved
 from forwarder.checkpoint_codec import (
@@ -42,7 +41,6 @@ from forwarder.ledger import EventKey
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
 from forwarder.source import build_polling_source
-from support.kube_api import FakeKubeApi, KubeWrite  # noqa: F401 (the stand-in lives in support/; re-exported)
 
 
 class FakeClock:

@@ -14,6 +14,7 @@ from support.kube_api import FakeKubeApi, Rbac
 
 from forwarder.checkpoint import ConfigMapCheckpointStore, FencedError, Term
 from forwarder.checkpoint_codec import Positions
+from forwarder.config import ConfigError, LeaseSpec, RunConfig, parse
 from forwarder.kube import KubeApi
 from forwarder.lease import LeaseElector
 from forwarder.metrics import Metrics
@@ -317,3 +318,41 @@ def test_a_write_sent_in_a_stale_term_is_refused_by_the_newer_terms_claim(api: F
     assert stale == []
     loaded = store_b.load()
     assert loaded is not None and loaded.positions.positions == {"s": 2}
+
+
+# --- the flags ----------------------------------------------------------------------------------------------
+
+BASE = ["run", "--log-group", "/aws/eks/lab/cluster", "--falco-url", "http://falco:9765/k8s-audit",
+        "--checkpoint", f"configmap:{NS}/{CHECKPOINT}"]
+
+
+@pytest.mark.parametrize(("extra", "flag", "says"), [
+    (["--lease", "audit-forwarder-leader"], "--lease", "NAMESPACE/NAME"),
+    (["--lease", "Forwarder/leader"], "--lease", "NAMESPACE/NAME"),
+    (["--lease", "forwarder/Leader_1"], "--lease", "lower-case"),
+    (["--lease", f"{NS}/{LEASE}", "--lease-duration", "0"], "--lease-duration", "> 0"),
+    (["--lease", f"{NS}/{LEASE}", "--lease-duration", "0.5"], "--lease-duration", "at least 1 second"),
+    (["--lease", f"{NS}/{LEASE}", "--lease-duration", "soon"], "--lease-duration", "number"),
+    (["--lease-duration", "0"], "--lease-duration", "> 0"),
+    (["--lease", f"{NS}/{LEASE}", "--lease-identity", "x" * 254], "--lease-identity", "1-253"),
+])
+def test_bad_lease_flags_stop_with_a_message_naming_the_flag(extra: list[str], flag: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse([*BASE, *extra], {})
+    assert str(info.value).startswith(f"{flag}: ") and says in str(info.value)
+
+
+def test_a_lease_needs_the_shared_configmap_checkpoint() -> None:
+    argv = [a for a in BASE if a not in ("--checkpoint", f"configmap:{NS}/{CHECKPOINT}")]
+    for checkpoint in ([], ["--checkpoint", "file:/tmp/cp.json"]):
+        with pytest.raises(ConfigError, match="^--lease: needs --checkpoint configmap"):
+            parse([*argv, *checkpoint, "--lease", f"{NS}/{LEASE}"], {})
+
+
+def test_lease_identity_defaults_to_the_pod_name() -> None:
+    config = parse([*BASE, "--lease", f"{NS}/{LEASE}", "--lease-duration", "3"], {"POD_NAME": "audit-fwd-7d9-x2"})
+    assert isinstance(config, RunConfig)
+    assert (config.lease, config.lease_duration_seconds, config.lease_identity) == (
+        LeaseSpec(NS, LEASE), 3.0, "audit-fwd-7d9-x2")
+    plain = parse(BASE, {"POD_NAME": "audit-fwd-7d9-x2"})
+    assert isinstance(plain, RunConfig) and plain.lease is None and plain.lease_identity is None
