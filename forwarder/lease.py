@@ -89,10 +89,12 @@ class LeaseElector:
     def _path(self, with_name: bool = True) -> str:
         return self.api.path(API, self.namespace, "leases", self.name if with_name else None)
 
-    def holding(self) -> bool:
-        """This replica holds the Lease now, by its own clock: it may read, deliver and write."""
+    def holding(self, term: Term | None = None) -> bool:
+        """This replica holds the Lease now (in ``term``, if given), by its own clock: it may read, deliver and
+        write. A term's threads ask with their term: one that outlived its term must not act in the next."""
         with self._cond:
-            return self._term is not None and self.clock.monotonic() < self._valid_until
+            return (self._term is not None and (term is None or self._term == term)
+                    and self.clock.monotonic() < self._valid_until)
 
     def fence(self) -> Term:
         """The current term, for a checkpoint write; FencedError when this replica no longer holds the Lease."""

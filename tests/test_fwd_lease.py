@@ -209,6 +209,20 @@ def test_a_lease_taken_by_another_replica_ends_the_term_at_the_next_renewal(
     assert api.lease(LEASE)["holderIdentity"] == "fwd-b", "the loser does not write the Lease back"
 
 
+def test_a_term_that_ended_stays_ended_when_the_replica_holds_the_lease_again(api: FakeKubeApi) -> None:
+    """Threads of an earlier term (still finishing a request) must not act in the replica's next term."""
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
+    a.step()
+    first = a.fence()
+    clock.now += DURATION + 1  # a paused; b takes over, then releases on a clean stop
+    _step_until(b, clock, b.holding, limit=2 * DURATION)
+    b.release()
+    _step_until(a, clock, lambda: a.holding() and a.fence() != first, limit=3 * DURATION)
+    assert a.fence() == Term(2, "fwd-a")
+    assert a.holding(a.fence()) and not a.holding(first)
+
+
 def test_an_unreachable_api_ends_the_term_when_the_lease_runs_out_not_before(
         api: FakeKubeApi, caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
