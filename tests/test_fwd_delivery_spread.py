@@ -18,9 +18,12 @@ from support.audit_events import make_event
 from support.falco_receiver import FalcoReceiver
 from support.moto_server import MotoServer, create_log_group, moto, moto_server, now_ms, put_events  # noqa: F401
 
+from components.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
+from components.detection import CONNECTIONS_PER_AUDIT_REPLICA
+from components.falco import MAX_AUDIT_REPLICAS
 from forwarder import pipeline
 from forwarder.cloudwatch import build_logs_client
-from forwarder.config import ConfigError, RunConfig, StartAt, parse
+from forwarder.config import MAX_FALCO_CONNECTIONS, ConfigError, RunConfig, StartAt, parse
 from forwarder.delivery import RESOLVE_AFTER_FAILURE_SECONDS, RESOLVE_EVERY_SECONDS, Addresses, FalcoClient
 from forwarder.metrics import Health, Metrics
 
@@ -180,7 +183,7 @@ BASE = ["run", "--log-group", "/aws/eks/lab/cluster", "--falco-url", URL]
 
 @pytest.mark.parametrize(("extra", "flag"), [
     (["--falco-connections", "0"], "--falco-connections"),
-    (["--falco-connections", "65"], "--falco-connections"),
+    (["--falco-connections", "257"], "--falco-connections"),
     (["--falco-connections", "two"], "--falco-connections"),
 ])
 def test_bad_falco_connections_stop_with_a_message_naming_the_flag(extra: list[str], flag: str) -> None:
@@ -193,3 +196,9 @@ def test_falco_connections_default_to_one_and_come_from_the_environment_too() ->
     assert isinstance(config := parse(BASE, {}), RunConfig) and config.falco_connections == 1
     config = parse(BASE, {"FORWARDER_FALCO_CONNECTIONS": "4"})
     assert isinstance(config, RunConfig) and config.falco_connections == 4
+
+
+def test_the_forwarder_takes_as_many_connections_as_the_components_may_ask_for() -> None:
+    assert CONNECTIONS_PER_AUDIT_REPLICA * MAX_AUDIT_REPLICAS <= COMPONENT_MAX == MAX_FALCO_CONNECTIONS
+    config = parse([*BASE, "--falco-connections", str(COMPONENT_MAX)], {})
+    assert isinstance(config, RunConfig) and config.falco_connections == COMPONENT_MAX

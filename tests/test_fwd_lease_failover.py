@@ -208,4 +208,12 @@ def test_paused_leader_resumed_after_its_lease_delivers_and_writes_nothing(
     assert stale == [], stale
     assert all(w.at < resumed for w in kube.successful_writes() if w.holder == "fwd-a")
     assert kube.lease(LEASE)["holderIdentity"] == "fwd-b"
+
+    # A clean stop (SIGTERM) releases the Lease: the old leader, standing by, takes over at its next look.
+    assert b.terminate(10) == 0
+    _wait("fwd-a holds the Lease again", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-a", a)
+    released = [w for w in kube.successful_writes("leases") if w.holder is None]
+    assert released and kube.lease(LEASE)["leaseTransitions"] == 2
+    fifth = _put_batch(moto, 100)
+    _wait("fwd-a delivers again", lambda: fifth <= receivers["fwd-a"].unique_ids, a)
     _assert_rbac_and_terms(kube)
