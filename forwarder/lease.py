@@ -165,10 +165,13 @@ class LeaseElector:
             metadata, spec = doc.get("metadata") or {}, doc.get("spec") or {}
             version = metadata.get("resourceVersion")
             if version != self._seen[0]:
-                self._seen = (version, started)
+                # Seen now, after the answer: the holder's renewal may have landed while the request was on its way,
+                # so only the answer's time is surely after it.
+                self._seen = (version, self.clock.monotonic())
             holder = spec.get("holderIdentity") or None
+            # The holder's own duration (it gives up a fifth of it early), less at most a tenth of it for our look.
             duration = float(spec.get("leaseDurationSeconds") or self.duration)
-            expires_in = self._seen[1] + duration - self.poll - self.clock.monotonic()
+            expires_in = self._seen[1] + duration - min(self.poll, duration / 10) - self.clock.monotonic()
             if holder is not None and expires_in > 0:
                 return min(self.poll, expires_in)
             transitions = int(spec.get("leaseTransitions") or 0) + 1
@@ -210,6 +213,10 @@ class LeaseElector:
             return 0.0
         try:
             status, doc = self._request("PUT", self._body(version, term.number, self.identity))
+            if status == 404:
+                # Deleted (kubectl delete lease): a standby creates it anew at its next look; this term is over.
+                self._lose("the Lease was deleted")
+                return self.poll
             if status == 409:
                 # Written by someone else: still ours if only metadata changed (kubectl annotate, say).
                 status, doc = self._request("GET")

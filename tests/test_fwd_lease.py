@@ -123,6 +123,16 @@ def test_standby_waits_while_the_holder_renews_and_takes_over_within_the_duratio
     assert b.fence() == Term(1, "fwd-b")
 
 
+def test_a_standby_configured_with_a_longer_duration_follows_the_holders(api: FakeKubeApi) -> None:
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b", duration=100.0)
+    a.step()
+    renewed = clock.now
+    _step_until(b, clock, b.holding, limit=3 * DURATION)
+    assert renewed + DURATION - a.duration / 10 <= clock.now <= renewed + DURATION + b.poll
+    assert not a.holding()
+
+
 def test_of_two_candidates_racing_for_the_lease_only_one_wins(api: FakeKubeApi) -> None:
     clock = FakeClock()
     b = _elector(api, clock, "fwd-b")
@@ -221,6 +231,18 @@ def test_a_term_that_ended_stays_ended_when_the_replica_holds_the_lease_again(ap
     _step_until(a, clock, lambda: a.holding() and a.fence() != first, limit=3 * DURATION)
     assert a.fence() == Term(2, "fwd-a")
     assert a.holding(a.fence()) and not a.holding(first)
+
+
+def test_a_deleted_lease_ends_the_term_at_the_next_renewal_and_is_created_again(api: FakeKubeApi) -> None:
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
+    a.step()
+    del api.leases[LEASE]  # kubectl delete lease
+    b.step()
+    clock.now += a.renew_every
+    a.step()
+    assert not a.holding() and _value(a, "forwarder_lease_events_total", event="lost") == 1
+    assert b.holding() and b.fence() == Term(0, "fwd-b")
 
 
 def test_an_unreachable_api_ends_the_term_when_the_lease_runs_out_not_before(
@@ -370,3 +392,19 @@ def test_lease_identity_defaults_to_the_pod_name() -> None:
         LeaseSpec(NS, LEASE), 3.0, "audit-fwd-7d9-x2")
     plain = parse(BASE, {"POD_NAME": "audit-fwd-7d9-x2"})
     assert isinstance(plain, RunConfig) and plain.lease is None and plain.lease_identity is None
+
+
+def test_a_deposed_holder_cannot_overwrite_the_checkpoint_even_after_the_lease_was_created_again(
+        api: FakeKubeApi) -> None:
+    """Terms restart at 0 when the Lease is deleted: the fence must not rely on a higher number winning."""
+    store_a = _store(api, lambda: Term(5, "fwd-a"))  # held term 5 and still believes so (paused)
+    store_a.save_positions(_positions(1))
+    store_b = _store(api, lambda: Term(0, "fwd-b"))  # holder of the Lease created anew
+    claimed = store_b.claim()
+    assert claimed is not None and claimed.positions.positions == {"s": 1}
+    store_b.save_positions(_positions(2))
+    with pytest.raises(FencedError, match="fwd-b in term 0"):
+        store_a.save_positions(_positions(9))
+    loaded = store_b.load()
+    assert loaded is not None and loaded.positions.positions == {"s": 2}
+    store_b.save_positions(_positions(3))  # the holder itself goes on writing
