@@ -1,9 +1,9 @@
 """One active replica among several: a ``coordination.k8s.io/v1`` Lease, and what its holder may do.
 
 Every replica runs an elector (``run`` in its own thread). A standby reads the Lease every ``poll`` seconds
-(a tenth of the duration) and takes it over once it has seen no change for the duration minus one poll:
-at most the duration after the holder's last renewal, never before the holder itself has given up
-(below). Taking over writes the Lease with the resourceVersion just read and ``leaseTransitions`` + 1, so
+(a tenth of the duration) and takes it over once it has seen no change for the holder's duration (as the
+Lease states it) minus a poll: at most the duration after the holder's last renewal, never before the
+holder itself has given up (below). Taking over writes the Lease with the resourceVersion just read and ``leaseTransitions`` + 1, so
 of two standbys only one succeeds (409 Conflict for the other). The holder renews every third of the
 duration, again with the resourceVersion of its last write.
 
@@ -15,7 +15,8 @@ That keeps two replicas from delivering at once when clocks and networks behave;
 not rely on it: every write carries the holder's *term* (``leaseTransitions`` when it acquired the
 Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint.py).
 
-On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll.
+On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. A
+deleted Lease ends the holder's term at its next renewal; a standby creates it anew (from term 0).
 """
 
 from __future__ import annotations

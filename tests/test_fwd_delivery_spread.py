@@ -22,6 +22,7 @@ from components.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
 from components.detection import CONNECTIONS_PER_AUDIT_REPLICA
 from components.falco import MAX_AUDIT_REPLICAS
 from forwarder import pipeline
+from forwarder.batching import Batch
 from forwarder.cloudwatch import build_logs_client
 from forwarder.config import MAX_FALCO_CONNECTIONS, ConfigError, RunConfig, StartAt, parse
 from forwarder.delivery import RESOLVE_AFTER_FAILURE_SECONDS, RESOLVE_EVERY_SECONDS, Addresses, FalcoClient
@@ -168,6 +169,31 @@ def test_addresses_are_resolved_again_periodically_and_soon_after_a_failure() ->
     assert addresses.current() == [("10.0.0.1", 9765), ("10.0.0.2", 9765)]  # the name did not resolve: kept
     clock.now += RESOLVE_EVERY_SECONDS
     assert addresses.current() == [("10.0.0.2", 9765)] and len(calls) == 4
+
+
+def test_connections_spread_again_when_a_falco_pod_is_replaced(falcos: list[FalcoReceiver]) -> None:
+    clock = FakeClock()  # re-resolution and retry waits on a simulated clock
+    answer = [("127.0.0.1", falco.port) for falco in falcos]
+    client = FalcoClient(URL, Metrics(), timeout_seconds=2.0, clock=clock, connections=3,
+                         resolver=lambda host, port: list(answer))
+
+    def send(connection: int) -> None:
+        audit_id, line = make_event(now_ms())
+        outcome = client.sender(connection).deliver(Batch.of([audit_id], [line.encode()]), threading.Event())
+        assert outcome.acknowledged == [audit_id]
+
+    try:
+        falcos[2].down()
+        send(2)  # its own Falco is gone: on to the next address
+        assert [f.accepted_count for f in falcos] == [1, 0, 0]
+        with FalcoReceiver() as replacement:  # the new pod, at another address
+            answer[2] = ("127.0.0.1", replacement.port)
+            clock.now += RESOLVE_EVERY_SECONDS
+            for connection in range(3):
+                send(connection)
+            assert [f.accepted_count for f in (*falcos[:2], replacement)] == [2, 1, 1]
+    finally:
+        client.close()
 
 
 def test_a_host_that_never_resolves_is_left_to_the_http_client() -> None:
