@@ -194,6 +194,7 @@ def test_paused_leader_resumed_after_its_lease_delivers_and_writes_nothing(
 
     assert a.alive() and b.alive()
     _assert_standby_probes(a)
+    assert "lease lost: another replica holds the Lease now" in a.output()
     # The stale leader sent at most what had passed its last check before the pause: one request per
     # connection (--falco-connections 1).
     late = [r for r in receivers["fwd-a"].requests if r.at > resumed_wall]
