@@ -3,9 +3,9 @@
 Every replica runs an elector (``run`` in its own thread). A standby reads the Lease every ``poll`` seconds
 (a tenth of the duration) and takes it over once it has seen no change for the holder's duration (as the
 Lease states it) minus a poll: at most the duration after the holder's last renewal, never before the
-holder itself has given up (below). Taking over writes the Lease with the resourceVersion just read and ``leaseTransitions`` + 1, so
-of two standbys only one succeeds (409 Conflict for the other). The holder renews every third of the
-duration, again with the resourceVersion of its last write.
+holder itself has given up (below). Taking over writes the Lease with the resourceVersion just read and
+``leaseTransitions`` + 1, so of two standbys only one succeeds (409 Conflict for the other). The holder
+renews every third of the duration, again with the resourceVersion of its last write.
 
 What the holder may do is decided on its own monotonic clock: it *holds* the Lease until
 ``margin`` (a fifth of the duration, more than a standby's poll) before the duration has passed since
