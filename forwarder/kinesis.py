@@ -150,7 +150,7 @@ class KinesisReader:
         elif code == "InvalidArgumentException" and operation == GET_SHARD_ITERATOR:
             kind = BadStartError
         elif code in UNAVAILABLE_CODES:
-            kind = UnavailableError
+            kind, outcome = UnavailableError, "denied"
         else:
             kind = TransientError
         self._count(operation, outcome)

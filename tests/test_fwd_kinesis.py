@@ -331,3 +331,59 @@ def test_resharding_mid_read_starts_children_only_after_their_parents_finished_a
     samples = exported(source.metrics)
     assert samples[("forwarder_kinesis_shards", (("state", "finished"),))] == 3
     assert samples[("forwarder_kinesis_shards", (("state", "reading"),))] == 2
+
+
+# --- failures --------------------------------------------------------------------------------------------
+
+
+def api_calls(run: Running, operation: str, outcome: str) -> float:
+    return exported(run.metrics).get(
+        ("forwarder_aws_api_calls_total", (("operation", operation), ("outcome", outcome))), 0.0)
+
+
+@pytest.mark.parametrize(("code", "operation", "outcome", "logged"), [
+    ("ProvisionedThroughputExceededException", "GetRecords", "throttled", "Kinesis throttled the shard's reads"),
+    ("ExpiredIteratorException", "GetRecords", "expired_iterator", "shard iterator expired"),
+    ("KMSAccessDeniedException", "GetRecords", "denied", "GetRecords on it (and kms:Decrypt on its key)"),
+    ("AccessDeniedException", "ListShards", "denied", "the role needs kinesis:ListShards"),
+])
+def test_a_refused_kinesis_call_is_survived_with_a_log_line_and_a_metric_and_nothing_lost(
+    moto, receiver, caplog: pytest.LogCaptureFixture, code: str, operation: str, outcome: str, logged: str  # noqa: F811
+) -> None:
+    arn = create_subscribed_stream(moto, GROUP, shards=2)
+    logs = moto.client("logs")
+    create_log_stream(logs, GROUP, STREAM_A)
+    caplog.set_level(logging.INFO, logger="forwarder")
+    with AwsFaultProxy(moto.endpoint_url) as proxy:
+        if operation == "ListShards":
+            proxy.error(code, count=3, operations={operation})  # from the start: nothing can be read
+        run = start(proxy.endpoint_url, receiver, arn)
+        before = put_audit(logs, STREAM_A, 10, records=4)
+        assert receiver.wait_for_ids(set(before), WAIT_S)
+        proxy.error(code, count=3, operations={operation})
+        after = put_audit(logs, STREAM_A, 10, records=4)
+        assert receiver.wait_for_ids(set(after), WAIT_S)
+        assert run.health.ready()
+        assert run.finish() == 0
+        assert proxy.count(operation, injected=True) >= 3
+    assert api_calls(run, operation, outcome) >= 3
+    assert receiver.duplicates() == {} and receiver.accepted_count == 20
+    assert any(logged in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_a_stream_that_does_not_exist_yet_keeps_the_forwarder_unready_until_it_appears(
+    moto, receiver, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    arn = "arn:aws:kinesis:us-west-2:123456789012:stream/audit"
+    caplog.set_level(logging.INFO, logger="forwarder")
+    run = start(moto.endpoint_url, receiver, arn)
+    assert receiver.wait_for(lambda _: api_calls(run, "ListShards", "not_found") >= 2, WAIT_S)
+    assert not run.health.ready() and run.health.alive()
+    assert create_subscribed_stream(moto, GROUP) == arn
+    logs = moto.client("logs")
+    create_log_stream(logs, GROUP, STREAM_A)
+    ids = put_audit(logs, STREAM_A, 5, records=2)
+    assert receiver.wait_for_ids(set(ids), WAIT_S)
+    assert run.health.ready()
+    assert run.finish() == 0
+    assert any("Kinesis stream not found (not created yet?)" in r.getMessage() for r in caplog.records)
