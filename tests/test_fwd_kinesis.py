@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.audit_events import generated_lines, make_event
 from support.aws_fault_proxy import AwsFaultProxy
 from support.falco_receiver import FalcoReceiver
+from support.forwarder_process import ForwarderProcess, forwarder_env
 from support.moto_server import (  # noqa: F401
     aws_like_resharding,
     create_log_group,
@@ -37,13 +38,16 @@ from support.moto_server import (  # noqa: F401
 
 from forwarder import kinesis_source, pipeline
 from forwarder.checkpoint import FileCheckpointStore
+from forwarder.checkpoint_codec import Checkpoint
 from forwarder.config import CheckpointSpec, RunConfig, SourceSpec, StartAt
 from forwarder.kinesis import build_kinesis_client
+from forwarder.dedup import event_hash, unpack
 from forwarder.ledger import EventKey
 from forwarder.metrics import Health, Metrics
 from forwarder.model import LogEvent
 from forwarder.retry import Backoff
 from forwarder.source import build_kinesis_source
+from forwarder.subscription import decode
 from tests.test_fwd_pipeline import Running
 
 GROUP = "/aws/eks/lab/cluster"
@@ -150,11 +154,13 @@ def test_subscription_records_are_validated_batched_and_delivered_as_polled_even
     foreign = [make_event(ts)[1] for _ in range(3)]
     put_events(logs, GROUP, OTHER_STREAM, [(ts, line) for line in foreign])
     put_events(logs, OTHER_GROUP, STREAM_A, [(ts, line) for line in foreign])
-    # Into the first shard, in this order: CloudWatch's control message, bad gzip, bad JSON, then a good record.
+    # Into the first shard, in this order: CloudWatch's control message, bad gzip, bad JSON, then a good record,
+    # twice (CloudWatch delivers at least once).
     after_id, after_line = make_event(ts)
+    after = envelope([("37000000000000000000000000000000000000000000000000000001", after_line)])
     for data in (envelope([("", "CWL CONTROL MESSAGE: Checking health of destination")], "CONTROL_MESSAGE"),
                  b"\x1f\x8b\x08\x00 not gzip after all", gzip.compress(b'{"messageType": "DATA_MESSAGE", '),
-                 envelope([("37000000000000000000000000000000000000000000000000000001", after_line)])):
+                 after, after):
         kinesis.put_record(StreamARN=arn, Data=data, PartitionKey="p", ExplicitHashKey="0")
     shards = kinesis.list_shards(StreamARN=arn)["Shards"]
     assert len(shards) == 2
@@ -182,7 +188,7 @@ def test_subscription_records_are_validated_batched_and_delivered_as_polled_even
 
     assert (records("control"), records("malformed"), records("other_log_group"), records("other_stream")) == (
         1, 2, 1, 1)
-    assert records("data") == -(-len(lines) // 10) + 1
+    assert records("data") == -(-len(lines) // 10) + 2
     skipped = {labels[0][1]: v for (name, labels), v in samples.items()
                if name == "forwarder_events_skipped_total" and v}
     assert skipped.pop("malformed_record") == 2
@@ -387,3 +393,61 @@ def test_a_stream_that_does_not_exist_yet_keeps_the_forwarder_unready_until_it_a
     assert run.health.ready()
     assert run.finish() == 0
     assert any("Kinesis stream not found (not created yet?)" in r.getMessage() for r in caplog.records)
+
+
+# --- a crash ---------------------------------------------------------------------------------------------
+
+
+def unconfirmed_events(kinesis: Any, arn: str, saved: Checkpoint) -> tuple[int, dict[str, int]]:
+    """The records after each shard's checkpointed position: how many, and auditID -> event hash of their events."""
+    found: dict[str, int] = {}
+    records = 0
+    for name, after in saved.positions.positions.items():
+        if name == kinesis_source.SINCE:
+            continue
+        for record in shard_records(kinesis, arn, name):
+            if int(record["SequenceNumber"]) > after:
+                records += 1
+                for event in decode(record["Data"], GROUP, "kube-apiserver-audit", 0).events:
+                    found[json.loads(event.message)["auditID"]] = event_hash(event.stream, event.event_id)
+    return records, found
+
+
+def test_after_a_kill_9_the_restart_loses_nothing_and_repeats_only_unconfirmed_events_not_remembered(
+    moto, receiver, tmp_path: Path  # noqa: F811
+) -> None:
+    arn = create_subscribed_stream(moto, GROUP, shards=2)
+    logs, kinesis = moto.client("logs"), moto.client("kinesis")
+    create_log_stream(logs, GROUP, STREAM_A)
+    ids = put_audit(logs, STREAM_A, 60, records=20)
+    path = tmp_path / "checkpoint.json"
+    # Batches of about two events, so a record's events are acknowledged in parts (the remembered hashes matter).
+    args = ["run", "--log-group", GROUP, "--falco-url", receiver.url, "--source", f"kinesis:{arn}", "--checkpoint",
+            f"file:{path}", "--start-at", "5m", "--max-event-bytes", "1000", "--max-batch-bytes", "1100", "--checkpoint-interval", "0",
+            "--checkpoint-hashes-interval", "0", "--shutdown-grace", "1"]
+    env = forwarder_env(moto.env())
+    receiver.slow(0.05)
+    with ForwarderProcess(args, env, tmp_path / "first.log") as first:
+        assert receiver.wait_for(lambda rx: rx.accepted_count >= 20 or not first.alive(), WAIT_S)
+        assert first.alive(), first.tail()
+        first.kill()
+    delivered_before = set(receiver.accepted_ids)
+    assert len(delivered_before) < len(ids)
+    saved = FileCheckpointStore(path).load()
+    assert saved is not None and any(at > 0 for name, at in saved.positions.positions.items()
+                                     if name != kinesis_source.SINCE)
+    records, unconfirmed = unconfirmed_events(kinesis, arn, saved)
+    remembered = {h for bucket in (saved.remembered.buckets if saved.remembered else ()) for h in
+                  unpack(bucket.hashes)}
+    receiver.clear()
+    with ForwarderProcess(args, env, tmp_path / "second.log") as second:
+        assert receiver.wait_for(lambda rx: set(ids) <= rx.unique_ids or not second.alive(), WAIT_S), second.tail()
+        # Every record after the checkpoint read again (those of events delivered before included).
+        assert second.wait_for_metric("forwarder_kinesis_records_total", records, WAIT_S, kind="data")
+        assert second.terminate(10) == 0
+    assert receiver.violations == []
+    duplicates = set(receiver.duplicates())
+    assert set(receiver.accepted_ids) == set(ids)
+    # Only events of records after the checkpointed positions come again, and of those none that was remembered.
+    assert duplicates <= set(unconfirmed) and len(unconfirmed) < len(ids)
+    assert not {audit_id for audit_id in duplicates if unconfirmed[audit_id] in remembered}
