@@ -5,7 +5,6 @@ to the contract-enforcing Falco receiver. Waits are bounded polls, never timed a
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
@@ -40,8 +39,8 @@ from forwarder import kinesis_source, pipeline
 from forwarder.checkpoint import FileCheckpointStore
 from forwarder.checkpoint_codec import Checkpoint
 from forwarder.config import CheckpointSpec, RunConfig, SourceSpec, StartAt
-from forwarder.kinesis import build_kinesis_client
 from forwarder.dedup import event_hash, unpack
+from forwarder.kinesis import build_kinesis_client
 from forwarder.ledger import EventKey
 from forwarder.metrics import Health, Metrics
 from forwarder.model import LogEvent
@@ -422,9 +421,10 @@ def test_after_a_kill_9_the_restart_loses_nothing_and_repeats_only_unconfirmed_e
     ids = put_audit(logs, STREAM_A, 60, records=20)
     path = tmp_path / "checkpoint.json"
     # Batches of about two events, so a record's events are acknowledged in parts (the remembered hashes matter).
-    args = ["run", "--log-group", GROUP, "--falco-url", receiver.url, "--source", f"kinesis:{arn}", "--checkpoint",
-            f"file:{path}", "--start-at", "5m", "--max-event-bytes", "1000", "--max-batch-bytes", "1100", "--checkpoint-interval", "0",
-            "--checkpoint-hashes-interval", "0", "--shutdown-grace", "1"]
+    args = ["run", "--log-group", GROUP, "--falco-url", receiver.url, "--source", f"kinesis:{arn}",
+            "--checkpoint", f"file:{path}", "--start-at", "5m", "--max-event-bytes", "1000",
+            "--max-batch-bytes", "1100", "--checkpoint-interval", "0", "--checkpoint-hashes-interval", "0",
+            "--shutdown-grace", "1"]
     env = forwarder_env(moto.env())
     receiver.slow(0.05)
     with ForwarderProcess(args, env, tmp_path / "first.log") as first:
