@@ -394,6 +394,32 @@ def test_a_stream_that_does_not_exist_yet_keeps_the_forwarder_unready_until_it_a
     assert any("Kinesis stream not found (not created yet?)" in r.getMessage() for r in caplog.records)
 
 
+def test_a_checkpointed_sequence_number_the_shard_refuses_is_read_again_from_the_start_time_without_duplicates(
+    moto, receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    """The stream was deleted and created again under the same ARN: the checkpoint's positions mean nothing there."""
+    arn = create_subscribed_stream(moto, GROUP)
+    logs = moto.client("logs")
+    create_log_stream(logs, GROUP, STREAM_A)
+    spec = CheckpointSpec("file", path=str(tmp_path / "checkpoint.json"))
+    first = put_audit(logs, STREAM_A, 10, records=3)
+    run = start(moto.endpoint_url, receiver, arn, checkpoint=spec)
+    assert receiver.wait_for_ids(set(first), WAIT_S)
+    assert run.finish() == 0
+    second = put_audit(logs, STREAM_A, 10, records=3)
+    caplog.set_level(logging.INFO, logger="forwarder")
+    with AwsFaultProxy(moto.endpoint_url) as proxy:
+        proxy.error("InvalidArgumentException", count=1, operations={"GetShardIterator"})
+        run = start(proxy.endpoint_url, receiver, arn, checkpoint=spec)
+        assert receiver.wait_for_ids(set(second), WAIT_S)
+        assert run.finish() == 0
+    # All six records read again; the first three's events known from the remembered hashes.
+    assert run.sample("forwarder_kinesis_records_total", {"kind": "data"}) == 6
+    assert receiver.duplicates() == {} and receiver.accepted_count == 20
+    assert any("cannot resume the shard after its checkpointed sequence number" in r.getMessage()
+               for r in caplog.records)
+
+
 # --- a crash ---------------------------------------------------------------------------------------------
 
 
