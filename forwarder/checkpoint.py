@@ -218,11 +218,11 @@ Fence = Callable[[], Term]
 """Called before every write: the current term, or FencedError when this replica may not write."""
 
 
-def term_of(doc: Mapping[str, Any] | None) -> int | None:
+def term_of(doc: Mapping[str, Any] | None) -> Term | None:
     """The lease term a checkpoint ConfigMap was last written in (None: written without a lease)."""
     annotations = ((doc or {}).get("metadata") or {}).get("annotations") or {}
     try:
-        return int(annotations[TERM_ANNOTATION])
+        return Term(int(annotations[TERM_ANNOTATION]), str(annotations.get(HOLDER_ANNOTATION, "")))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -347,7 +347,7 @@ class ConfigMapCheckpointStore:
             try:
                 for name, doc in docs.items():
                     if doc is not None:
-                        self._write(name, doc.get("data") or {}, doc.get("binaryData") or {})
+                        self._write(name, doc.get("data") or {}, doc.get("binaryData") or {}, claiming=True)
             except _ConflictError:
                 continue
             return self._decode(docs[self.name], docs[self.hashes_name])
@@ -372,9 +372,9 @@ class ConfigMapCheckpointStore:
             doc["binaryData"] = dict(binary)
         return json.dumps(doc, separators=(",", ":")).encode()
 
-    def _write(self, name: str, data: Mapping[str, str], binary: Mapping[str, str]) -> int:
+    def _write(self, name: str, data: Mapping[str, str], binary: Mapping[str, str], claiming: bool = False) -> int:
         """One create or replace of ConfigMap ``name``: its bytes, or _ConflictError (the current version is then
-        known), or FencedError when the ConfigMap now belongs to a newer term."""
+        known), or FencedError when the ConfigMap now belongs to another term."""
         term = self.fence() if self.fence is not None else None
         body = self._body(name, data, binary, term)
         exists = self._versions.get(name) is not None
@@ -388,12 +388,16 @@ class ConfigMapCheckpointStore:
             raise _ConflictError
         if status != 409:
             raise self._fail(method, name, status, doc)
-        # Written meanwhile (or created before our first load): take its version, unless a newer term wrote it.
+        # Written meanwhile (or created before our first load): take its version, unless another term wrote it.
+        # Once a holder has claimed the checkpoint only it can write (everyone else's resourceVersion is stale), so
+        # a write of another term means a newer holder claimed it: stop. Not "a higher term": a deleted Lease is
+        # created again from term 0. Only a claim overwrites another term's write (a deposed holder's, late).
         current = self._get(name)
         stored = term_of(current)
-        if term is not None and stored is not None and stored > term.number:
-            raise FencedError(f"configmap {self.namespace}/{name} was written by the Lease's holder of term "
-                              f"{stored} (this replica's term is {term.number}): it no longer holds the Lease")
+        if term is not None and not claiming and stored is not None and stored != term:
+            raise FencedError(f"configmap {self.namespace}/{name} was written by {stored.holder or 'another replica'} "
+                              f"in term {stored.number} of the Lease (this replica's term is {term.number}): it no "
+                              "longer holds the Lease")
         raise _ConflictError
 
     def _put(self, name: str, data: dict[str, str], binary: dict[str, str]) -> int:

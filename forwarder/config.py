@@ -189,7 +189,7 @@ _TIMEOUT = _Option(
     f"timeout of one HTTP request (Falco, CloudWatch, Kubernetes), at most {MAX_REQUEST_TIMEOUT_SECONDS}", "10",
 )
 _LOG_LEVEL = _Option("--log-level", "LEVEL", "one of " + ", ".join(LOG_LEVELS), "INFO")
-MAX_FALCO_CONNECTIONS = 64
+MAX_FALCO_CONNECTIONS = 256  # the AuditForwarder component allows as many (2 per audit Falco, up to 100 of them)
 DEFAULT_LEASE_DURATION_SECONDS = 15.0
 
 _RUN_OPTIONS: tuple[_Option, ...] = (

@@ -116,6 +116,8 @@ class Addresses:
         self._lock = threading.Lock()
         self._addresses: list[Address] = []
         self._due = float("-inf")
+        self.generation = 0
+        """Counts the changes of the answer: the connections spread again over a new one."""
 
     def current(self) -> list[Address]:
         with self._lock:
@@ -133,6 +135,7 @@ class Addresses:
                 if found != self._addresses:
                     log.info("Falco's host resolved", extra={"host": self.host,
                                                               "addresses": [f"{a}:{p}" for a, p in found]})
+                    self.generation += 1
                 self._addresses = found
             elif not self._addresses:
                 self._addresses = [(self.host, self.port)]
@@ -218,6 +221,8 @@ class Sender:
         rng = client._rng if client._rng is not None else None
         self.retrier = Retrier(client._backoff, self._clock, log, rng=rng)
         self._shift = 0
+        """How many addresses on from its own this connection moved after failures (until the answer changes)."""
+        self._generation = -1
         self._address: Address | None = None
         self._pool: urllib3.HTTPConnectionPool | None = None
 
@@ -228,6 +233,9 @@ class Sender:
 
     def _connection(self) -> tuple[Address, urllib3.HTTPConnectionPool]:
         addresses = self.client.addresses.current()
+        if self._generation != self.client.addresses.generation:
+            # A Falco pod came or went: every connection takes its own place again, so that all are used.
+            self._generation, self._shift = self.client.addresses.generation, 0
         address = addresses[(self.index + self._shift) % len(addresses)]
         if address != self._address or self._pool is None:
             self.close()

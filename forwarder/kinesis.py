@@ -16,6 +16,7 @@ What an error means for the reader:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -123,9 +124,9 @@ class KinesisReader:
         self.calls += 1
         self.metrics.aws_api_calls_total.labels(operation=operation, outcome=outcome).inc()
 
-    def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
+    def _call(self, operation: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
-            response: dict[str, Any] = getattr(self.client, method)(**params)
+            response = call()
         except ClientError as exc:
             raise self._sorted(operation, exc) from exc
         except BotoCoreError as exc:
@@ -150,18 +151,21 @@ class KinesisReader:
         elif code == "InvalidArgumentException" and operation == GET_SHARD_ITERATOR:
             kind = BadStartError
         elif code in UNAVAILABLE_CODES:
-            kind = UnavailableError
+            kind, outcome = UnavailableError, "denied"
         else:
             kind = TransientError
         self._count(operation, outcome)
         return kind(operation, code or str(status), message)
+
+    def _list_shards_page(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call(LIST_SHARDS, lambda: self.client.list_shards(**params))
 
     def list_shards(self) -> list[Shard]:
         """Every shard of the stream, open and closed (still within the retention)."""
         shards: list[Shard] = []
         params: dict[str, Any] = {"StreamARN": self.stream_arn}
         while True:
-            response = self._call(LIST_SHARDS, "list_shards", **params)
+            response = self._list_shards_page(params)
             for raw in response.get("Shards", ()):
                 parents = tuple(p for p in (raw.get("ParentShardId"), raw.get("AdjacentParentShardId")) if p)
                 ending = (raw.get("SequenceNumberRange") or {}).get("EndingSequenceNumber")
@@ -180,11 +184,11 @@ class KinesisReader:
         else:
             params.update(ShardIteratorType="AT_TIMESTAMP",
                           Timestamp=datetime.fromtimestamp((at_ms or 0) / 1000, tz=UTC))
-        return str(self._call(GET_SHARD_ITERATOR, "get_shard_iterator", **params)["ShardIterator"])
+        return str(self._call(GET_SHARD_ITERATOR, lambda: self.client.get_shard_iterator(**params))["ShardIterator"])
 
     def records(self, iterator: str, limit: int) -> RecordsPage:
-        response = self._call(GET_RECORDS, "get_records", StreamARN=self.stream_arn, ShardIterator=iterator,
-                              Limit=max(1, min(MAX_RECORDS_PER_CALL, limit)))
+        response = self._call(GET_RECORDS, lambda: self.client.get_records(
+            StreamARN=self.stream_arn, ShardIterator=iterator, Limit=max(1, min(MAX_RECORDS_PER_CALL, limit))))
         records: list[Record] = []
         size = 0
         for raw in response.get("Records", ()):

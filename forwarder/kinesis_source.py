@@ -284,7 +284,8 @@ class KinesisSource:
             state.idle += 1
             state.next_at = now + IDLE_SPACINGS_SECONDS[min(state.idle, len(IDLE_SPACINGS_SECONDS)) - 1]
         ending = state.shard.ending_sequence
-        if page.next_iterator is None or (ending is not None and not page.records and page.millis_behind == 0):
+        # AWS ends a closed shard with no next iterator; past its EndingSequenceNumber nothing can follow either.
+        if page.next_iterator is None or (ending is not None and self.ledger.read_to(name) >= ending):
             state.at_end = True
             state.iterator = None
             if ending is not None:

@@ -1,11 +1,11 @@
 """One active replica among several: a ``coordination.k8s.io/v1`` Lease, and what its holder may do.
 
 Every replica runs an elector (``run`` in its own thread). A standby reads the Lease every ``poll`` seconds
-(a tenth of the duration) and takes it over once it has seen no change for the duration minus one poll:
-at most the duration after the holder's last renewal, never before the holder itself has given up
-(below). Taking over writes the Lease with the resourceVersion just read and ``leaseTransitions`` + 1, so
-of two standbys only one succeeds (409 Conflict for the other). The holder renews every third of the
-duration, again with the resourceVersion of its last write.
+(a tenth of the duration) and takes it over once it has seen no change for the holder's duration (as the
+Lease states it) minus a poll: at most the duration after the holder's last renewal, never before the
+holder itself has given up (below). Taking over writes the Lease with the resourceVersion just read and
+``leaseTransitions`` + 1, so of two standbys only one succeeds (409 Conflict for the other). The holder
+renews every third of the duration, again with the resourceVersion of its last write.
 
 What the holder may do is decided on its own monotonic clock: it *holds* the Lease until
 ``margin`` (a fifth of the duration, more than a standby's poll) before the duration has passed since
@@ -15,7 +15,8 @@ That keeps two replicas from delivering at once when clocks and networks behave;
 not rely on it: every write carries the holder's *term* (``leaseTransitions`` when it acquired the
 Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint.py).
 
-On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll.
+On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. A
+deleted Lease ends the holder's term at its next renewal; a standby creates it anew (from term 0).
 """
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ class LeaseElector:
     def _path(self, with_name: bool = True) -> str:
         return self.api.path(API, self.namespace, "leases", self.name if with_name else None)
 
-    def holding(self) -> bool:
-        """This replica holds the Lease now, by its own clock: it may read, deliver and write."""
+    def holding(self, term: Term | None = None) -> bool:
+        """This replica holds the Lease now (in ``term``, if given), by its own clock: it may read, deliver and
+        write. A term's threads ask with their term: one that outlived its term must not act in the next."""
         with self._cond:
-            return self._term is not None and self.clock.monotonic() < self._valid_until
+            return (self._term is not None and (term is None or self._term == term)
+                    and self.clock.monotonic() < self._valid_until)
 
     def fence(self) -> Term:
         """The current term, for a checkpoint write; FencedError when this replica no longer holds the Lease."""
@@ -121,10 +124,13 @@ class LeaseElector:
         """Acquire and renew until ``stop``; the caller releases (``release``) once its last write is done."""
         self.metrics.active.set(0)
         while not stop.is_set():
-            with self._cond:
-                holding = self._term is not None
-            wait = self._renew() if holding else self._try_acquire()
-            self.clock.wait(max(0.01, wait), stop)
+            self.clock.wait(max(0.01, self.step()), stop)
+
+    def step(self) -> float:
+        """One renewal (holding) or one look at the Lease (standing by); seconds until the next step."""
+        with self._cond:
+            holding = self._term is not None
+        return self._renew() if holding else self._try_acquire()
 
     def _request(self, method: str, body: dict[str, Any] | None = None, *, named: bool = True
                  ) -> tuple[int, dict[str, Any]]:
@@ -160,10 +166,13 @@ class LeaseElector:
             metadata, spec = doc.get("metadata") or {}, doc.get("spec") or {}
             version = metadata.get("resourceVersion")
             if version != self._seen[0]:
-                self._seen = (version, started)
+                # Seen now, after the answer: the holder's renewal may have landed while the request was on its way,
+                # so only the answer's time is surely after it.
+                self._seen = (version, self.clock.monotonic())
             holder = spec.get("holderIdentity") or None
+            # The holder's own duration (it gives up a fifth of it early), less at most a tenth of it for our look.
             duration = float(spec.get("leaseDurationSeconds") or self.duration)
-            expires_in = self._seen[1] + duration - self.poll - self.clock.monotonic()
+            expires_in = self._seen[1] + duration - min(self.poll, duration / 10) - self.clock.monotonic()
             if holder is not None and expires_in > 0:
                 return min(self.poll, expires_in)
             transitions = int(spec.get("leaseTransitions") or 0) + 1
@@ -205,6 +214,10 @@ class LeaseElector:
             return 0.0
         try:
             status, doc = self._request("PUT", self._body(version, term.number, self.identity))
+            if status == 404:
+                # Deleted (kubectl delete lease): a standby creates it anew at its next look; this term is over.
+                self._lose("the Lease was deleted")
+                return self.poll
             if status == 409:
                 # Written by someone else: still ours if only metadata changed (kubectl annotate, say).
                 status, doc = self._request("GET")

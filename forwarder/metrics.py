@@ -54,7 +54,7 @@ class Metrics:
         self.aws_api_calls_total = Counter(
             "forwarder_aws_api_calls_total",
             "AWS API calls (CloudWatch Logs, Kinesis) by operation and outcome (ok, throttled, error; Kinesis also "
-            "expired_iterator, not_found)",
+            "expired_iterator, not_found, denied: access or the stream's KMS key refused)",
             ["operation", "outcome"],
             registry=r,
         )

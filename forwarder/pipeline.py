@@ -36,7 +36,7 @@ from functools import partial
 from typing import Any, Final
 
 from .batching import Batch, Batcher
-from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, open_store
+from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
 from .checkpoint_codec import Checkpoint
 from .checkpoint_policy import Checkpointer, SelfWriteFilter
 from .clock import Clock, SystemClock
@@ -126,6 +126,7 @@ class Pipeline:
         clock: Clock,
         shutdown: threading.Event | None = None,
         lease: LeaseElector | None = None,
+        term: Term | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -135,6 +136,8 @@ class Pipeline:
         self.shutdown = shutdown if shutdown is not None else stop
         """The process's stop (SIGTERM)."""
         self.lease = lease
+        self.term = term
+        """The Lease term this run belongs to (with a Lease)."""
         self.falco = falco
         self.store = store
         self.clock = clock
@@ -155,8 +158,9 @@ class Pipeline:
     # --- start --------------------------------------------------------------------------------
 
     def _deposed(self) -> bool:
-        """This replica lost its Lease: it may neither deliver nor write any more."""
-        return self.lease is not None and not self.lease.holding()
+        """This replica lost its Lease (or holds it in a later term than this run's): it may neither deliver nor
+        write any more."""
+        return self.lease is not None and not self.lease.holding(self.term)
 
     def _may_deliver(self) -> bool:
         return not self._deposed()
@@ -339,7 +343,7 @@ class Pipeline:
             if self._newest_acked_ms is None or newest > self._newest_acked_ms:
                 self._newest_acked_ms = newest
         self._update_lag()
-        if self.checkpointer is not None:
+        if self.checkpointer is not None and not self._deposed():
             try:
                 self.checkpointer.after_acknowledged()
             except FencedError as exc:
@@ -354,7 +358,7 @@ class Pipeline:
     def _checkpoint(self) -> None:
         checkpointer = self.checkpointer
         assert checkpointer is not None
-        while not self.clock.wait(checkpointer.due_in(), self.stop):
+        while not self.clock.wait(checkpointer.due_in(), self.stop) and not self._deposed():
             try:
                 checkpointer.tick()
             except FencedError as exc:
@@ -400,7 +404,9 @@ class Pipeline:
         last = self._progress_counts()
         next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
         while not self.stop.wait(SUPERVISE_SLICE_SECONDS):
-            if self.shutdown.is_set():
+            # The Lease ran out by this replica's own clock (resumed after a pause, say): end the term now,
+            # whether or not the elector or a refused write has noticed yet.
+            if self.shutdown.is_set() or self._deposed():
                 self.stop.set()
                 break
             if time.monotonic() >= next_progress:
@@ -466,7 +472,7 @@ class Pipeline:
 
 
 def _run_terms(config: RunConfig, lease: LeaseElector, *, health: Health, stop: threading.Event,
-               make: Callable[[threading.Event], Pipeline]) -> int:
+               make: Callable[[threading.Event, Term], Pipeline]) -> int:
     """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it."""
     lease_stop = threading.Event()
     elector = threading.Thread(target=_watched(health, "lease", partial(lease.run, lease_stop)),
@@ -483,7 +489,7 @@ def _run_terms(config: RunConfig, lease: LeaseElector, *, health: Health, stop: 
                 break
             term_stop = threading.Event()
             lease.on_lost = term_stop.set
-            code = make(term_stop).run()
+            code = make(term_stop, term).run()
             lease.on_lost = None
             if code != 0:
                 break
@@ -548,10 +554,10 @@ def run(
         falco = FalcoClient(config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, clock=clock,
                             connections=config.falco_connections)
 
-    def make(term_stop: threading.Event) -> Pipeline:
+    def make(term_stop: threading.Event, term: Term | None = None) -> Pipeline:
         assert falco is not None
         return Pipeline(config, metrics=metrics, health=health, stop=term_stop, shutdown=stop, aws_client=aws_client,
-                        falco=falco, store=store, clock=clock, lease=lease)
+                        falco=falco, store=store, clock=clock, lease=lease, term=term)
 
     try:
         if lease is None:

@@ -59,6 +59,8 @@ class Decoded:
 
 def inflate(data: bytes) -> bytes:
     """The JSON text of a record's data (gzip, or base64 of gzip); ValueError if it is neither."""
+    if not data:
+        raise ValueError("empty record")
     if not data.startswith(GZIP_MAGIC):
         try:
             data = base64.b64decode(data, validate=True)
@@ -73,6 +75,9 @@ def inflate(data: bytes) -> bytes:
         raise ValueError(f"bad gzip data: {exc}") from exc
     if inflater.unconsumed_tail:
         raise ValueError(f"inflates to more than {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof:
+        # zlib returns what it could inflate from a cut-off stream without complaint.
+        raise ValueError("bad gzip data: truncated (no end of stream)")
     return text
 
 

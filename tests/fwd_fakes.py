@@ -1,6 +1,7 @@
 """Fakes for the forwarder: a simulated CloudWatch Logs and clock, the production source built over them
-(Harness), checkpoint stores (in memory; a fake Kubernetes API for the ConfigMap store, which can write
-EKS's audit event of every ConfigMap write back into the simulated log: AuditedCluster).
+(Harness), checkpoint stores (in memory; the ConfigMap store over the Kubernetes API stand-in of
+support/kube_api.py, writing EKS's audit event of every ConfigMap write back into the simulated log:
+AuditedCluster).
 
 FakeLogs answers filter_log_events like the API reference describes it: startTime and endTime
 inclusive on the event timestamp, logStreamNamePrefix applied, pages of at most `page_events`
@@ -15,15 +16,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError
+from support.kube_api import FakeKubeApi, KubeWrite  # noqa: F401 (the stand-in lives in support/; re-exported)
 
 from forwarder.checkpoint import Saved
 from forwarder.checkpoint_codec import (
@@ -268,157 +268,6 @@ class Harness:
 
     def now_ms(self) -> int:
         return int(self.clock.now * 1000)
-
-
-@dataclass(frozen=True)
-class KubeWrite:
-    """One write the Kubernetes API stand-in answered."""
-
-    at: float
-    """time.monotonic() when it was answered."""
-    method: str
-    resource: str
-    name: str
-    status: int
-    term: int | None
-    """The checkpoint's lease-term annotation in the request (ConfigMaps), or the Lease's leaseTransitions."""
-    holder: str | None
-    """The checkpoint's holder annotation, or the Lease's holderIdentity, in the request."""
-
-
-_KUBE_PATHS = re.compile(
-    r"^/(?:api/v1|apis/coordination\.k8s\.io/v1)/namespaces/(?P<ns>[^/]+)/(?P<resource>configmaps|leases)"
-    r"(?:/(?P<name>[^/?]+))?$")
-
-
-class FakeKubeApi:
-    """A Kubernetes API stand-in on 127.0.0.1 for ConfigMaps and coordination.k8s.io/v1 Leases: get, create and
-    update (PUT) with resourceVersion conflicts like the real API server, every compare-and-swap atomic (two
-    forwarder processes may race). With ``token``, requests must carry it (401 otherwise); without, any request
-    is taken (as behind ``kubectl proxy``)."""
-
-    def __init__(self, token: str | None, on_write: Any = None) -> None:
-        self.token = token
-        self.objects: dict[str, dict[str, Any]] = {}
-        """ConfigMaps by name."""
-        self.leases: dict[str, dict[str, Any]] = {}
-        self.version = 100
-        self.lock = threading.Lock()
-        self.requests: list[tuple[str, str]] = []
-        self.bodies: list[tuple[str, str, int]] = []
-        """(method, object name, request body bytes) of every write."""
-        self.writes: list[KubeWrite] = []
-        self.conflict_next_put = 0
-        self.on_write = on_write
-        """Called with (verb, name) after every successful ConfigMap write: where EKS would write its audit event."""
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _reply(self, status: int, doc: dict[str, Any]) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                with api.lock:
-                    api.requests.append((self.command, self.path))
-                    if body is not None:
-                        api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
-                    status, doc = api.handle(self.command, self.path, self.headers.get("Authorization"), body)
-                    if body is not None:
-                        api.record(self.command, self.path, body, status)
-                self._reply(status, doc)
-
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def handle(self, method: str, path: str, auth: str | None, body: dict[str, Any] | None
-               ) -> tuple[int, dict[str, Any]]:
-        """One request, under the lock."""
-        if self.token is not None and auth != f"Bearer {self.token}":
-            return 401, {"kind": "Status", "message": "Unauthorized"}
-        match = _KUBE_PATHS.match(path)
-        if match is None:
-            return 404, {"kind": "Status", "message": "no such path"}
-        resource, name = match["resource"], match["name"]
-        objects = self.objects if resource == "configmaps" else self.leases
-        if method == "GET":
-            if name in objects:
-                return 200, objects[name]
-            return 404, {"kind": "Status", "reason": "NotFound", "message": "not found"}
-        assert body is not None
-        if method == "POST":
-            new = body["metadata"]["name"]
-            if new in objects:
-                return 409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"}
-            self.put(objects, new, body)
-            if resource == "configmaps":
-                self.written("create", new)  # before answering: the caller sees its audit event at once
-            return 201, objects[new]
-        if method == "PUT":
-            if name not in objects:
-                return 404, {"kind": "Status", "reason": "NotFound", "message": "not found"}
-            if resource == "configmaps" and self.conflict_next_put:
-                self.conflict_next_put -= 1
-                self.version += 1  # someone else wrote it meanwhile
-                objects[name]["metadata"]["resourceVersion"] = str(self.version)
-            if body["metadata"].get("resourceVersion") != objects[name]["metadata"]["resourceVersion"]:
-                return 409, {"kind": "Status", "reason": "Conflict", "message": "modified"}
-            self.put(objects, name, body)
-            if resource == "configmaps":
-                self.written("update", name)
-            return 200, objects[name]
-        return 405, {"kind": "Status", "message": "method not allowed"}
-
-    def record(self, method: str, path: str, body: dict[str, Any], status: int) -> None:
-        match = _KUBE_PATHS.match(path)
-        resource = match["resource"] if match else "?"
-        if resource == "leases":
-            spec = body.get("spec") or {}
-            term, holder = spec.get("leaseTransitions"), spec.get("holderIdentity")
-        else:
-            annotations = body["metadata"].get("annotations") or {}
-            raw_term = annotations.get("falco-eks-forwarder/lease-term")
-            term, holder = (None if raw_term is None else int(raw_term)), annotations.get("falco-eks-forwarder/lease-holder")
-        self.writes.append(KubeWrite(time.monotonic(), method, resource, body["metadata"]["name"], status, term, holder))
-
-    def written(self, verb: str, name: str) -> None:
-        if self.on_write is not None:
-            self.on_write(verb, name)
-
-    def bytes_between(self, first: int, last: int) -> int:
-        return sum(size for _, _, size in self.bodies[first:last])
-
-    def put(self, objects: dict[str, dict[str, Any]], name: str, body: dict[str, Any]) -> None:
-        self.version += 1
-        body = json.loads(json.dumps(body))
-        body["metadata"]["resourceVersion"] = str(self.version)
-        objects[name] = body
-
-    def store(self, name: str, body: dict[str, Any]) -> None:
-        """Put ConfigMap ``name`` in place, as if written by someone else."""
-        self.put(self.objects, name, body)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class MemoryStore:

@@ -295,13 +295,25 @@ def aws_like_resharding() -> Iterator[None]:
     """moto (thread mode) resharding as AWS does it. moto 5.2.5 keeps writing to a closed shard (it picks the
     first shard of the hash key, open or not), moves a split parent's records into its children and copies
     merged parents' records into the child; in AWS a closed shard takes no more records and keeps its own
-    until they expire. Patched for the block."""
+    until they expire. And GetRecords on a closed shard read to its end answers no NextShardIterator (AWS API
+    reference: "If set to null, the shard has been closed"), where moto hands out iterators forever.
+    Patched for the block."""
     from moto.kinesis import models
     from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.kinesis.utils import decompose_shard_iterator
 
-    stream_cls = models.Stream
+    stream_cls, backend_cls = models.Stream, models.KinesisBackend
     originals = (stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards)
     original_for_key = originals[0]
+    original_get_records = backend_cls.get_records
+
+    def get_records(self: Any, stream_arn: str | None, shard_iterator: str, limit: int | None) -> Any:
+        next_iterator, records, millis_behind = original_get_records(self, stream_arn, shard_iterator, limit)
+        stream_name, shard_id, last = decompose_shard_iterator(next_iterator)
+        shard = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name).get_shard(shard_id)
+        if not shard.is_open and int(last) >= shard.get_max_sequence_number():
+            next_iterator = None
+        return next_iterator, records, millis_behind
 
     def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
         shard = original_for_key(self, partition_key, explicit_hash_key)
@@ -335,7 +347,9 @@ def aws_like_resharding() -> Iterator[None]:
 
     patched = (get_shard_for_key, split_shard, merge_shards)
     stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards = patched  # type: ignore[method-assign]
+    backend_cls.get_records = get_records  # type: ignore[method-assign]
     try:
         yield
     finally:
         stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards = originals  # type: ignore[method-assign]
+        backend_cls.get_records = original_get_records  # type: ignore[method-assign]
