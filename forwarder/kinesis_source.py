@@ -18,8 +18,10 @@ are the polling source's own. What is particular to it:
   remembered (and checkpointed) for ``--max-lateness`` of event time.
 - **Pace**: each shard is read at most every ``BUSY_SPACING_SECONDS`` (AWS allows 5 GetRecords calls a second
   per shard), backing off to ``IDLE_SPACINGS_SECONDS[-1]`` while it is empty. A call asks for at most about
-  ``PREFETCH_BYTES`` of records (by the mean size seen so far, at most 10,000), and the records are inflated
-  and handed on one at a time, so what waits in memory is bounded by records and bytes; delivery's queue
+  ``PREFETCH_BYTES`` of records (by the mean size seen so far, at most 10,000); the records are inflated one
+  at a time and their new events handed on together, ``EMIT_EVENTS`` at most and at the end of each page at
+  the latest (a record may hold a single event: one batch per record would mean one POST per record), so
+  what waits in memory is bounded by records and events; delivery's queue
   (``--max-inflight-bytes``) bounds the rest, and reading pauses while it is full.
 - **Failures** (never fatal, each logged and counted in ``aws_api_calls_total{operation,outcome}``): a
   throttled shard backs off alone; an expired iterator is replaced after the last record read; a stream
@@ -64,6 +66,7 @@ BUSY_SPACING_SECONDS = 0.25
 IDLE_SPACINGS_SECONDS = (0.25, 0.5, 1.0)
 REFRESH_SECONDS = 10.0
 PREFETCH_BYTES = 4 * 1024 * 1024
+EMIT_EVENTS = 1_000
 INITIAL_RECORD_BYTES = 64 * 1024
 SHARD_BACKOFF = Backoff(initial_seconds=0.5, max_seconds=10.0)
 STREAM_BACKOFF = Backoff(initial_seconds=5.0, max_seconds=60.0)
@@ -337,8 +340,12 @@ class KinesisSource:
             log.warning("Kinesis call failed; retrying", extra=fields)
 
     def _hand_on(self, name: str, page: RecordsPage) -> bool:
-        """Decode each record and hand its new events on, advancing the shard's position after each."""
+        """Decode each record and hand its new events on, advancing the shard's position after each record.
+
+        A position advanced before its events are handed on is still safe: it is confirmed only once every event
+        admitted before it is acknowledged."""
         ledger, metrics = self.ledger, self.metrics
+        pending: list[tuple[EventKey, LogEvent]] = []
         for record in page.records:
             decoded = decode(record.data, self.log_group, self.stream_prefix, record.arrival_ms)
             metrics.kinesis_records_total.labels(kind=decoded.kind).inc()
@@ -356,14 +363,17 @@ class KinesisSource:
                     histogram = metrics.arrival_delay_seconds
                     for _, event in fresh:
                         histogram.observe(max(0, event.ingestion_ms - event.timestamp_ms) / 1000)
-                    if not self.emit(fresh):
-                        return False
+                    pending.extend(fresh)
                 newest = max(event.timestamp_ms for event in decoded.events)
                 if newest > self._newest_ms:
                     self._newest_ms = newest
                     ledger.trim_before(min(newest, now_ms) - self.dedup_window_ms - BUCKET_MS)
             ledger.advance(name, record.sequence)
-        return True
+            if len(pending) >= EMIT_EVENTS:
+                if not self.emit(pending):
+                    return False
+                pending = []
+        return not pending or self.emit(pending)
 
 
 def restore_kinesis_ledger(since_ms: int, checkpoint: Checkpoint | None) -> Ledger:
