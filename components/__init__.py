@@ -5,8 +5,9 @@ Installed, they are ``falco_eks.components``: a company stack imports what it ne
 the whole lab with ``FalcoEksLab``. The same components are served to other languages by provider/.
 """
 
-from .args import Architecture, ForwarderBuild
+from .args import Architecture, AuditSource, ForwarderBuild
 from .audit_forwarder import AuditForwarder, AuditForwarderArgs
+from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterArgs
 from .detection import ClusterNotReadyError, FalcoDetection, FalcoDetectionArgs, KnownCluster
 from .errors import ConfigError
@@ -15,7 +16,7 @@ from .forwarder_workload import Resources
 from .lab import FalcoEksLab, FalcoEksLabArgs
 from .network import LabVpc, LabVpcArgs
 
-COMPONENTS = (FalcoEksLab, AuditedCluster, FalcoDetection, Falco, AuditForwarder, LabVpc)
+COMPONENTS = (FalcoEksLab, AuditedCluster, FalcoDetection, Falco, AuditForwarder, AuditStream, LabVpc)
 """Every component, as the component package (provider/) hosts them."""
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "Architecture",
     "AuditForwarder",
     "AuditForwarderArgs",
+    "AuditSource",
+    "AuditStream",
+    "AuditStreamArgs",
     "AuditedCluster",
     "AuditedClusterArgs",
     "ClusterNotReadyError",
@@ -35,6 +39,7 @@ __all__ = [
     "FalcoEksLab",
     "FalcoEksLabArgs",
     "ForwarderBuild",
+    "KinesisSettings",
     "KnownCluster",
     "LabVpc",
     "LabVpcArgs",

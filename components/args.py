@@ -49,6 +49,25 @@ class ForwarderBuild(StrEnum):
     """No build: the official Python image runs the bundled source from a ConfigMap."""
 
 
+class AuditSource(StrEnum):
+    """Where the forwarder reads the cluster's audit log."""
+
+    POLL = "poll"
+    """FilterLogEvents on the log group: nothing more in AWS, but one account follows about 1,000 events/s at best
+    (that call's quota, 5 per second per account and Region, cannot be raised)."""
+    KINESIS = "kinesis"
+    """A subscription filter pushes the log group into a Kinesis Data Stream the component creates, and the
+    forwarder reads the stream: no FilterLogEvents calls, far more events per second."""
+
+
+def check_whole_number(setting: str, value: object, lowest: int, highest: int, none_means: str = "") -> None:
+    """Refuse anything but a whole number from `lowest` to `highest` (bools too); `none_means` says what None
+    would do, for settings that take it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        also = f" (or none for {none_means})" if none_means else ""
+        raise ConfigError(setting, f"must be a whole number from {lowest} to {highest}{also}, got {value!r}")
+
+
 def _is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
 

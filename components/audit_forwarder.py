@@ -1,9 +1,13 @@
 """AuditForwarder: the bundled forwarder running in the cluster, between the audit log and Falco's webhook.
 
 What it creates (every one a child of the component):
-  - an IAM role for the forwarder's ServiceAccount only (IRSA), allowed to read the one audit log group;
-  - its own namespace (Pod Security "restricted"), ServiceAccount, and a Role for its checkpoint ConfigMap;
-  - a one-replica Deployment (Recreate: two pollers must never run at once) with hardened containers;
+  - an IAM role for the forwarder's ServiceAccount only (IRSA), allowed to read the one audit log group
+    (FilterLogEvents), or with the Kinesis source the one stream (ListShards, GetShardIterator, GetRecords);
+  - its own namespace (Pod Security "restricted"), ServiceAccount, a Role for its checkpoint ConfigMaps and a
+    Role for its leader Lease;
+  - a Deployment of two replicas on different nodes where it can: one holds the Lease `<deployment>-leader` and
+    reads, the other waits to take over; the checkpoint is written only by the Lease's holder. A rolling update
+    never leaves it without a replica, and a PodDisruptionBudget lets a drain take only one at a time;
   - NetworkPolicies: only the forwarder reaches Falco's audit webhook, and the forwarder reaches only DNS,
     that webhook and HTTPS;
   - the image: given by the caller, or built from forwarder/ and pushed to a stack-owned ECR repository
@@ -25,9 +29,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .args import Architecture, ForwarderBuild, from_inputs, schema_args
+from .args import Architecture, ForwarderBuild, check_whole_number, from_inputs, schema_args
+from .cluster import check_kms_key_arn
 from .errors import ConfigError
-from .forwarder_iam import irsa_trust_policy, log_reader_policy
+from .forwarder_iam import irsa_trust_policy, log_reader_policy, stream_reader_policy
 from .forwarder_image import build_forwarder_image
 from .forwarder_source import bundled_forwarder_dir, load_forwarder_source
 from .forwarder_workload import (
@@ -43,6 +48,7 @@ from .forwarder_workload import (
     pod_security_context,
     source_mode_mounts,
     source_mode_volumes,
+    spread_over_nodes,
     tmp_volume,
 )
 
@@ -51,6 +57,10 @@ DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
 # The forwarder keeps its remembered hashes in the checkpoint ConfigMap's name plus this (forwarder/checkpoint.py
 # HASHES_SUFFIX; components import nothing from the forwarder, a test keeps the two equal).
 HASHES_SUFFIX = "-hashes"
+# The Lease the replicas take turns on is named after the Deployment plus this (the contract with the forwarder).
+LEASE_SUFFIX = "-leader"
+MAX_REPLICAS = 5
+MAX_FALCO_CONNECTIONS = 256
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -58,6 +68,7 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|k|M|G)?$")
+_STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[A-Za-z0-9_.-]{1,128}$")
 
 
 def _check_dns_label(setting: str, value: object) -> None:
@@ -112,6 +123,19 @@ class AuditForwarderArgs:
     """Labels that select only the Falco audit instance's pods (Falco.audit_pod_labels)."""
     falco_port: int = 9765
     """Port of the webhook on those pods (Falco.webhook_port)."""
+    falco_connections: int = 1
+    """Deliveries in flight at once, each on its own keep-alive connection, spread over every address falco_url's
+    host resolves to: with Falco's headless Service, over every audit replica. At least the number of replicas."""
+    kinesis_stream_arn: pulumi.Input[str] | None = None
+    """A Kinesis Data Stream that a subscription filter fills from the log group (AuditStream.stream_arn): the
+    forwarder reads it (`--source kinesis:<ARN>`) and its role may read that stream and nothing else. None: it polls
+    the log group with FilterLogEvents."""
+    kinesis_kms_key_arn: pulumi.Input[str] | None = None
+    """The customer-managed KMS key of that stream, which the role may then decrypt with; None for the AWS-managed
+    key (or without a stream)."""
+    replicas: int = 2
+    """Forwarder pods: one holds the Lease and reads, the others stand by to take over within the Lease duration
+    (15 s). 1 runs a single pod, which a node failure stops until Kubernetes reschedules it."""
     image: pulumi.Input[str] | None = None
     """Forwarder image to run; None builds the bundled forwarder/ as `build` says."""
     build: ForwarderBuild = ForwarderBuild.DOCKER
@@ -176,6 +200,16 @@ class AuditForwarderArgs:
             if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
                 raise ConfigError("falco_pod_labels", f"value of {key!r} is not a valid label value: {value!r}")
         _check_port("falco_port", self.falco_port)
+        check_whole_number("replicas", self.replicas, 1, MAX_REPLICAS)
+        check_whole_number("falco_connections", self.falco_connections, 1, MAX_FALCO_CONNECTIONS)
+        if (arn := _plain(self.kinesis_stream_arn)) is not None and not _STREAM_ARN.match(arn):
+            raise ConfigError(
+                "kinesis_stream_arn",
+                f"must be a Kinesis stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>), got {arn!r}",
+            )
+        if self.kinesis_kms_key_arn is not None and self.kinesis_stream_arn is None:
+            raise ConfigError("kinesis_kms_key_arn", "is the key of kinesis_stream_arn: give both, or neither")
+        check_kms_key_arn("kinesis_kms_key_arn", self.kinesis_kms_key_arn)
         _check_port("metrics_port", self.metrics_port)
         if isinstance(self.image, str) and (not self.image.strip() or any(c.isspace() for c in self.image)):
             raise ConfigError("image", f"must be an image reference without spaces, got {self.image!r}")
@@ -259,14 +293,15 @@ class AuditForwarder(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=aws_opts,
         )
-        read_policy = aws.iam.RolePolicy(
-            f"{name}-read-audit-log",
-            role=role.id,
-            policy=pulumi.Output.from_input(args.log_group_arn).apply(
-                lambda arn: json.dumps(log_reader_policy(arn), indent=2)
-            ),
-            opts=aws_opts,
+        # Exactly what the source reads: the log group, or the stream (and its key); never both.
+        policy_document = (
+            pulumi.Output.from_input(args.log_group_arn).apply(lambda arn: json.dumps(log_reader_policy(arn), indent=2))
+            if args.kinesis_stream_arn is None
+            else pulumi.Output.all(args.kinesis_stream_arn, args.kinesis_kms_key_arn).apply(
+                lambda values: json.dumps(stream_reader_policy(values[0], values[1]), indent=2)
+            )
         )
+        read_policy = aws.iam.RolePolicy(f"{name}-read-audit-log", role=role.id, policy=policy_document, opts=aws_opts)
 
         # --- namespace, ServiceAccount, RBAC for the checkpoint ---------------------------------------------
         ns = k8s.core.v1.Namespace(
@@ -297,11 +332,33 @@ class AuditForwarder(pulumi.ComponentResource):
             ),
             opts=k8s_opts(),
         )
-        checkpoint_rbac_name = f"{args.deployment_name}-checkpoint"
-        rbac_role = k8s.rbac.v1.Role(
-            f"{name}-checkpoint",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
-            rules=[
+
+        def bind_role(suffix: str, rbac_name: str, rules: list[k8s.rbac.v1.PolicyRuleArgs]) -> k8s.rbac.v1.RoleBinding:
+            """A Role with `rules` in the forwarder's namespace, bound to its ServiceAccount only."""
+            role = k8s.rbac.v1.Role(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=rbac_name, namespace=ns_name, labels=labels),
+                rules=rules,
+                opts=k8s_opts(),
+            )
+            return k8s.rbac.v1.RoleBinding(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=rbac_name, namespace=ns_name, labels=labels),
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.apply(_name)
+                ),
+                subjects=[
+                    k8s.rbac.v1.SubjectArgs(
+                        kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
+                    )
+                ],
+                opts=k8s_opts(),
+            )
+
+        checkpoint_binding = bind_role(
+            "checkpoint",
+            f"{args.deployment_name}-checkpoint",
+            [
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
@@ -316,20 +373,22 @@ class AuditForwarder(pulumi.ComponentResource):
                 # were deleted, and make Pulumi and the forwarder fight over its data.
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["create"]),
             ],
-            opts=k8s_opts(),
         )
-        role_binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-checkpoint",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=checkpoint_rbac_name, namespace=ns_name, labels=labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=rbac_role.metadata.apply(_name)
-            ),
-            subjects=[
-                k8s.rbac.v1.SubjectArgs(
-                    kind="ServiceAccount", name=service_account.metadata.apply(_name), namespace=ns_name
-                )
+        # The Lease the replicas take turns on: get/update on it by name; create (which RBAC cannot restrict by
+        # name, see above) so the first replica can make it. Nothing else in coordination.k8s.io.
+        lease_name = args.deployment_name + LEASE_SUFFIX
+        lease_binding = bind_role(
+            "leader",
+            lease_name,
+            [
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["coordination.k8s.io"],
+                    resources=["leases"],
+                    resource_names=[lease_name],
+                    verbs=["get", "update"],
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["create"]),
             ],
-            opts=k8s_opts(),
         )
 
         # --- image ------------------------------------------------------------------------------------------
@@ -391,7 +450,10 @@ class AuditForwarder(pulumi.ComponentResource):
             )
 
         # --- workload ---------------------------------------------------------------------------------------
-        forwarder_args: list[pulumi.Input[str]] = [
+        forwarder_args: list[pulumi.Input[str]] = []
+        if args.kinesis_stream_arn is not None:
+            forwarder_args += ["--source", pulumi.Output.concat("kinesis:", args.kinesis_stream_arn)]
+        forwarder_args += [
             "--log-group",
             args.log_group_name,
             "--region",
@@ -406,16 +468,23 @@ class AuditForwarder(pulumi.ComponentResource):
             f"{args.checkpoint_interval_seconds:g}",
             "--checkpoint-hashes-interval",
             f"{args.checkpoint_hashes_interval_seconds:g}",
+            "--lease",
+            ns_name.apply(lambda n: f"{n}/{lease_name}"),
+            "--falco-connections",
+            str(args.falco_connections),
         ]
         # The forwarder's Deployment (others may depend on it).
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.deployment_name, namespace=ns_name, labels=labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                # Recreate: the old pod is gone before the new one starts; two pollers would double-deliver and
-                # race on the checkpoint.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                replicas=args.replicas,
+                # A new pod starts (and is ready, which a standby is) before an old one stops: never zero replicas.
+                # The Lease, not the strategy, keeps a second reader from running at the same time.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                ),
                 revision_history_limit=3,
                 selector=labels_selector(pod_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
@@ -427,6 +496,7 @@ class AuditForwarder(pulumi.ComponentResource):
                         automount_service_account_token=True,
                         enable_service_links=False,
                         termination_grace_period_seconds=30,
+                        topology_spread_constraints=spread_over_nodes(pod_labels),
                         security_context=pod_security_context(identity),
                         init_containers=init_containers or None,
                         containers=[
@@ -438,15 +508,30 @@ class AuditForwarder(pulumi.ComponentResource):
                                 identity=identity,
                                 resources=args.resources,
                                 extra_mounts=extra_mounts,
+                                # The forwarder's Lease identity (--lease-identity's default).
+                                pod_fields={"POD_NAME": "metadata.name"},
                             )
                         ],
                         volumes=volumes,
                     ),
                 ),
             ),
-            # The role's permissions and the RBAC must exist before the first poll, or it starts with errors.
-            opts=k8s_opts(depends_on=[read_policy, role_binding]),
+            # The role's permissions and the RBAC must exist before the first read, or it starts with errors.
+            opts=k8s_opts(depends_on=[read_policy, checkpoint_binding, lease_binding]),
         )
+        if args.replicas > 1:
+            # A drain or a node upgrade evicts one replica at a time: the other takes the Lease meanwhile. An
+            # unhealthy pod may always be evicted, so a crash-looping replica never blocks a drain.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-disruption-budget",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=args.deployment_name, namespace=ns_name, labels=labels),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1,
+                    selector=labels_selector(pod_labels),
+                    unhealthy_pod_eviction_policy="AlwaysAllow",
+                ),
+                opts=k8s_opts(),
+            )
 
         # --- network ----------------------------------------------------------------------------------------
         k8s.networking.v1.NetworkPolicy(
@@ -476,19 +561,24 @@ class AuditForwarder(pulumi.ComponentResource):
         )
 
         # --- outputs ----------------------------------------------------------------------------------------
-        deployment_name = self.deployment.metadata.apply(_name)
         port = args.metrics_port
+        selector = ",".join(f"{key}={value}" for key, value in pod_labels.items())
         self.role_arn = role.arn
         self.namespace = ns_name
         self.image = pulumi.Output.from_input(image)
-        self.logs_command = pulumi.Output.concat("kubectl -n ", ns_name, " logs deploy/", deployment_name, " -f")
+        # Every replica, each line prefixed with its pod: the leader's and the standby's.
+        self.logs_command = pulumi.Output.concat(
+            "kubectl -n ", ns_name, f" logs -l {selector} -c forwarder --prefix -f"
+        )
+        # Each replica's metrics in turn (a standby's say so); `deploy/` would pick one pod, maybe the standby.
         self.metrics_command = pulumi.Output.concat(
-            "kubectl -n ",
+            "for pod in $(kubectl -n ",
             ns_name,
-            " port-forward deploy/",
-            deployment_name,
-            f" {port}:{port} >/dev/null & ",
-            f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!",
+            f" get pods -l {selector} -o name); do ",
+            'echo "# $pod"; kubectl -n ',
+            ns_name,
+            f' port-forward "$pod" {port}:{port} >/dev/null & ',
+            f"sleep 3; curl -s http://127.0.0.1:{port}/metrics; kill $!; wait $! 2>/dev/null || :; done",
         )
         self.register_outputs(
             {

@@ -126,6 +126,13 @@ def check_role_arn(setting: str, arn: object) -> None:
         raise ConfigError(setting, f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
 
 
+def check_kms_key_arn(setting: str, arn: object) -> None:
+    """Refuse a plain value that is not a KMS key ARN (an alias would not match the key in an IAM policy);
+    Outputs are taken as they come."""
+    if isinstance(arn, str) and not _KMS_KEY_ARN.match(arn):
+        raise ConfigError(setting, f"{arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+
+
 def ami_type_for(architecture: Architecture) -> str:
     """The EKS managed node group AMI type: Amazon Linux 2023, standard variant, for the architecture."""
     return "AL2023_ARM_64_STANDARD" if architecture == Architecture.ARM64 else "AL2023_x86_64_STANDARD"
@@ -252,11 +259,7 @@ class AuditedClusterArgs:
             self, "extra_log_types", tuple(dict.fromkeys(t for t in self.extra_log_types if t != "audit"))
         )
 
-        if isinstance(self.log_kms_key_arn, str) and not _KMS_KEY_ARN.match(self.log_kms_key_arn):
-            raise ConfigError(
-                "log_kms_key_arn",
-                f"{self.log_kms_key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
-            )
+        check_kms_key_arn("log_kms_key_arn", self.log_kms_key_arn)
 
         self._check_network()
 

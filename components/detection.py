@@ -11,6 +11,13 @@ How it learns about the cluster:
 - `cluster_name` with `cluster` (a KnownCluster): the cluster's facts as Outputs, from a cluster the same stack
   creates (FalcoEksLab passes AuditedCluster's). Nothing is looked up; the cluster need not exist yet.
 
+Audit source: `poll` (the default) has the forwarder read the log group with FilterLogEvents; `kinesis` adds an
+AuditStream (a Kinesis Data Stream, the log group's subscription filter into it, the role CloudWatch Logs writes as)
+and the forwarder reads the stream. A log group takes at most two subscription filters, and the component cannot
+see a group's filters before it adds its own (the AWS provider has no lookup for them): on a group with two
+already, `pulumi up` stops at the filter with `LimitExceededException: Resource limit exceeded.`
+(`aws logs describe-subscription-filters --log-group-name <group>` lists them; remove one, or keep `poll`).
+
 Providers: AWS children and invokes use the AWS provider of the resource options, Kubernetes children the
 Kubernetes provider of the resource options. Without a Kubernetes provider the component makes one for the named
 cluster (its endpoint and CA from the lookup, tokens from `aws eks get-token`); it never falls back on the ambient
@@ -26,8 +33,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .args import Architecture, ForwarderBuild, from_inputs, schema_args
+from .args import Architecture, AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
 from .falco import Falco, FalcoArgs
@@ -35,6 +43,13 @@ from .forwarder_iam import STS_AUDIENCE, issuer_host_path
 from .mirror import check_image_reference, mirrored
 
 COMPONENT_TYPE = "falco-eks:index:FalcoDetection"
+
+POLL_CEILING_EVENTS_PER_SECOND = 1000
+"""About the most one account can follow by polling: FilterLogEvents allows 5 calls per second per account and
+Region (not raisable), a page holds at most 1 MB, and every event is read at least twice (../shared/DESIGN.md)."""
+CONNECTIONS_PER_AUDIT_REPLICA = 2
+"""The forwarder's deliveries in flight per audit Falco replica: each replica has its next batch while its answer
+to the last one travels back."""
 
 
 class ClusterNotReadyError(ConfigError):
@@ -111,11 +126,22 @@ class FalcoDetectionArgs:
     """The cluster's facts, for a cluster the same stack creates; None looks them up by cluster_name. Given, pass
     the cluster's Kubernetes provider in the resource options."""
 
+    audit_source: AuditSource = AuditSource.POLL
+    """Where the forwarder reads the audit log: "poll" (FilterLogEvents on the log group; about 1,000 events/s per
+    account at most) or "kinesis" (the component adds a subscription filter to the log group, into a Kinesis Data
+    Stream it creates). A log group takes at most two subscription filters: with "kinesis", the cluster's log group
+    must have room for one more."""
+
+    kinesis: KinesisSettings = field(default_factory=KinesisSettings)
+    """The stream's capacity mode and key, with audit_source "kinesis"."""
+
     tags: Mapping[str, str] = field(default_factory=dict)
-    """AWS tags for the forwarder's IAM role and ECR repository."""
+    """AWS tags for the forwarder's IAM role and ECR repository, and the Kinesis stream and its role."""
 
     def __post_init__(self) -> None:
         check_cluster_name("cluster_name", self.cluster_name)
+        check_audit_source(self.audit_source, self.kinesis)
+        object.__setattr__(self, "audit_source", AuditSource(self.audit_source))
         if not isinstance(self.falco, FalcoArgs):
             raise ConfigError("falco", "must be a FalcoArgs")
         check_image_reference("forwarder_image", self.forwarder_image)
@@ -133,6 +159,27 @@ class FalcoDetectionArgs:
             isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()
         ):
             raise ConfigError("tags", "must map tag names to string values")
+
+
+def check_audit_source(source: object, kinesis: object) -> None:
+    """Refuse an unknown audit source, and Kinesis settings that would be ignored (they need "kinesis")."""
+    if source not in tuple(AuditSource):
+        raise ConfigError("audit_source", f"must be 'poll' or 'kinesis', got {source!r}")
+    if not isinstance(kinesis, KinesisSettings):
+        raise ConfigError("kinesis", "must be a KinesisSettings")
+    if source == AuditSource.POLL and kinesis != KinesisSettings():
+        raise ConfigError("kinesis", "takes effect only with audit_source 'kinesis'; set that, or leave kinesis out")
+
+
+def polling_warning(source: AuditSource, events_per_second: int) -> str | None:
+    """What to say when the configured load is more than polling can follow; None when it is not."""
+    if source != AuditSource.POLL or events_per_second <= POLL_CEILING_EVENTS_PER_SECOND:
+        return None
+    return (
+        f"the audit log is read by polling, which follows about {POLL_CEILING_EVENTS_PER_SECOND} events/s per account "
+        f"at most, but the cluster is expected to write {events_per_second}/s: the forwarder will fall behind; use "
+        "audit source 'kinesis'"
+    )
 
 
 @dataclass(frozen=True)
@@ -273,6 +320,9 @@ class FalcoDetection(pulumi.ComponentResource):
     forwarder_image: pulumi.Output[str]
     """The image the forwarder runs."""
 
+    audit_stream_arn: pulumi.Output[str] | None
+    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
+
     def __init__(self, name: str, args: FalcoDetectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         args = from_inputs(FalcoDetectionArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
@@ -308,6 +358,24 @@ class FalcoDetection(pulumi.ComponentResource):
             child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider})
 
         self.falco = Falco(f"{name}-falco", args.falco, opts=child)
+        if (warning := polling_warning(args.audit_source, args.falco.audit_events_per_second)) is not None:
+            pulumi.log.warn(warning, resource=self)
+        self.audit_stream: AuditStream | None = None
+        forwarder_waits_for: list[pulumi.Resource] = list(self.falco.releases)
+        if args.audit_source == AuditSource.KINESIS:
+            self.audit_stream = AuditStream(
+                f"{name}-audit-stream",
+                AuditStreamArgs(
+                    log_group_name=known.log_group_name,
+                    log_group_arn=known.log_group_arn,
+                    kinesis=args.kinesis,
+                    tags=dict(args.tags),
+                ),
+                opts=child,
+            )
+            # The stream fills from the filter on: the forwarder starts reading once it exists.
+            forwarder_waits_for.append(self.audit_stream.subscription)
+        stream = self.audit_stream
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         self.forwarder = AuditForwarder(
             f"{name}-forwarder",
@@ -321,6 +389,9 @@ class FalcoDetection(pulumi.ComponentResource):
                 falco_namespace=self.falco.namespace,
                 falco_pod_labels=self.falco.audit_pod_labels,
                 falco_port=self.falco.webhook_port,
+                falco_connections=CONNECTIONS_PER_AUDIT_REPLICA * self.falco.audit_replicas,
+                kinesis_stream_arn=stream.stream_arn if stream is not None else None,
+                kinesis_kms_key_arn=args.kinesis.kms_key_arn if stream is not None else None,
                 image=args.forwarder_image,
                 build=args.forwarder_build,
                 node_architecture=args.node_architecture,
@@ -328,7 +399,7 @@ class FalcoDetection(pulumi.ComponentResource):
                 tags=dict(args.tags),
             ),
             # Nothing to deliver to before Falco's audit instance is up.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(self.falco.releases))),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=forwarder_waits_for)),
         )
 
         self.falco_namespace = self.falco.namespace
@@ -342,10 +413,11 @@ class FalcoDetection(pulumi.ComponentResource):
         self.forwarder_logs_command = self.forwarder.logs_command
         self.forwarder_metrics_command = self.forwarder.metrics_command
         self.forwarder_image = self.forwarder.image
+        self.audit_stream_arn = stream.stream_arn if stream is not None else None
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
-        """The outputs by export name (camelCase); the UI entries only with the UI."""
+        """The outputs by export name (camelCase); the UI entries only with the UI, the stream's only with Kinesis."""
         exported: dict[str, Any] = {
             "auditLogGroupName": self.audit_log_group_name,
             "falcoNamespace": self.falco_namespace,
@@ -362,4 +434,6 @@ class FalcoDetection(pulumi.ComponentResource):
                 falcoUiUsername=self.falco_ui_username,
                 falcoUiPassword=self.falco_ui_password,
             )
+        if self.audit_stream_arn is not None:
+            exported["auditStreamArn"] = self.audit_stream_arn
         return exported

@@ -2,8 +2,11 @@
 
 Two releases of the pinned `falco` chart (falcosecurity/charts), as the chart README recommends
 for plugins that receive events: a DaemonSet with the modern eBPF driver for syscalls, and a
-one-replica Deployment with the driver off that serves the k8saudit webhook on a ClusterIP
-Service. Optionally Falcosidekick with its web UI, installed once (as a subchart of the syscall
+Deployment with the driver off that serves the k8saudit webhook on a headless Service. The chart
+README's "one active replica" is about plugins that must not see an event twice; the audit rules
+judge each event alone, so the audit Deployment runs as many replicas as the configured load needs
+(AUDIT_EVENTS_PER_REPLICA), and the forwarder spreads its batches over the pod addresses the
+headless Service resolves to. Optionally Falcosidekick with its web UI, installed once (as a subchart of the syscall
 release) and fed by both releases; reached with `kubectl port-forward`, never a LoadBalancer.
 Both releases alert on every matching rule, serve Prometheus metrics, and install exact rules
 and plugin versions for the chart version (CHART_RELEASES, PINNED_ARTIFACTS).
@@ -29,7 +32,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from . import k8saudit_upstream
-from .args import from_inputs, schema_args
+from .args import check_whole_number, from_inputs, schema_args
 from .errors import ConfigError
 from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
 from .helm_values import check_overrides, deep_merge
@@ -42,8 +45,19 @@ DEFAULT_CHART_REPOSITORY = "https://falcosecurity.github.io/charts"
 
 WEBHOOK_PORT = 9765
 WEBHOOK_PATH = "/k8s-audit"
-WEBHOOK_SERVICE_ENTRY = "k8saudit-webhook"
-"""Name of the chart `services[]` entry; the chart names the Service `<fullname>-<entry>`."""
+WEBHOOK_SERVICE_ENTRY = "k8saudit-webhook-headless"
+"""Name of the chart `services[]` entry; the chart names the Service `<fullname>-<entry>`. Not the earlier
+ClusterIP entry's name ("k8saudit-webhook"): a Service's clusterIP cannot change, so an upgrade replaces the old
+Service with this one instead of failing on it."""
+
+AUDIT_EVENTS_PER_REPLICA = 1100
+"""Audit events per second one audit replica evaluates, for sizing: a real Falco 0.44.1 with the upstream audit
+rules and useAsync off evaluated about 1,100 real audit events/s of 1.4 KB under a 1-CPU quota (issue 12; 1,300/s
+in shared/corpus/real-falco/README.md) and 2,300/s with 2 CPUs. Each replica requests 1 CPU
+(AUDIT_FALCO_RESOURCES); its 1.5-CPU limit is headroom to catch up after a backlog, not planned load."""
+DEFAULT_AUDIT_EVENTS_PER_SECOND = 1000
+"""The design load when nothing else is said: about what one account can poll (FilterLogEvents' quota)."""
+MAX_AUDIT_REPLICAS = 100
 
 SIDEKICK_PORT = 2801
 UI_PORT = 2802
@@ -130,9 +144,8 @@ def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_lim
 
 # Sized for the lab's small nodes (2 x t3.large: 2 vCPU, 8 GiB); every container gets requests and limits.
 SYSCALL_FALCO_RESOURCES = _resources("100m", "512Mi", "1000m", "1024Mi")
-# The forwarder's design load is ~1,000 audit events/s (one account's FilterLogEvents quota). Falco
-# 0.44.1 with useAsync off evaluated 1,300 events/s under a 1-CPU quota, so 1,000/s takes ~0.8 CPU:
-# request a whole CPU so the scheduler reserves it, allow 1.5 to catch up after a backlog.
+# One audit replica is sized for AUDIT_EVENTS_PER_REPLICA, what Falco 0.44.1 with useAsync off evaluated
+# under a 1-CPU quota: request a whole CPU so the scheduler reserves it, allow 1.5 to catch up after a backlog.
 AUDIT_FALCO_RESOURCES = _resources("1000m", "512Mi", "1500m", "1024Mi")
 FALCOCTL_RESOURCES = _resources("10m", "32Mi", "200m", "256Mi")
 SIDEKICK_RESOURCES = _resources("10m", "32Mi", "200m", "128Mi")
@@ -172,12 +185,12 @@ OWNED_VALUES: dict[str, str] = {
     "nameOverride": _WHY_NAMES,
     "fullnameOverride": _WHY_NAMES,
     "controller.kind": "the syscall release is a DaemonSet on every node, the audit release a Deployment",
-    "controller.deployment.replicas": "the k8saudit webhook needs exactly one receiving replica",
+    "controller.deployment.replicas": "the audit replicas follow audit_events_per_second (or audit_replicas)",
     "driver.enabled": "modern eBPF in the syscall release, no driver in the audit release",
     "driver.kind": "modern eBPF in the syscall release, no driver in the audit release",
     "collectors.enabled": "container metadata for syscalls; the audit instance mounts nothing from the host",
     "tolerations": "the syscall DaemonSet runs on every node, tainted or not, so none escapes detection",
-    "services": "the webhook Service the forwarder sends audit events to",
+    "services": "the headless webhook Service whose pod addresses the forwarder spreads its batches over",
     "customRules": "the lab's audit rules (admin identities, overrides of the upstream k8saudit rules)",
     "falco.rules_files": "the rules each release loads, in order",
     "falco.rule_matching": "'all': a generic rule never hides a specific one",
@@ -258,7 +271,15 @@ class FalcoArgs:
     """Helm release of the syscall DaemonSet (also carries Falcosidekick when sidekick_ui is on)."""
 
     audit_release_name: str = "falco-k8saudit"
-    """Helm release of the one-replica audit Deployment serving the k8saudit webhook."""
+    """Helm release of the audit Deployment serving the k8saudit webhook."""
+
+    audit_events_per_second: int = DEFAULT_AUDIT_EVENTS_PER_SECOND
+    """Audit events per second the cluster writes at its busiest: the audit release runs ceil(this / 1,100)
+    replicas, 1,100 being what one replica (1 CPU) evaluates. Above about 1,000, read the log with the Kinesis
+    source: polling cannot follow more."""
+
+    audit_replicas: int | None = None
+    """Replicas of the audit release, e.g. 2 for a spare at low load; None: sized from audit_events_per_second."""
 
     ui_username: str = "admin"
     """Login of the Falcosidekick UI; its password is generated by the stack."""
@@ -290,9 +311,22 @@ class FalcoArgs:
             raise ConfigError("audit_release_name", "must differ from syscall_release_name")
         if not isinstance(self.ui_username, str) or not _LOGIN.match(self.ui_username):
             raise ConfigError("ui_username", f"{self.ui_username!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        most = AUDIT_EVENTS_PER_REPLICA * MAX_AUDIT_REPLICAS
+        check_whole_number("audit_events_per_second", self.audit_events_per_second, 1, most)
+        if self.audit_replicas is not None:
+            check_whole_number(
+                "audit_replicas", self.audit_replicas, 1, MAX_AUDIT_REPLICAS, none_means="sizing by load"
+            )
         timeout = self.release_timeout_seconds
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 60 <= timeout <= 3600:
             raise ConfigError("release_timeout_seconds", "must be between 60 and 3600")
+
+    @property
+    def audit_replica_count(self) -> int:
+        """Replicas of the audit release: audit_replicas, else enough for audit_events_per_second."""
+        if self.audit_replicas is not None:
+            return self.audit_replicas
+        return -(-self.audit_events_per_second // AUDIT_EVENTS_PER_REPLICA)  # ceil
 
     @property
     def chart(self) -> str:
@@ -472,10 +506,28 @@ def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: bool) -> 
     }
 
 
-def audit_values(names: FalcoNames, release: ChartRelease, custom_rules: str, sidekick: bool) -> dict[str, Any]:
-    """Values of the audit release: driver and collectors off, k8saudit + json plugins, ClusterIP webhook."""
+def audit_values(
+    names: FalcoNames, release: ChartRelease, custom_rules: str, sidekick: bool, replicas: int = 1
+) -> dict[str, Any]:
+    """Values of the audit release: `replicas` without driver or collectors, k8saudit + json plugins, a headless
+    webhook Service."""
     return {
-        "controller": {"kind": "deployment", "deployment": {"replicas": 1}},
+        "controller": {"kind": "deployment", "deployment": {"replicas": replicas}},
+        # Replicas on different nodes where there are several, so one node's loss leaves the others evaluating;
+        # preferred only, so a one-node cluster still runs them all.
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": names.audit_pod_labels},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        },
         "driver": {"enabled": False},
         "collectors": {"enabled": False},
         "podSecurityContext": _RUNTIME_DEFAULT_SECCOMP,
@@ -484,10 +536,15 @@ def audit_values(names: FalcoNames, release: ChartRelease, custom_rules: str, si
         "resources": AUDIT_FALCO_RESOURCES,
         "falcoctl": _falcoctl_values(release.audit_refs),
         "metrics": _metrics_values(snapshots=True),
+        # Headless: the Service's DNS name resolves to every ready audit pod's address, so the forwarder's
+        # connections reach all replicas. A ClusterIP would hand each keep-alive connection to one pod for its life.
+        # The chart copies every key of the entry but `name` and `selector` into the Service's spec
+        # (templates/services.yaml, charts 9.0.0 and 9.1.0) and selects the release's pods (falco.selectorLabels).
         "services": [
             {
                 "name": WEBHOOK_SERVICE_ENTRY,
                 "type": "ClusterIP",
+                "clusterIP": "None",
                 "ports": [{"name": "webhook", "port": WEBHOOK_PORT, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}],
             }
         ],
@@ -535,7 +592,10 @@ def release_values(args: FalcoArgs, names: FalcoNames, rules: str) -> tuple[dict
     mirror = image_values(args.image_registry, args.sidekick_ui)
     syscall = deep_merge(deep_merge(syscall_values(names, release, args.sidekick_ui), mirror), args.syscall_values)
     audit = deep_merge(
-        deep_merge(audit_values(names, release, rules, args.sidekick_ui), image_values(args.image_registry, False)),
+        deep_merge(
+            audit_values(names, release, rules, args.sidekick_ui, args.audit_replica_count),
+            image_values(args.image_registry, False),
+        ),
         args.audit_values,
     )
     return syscall, audit
@@ -552,6 +612,8 @@ class Falco(pulumi.ComponentResource):
     """Port of the webhook Service (and of the audit pods)."""
     audit_pod_labels: dict[str, str]
     """Labels that select only the audit instance's pods, as the chart sets them."""
+    audit_replicas: int
+    """Replicas of the audit instance (the forwarder opens connections to all of them)."""
     ui_password: pulumi.Output[str] | None
     """Generated password of the Falcosidekick UI (secret); None when sidekick_ui is off."""
     ui_username: str | None
@@ -653,6 +715,7 @@ class Falco(pulumi.ComponentResource):
         self.namespace = namespace
         self.webhook_port = WEBHOOK_PORT
         self.audit_pod_labels = names.audit_pod_labels
+        self.audit_replicas = args.audit_replica_count
         # Derived from the namespace output so consumers also wait for the namespace to exist.
         self.webhook_url = namespace.apply(
             lambda n: FalcoNames(n, names.syscall_release, names.audit_release).webhook_url
@@ -663,6 +726,7 @@ class Falco(pulumi.ComponentResource):
             "webhook_url": self.webhook_url,
             "webhook_port": self.webhook_port,
             "audit_pod_labels": self.audit_pod_labels,
+            "audit_replicas": self.audit_replicas,
         }
         if self.ui_password is not None:
             outputs.update(ui_password=self.ui_password, ui_command=self.ui_command, ui_username=self.ui_username)

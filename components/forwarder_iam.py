@@ -10,6 +10,12 @@ Facts they rest on (see ../shared/DESIGN.md and the Service Authorization Refere
     and `<arn>:*` are listed; `<arn>:*` also covers the group's `:log-stream:<stream>` ARNs. Nothing else:
     FilterLogEvents with a stream prefix finds new and rotated streams itself, so the forwarder never
     lists streams (tests/test_audit_forwarder.py checks this list against the calls in forwarder/).
+  - With the Kinesis source the forwarder makes three calls, all on the `stream` resource type
+    (arn:<partition>:kinesis:<region>:<account>:stream/<name>): ListShards, GetShardIterator, GetRecords (the
+    contract between the components and the forwarder; the same test checks them against forwarder/). No
+    FilterLogEvents then. A stream encrypted with a customer-managed key also needs kms:Decrypt on that key
+    (Kinesis Data Streams developer guide, "Permissions to use user-generated KMS keys"); the AWS-managed key
+    needs no grant.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from typing import Any
 
 # The only CloudWatch Logs calls the forwarder makes (forwarder/cloudwatch.py).
 LOG_READER_ACTIONS: tuple[str, ...] = ("logs:FilterLogEvents",)
+
+# The only Kinesis calls the forwarder's Kinesis source makes.
+STREAM_READER_ACTIONS: tuple[str, ...] = ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards")
 
 STS_AUDIENCE = "sts.amazonaws.com"
 POLICY_VERSION = "2012-10-17"
@@ -78,3 +87,23 @@ def log_reader_policy(log_group_arn: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def stream_reader_policy(stream_arn: str, kms_key_arn: str | None = None) -> dict[str, Any]:
+    """Read access to one Kinesis Data Stream, for exactly the calls the Kinesis source makes, and decryption with
+    its customer-managed key if it has one."""
+    return stream_access_policy(
+        ("ReadAuditStream", STREAM_READER_ACTIONS), stream_arn, ("DecryptAuditStream", "kms:Decrypt"), kms_key_arn
+    )
+
+
+def stream_access_policy(
+    stream: tuple[str, tuple[str, ...]], stream_arn: str, key: tuple[str, str], kms_key_arn: str | None
+) -> dict[str, Any]:
+    """`stream` (Sid, actions) on the one stream; with a customer-managed key, `key` (Sid, action) on that key."""
+    statements: list[dict[str, Any]] = [
+        {"Sid": stream[0], "Effect": "Allow", "Action": list(stream[1]), "Resource": stream_arn}
+    ]
+    if kms_key_arn is not None:
+        statements.append({"Sid": key[0], "Effect": "Allow", "Action": key[1], "Resource": kms_key_arn})
+    return {"Version": POLICY_VERSION, "Statement": statements}

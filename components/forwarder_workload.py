@@ -66,8 +66,19 @@ def container_security_context(identity: PodIdentity) -> k8s.core.v1.SecurityCon
     )
 
 
-def env_vars(values: Mapping[str, pulumi.Input[str]]) -> list[k8s.core.v1.EnvVarArgs]:
-    return [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in values.items()]
+def env_vars(
+    values: Mapping[str, pulumi.Input[str]], pod_fields: Mapping[str, str] | None = None
+) -> list[k8s.core.v1.EnvVarArgs]:
+    """Plain variables, then variables from the pod's own fields (downward API, e.g. POD_NAME: metadata.name)."""
+    plain = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in values.items()]
+    from_pod = [
+        k8s.core.v1.EnvVarArgs(
+            name=key,
+            value_from=k8s.core.v1.EnvVarSourceArgs(field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=path)),
+        )
+        for key, path in (pod_fields or {}).items()
+    ]
+    return plain + from_pod
 
 
 def http_probe(path: str, *, initial_delay: int, period: int, failure_threshold: int) -> k8s.core.v1.ProbeArgs:
@@ -89,6 +100,7 @@ def forwarder_container(
     identity: PodIdentity,
     resources: Resources,
     extra_mounts: Sequence[k8s.core.v1.VolumeMountArgs] = (),
+    pod_fields: Mapping[str, str] | None = None,
 ) -> k8s.core.v1.ContainerArgs:
     return k8s.core.v1.ContainerArgs(
         name="forwarder",
@@ -96,7 +108,7 @@ def forwarder_container(
         image_pull_policy="IfNotPresent",
         command=["python", "-m", "forwarder", "run"],
         args=list(args),
-        env=env_vars(env),
+        env=env_vars(env, pod_fields),
         ports=[k8s.core.v1.ContainerPortArgs(name=METRICS_PORT_NAME, container_port=metrics_port, protocol="TCP")],
         # /healthz turns 503 once one of the forwarder's threads (reader, delivery, checkpoint) has not beaten for
         # a minute (hung): three failures 20 s apart restart it within two minutes of the hang. /readyz turns 503
@@ -167,6 +179,24 @@ def source_mode_volumes(
 
 def tmp_volume() -> k8s.core.v1.VolumeArgs:
     return k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"))
+
+
+def spread_over_nodes(labels: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas on different nodes, then zones, where the cluster has them.
+
+    ScheduleAnyway: a preference the scheduler scores, never a reason to leave a pod pending, so a one-node cluster
+    (or a node group scaled down) still runs every replica. matchLabelKeys pod-template-hash counts only pods of
+    the same ReplicaSet, so during a rolling update the new pods spread among themselves."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=key,
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=labels_selector(labels),
+            match_label_keys=["pod-template-hash"],
+        )
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
 
 
 def labels_selector(labels: Mapping[str, str]) -> k8s.meta.v1.LabelSelectorArgs:

@@ -12,9 +12,10 @@ from typing import Any
 
 import pulumi
 
-from .args import ForwarderBuild, from_inputs, schema_args
+from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
+from .audit_stream import KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterArgs, node_architecture_of
-from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster
+from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster, check_audit_source
 from .errors import ConfigError
 from .falco import FalcoArgs
 
@@ -43,13 +44,23 @@ class FalcoEksLabArgs:
     """Without forwarder_image: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine);
     "source" runs the bundled source on the official Python image."""
 
+    audit_source: AuditSource = AuditSource.POLL
+    """Where the forwarder reads the audit log: "poll" (FilterLogEvents; about 1,000 events/s per account at most)
+    or "kinesis" (the lab adds the log group's subscription filter into a Kinesis Data Stream it creates; a log
+    group takes at most two subscription filters)."""
+
+    kinesis: KinesisSettings = field(default_factory=KinesisSettings)
+    """The stream's capacity mode and key, with audit_source "kinesis"."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, AuditedClusterArgs):
             raise ConfigError("cluster", "must be an AuditedClusterArgs")
         if not isinstance(self.falco, FalcoArgs):
             raise ConfigError("falco", "must be a FalcoArgs")
+        check_audit_source(self.audit_source, self.kinesis)
         checked = self.detection_args()  # raises ConfigError naming the field
         object.__setattr__(self, "forwarder_build", checked.forwarder_build)
+        object.__setattr__(self, "audit_source", checked.audit_source)
 
     def detection_args(self, cluster: KnownCluster | None = None) -> FalcoDetectionArgs:
         """FalcoDetection's arguments for this lab's cluster (`cluster`: its facts once it is declared)."""
@@ -61,6 +72,8 @@ class FalcoEksLabArgs:
             forwarder_build=self.forwarder_build,
             node_architecture=node_architecture_of(self.cluster.node_instance_type),
             cluster=cluster,
+            audit_source=self.audit_source,
+            kinesis=self.kinesis,
             tags=dict(self.cluster.tags),
         )
 
@@ -109,6 +122,9 @@ class FalcoEksLab(pulumi.ComponentResource):
 
     forwarder_image: pulumi.Output[str]
     """The image the forwarder runs."""
+
+    audit_stream_arn: pulumi.Output[str] | None
+    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
 
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         args = from_inputs(FalcoEksLabArgs, args)

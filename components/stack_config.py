@@ -25,6 +25,8 @@ from typing import Any, Literal, cast
 
 import pulumi
 
+from .args import AuditSource
+from .audit_stream import MAX_SHARDS, KinesisSettings
 from .cluster import (
     DEFAULT_KUBERNETES_VERSION,
     DEFAULT_LOG_RETENTION_DAYS,
@@ -34,7 +36,13 @@ from .cluster import (
     check_role_arn,
 )
 from .errors import ConfigError
-from .falco import DEFAULT_CHART_REPOSITORY, DEFAULT_CHART_VERSION, FalcoArgs
+from .falco import (
+    AUDIT_EVENTS_PER_REPLICA,
+    DEFAULT_AUDIT_EVENTS_PER_SECOND,
+    DEFAULT_CHART_REPOSITORY,
+    DEFAULT_CHART_VERSION,
+    FalcoArgs,
+)
 from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
 
@@ -200,6 +208,41 @@ SETTINGS: tuple[Setting, ...] = (
         "identity is always added.",
     ),
     Setting(
+        "auditEventsPerSecond",
+        "integer",
+        DEFAULT_AUDIT_EVENTS_PER_SECOND,
+        "falco.audit_events_per_second",
+        f"Audit events per second the cluster writes at its busiest: the audit Falco runs ceil(this / "
+        f"{AUDIT_EVENTS_PER_REPLICA:,}) replicas of 1 CPU each. Above 1,000, set auditSource to kinesis: polling "
+        "cannot follow more.",
+    ),
+    Setting(
+        "auditSource",
+        "string",
+        AuditSource.POLL.value,
+        "audit_source",
+        "Where the forwarder reads the audit log: 'poll' (FilterLogEvents; about 1,000 events/s per account at "
+        "most, a quota every poller in the account shares) or 'kinesis' (the stack adds a subscription filter on "
+        "the cluster's log group, into a Kinesis Data Stream it creates). A log group takes at most two "
+        "subscription filters: 'kinesis' uses one.",
+    ),
+    Setting(
+        "kinesisShardCount",
+        "integer",
+        0,
+        "kinesis.shard_count",
+        f"With auditSource kinesis: shards of a provisioned stream (1-{MAX_SHARDS}; each takes in 1 MB/s of "
+        "compressed audit log). 0: on-demand, which scales by itself and bills per GB.",
+    ),
+    Setting(
+        "kinesisKmsKeyArn",
+        "string",
+        "",
+        "kinesis.kms_key_arn",
+        "With auditSource kinesis: ARN of a customer-managed KMS key that encrypts the stream. Empty: the "
+        "AWS-managed key alias/aws/kinesis.",
+    ),
+    Setting(
         "forwarderImage",
         "string",
         "",
@@ -218,6 +261,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 # The field an args class names in its errors (the last part of the path) -> the config key.
 _KEY_OF_FIELD: dict[str, str] = {s.field.rpartition(".")[2]: s.key for s in SETTINGS}
+_KEY_OF_PATH: dict[str, str] = {s.field: s.key for s in SETTINGS}
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
@@ -263,18 +307,34 @@ def read_lab_args(
     for optional in ("forwarder_image", "falco.image_registry", "cluster.kubeconfig_role_arn"):
         if values[optional] == "":
             values[optional] = None
+    unset_kinesis = {"kinesis.shard_count": 0, "kinesis.kms_key_arn": ""}
+    if values["audit_source"] == AuditSource.POLL:
+        for path, unset in unset_kinesis.items():
+            if values[path] != unset:
+                raise ConfigError(
+                    _KEY_OF_PATH[path],
+                    "takes effect only with auditSource kinesis: `pulumi config set auditSource kinesis`, or remove it",
+                )
+    for path, unset in unset_kinesis.items():
+        if values[path] == unset:
+            values[path] = None
     if values["cluster.cluster_name"] == "":
         values["cluster.cluster_name"] = default_cluster_name(project, stack)
     if values["cluster.kubeconfig_role_arn"] is None:
         values["cluster.kubeconfig_role_arn"] = assumed_role(aws_config)
 
-    groups: dict[str, dict[str, Any]] = {"cluster": {}, "falco": {}, "": {}}
+    groups: dict[str, dict[str, Any]] = {"cluster": {}, "falco": {}, "kinesis": {}, "": {}}
     for path, value in values.items():
         group, _, name = path.rpartition(".")
         groups[group][name] = value
     try:
         cluster = AuditedClusterArgs(**groups["cluster"], tags=stack_tags(project, stack))
-        return FalcoEksLabArgs(cluster=cluster, falco=FalcoArgs(**groups["falco"]), **groups[""])
+        return FalcoEksLabArgs(
+            cluster=cluster,
+            falco=FalcoArgs(**groups["falco"]),
+            kinesis=KinesisSettings(**groups["kinesis"]),
+            **groups[""],
+        )
     except ConfigError as err:
         raise _as_config_key(err) from err
 

@@ -10,8 +10,9 @@ new version of it, never a mix.
   renamed, directory fsynced.
 - ``configmap:NAMESPACE/NAME``: ConfigMap ``NAME`` (key ``positions.json``, readable with kubectl) and
   ``NAME-hashes`` (binary key ``hashes.bin``), through the pod's service account, with optimistic
-  concurrency (resourceVersion). On EKS every write is itself an audit event in the log the
-  forwarder reads: ``self_writes`` says what those look like, so the policy can tell them apart.
+  concurrency (resourceVersion), fenced by the Lease when replicas share it. On EKS every write is itself
+  an audit event in the log the forwarder reads: ``self_writes`` says what those look like, so the policy
+  can tell them apart.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import ssl
 import tempfile
 import threading
 import zlib
@@ -30,9 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
-
-import urllib3
 
 from .checkpoint_codec import (
     Checkpoint,
@@ -45,6 +42,7 @@ from .checkpoint_codec import (
     encode_remembered,
 )
 from .clock import Clock, SystemClock
+from .kube import SERVICE_ACCOUNT_DIR, KubeApi, KubeError
 from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.checkpoint")
@@ -58,10 +56,11 @@ class CheckpointError(Exception):
 
 @dataclass(frozen=True)
 class SelfWrites:
-    """How the store's own writes appear in the Kubernetes audit log (checkpoint_policy.py)."""
+    """How the forwarder's own requests (checkpoint writes, the Lease) appear in the Kubernetes audit log
+    (checkpoint_policy.py)."""
 
-    namespace: str
-    names: tuple[str, ...]
+    objects: tuple[tuple[str, str, str], ...]
+    """(resource, namespace, name), e.g. ("configmaps", "falco-forwarder", "audit-forwarder-checkpoint")."""
     username: str | None
     """``system:serviceaccount:<ns>:<sa>`` when known (from the service account token), else any user."""
 
@@ -81,6 +80,10 @@ class CheckpointStore(Protocol):
 
     def load(self) -> Checkpoint | None:
         """The saved checkpoint, or None when there is none yet."""
+        ...
+
+    def claim(self) -> Checkpoint | None:
+        """``load``, and for a store fenced by a Lease, make the checkpoint this holder's (see ConfigMaps)."""
         ...
 
     def save_positions(self, positions: Positions) -> Saved: ...
@@ -164,6 +167,9 @@ class FileCheckpointStore:
         return _decode(positions, self._read(self.hashes_path), f"checkpoint {self.path}",
                        "move it away to start afresh")
 
+    def claim(self) -> Checkpoint | None:
+        return self.load()
+
     def _write(self, path: Path, data: bytes) -> Saved:
         try:
             atomic_write(path, data)
@@ -181,12 +187,13 @@ class FileCheckpointStore:
 
 # --- Kubernetes ConfigMaps ------------------------------------------------------------------------------
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 POSITIONS_KEY = "positions.json"
 HASHES_KEY = "hashes.bin"
 HASHES_SUFFIX = "-hashes"
 V1_KEY = "checkpoint.json.zlib"
 """The single key of the version 1 checkpoint (read for its positions on upgrade)."""
+TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
+HOLDER_ANNOTATION = "falco-eks-forwarder/lease-holder"
 # A ConfigMap's data must stay under 1 MiB (the API server's check on data + binaryData); leave room.
 DEFAULT_CONFIGMAP_MAX_BYTES = 900 * 1024
 # The remembered hashes are saved so that their requests stay under this many bytes a minute on average.
@@ -195,28 +202,49 @@ CONFLICT_RETRY = Backoff(initial_seconds=0.05, max_seconds=1.0)
 CONFLICT_ATTEMPTS = 4
 
 
-def service_account_username(token: str) -> str | None:
-    """``sub`` of a service account token (a JWT): ``system:serviceaccount:<ns>:<sa>``; None if unreadable.
-    Only read, never trusted for anything but recognising our own writes in the audit log."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        return None
+class FencedError(CheckpointError):
+    """The checkpoint belongs to a newer holder of the Lease (or this replica no longer holds it): stop."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """A tenure of the Lease: its transitions counter when this replica acquired it, and this replica's name."""
+
+    number: int
+    holder: str
+
+
+Fence = Callable[[], Term]
+"""Called before every write: the current term, or FencedError when this replica may not write."""
+
+
+def term_of(doc: Mapping[str, Any] | None) -> Term | None:
+    """The lease term a checkpoint ConfigMap was last written in (None: written without a lease)."""
+    annotations = ((doc or {}).get("metadata") or {}).get("annotations") or {}
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+        return Term(int(annotations[TERM_ANNOTATION]), str(annotations.get(HOLDER_ANNOTATION, "")))
+    except (KeyError, TypeError, ValueError):
         return None
-    sub = payload.get("sub") if isinstance(payload, dict) else None
-    return sub if isinstance(sub, str) and sub.startswith("system:serviceaccount:") else None
+
+
+class _ConflictError(Exception):
+    pass
 
 
 class ConfigMapCheckpointStore:
-    """The two parts in two ConfigMaps, through the pod's service account (in-cluster API).
+    """The two parts in two ConfigMaps, through the pod's service account (kube.py).
 
     Needs RBAC ``get`` and ``update`` on ``configmaps`` named NAME and NAME-hashes, and ``create`` on
     ``configmaps`` in the namespace (RBAC cannot limit ``create`` by name). Updates carry the
-    resourceVersion last seen; on 409 Conflict the current version is fetched and the write repeated:
-    this forwarder is the only writer. ``fence``, when given, is called before every write and may raise
-    CheckpointError to refuse it (the seam for a lease that keeps a deposed replica from writing).
+    resourceVersion last seen.
+
+    Without ``fence`` this forwarder is the only writer: on 409 Conflict the current version is fetched
+    and the write repeated. With ``fence`` (a Lease, lease.py) several replicas share the checkpoint and it
+    is fenced: every write carries the writer's term (the Lease's transitions counter when it acquired it)
+    in an annotation, a new holder first rewrites both ConfigMaps in its term (``claim``), and a write that
+    conflicts with one of a newer term raises FencedError instead of being repeated. So once the new
+    holder has claimed the checkpoint, nothing a deposed holder sends can overwrite it, however late it
+    arrives (a pause, a partition, a process stopped between its check and its write).
     """
 
     remembered_bytes_per_minute: int | None = REMEMBERED_BYTES_PER_MINUTE
@@ -226,69 +254,42 @@ class ConfigMapCheckpointStore:
         namespace: str,
         name: str,
         *,
+        api: KubeApi | None = None,
         api_url: str | None = None,
         token_path: str = f"{SERVICE_ACCOUNT_DIR}/token",
         ca_path: str | None = f"{SERVICE_ACCOUNT_DIR}/ca.crt",
         environ: Mapping[str, str] | None = None,
-        http: urllib3.PoolManager | None = None,
         timeout_seconds: float = 10.0,
         max_bytes: int = DEFAULT_CONFIGMAP_MAX_BYTES,
         clock: Clock | None = None,
-        fence: Callable[[], None] | None = None,
+        fence: Fence | None = None,
+        also_own: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.hashes_name = name + HASHES_SUFFIX
         self.max_bytes = max_bytes
-        self._token_path = token_path
         self._clock = clock if clock is not None else SystemClock()
-        self._fence = fence
-        if api_url is None:
-            env = os.environ if environ is None else environ
-            host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-            if not host:
-                raise CheckpointError(
-                    f"configmap:{namespace}/{name}: KUBERNETES_SERVICE_HOST is not set (not running in a pod?)"
-                )
-            api_url = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-        self.api_url = api_url.rstrip("/")
-        if http is None:
-            kwargs: dict[str, Any] = {"retries": False, "timeout": urllib3.Timeout(total=timeout_seconds)}
-            if self.api_url.startswith("https://"):
-                kwargs["cert_reqs"] = ssl.CERT_REQUIRED
-                if ca_path is not None:
-                    kwargs["ca_certs"] = ca_path
-            http = urllib3.PoolManager(num_pools=1, maxsize=2, **kwargs)
-        self._http = http
+        self.fence = fence
+        if api is None:
+            try:
+                api = KubeApi(api_url, token_path=token_path, ca_path=ca_path, environ=environ,
+                              timeout_seconds=timeout_seconds)
+            except KubeError as exc:
+                raise CheckpointError(f"configmap:{namespace}/{name}: {exc}") from exc
+        self.api = api
         self._versions: dict[str, str | None] = {}
-        try:
-            username = service_account_username(Path(token_path).read_text())
-        except OSError:
-            username = None
-        self.self_writes: SelfWrites | None = SelfWrites(namespace, (name, self.hashes_name), username)
+        objects = (("configmaps", namespace, name), ("configmaps", namespace, self.hashes_name), *also_own)
+        self.self_writes: SelfWrites | None = SelfWrites(objects, api.username)
 
-    def _url(self, name: str | None = None) -> str:
-        collection = f"{self.api_url}/api/v1/namespaces/{quote(self.namespace, safe='')}/configmaps"
-        return collection if name is None else f"{collection}/{quote(name, safe='')}"
+    def _path(self, name: str | None = None) -> str:
+        return self.api.path("api/v1", self.namespace, "configmaps", name)
 
-    def _headers(self) -> dict[str, str]:
-        # Read on every request: projected service account tokens are rotated by the kubelet.
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            token = Path(self._token_path).read_text().strip()
-        except OSError as exc:
-            raise CheckpointError(f"cannot read the service account token {self._token_path}: {exc}") from exc
-        return {"Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": "application/json"}
-
-    def _request(self, method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-        try:
-            response = self._http.request(method, url, body=body, headers=self._headers())
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise CheckpointError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        try:
-            doc = json.loads(response.data) if response.data else {}
-        except ValueError:
-            doc = {}
-        return response.status, doc if isinstance(doc, dict) else {}
+            return self.api.request(method, path, body)
+        except KubeError as exc:
+            raise CheckpointError(str(exc)) from exc
 
     def _fail(self, method: str, name: str, status: int, doc: Mapping[str, Any]) -> CheckpointError:
         hint = ""
@@ -300,7 +301,7 @@ class ConfigMapCheckpointStore:
         )
 
     def _get(self, name: str) -> dict[str, Any] | None:
-        status, doc = self._request("GET", self._url(name))
+        status, doc = self._request("GET", self._path(name))
         if status == 404:
             self._versions[name] = None
             return None
@@ -309,8 +310,7 @@ class ConfigMapCheckpointStore:
         self._versions[name] = doc.get("metadata", {}).get("resourceVersion")
         return doc
 
-    def load(self) -> Checkpoint | None:
-        doc = self._get(self.name)
+    def _decode(self, doc: Mapping[str, Any] | None, hashes_doc: Mapping[str, Any] | None) -> Checkpoint | None:
         if doc is None:
             return None
         data, binary = doc.get("data") or {}, doc.get("binaryData") or {}
@@ -325,7 +325,6 @@ class ConfigMapCheckpointStore:
                 raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
         else:
             return None
-        hashes_doc = self._get(self.hashes_name)
         hashes = None
         if hashes_doc is not None and HASHES_KEY in (hashes_doc.get("binaryData") or {}):
             try:
@@ -334,41 +333,81 @@ class ConfigMapCheckpointStore:
                 hashes = None
         return _decode(positions, hashes, where, hint)
 
-    def _body(self, name: str, data: dict[str, str], binary: dict[str, str]) -> bytes:
+    def load(self) -> Checkpoint | None:
+        doc = self._get(self.name)
+        return None if doc is None else self._decode(doc, self._get(self.hashes_name))
+
+    def claim(self) -> Checkpoint | None:
+        """Load the checkpoint and rewrite both ConfigMaps, unchanged, in this holder's term: from then on a
+        deposed holder's writes fail. If one of its writes slips in first, load and claim again."""
+        if self.fence is None:
+            return self.load()
+        for _ in range(CONFLICT_ATTEMPTS):
+            docs = {name: self._get(name) for name in (self.name, self.hashes_name)}
+            try:
+                for name, doc in docs.items():
+                    if doc is not None:
+                        self._write(name, doc.get("data") or {}, doc.get("binaryData") or {}, claiming=True)
+            except _ConflictError:
+                continue
+            return self._decode(docs[self.name], docs[self.hashes_name])
+        raise CheckpointError(f"configmap {self.namespace}/{self.name}: still conflicting after "
+                              f"{CONFLICT_ATTEMPTS} attempts to claim it")
+
+    def _body(self, name: str, data: Mapping[str, str], binary: Mapping[str, str], term: Term | None) -> bytes:
         metadata: dict[str, Any] = {
             "name": name,
             "namespace": self.namespace,
             "labels": {"app.kubernetes.io/managed-by": "falco-eks-forwarder"},
         }
+        if term is not None:
+            metadata["annotations"] = {TERM_ANNOTATION: str(term.number), HOLDER_ANNOTATION: term.holder}
         version = self._versions.get(name)
         if version is not None:
             metadata["resourceVersion"] = version
         doc: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
         if data:
-            doc["data"] = data
+            doc["data"] = dict(data)
         if binary:
-            doc["binaryData"] = binary
+            doc["binaryData"] = dict(binary)
         return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _write(self, name: str, data: Mapping[str, str], binary: Mapping[str, str], claiming: bool = False) -> int:
+        """One create or replace of ConfigMap ``name``: its bytes, or _ConflictError (the current version is then
+        known), or FencedError when the ConfigMap now belongs to another term."""
+        term = self.fence() if self.fence is not None else None
+        body = self._body(name, data, binary, term)
+        exists = self._versions.get(name) is not None
+        method = "PUT" if exists else "POST"
+        status, doc = self._request(method, self._path(name) if exists else self._path(), body)
+        if status in (200, 201):
+            self._versions[name] = doc.get("metadata", {}).get("resourceVersion")
+            return len(body)
+        if status == 404 and exists:  # deleted under us: create it again
+            self._versions[name] = None
+            raise _ConflictError
+        if status != 409:
+            raise self._fail(method, name, status, doc)
+        # Written meanwhile (or created before our first load): take its version, unless another term wrote it.
+        # Once a holder has claimed the checkpoint only it can write (everyone else's resourceVersion is stale), so
+        # a write of another term means a newer holder claimed it: stop. Not "a higher term": a deleted Lease is
+        # created again from term 0. Only a claim overwrites another term's write (a deposed holder's, late).
+        current = self._get(name)
+        stored = term_of(current)
+        if term is not None and not claiming and stored is not None and stored != term:
+            raise FencedError(f"configmap {self.namespace}/{name} was written by {stored.holder or 'another replica'} "
+                              f"in term {stored.number} of the Lease (this replica's term is {term.number}): it no "
+                              "longer holds the Lease")
+        raise _ConflictError
 
     def _put(self, name: str, data: dict[str, str], binary: dict[str, str]) -> int:
         """Create or replace ConfigMap ``name``; the bytes of the request that succeeded."""
         retrier = Retrier(CONFLICT_RETRY, self._clock, log, max_attempts=CONFLICT_ATTEMPTS)
         while True:
-            if self._fence is not None:
-                self._fence()
-            body = self._body(name, data, binary)
-            exists = self._versions.get(name) is not None
-            method = "PUT" if exists else "POST"
-            status, doc = self._request(method, self._url(name) if exists else self._url(), body)
-            if status in (200, 201):
-                self._versions[name] = doc.get("metadata", {}).get("resourceVersion")
-                return len(body)
-            if status == 404 and exists:  # deleted under us: create it again
-                self._versions[name] = None
-            elif status == 409:  # written meanwhile (or created before our first load): take its version
-                self._get(name)
-            else:
-                raise self._fail(method, name, status, doc)
+            try:
+                return self._write(name, data, binary)
+            except _ConflictError:
+                pass
             # Conflict retries are short and bounded: not interrupted by a stop.
             if not retrier.failed(threading.Event(), "checkpoint ConfigMap changed under us; writing again",
                                   {"name": name}, level=logging.INFO):
@@ -385,8 +424,10 @@ class ConfigMapCheckpointStore:
 
 
 def open_store(kind: str, *, path: str | None = None, namespace: str | None = None, name: str | None = None,
-               timeout_seconds: float = 10.0, clock: Clock | None = None) -> CheckpointStore:
-    """The store for a ``--checkpoint`` spec (``file`` or ``configmap``)."""
+               api: KubeApi | None = None, clock: Clock | None = None, fence: Fence | None = None,
+               also_own: tuple[tuple[str, str, str], ...] = ()) -> CheckpointStore:
+    """The store for a ``--checkpoint`` spec (``file`` or ``configmap``); ``fence`` and ``also_own`` (objects
+    whose reads and writes are also this forwarder's own, e.g. its Lease) only for ConfigMaps."""
     if kind == "file":
         if not path:
             raise CheckpointError("file checkpoint needs a path")
@@ -394,5 +435,5 @@ def open_store(kind: str, *, path: str | None = None, namespace: str | None = No
     if kind == "configmap":
         if not namespace or not name:
             raise CheckpointError("configmap checkpoint needs NAMESPACE/NAME")
-        return ConfigMapCheckpointStore(namespace, name, timeout_seconds=timeout_seconds, clock=clock)
+        return ConfigMapCheckpointStore(namespace, name, api=api, clock=clock, fence=fence, also_own=also_own)
     raise CheckpointError(f"unknown checkpoint kind {kind!r}")

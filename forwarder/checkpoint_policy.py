@@ -30,7 +30,7 @@ import logging
 import threading
 from functools import partial
 
-from .checkpoint import CheckpointError, CheckpointStore, Saved, SelfWrites
+from .checkpoint import CheckpointError, CheckpointStore, FencedError, Saved, SelfWrites
 from .checkpoint_codec import Positions, Remembered
 from .clock import Clock
 from .ledger import BUCKET_MS, Ledger
@@ -46,14 +46,19 @@ MAX_IDLE_WAIT_SECONDS = 5.0
 
 
 class SelfWriteFilter:
-    """Recognises the store's own writes in the audit log: cheap for every other event (one substring test)."""
+    """Recognises the forwarder's own requests (checkpoint writes, its Lease) in the audit log: cheap for every
+    other event (one substring test per object)."""
 
     def __init__(self, writes: SelfWrites) -> None:
         self.writes = writes
-        self._needle = min(writes.names, key=len)
+        needles: list[str] = []
+        for name in sorted({name for _, _, name in writes.objects}, key=len):
+            if not any(needle in name for needle in needles):  # "cp" already finds "cp-hashes"
+                needles.append(name)
+        self._needles = tuple(needles)
 
     def matches(self, message: str) -> bool:
-        if self._needle not in message:
+        if not any(needle in message for needle in self._needles):
             return False
         try:
             event = json.loads(message)
@@ -63,9 +68,7 @@ class SelfWriteFilter:
         writes = self.writes
         return (
             isinstance(ref, dict)
-            and ref.get("resource") == "configmaps"
-            and ref.get("namespace") == writes.namespace
-            and ref.get("name") in writes.names
+            and (ref.get("resource"), ref.get("namespace"), ref.get("name")) in writes.objects
             and (writes.username is None or (isinstance(user, dict) and user.get("username") == writes.username))
         )
 
@@ -126,7 +129,8 @@ class Checkpointer:
         return max(0.05, min(MAX_IDLE_WAIT_SECONDS, left))
 
     def tick(self, *, final: bool = False, timeout: float = -1) -> bool:
-        """Save each part that is due and has material changes; False when a save failed (retried next time)."""
+        """Save each part that is due and has material changes; False when a save failed (retried next time).
+        Raises FencedError when the store refuses this replica's writes (it lost the Lease)."""
         if not self._lock.acquire(timeout=timeout):
             return False
         try:
@@ -159,6 +163,8 @@ class Checkpointer:
                 _, buckets = self.ledger.snapshot()
                 saved = self.store.save_remembered(
                     Remembered(self.log_group, self.stream_prefix, tuple(buckets), BUCKET_MS))
+        except FencedError:
+            raise  # not a failure to retry: this replica must stop (pipeline.py)
         except (CheckpointError, OSError) as exc:
             self.failures += 1
             self.metrics.checkpoint_saves_total.labels(part=part, outcome="error").inc()

@@ -11,6 +11,7 @@ import argparse
 import calendar
 import math
 import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NoReturn
@@ -57,6 +58,28 @@ class CheckpointSpec:
     path: str | None = None
     namespace: str | None = None
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the audit log is read: ``cloudwatch`` (FilterLogEvents) or ``kinesis:<stream ARN>`` (a subscription)."""
+
+    kind: Literal["cloudwatch", "kinesis"] = "cloudwatch"
+    stream_arn: str | None = None
+    """For ``kinesis``: the Kinesis Data Stream the log group's subscription filter writes to."""
+
+    @property
+    def region(self) -> str | None:
+        """The Region of the stream (from its ARN)."""
+        return None if self.stream_arn is None else self.stream_arn.split(":")[3]
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    """The ``coordination.k8s.io/v1`` Lease that picks the one active replica: NAMESPACE/NAME."""
+
+    namespace: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,17 @@ class RunConfig:
     checkpoint_hashes_interval_seconds: float = 60.0
     """Remembered hashes (against duplicates after a restart) are saved at most this often; 0: with the positions."""
     log_level: str = "INFO"
+    source: SourceSpec = field(default_factory=SourceSpec)
+    lease: LeaseSpec | None = None
+    """Run as one of several replicas: only the holder of this Lease reads, delivers and writes the checkpoint."""
+    lease_duration_seconds: float = 15.0
+    """A standby takes over at most this long after the holder stopped renewing."""
+    lease_identity: str | None = None
+    """This replica's name in the Lease (with ``lease``): POD_NAME, else the host name."""
+    falco_connections: int = 1
+    """Deliveries in flight at once, each on its own keep-alive connection, spread over the webhook's addresses."""
+    kube_api_url: str | None = None
+    """The Kubernetes API for the ConfigMap checkpoint and the Lease; None: in-cluster (service account)."""
 
 
 @dataclass(frozen=True)
@@ -155,12 +189,17 @@ _TIMEOUT = _Option(
     f"timeout of one HTTP request (Falco, CloudWatch, Kubernetes), at most {MAX_REQUEST_TIMEOUT_SECONDS}", "10",
 )
 _LOG_LEVEL = _Option("--log-level", "LEVEL", "one of " + ", ".join(LOG_LEVELS), "INFO")
+MAX_FALCO_CONNECTIONS = 256  # the AuditForwarder component allows as many (2 per audit Falco, up to 100 of them)
+DEFAULT_LEASE_DURATION_SECONDS = 15.0
 
 _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--cluster-name", "NAME", "EKS cluster; reads log group /aws/eks/NAME/cluster (or give --log-group)"),
     _Option("--log-group", "NAME", "CloudWatch log group to read (or give --cluster-name)"),
     _FALCO_URL,
-    _Option("--region", "REGION", "AWS Region (default: boto3's chain, e.g. AWS_REGION)"),
+    _Option("--source", "SPEC",
+            "cloudwatch (poll the log group with FilterLogEvents) or kinesis:STREAM_ARN (read the log group's "
+            "subscription records from that Kinesis Data Stream)", "cloudwatch"),
+    _Option("--region", "REGION", "AWS Region (default: the stream ARN's, else boto3's chain, e.g. AWS_REGION)"),
     _Option("--stream-prefix", "PREFIX", "read every log stream whose name starts with this", DEFAULT_STREAM_PREFIX),
     _Option("--checkpoint", "SPEC", "file:PATH or configmap:NAMESPACE/NAME (default: no checkpoint)"),
     _Option("--start-at", "WHEN", "first start without checkpoint: now, a duration ago (30m, 2h, 90s), or RFC3339",
@@ -180,6 +219,18 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--checkpoint-hashes-interval", "SECONDS",
             "save the remembered hashes (fewer duplicates after a crash) at most this often (0: with the positions)",
             "60"),
+    _Option("--falco-connections", "N",
+            "deliveries in flight at once, each on its own keep-alive connection, spread over every address the "
+            f"--falco-url host resolves to (1 to {MAX_FALCO_CONNECTIONS})", "1"),
+    _Option("--lease", "NAMESPACE/NAME",
+            "run as one of several replicas: only the holder of this coordination.k8s.io Lease (created if missing) "
+            "reads, delivers and writes the checkpoint; needs --checkpoint configmap:... (default: one replica)"),
+    _Option("--lease-duration", "SECONDS", "a standby takes over at most this long after the holder stops renewing",
+            f"{DEFAULT_LEASE_DURATION_SECONDS:g}"),
+    _Option("--lease-identity", "ID", "this replica's name in the Lease (default: POD_NAME, else the host name)"),
+    _Option("--kube-api-url", "URL",
+            "Kubernetes API for the ConfigMap checkpoint and the Lease, e.g. http://127.0.0.1:8001 with kubectl "
+            "proxy (default: in-cluster, with the pod's service account)"),
     _LOG_LEVEL,
 )
 _REPLAY_OPTIONS: tuple[_Option, ...] = (_FALCO_URL, _MAX_BATCH, _MAX_EVENT, _TIMEOUT, _LOG_LEVEL)
@@ -248,6 +299,9 @@ _LOG_GROUP = re.compile(r"[.\-_/#A-Za-z0-9]{1,512}")
 # EKS CreateCluster: name.
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+# Kinesis Data Streams ARN (CreateStream: names of 1-128 of a-z A-Z 0-9 _ . -).
+_STREAM_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:kinesis:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:stream/[A-Za-z0-9_.\-]{1,128}")
 # Kubernetes: namespaces are DNS-1123 labels, ConfigMap names DNS-1123 subdomains.
 _DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
@@ -430,15 +484,67 @@ def _checkpoint(values: _Values) -> CheckpointSpec | None:
         if not rest:
             values.fail("checkpoint", f"file: needs a path, e.g. file:/var/lib/forwarder/checkpoint.json, got {text!r}")
         return CheckpointSpec(kind="file", path=rest)
-    namespace, slash, name = rest.partition("/")
-    if not slash or not _DNS1123_LABEL.fullmatch(namespace):
-        values.fail("checkpoint", f"configmap: needs NAMESPACE/NAME with a valid namespace, got {text!r}")
-    if not _DNS1123_SUBDOMAIN.fullmatch(name):
-        values.fail(
-            "checkpoint",
-            f"configmap name must be lower-case letters, digits, '-' or '.' (<= 253 characters), got {text!r}",
-        )
+    namespace, name = _object_ref(values, "checkpoint", rest, "configmap", text)
     return CheckpointSpec(kind="configmap", namespace=namespace, name=name)
+
+
+def _source(values: _Values) -> SourceSpec:
+    text = values.required("source")
+    if text == "cloudwatch":
+        return SourceSpec()
+    kind, sep, arn = text.partition(":")
+    if kind != "kinesis" or not sep:
+        values.fail("source", f"must be cloudwatch or kinesis:STREAM_ARN, got {text!r}")
+    if not _STREAM_ARN.fullmatch(arn):
+        values.fail("source", "kinesis: needs a Kinesis stream ARN such as "
+                              f"arn:aws:kinesis:us-west-2:123456789012:stream/NAME, got {text!r}")
+    return SourceSpec(kind="kinesis", stream_arn=arn)
+
+
+def _object_ref(values: _Values, dest: str, ref: str, kind: str, text: str) -> tuple[str, str]:
+    """NAMESPACE/NAME of a Kubernetes object (a namespace is a DNS-1123 label, a name a subdomain); ``text`` is
+    what the option said, for the message."""
+    namespace, slash, name = ref.partition("/")
+    if not slash or not _DNS1123_LABEL.fullmatch(namespace):
+        values.fail(dest, f"{kind}: needs NAMESPACE/NAME with a valid namespace, got {text!r}")
+    if not _DNS1123_SUBDOMAIN.fullmatch(name):
+        values.fail(dest, f"{kind} name must be lower-case letters, digits, '-' or '.' (<= 253 characters), "
+                          f"got {text!r}")
+    return namespace, name
+
+
+def _lease(values: _Values, checkpoint: CheckpointSpec | None, environ: Mapping[str, str]
+           ) -> tuple[LeaseSpec | None, float, str | None]:
+    text = values.raw("lease")
+    duration = values.number("lease_duration", maximum=3600)
+    if text is None or not text.strip():
+        return None, duration, None
+    namespace, name = _object_ref(values, "lease", text.strip(), "Lease", text)
+    if checkpoint is None or checkpoint.kind != "configmap":
+        values.fail("lease", "needs --checkpoint configmap:NAMESPACE/NAME (the replicas share the checkpoint, and "
+                             "the Lease fences it)")
+    if duration < 1:
+        values.fail("lease_duration", f"must be at least 1 second, got {values.raw('lease_duration')!r}")
+    identity = values.raw("lease_identity") or environ.get("POD_NAME") or socket.gethostname()
+    identity = identity.strip()
+    if not identity or len(identity) > 253:
+        values.fail("lease_identity", f"must be 1-253 characters, got {identity!r}")
+    return LeaseSpec(namespace, name), duration, identity
+
+
+def _kube_api_url(values: _Values) -> str | None:
+    url = values.raw("kube_api_url")
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError:
+        values.fail("kube_api_url", f"is not a valid URL, got {url!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        values.fail("kube_api_url", f"must be an http:// or https:// URL with a host, got {url!r}")
+    return url
 
 
 def _start_at(values: _Values) -> StartAt:
@@ -457,16 +563,19 @@ def _start_at(values: _Values) -> StartAt:
         )
 
 
-def _run_config(values: _Values) -> RunConfig:
+def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
     log_group = _log_group(values)
     falco_url = _falco_url(values)
+    source = _source(values)
     region = values.raw("region")
     if region is not None and region.strip():
         region = region.strip()
         if not _REGION.fullmatch(region):
             values.fail("region", f"must be an AWS Region such as us-west-2, got {region!r}")
+        if source.region is not None and region != source.region:
+            values.fail("region", f"is {region} but the Kinesis stream is in {source.region} (leave --region out)")
     else:
-        region = None
+        region = source.region
     prefix = values.required("stream_prefix")
     if len(prefix) > 512 or ":" in prefix or "*" in prefix:
         values.fail("stream_prefix", f"must be 1-512 characters without ':' or '*', got {prefix!r}")
@@ -474,12 +583,14 @@ def _run_config(values: _Values) -> RunConfig:
     max_inflight = values.integer("max_inflight_bytes", minimum=1)
     if max_inflight < max_batch:
         values.fail("max_inflight_bytes", f"must be >= --max-batch-bytes ({max_batch}), got {max_inflight}")
+    checkpoint = _checkpoint(values)
+    lease, lease_duration, lease_identity = _lease(values, checkpoint, environ)
     return RunConfig(
         log_group=log_group,
         falco_url=falco_url,
         region=region,
         stream_prefix=prefix,
-        checkpoint=_checkpoint(values),
+        checkpoint=checkpoint,
         start_at=_start_at(values),
         poll_interval_seconds=values.number("poll_interval"),
         max_lateness_seconds=values.number("max_lateness"),
@@ -493,6 +604,12 @@ def _run_config(values: _Values) -> RunConfig:
         checkpoint_interval_seconds=values.seconds("checkpoint_interval", maximum=3600),
         checkpoint_hashes_interval_seconds=values.seconds("checkpoint_hashes_interval", maximum=3600),
         log_level=_log_level(values),
+        source=source,
+        lease=lease,
+        lease_duration_seconds=lease_duration,
+        lease_identity=lease_identity,
+        falco_connections=values.integer("falco_connections", minimum=1, maximum=MAX_FALCO_CONNECTIONS),
+        kube_api_url=_kube_api_url(values),
     )
 
 
@@ -516,7 +633,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig | Replay
     """
     namespace = build_parser().parse_args(list(argv))
     if namespace.command == "run":
-        return _run_config(_Values(namespace, _RUN_OPTIONS, environ))
+        return _run_config(_Values(namespace, _RUN_OPTIONS, environ), environ)
     if namespace.command == "replay":
         return _replay_config(namespace.files, _Values(namespace, _REPLAY_OPTIONS, environ))
     raise ConfigError("command", "expected 'run' or 'replay' (see --help)")

@@ -1,16 +1,19 @@
 """What is still open, and what was already handed out: named positions, dedup by time bucket, acks.
 
-A *position* is a cursor on the timeline (epoch milliseconds, exclusive): everything before
-``read_to`` has been read for it. A source owns its positions (the CloudWatch schedule has one per
-re-read stage, schedule.py; a Kinesis source would have one per shard). Each advance is *confirmed*
+A *position* is a cursor that only moves forward: for the CloudWatch schedule an instant on the timeline
+(epoch milliseconds, exclusive: everything before ``read_to`` has been read), one per re-read stage
+(schedule.py); for the Kinesis source a shard's sequence number (everything up to it has been read), one
+per shard (kinesis_source.py). Each advance is *confirmed*
 once every event handed out before it was acknowledged (delivered to Falco, or skipped for good),
 so ``confirmed`` is what a restart may rely on: nothing before it is waiting for delivery.
 
 Dedup: the 64-bit hash of every event handed out is remembered in the bucket of its timestamp
 (``BUCKET_MS`` wide), so a later read of the same instant forwards only new events. A bucket is
 forgotten once the retention positions (the oldest reads) have confirmed past it: no read will
-return its events again. Acknowledged hashes are also kept packed, per bucket, for the checkpoint
-(a restart must never take an unacknowledged event for delivered).
+return its events again (events of a forgotten bucket are then refused). A source without
+retention positions trims old buckets itself (``trim_before``): memory only, a later copy
+of such an event is then let through. Acknowledged hashes are also kept packed, per bucket,
+for the checkpoint (a restart must never take an unacknowledged event for delivered).
 
 Acknowledgements: every event handed out gets a sequence number; the *watermark* is the lowest one
 not yet acknowledged. An advance made when the next number was ``m`` is confirmed when the
@@ -30,6 +33,8 @@ from .dedup import HashSet, event_hash, pack, unpack
 from .model import LogEvent
 
 BUCKET_MS = 5_000
+ALL_TIME = (-(2**63), 2**63 - 1)
+"""A read range that holds every timestamp (a source whose reads are not ranges of time)."""
 # What CloudWatch counts per event on top of its message (the PutLogEvents accounting; used for page estimates).
 EVENT_OVERHEAD_BYTES = 26
 
@@ -133,6 +138,17 @@ class Ledger:
     def names(self) -> list[str]:
         return list(self._positions)
 
+    def add_position(self, name: str, at: int) -> None:
+        """A new position (a shard found after the start), unless it exists."""
+        with self.lock:
+            if name not in self._positions:
+                self._positions[name] = Position(at)
+
+    def remove_position(self, name: str) -> None:
+        """Forget a position nothing will read again (a shard past the stream's retention)."""
+        with self.lock:
+            self._positions.pop(name, None)
+
     def advance(self, name: str, read_to: int) -> None:
         """``name`` has read everything before ``read_to``; confirmed once all events handed out so far are."""
         with self.lock:
@@ -154,6 +170,13 @@ class Ledger:
                 position.confirmed = max(position.confirmed, queue.popleft()[0])
         if self.retention:
             self._forget_before(min(self._positions[name].confirmed for name in self.retention))
+
+    def trim_before(self, instant_ms: int) -> None:
+        """Forget the buckets that end before ``instant_ms`` (memory only: their events are not refused later)."""
+        with self.lock:
+            old = [start for start in self._buckets if start + BUCKET_MS <= instant_ms]
+            for start in old:
+                del self._buckets[start]
 
     def _forget_before(self, instant_ms: int) -> None:
         if self._forgotten_before_ms is not None and instant_ms <= self._forgotten_before_ms:

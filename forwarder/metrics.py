@@ -29,7 +29,8 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_read_total = Counter(
-            "forwarder_events_read_total", "Log events read from CloudWatch Logs", registry=r
+            "forwarder_events_read_total",
+            "Log events read (from CloudWatch Logs, or from Kinesis subscription records)", registry=r
         )
         self.events_delivered_total = Counter(
             "forwarder_events_delivered_total", "Audit events Falco acknowledged", registry=r
@@ -52,7 +53,8 @@ class Metrics:
         )
         self.aws_api_calls_total = Counter(
             "forwarder_aws_api_calls_total",
-            "CloudWatch Logs API calls by operation and outcome (ok, throttled, error)",
+            "AWS API calls (CloudWatch Logs, Kinesis) by operation and outcome (ok, throttled, error; Kinesis also "
+            "expired_iterator, not_found, denied: access or the stream's KMS key refused)",
             ["operation", "outcome"],
             registry=r,
         )
@@ -139,6 +141,49 @@ class Metrics:
             "forwarder_request_rate_limit",
             "Current cap on CloudWatch calls per second (lowered on throttling, recovered slowly)",
             registry=r,
+        )
+        self.kinesis_records_total = Counter(
+            "forwarder_kinesis_records_total",
+            "Kinesis records read, by kind: data (audit events of the log group), control (CloudWatch's own test "
+            "messages), other_log_group, other_stream (e.g. the API server's other logs), malformed",
+            ["kind"], registry=r,
+        )
+        self.kinesis_bytes_read_total = Counter(
+            "forwarder_kinesis_bytes_read_total", "Bytes of Kinesis record data read (compressed, as stored)",
+            registry=r,
+        )
+        self.kinesis_shards = Gauge(
+            "forwarder_kinesis_shards",
+            "Shards of the stream by state: reading, waiting (for a parent to be finished), finished",
+            ["state"], registry=r,
+        )
+        self.kinesis_millis_behind_latest = Gauge(
+            "forwarder_kinesis_millis_behind_latest",
+            "How far behind the newest record of its shard the last read was, the largest over the shards read",
+            registry=r,
+        )
+        self.active = Gauge(
+            "forwarder_active",
+            "1 while this replica reads and delivers (the only replica, or the Lease's holder), 0 on standby",
+            registry=r,
+        )
+        self.lease_events_total = Counter(
+            "forwarder_lease_events_total",
+            "Lease events: acquired, renewed, renew_failed, lost (stopped reading and delivering), released",
+            ["event"], registry=r,
+        )
+        self.lease_term = Gauge(
+            "forwarder_lease_term",
+            "The Lease's transitions counter when this replica last acquired it (its checkpoint writes carry it), "
+            "-1 before", registry=r,
+        )
+        self.falco_addresses = Gauge(
+            "forwarder_falco_addresses",
+            "Addresses the webhook's host resolved to last time (deliveries are spread over them)", registry=r,
+        )
+        self.batches_by_address_total = Counter(
+            "forwarder_batches_by_address_total", "Requests Falco acknowledged, by the address they went to",
+            ["address"], registry=r,
         )
 
 

@@ -1,11 +1,13 @@
-"""``forwarder run``: a source (CloudWatch) -> validation -> batches -> Falco, with a checkpoint.
+"""``forwarder run``: a source (CloudWatch, or Kinesis) -> validation -> batches -> Falco, with a checkpoint.
 
-Four threads, each watched by liveness (metrics.Health):
-- the reader runs the source (source.py: it reads CloudWatch on the schedule of schedule.py and hands
-  over each page's new events); each event is validated and batched here (``_emit``), full batches go
-  into a queue bounded by ``max_inflight_bytes``: when Falco is away the queue fills and reading pauses;
-- the deliverer takes batches from the queue, hands them to FalcoClient.deliver (which retries until
-  Falco acknowledges) and tells the source what was acknowledged;
+Threads, each watched by liveness (metrics.Health):
+- the reader runs the source (source.py: polling CloudWatch on the schedule of schedule.py, or reading a
+  Kinesis stream's shards, kinesis_source.py, and handing over each page's or record's new events); each
+  event is validated and batched here (``_emit``), full batches go into a queue bounded by
+  ``max_inflight_bytes``: when Falco is away the queue fills and reading pauses;
+- ``--falco-connections`` deliverers take batches from the queue, each hands them to its own connection
+  (delivery.Sender, which retries until Falco acknowledges) and tells the source what was acknowledged,
+  in whatever order the answers come;
 - the checkpointer saves the source's positions and remembered hashes when checkpoint_policy.py says so;
 - the caller's thread supervises: a progress line every minute; on ``stop`` (SIGTERM) reading stops at
   once, the deliverer gets ``shutdown_grace_seconds`` to empty the queue, the checkpoint is saved and
@@ -15,6 +17,11 @@ Four threads, each watched by liveness (metrics.Health):
 No single event can stop the others: whatever handling one event raises, that event is skipped with
 reason ``handling_error`` (counted, logged with its stream and id) and acknowledged as handled, so a
 restart does not meet it again.
+
+With ``--lease`` (lease.py) all of that is one *term*: a standby waits until it holds the Lease, claims
+the checkpoint, and runs a term; when the Lease is lost the term ends at once, without delivering what is
+queued or saving anything (the new holder resumes from the checkpoint), and the replica stands by again.
+A clean stop ends the term as above and then releases the Lease.
 """
 
 from __future__ import annotations
@@ -25,21 +32,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, Final
 
 from .batching import Batch, Batcher
-from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, open_store
+from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
 from .checkpoint_codec import Checkpoint
 from .checkpoint_policy import Checkpointer, SelfWriteFilter
 from .clock import Clock, SystemClock
 from .cloudwatch import SKIP_MALFORMED_RECORD, build_logs_client
 from .config import RunConfig
-from .delivery import SKIP_REASON_REJECTED, FalcoClient
+from .delivery import SKIP_REASON_REJECTED, FalcoClient, Sender
+from .kinesis import build_kinesis_client
+from .kube import KubeApi, KubeError
+from .lease import LeaseElector
 from .ledger import EventKey
 from .metrics import Health, Metrics
 from .model import LogEvent
 from .retry import Backoff, Retrier
-from .source import PollingSource, Source, build_polling_source
+from .source import Source, build_source, source_kind
 from .validation import REASONS, validate
 
 log = logging.getLogger("forwarder.pipeline")
@@ -48,6 +59,8 @@ log = logging.getLogger("forwarder.pipeline")
 # threads and the final checkpoint save fit in what is left.
 MAX_GRACE_SECONDS = 8.0
 QUEUE_POLL_SECONDS = 0.25
+# How soon the supervisor notices a stop (SIGTERM) while a term runs.
+SUPERVISE_SLICE_SECONDS = 0.25
 # An exception raised while handling one event (a bug, an input no check foresaw): that event is
 # skipped with this reason and the others go on; otherwise the pod would crash-loop on it.
 SKIP_HANDLING_ERROR: Final = "handling_error"
@@ -98,7 +111,7 @@ class BatchQueue:
 
 
 class Pipeline:
-    """Wires one run; ``run()`` below is the entry point."""
+    """Wires one run (one term, with a Lease); ``run()`` below is the entry point."""
 
     def __init__(
         self,
@@ -107,19 +120,29 @@ class Pipeline:
         metrics: Metrics,
         health: Health,
         stop: threading.Event,
-        logs_client: Any,
+        aws_client: Any,
         falco: FalcoClient,
         store: CheckpointStore | None,
         clock: Clock,
+        shutdown: threading.Event | None = None,
+        lease: LeaseElector | None = None,
+        term: Term | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.health = health
         self.stop = stop
+        """Ends this term: set on a clean stop (``shutdown``) or when the Lease is lost."""
+        self.shutdown = shutdown if shutdown is not None else stop
+        """The process's stop (SIGTERM)."""
+        self.lease = lease
+        self.term = term
+        """The Lease term this run belongs to (with a Lease)."""
         self.falco = falco
         self.store = store
         self.clock = clock
-        self.logs_client = logs_client
+        self.aws_client = aws_client
+        self._acked_lock = threading.Lock()
         self.queue = BatchQueue(config.max_inflight_bytes)
         self.delivery_stop = threading.Event()
         self.batcher = Batcher(config.max_batch_bytes)
@@ -134,14 +157,26 @@ class Pipeline:
 
     # --- start --------------------------------------------------------------------------------
 
+    def _deposed(self) -> bool:
+        """This replica lost its Lease (or holds it in a later term than this run's): it may neither deliver nor
+        write any more."""
+        return self.lease is not None and not self.lease.holding(self.term)
+
+    def _may_deliver(self) -> bool:
+        return not self._deposed()
+
     def _load(self) -> Checkpoint | None:
         if self.store is None:
             return None
         retrier = Retrier(CHECKPOINT_LOAD_BACKOFF, self.clock, log)
         while not self.stop.is_set():
             try:
-                checkpoint = self.store.load()
+                # With a Lease: read it and make it this term's, so a deposed holder can no longer overwrite it.
+                checkpoint = self.store.claim()
                 break
+            except FencedError as exc:
+                self._fenced(exc)
+                return None
             except CheckpointError as exc:
                 # The Kubernetes API can be briefly away when a pod starts; a broken file is not transient.
                 if not isinstance(self.store, ConfigMapCheckpointStore):
@@ -154,7 +189,7 @@ class Pipeline:
             return None
         saved = checkpoint.positions
         if (saved.log_group, saved.stream_prefix) != (self.config.log_group, self.config.stream_prefix) or (
-            saved.source != PollingSource.kind
+            saved.source != source_kind(self.config)
         ):
             log.warning(
                 "the checkpoint belongs to another log group, stream prefix or source; ignoring it",
@@ -162,14 +197,13 @@ class Pipeline:
                        "checkpoint_source": saved.source},
             )
             return None
-        log.info("resuming from checkpoint", extra={"positions": dict(saved.positions),
+        log.info("resuming from checkpoint", extra={"positions": {k: str(v) for k, v in saved.positions.items()},
                                                     "hashes": checkpoint.hash_count()})
         return checkpoint
 
     def _build(self, checkpoint: Checkpoint | None) -> Source:
-        source = build_polling_source(self.config, logs_client=self.logs_client, clock=self.clock,
-                                      metrics=self.metrics, emit=self._emit, checkpoint=checkpoint,
-                                      on_ready=self.health.set_ready)
+        source = build_source(self.config, aws_client=self.aws_client, clock=self.clock, metrics=self.metrics,
+                              emit=self._emit, checkpoint=checkpoint, on_ready=self.health.set_ready)
         if checkpoint is None:
             log.info("no checkpoint: starting", extra={"start_ms": self.config.start_at.resolve(
                 int(self.clock.time() * 1000))})
@@ -274,7 +308,8 @@ class Pipeline:
 
     # --- delivery -----------------------------------------------------------------------------
 
-    def _deliver(self) -> None:
+    def _deliver(self, sender: Sender) -> None:
+        allowed = self._may_deliver if self.lease is not None else None
         while True:
             self.health.beat()
             if self.delivery_stop.is_set():
@@ -286,7 +321,7 @@ class Pipeline:
                 self._update_lag()
                 continue
             try:
-                outcome = self.falco.deliver(batch, self.delivery_stop)
+                outcome = sender.deliver(batch, self.delivery_stop, allowed)
             finally:
                 self.queue.done(batch)
                 self.metrics.inflight_bytes.set(self.queue.bytes)
@@ -304,11 +339,15 @@ class Pipeline:
         for key in keys:
             latency.observe(max(0.0, now - key.timestamp_ms / 1000))
         newest = max(k.timestamp_ms for k in keys)
-        if self._newest_acked_ms is None or newest > self._newest_acked_ms:
-            self._newest_acked_ms = newest
+        with self._acked_lock:
+            if self._newest_acked_ms is None or newest > self._newest_acked_ms:
+                self._newest_acked_ms = newest
         self._update_lag()
-        if self.checkpointer is not None:
-            self.checkpointer.after_acknowledged()
+        if self.checkpointer is not None and not self._deposed():
+            try:
+                self.checkpointer.after_acknowledged()
+            except FencedError as exc:
+                self._fenced(exc)
 
     def _update_lag(self) -> None:
         if self._newest_acked_ms is not None:
@@ -319,8 +358,19 @@ class Pipeline:
     def _checkpoint(self) -> None:
         checkpointer = self.checkpointer
         assert checkpointer is not None
-        while not self.clock.wait(checkpointer.due_in(), self.stop):
-            checkpointer.tick()
+        while not self.clock.wait(checkpointer.due_in(), self.stop) and not self._deposed():
+            try:
+                checkpointer.tick()
+            except FencedError as exc:
+                self._fenced(exc)
+                return
+
+    def _fenced(self, exc: FencedError) -> None:
+        """The store refused a write: another replica holds the Lease. End this term now."""
+        log.warning("checkpoint write refused: another replica holds the Lease", extra={"error": str(exc)})
+        if self.lease is not None:
+            self.lease.step_down(str(exc))
+        self.stop.set()
 
     # --- supervision --------------------------------------------------------------------------
 
@@ -349,45 +399,118 @@ class Pipeline:
         )
         return now
 
+    def _supervise(self) -> None:
+        """Until the term ends: a progress line every minute; a stop (SIGTERM) ends the term."""
+        last = self._progress_counts()
+        next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+        while not self.stop.wait(SUPERVISE_SLICE_SECONDS):
+            # The Lease ran out by this replica's own clock (resumed after a pause, say): end the term now,
+            # whether or not the elector or a refused write has noticed yet.
+            if self.shutdown.is_set() or self._deposed():
+                self.stop.set()
+                break
+            if time.monotonic() >= next_progress:
+                last = self._log_progress(last)
+                next_progress += PROGRESS_INTERVAL_SECONDS
+
     def run(self) -> int:
         checkpoint = self._load()
         if self.stop.is_set():
             return 0 if self._failure is None else 1
         self.source = self._build(checkpoint)
-        threads = [
-            threading.Thread(target=self._guarded("reader", self._read), name="forwarder-reader", daemon=True),
-            threading.Thread(target=self._guarded("delivery", self._deliver), name="forwarder-delivery",
-                             daemon=True),
+        reader = threading.Thread(target=self._guarded("reader", self._read), name="forwarder-reader", daemon=True)
+        deliverers = [
+            threading.Thread(target=self._guarded(f"delivery-{i}" if i else "delivery", partial(self._deliver, sender)),
+                             name=f"forwarder-delivery-{i}", daemon=True)
+            for i, sender in enumerate(self.falco.senders)
         ]
+        checkpointer = None
         if self.checkpointer is not None:
-            threads.append(threading.Thread(target=self._guarded("checkpoint", self._checkpoint),
-                                            name="forwarder-checkpoint", daemon=True))
+            checkpointer = threading.Thread(target=self._guarded("checkpoint", self._checkpoint),
+                                            name="forwarder-checkpoint", daemon=True)
+        threads = [reader, *deliverers, *([checkpointer] if checkpointer is not None else [])]
         for thread in threads:
             thread.start()
-        reader, deliverer = threads[0], threads[1]
-        last = self._progress_counts()
-        while not self.stop.wait(PROGRESS_INTERVAL_SECONDS):
-            last = self._log_progress(last)
+        self._supervise()
         stopped_at = time.monotonic()
+        if self._deposed():
+            return self._abandon(threads, stopped_at)
         grace = min(self.config.shutdown_grace_seconds, MAX_GRACE_SECONDS)
         if self._failure is None:
             log.info("stopping: delivering what is in flight", extra={"grace_seconds": grace,
                                                                       "queued_batches": len(self.queue)})
-        deliverer.join(max(0.0, stopped_at + grace - time.monotonic()))
+        for deliverer in deliverers:
+            deliverer.join(max(0.0, stopped_at + grace - time.monotonic()))
         # Whatever is still being sent stays unacknowledged: it is read again after the restart.
         self.delivery_stop.set()
-        deliverer.join(0.5)
+        for deliverer in deliverers:
+            deliverer.join(max(0.0, stopped_at + grace + 0.5 - time.monotonic()))
         reader.join(max(0.0, min(0.5, stopped_at + grace + 0.5 - time.monotonic())))
         saved = True
-        if self.checkpointer is not None:
-            threads[2].join(0.5)
-            saved = self.checkpointer.tick(final=True, timeout=1.0)
+        if self.checkpointer is not None and checkpointer is not None:
+            checkpointer.join(0.5)
+            try:
+                saved = self.checkpointer.tick(final=True, timeout=1.0)
+            except FencedError as exc:
+                self._fenced(exc)
+                saved = False
         log.info(
             "stopped",
             extra={"checkpoint_saved": saved, "queued_batches_left": len(self.queue),
                    "seconds": round(time.monotonic() - stopped_at, 3)},
         )
         return 0 if self._failure is None else 1
+
+    def _abandon(self, threads: list[threading.Thread], stopped_at: float) -> int:
+        """The Lease was lost: stop delivering at once, save nothing; the new holder resumes from the checkpoint."""
+        self.delivery_stop.set()
+        for thread in threads:
+            thread.join(max(0.0, stopped_at + 2.0 - time.monotonic()))
+        log.info("term ended: nothing more is read, delivered or saved by this replica",
+                 extra={"queued_batches_dropped": len(self.queue), "seconds": round(time.monotonic() - stopped_at, 3)})
+        return 0 if self._failure is None else 1
+
+
+def _run_terms(config: RunConfig, lease: LeaseElector, *, health: Health, stop: threading.Event,
+               make: Callable[[threading.Event, Term], Pipeline]) -> int:
+    """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it."""
+    lease_stop = threading.Event()
+    elector = threading.Thread(target=_watched(health, "lease", partial(lease.run, lease_stop)),
+                               name="forwarder-lease", daemon=True)
+    elector.start()
+    code = 0
+    try:
+        while not stop.is_set():
+            health.set_ready(True)  # a standby is doing its job: waiting
+            log.info("standing by for the Lease", extra={"lease": f"{lease.namespace}/{lease.name}",
+                                                         "identity": lease.identity})
+            term = lease.wait_for_term(stop)
+            if term is None:
+                break
+            term_stop = threading.Event()
+            lease.on_lost = term_stop.set
+            code = make(term_stop, term).run()
+            lease.on_lost = None
+            if code != 0:
+                break
+    finally:
+        lease_stop.set()
+        elector.join(1.0)
+        lease.release()
+    return code
+
+
+def _watched(health: Health, name: str, body: Callable[[], None]) -> Callable[[], None]:
+    def target() -> None:
+        health.watch(name)
+        try:
+            body()
+        except Exception:  # noqa: BLE001 (the elector must not die silently: log, and let liveness see it)
+            log.exception(f"{name} failed")
+            return
+        health.unwatch()
+
+    return target
 
 
 def run(
@@ -397,6 +520,7 @@ def run(
     health: Health,
     stop: threading.Event,
     logs_client: Any = None,
+    kinesis_client: Any = None,
     falco: FalcoClient | None = None,
     clock: Clock | None = None,
     store: CheckpointStore | None = None,
@@ -404,20 +528,42 @@ def run(
     """Forward until ``stop`` is set; 0 on a clean stop. ``store`` overrides ``config.checkpoint`` (tests)."""
     if clock is None:
         clock = SystemClock(beat=health.beat)
-    if logs_client is None:
-        logs_client = build_logs_client(config.region, config.request_timeout_seconds)
-    if store is None and config.checkpoint is not None:
-        spec = config.checkpoint
+    if config.source.kind == "kinesis":
+        aws_client = kinesis_client or build_kinesis_client(config.region, config.request_timeout_seconds)
+    else:
+        aws_client = logs_client or build_logs_client(config.region, config.request_timeout_seconds)
+    lease: LeaseElector | None = None
+    kube: KubeApi | None = None
+    spec = config.checkpoint
+    if (spec is not None and spec.kind == "configmap" and store is None) or config.lease is not None:
+        try:
+            kube = KubeApi(config.kube_api_url, timeout_seconds=config.request_timeout_seconds)
+        except KubeError as exc:
+            raise CheckpointError(str(exc)) from exc
+        if config.lease is not None:
+            assert config.lease_identity is not None
+            lease = LeaseElector(kube, config.lease.namespace, config.lease.name, config.lease_identity,
+                                 duration_seconds=config.lease_duration_seconds, clock=clock, metrics=metrics)
+    if store is None and spec is not None:
+        own = () if config.lease is None else (("leases", config.lease.namespace, config.lease.name),)
         store = open_store(spec.kind, path=spec.path, namespace=spec.namespace, name=spec.name,
-                           timeout_seconds=config.request_timeout_seconds, clock=clock)
+                           api=kube if spec.kind == "configmap" else None, clock=clock,
+                           fence=None if lease is None else lease.fence, also_own=own)
     owns_falco = falco is None
     if falco is None:
-        falco = FalcoClient(config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, clock=clock)
+        falco = FalcoClient(config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, clock=clock,
+                            connections=config.falco_connections)
+
+    def make(term_stop: threading.Event, term: Term | None = None) -> Pipeline:
+        assert falco is not None
+        return Pipeline(config, metrics=metrics, health=health, stop=term_stop, shutdown=stop, aws_client=aws_client,
+                        falco=falco, store=store, clock=clock, lease=lease, term=term)
+
     try:
-        return Pipeline(
-            config, metrics=metrics, health=health, stop=stop, logs_client=logs_client, falco=falco, store=store,
-            clock=clock,
-        ).run()
+        if lease is None:
+            metrics.active.set(1)
+            return make(stop).run()
+        return _run_terms(config, lease, health=health, stop=stop, make=make)
     finally:
         if owns_falco:
             falco.close()

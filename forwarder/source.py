@@ -1,8 +1,8 @@
-"""Where audit events come from, behind one small protocol; and the factory that builds the polling source.
+"""Where audit events come from, behind one small protocol; and the factories that build the sources.
 
 A source runs in the reader thread and hands new events (each with a ledger key) to ``emit``; the
 pipeline validates, batches and delivers them, then calls ``acknowledge``. What a source must
-provide (the CloudWatch polling source below today, a Kinesis subscription source later):
+provide (the CloudWatch polling source below, and the Kinesis subscription source, kinesis_source.py):
 
 - ``run(stop, beat)``: read until ``stop``; call ``emit(fresh)`` per batch of new events (False: stop);
 - ``acknowledge(keys)``: events delivered or skipped for good;
@@ -11,9 +11,9 @@ provide (the CloudWatch polling source below today, a Kinesis subscription sourc
   hash buckets, the watermark), which the checkpoint policy snapshots and restores;
 - ``kind``: recorded in the checkpoint, so one source never resumes from another's positions.
 
-``build_polling_source`` is the one place the polling source is assembled, from the run's settings:
-the pipeline uses it, and so do the simulations in the tests and the benchmark, with only the clock
-and the CloudWatch client swapped.
+``build_source`` is the one place a source is assembled, from the run's settings (``--source``): the
+pipeline uses it, and so do the simulations in the tests and the benchmark, with only the clock and the
+AWS client swapped.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from .checkpoint_codec import SOURCE_CLOUDWATCH_POLL, Checkpoint
 from .clock import Clock
 from .cloudwatch import LogsReader, Page
 from .config import RunConfig
+from .kinesis import KinesisReader
+from .kinesis_source import KinesisSource, restore_kinesis_ledger
 from .ledger import BUCKET_MS, EventKey, Ledger
 from .metrics import Metrics
 from .model import LogEvent
@@ -195,3 +197,49 @@ def build_polling_source(
                         optional_margin_ms=margin_ms)
     return PollingSource(ledger=ledger, schedule=schedule, arrival=arrival, logs=logs, limiter=limiter, clock=clock,
                          metrics=metrics, emit=emit, max_lateness_ms=lateness_ms, prefetch=prefetch)
+
+
+def source_kind(config: RunConfig) -> str:
+    """What the source of ``config`` records in the checkpoint (a Kinesis source: with its stream)."""
+    if config.source.kind == "kinesis":
+        return f"kinesis:{config.source.stream_arn}"
+    return PollingSource.kind
+
+
+def build_kinesis_source(
+    config: RunConfig,
+    *,
+    kinesis_client: Any,
+    clock: Clock,
+    metrics: Metrics,
+    emit: Emit,
+    checkpoint: Checkpoint | None = None,
+    on_ready: Callable[[bool], None] | None = None,
+) -> KinesisSource:
+    """The Kinesis source of ``--source kinesis:ARN``, resuming from ``checkpoint`` when there is one."""
+    assert config.source.stream_arn is not None
+    since_ms = config.start_at.resolve(int(clock.time() * 1000))
+    ledger = restore_kinesis_ledger(since_ms, checkpoint)
+    reader = KinesisReader(kinesis_client, config.source.stream_arn, metrics)
+    return KinesisSource(reader=reader, ledger=ledger, clock=clock, metrics=metrics, emit=emit,
+                         log_group=config.log_group, stream_prefix=config.stream_prefix,
+                         dedup_window_ms=max(1, int(config.max_lateness_seconds * 1000)), on_ready=on_ready)
+
+
+def build_source(
+    config: RunConfig,
+    *,
+    aws_client: Any,
+    clock: Clock,
+    metrics: Metrics,
+    emit: Emit,
+    checkpoint: Checkpoint | None = None,
+    on_ready: Callable[[bool], None] | None = None,
+) -> Source:
+    """The source ``--source`` names: the polling source (``aws_client`` a CloudWatch Logs client) or the Kinesis
+    source (a Kinesis client)."""
+    if config.source.kind == "kinesis":
+        return build_kinesis_source(config, kinesis_client=aws_client, clock=clock, metrics=metrics, emit=emit,
+                                    checkpoint=checkpoint, on_ready=on_ready)
+    return build_polling_source(config, logs_client=aws_client, clock=clock, metrics=metrics, emit=emit,
+                                checkpoint=checkpoint, on_ready=on_ready)

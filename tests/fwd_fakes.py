@@ -1,6 +1,7 @@
 """Fakes for the forwarder: a simulated CloudWatch Logs and clock, the production source built over them
-(Harness), checkpoint stores (in memory; a fake Kubernetes API for the ConfigMap store, which can write
-EKS's audit event of every ConfigMap write back into the simulated log: AuditedCluster).
+(Harness), checkpoint stores (in memory; the ConfigMap store over the Kubernetes API stand-in of
+support/kube_api.py, writing EKS's audit event of every ConfigMap write back into the simulated log:
+AuditedCluster).
 
 FakeLogs answers filter_log_events like the API reference describes it: startTime and endTime
 inclusive on the event timestamp, logStreamNamePrefix applied, pages of at most `page_events`
@@ -19,10 +20,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError
+from support.kube_api import FakeKubeApi, KubeWrite  # noqa: F401 (the stand-in lives in support/; re-exported)
 
 from forwarder.checkpoint import Saved
 from forwarder.checkpoint_codec import (
@@ -269,108 +270,6 @@ class Harness:
         return int(self.clock.now * 1000)
 
 
-class FakeKubeApi:
-    """Just enough of the Kubernetes API for one namespace's ConfigMaps, with bearer-token checks
-    and resourceVersion conflicts like the real API server."""
-
-    def __init__(self, token: str, on_write: Any = None) -> None:
-        self.token = token
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 100
-        self.requests: list[tuple[str, str]] = []
-        self.bodies: list[tuple[str, str, int]] = []
-        """(method, object name, request body bytes) of every write."""
-        self.conflict_next_put = 0
-        self.on_write = on_write
-        """Called with (verb, name) after every successful write: where EKS would write its audit event."""
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _reply(self, status: int, doc: dict[str, Any]) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _handle(self) -> None:
-                api.requests.append((self.command, self.path))
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                if body is not None:
-                    api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    self._reply(401, {"kind": "Status", "message": "Unauthorized"})
-                    return
-                prefix = "/api/v1/namespaces/forwarder/configmaps"
-                if not self.path.startswith(prefix):
-                    self._reply(404, {"kind": "Status", "message": "no such path"})
-                    return
-                name = self.path[len(prefix) + 1:]
-                if self.command == "GET":
-                    if name in api.objects:
-                        self._reply(200, api.objects[name])
-                    else:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                elif self.command == "POST":
-                    assert body is not None
-                    new = body["metadata"]["name"]
-                    if new in api.objects:
-                        self._reply(409, {"kind": "Status", "reason": "AlreadyExists", "message": "exists"})
-                        return
-                    api.store(new, body)
-                    api.written("create", new)  # before answering: the caller sees its audit event at once
-                    self._reply(201, api.objects[new])
-                elif self.command == "PUT":
-                    assert body is not None
-                    if name not in api.objects:
-                        self._reply(404, {"kind": "Status", "reason": "NotFound", "message": "not found"})
-                        return
-                    if api.conflict_next_put:
-                        api.conflict_next_put -= 1
-                        api.version += 1  # someone else wrote it meanwhile
-                        api.objects[name]["metadata"]["resourceVersion"] = str(api.version)
-                    current = api.objects[name]["metadata"]["resourceVersion"]
-                    if body["metadata"].get("resourceVersion") != current:
-                        self._reply(409, {"kind": "Status", "reason": "Conflict", "message": "modified"})
-                        return
-                    api.store(name, body)
-                    api.written("update", name)
-                    self._reply(200, api.objects[name])
-
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def written(self, verb: str, name: str) -> None:
-        if self.on_write is not None:
-            self.on_write(verb, name)
-
-    def bytes_between(self, first: int, last: int) -> int:
-        return sum(size for _, _, size in self.bodies[first:last])
-
-    def store(self, name: str, body: dict[str, Any]) -> None:
-        self.version += 1
-        body = json.loads(json.dumps(body))
-        body["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[name] = body
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class MemoryStore:
     """A checkpoint store in memory (the file store's encodings), recording every save with the simulated time."""
 
@@ -389,6 +288,9 @@ class MemoryStore:
             return None
         remembered = decode_remembered(self.remembered) if self.remembered else None
         return Checkpoint(decode_positions(self.positions), remembered)
+
+    def claim(self) -> Checkpoint | None:
+        return self.load()
 
     def save_positions(self, positions: Positions) -> Saved:
         self.positions = encode_positions(positions)
@@ -442,14 +344,14 @@ class AuditedCluster:
         self.api.close()
 
 
-def own_write_event(clock: FakeClock, verb: str, name: str) -> str:
-    """The audit event EKS writes for the forwarder's own write of ConfigMap ``name`` (Metadata level)."""
+def own_write_event(clock: FakeClock, verb: str, name: str, resource: str = "configmaps") -> str:
+    """The audit event EKS writes for the forwarder's own request on ``resource`` ``name`` (Metadata level)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(clock.now)) + ".000000Z"
     return json.dumps({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"own-{clock.now}-{name}",
-        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/configmaps/{name}",
+        "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{SELF_NAMESPACE}/{resource}/{name}",
         "verb": verb, "user": {"username": SELF_USERNAME, "groups": ["system:serviceaccounts"]},
-        "objectRef": {"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
+        "objectRef": {"resource": resource, "namespace": SELF_NAMESPACE, "name": name, "apiVersion": "v1"},
         "responseStatus": {"metadata": {}, "code": 200}, "requestReceivedTimestamp": stamp, "stageTimestamp": stamp,
     }, separators=(",", ":"))
 

@@ -93,6 +93,8 @@ class Registration:
     remote: bool
     provider: str = ""  # provider reference "<urn>::<id>" when one was given explicitly
     providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
+    protect: bool = False  # `pulumi destroy` would refuse to delete it
+    retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
 
 
 @dataclass
@@ -179,6 +181,9 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out["latestVersion"] = 1
             out["defaultVersion"] = 1
+        elif typ == "aws:kinesis/stream:Stream":
+            out["name"] = resource_name
+            out["arn"] = f"arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/{resource_name}"
         elif typ == "aws:ecr/repository:Repository":
             out["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{resource_name}"
             out["arn"] = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{resource_name}"
@@ -347,6 +352,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     remote=bool(request.remote),
                     provider=request.provider,
                     providers=dict(request.providers),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -33,9 +34,11 @@ FORWARDER_DIR = ROOT / "forwarder"
 
 LOG_GROUP = "/aws/eks/falco-lab/cluster"
 LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{LOG_GROUP}"
-FALCO_URL = "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+FALCO_URL = "http://falco-k8saudit-k8saudit-webhook-headless.falco.svc.cluster.local:9765/k8s-audit"
 FALCO_LABELS = {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
 GIVEN_IMAGE = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/forwarder@sha256:{'cd' * 32}"
+STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/falco-audit-stream-0a1b2c3"
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 COMPONENT = "falco-eks:index:AuditForwarder"
 ROLE = "aws:iam/role:Role"
@@ -45,6 +48,9 @@ NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 IMAGE = "docker-build:index:Image"
 REPO = "aws:ecr/repository:Repository"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+RBAC_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 POD_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/instance": "audit-forwarder"}
 
 
@@ -87,6 +93,12 @@ def built() -> Recorded:
 
 
 @pytest.fixture(scope="module")
+def kinesis() -> Recorded:
+    """The Kinesis source: the stream a subscription filter fills, encrypted with the AWS-managed key."""
+    return _deploy(image=GIVEN_IMAGE, kinesis_stream_arn=pulumi.Output.from_input(STREAM_ARN), falco_connections=4)
+
+
+@pytest.fixture(scope="module")
 def source() -> Recorded:
     """No Docker: the official Python image runs the bundled source from a ConfigMap."""
     return _deploy(build="source")
@@ -103,6 +115,11 @@ def _pod(recorded: Recorded) -> dict[str, Any]:
 def _container(recorded: Recorded, name: str = "forwarder") -> dict[str, Any]:
     containers = {c["name"]: c for c in _pod(recorded)["spec"]["containers"]}
     return containers[name]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    """Each variable's value, or for one from the pod's own fields its field path."""
+    return {e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container["env"]}
 
 
 def _flags(container: dict[str, Any]) -> dict[str, str]:
@@ -153,15 +170,28 @@ def test_trust_policy_strips_the_issuer_scheme() -> None:
     }
 
 
-def _logs_calls_in_forwarder_source() -> set[str]:
-    """IAM action names of every boto3 `logs` client method the forwarder's code calls."""
-    calls: set[str] = set()
-    for path in FORWARDER_DIR.glob("*.py"):
-        for method in re.findall(r"\bclient\.([a-z_]+)\(", path.read_text(encoding="utf-8")):
-            if method in {"deliver", "close"}:  # the Falco client, not AWS
-                continue
-            calls.add("logs:" + "".join(part.title() for part in method.split("_")))
-    assert calls, "no CloudWatch calls found in forwarder/: the pattern is out of date"
+def _aws_calls_in_forwarder_source() -> dict[str, set[str]]:
+    """IAM actions of every CloudWatch Logs and Kinesis API call in the forwarder's code, by service.
+
+    A call is a method (`.filter_log_events(`) or a paginator (`get_paginator("list_shards")`) whose name is an
+    operation of the service in botocore's own model: whatever the client variable is called."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    operations: dict[str, dict[str, str]] = {}
+    for service in ("logs", "kinesis"):
+        model = session.get_service_model(service)
+        operations[service] = {botocore.xform_name(op): op for op in model.operation_names}
+    calls: dict[str, set[str]] = {"logs": set(), "kinesis": set()}
+    for path in FORWARDER_DIR.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names = set(re.findall(r"\.([a-z_]+)\(", text)) | set(re.findall(r"get_paginator\(\s*[\"']([a-z_]+)", text))
+        for name in names:
+            owners = [service for service in operations if name in operations[service]]
+            assert len(owners) <= 1, f"{path.name}: {name} is an operation of {owners}; say which client calls it"
+            for service in owners:
+                calls[service].add(f"{service}:{operations[service][name]}")
+    assert calls["logs"], "no CloudWatch Logs calls found in forwarder/: the pattern is out of date"
     return calls
 
 
@@ -173,14 +203,42 @@ def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> No
     policy = _policy(given, ROLE_POLICY, "policy")
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
-    # Exactly the calls forwarder/cloudwatch.py makes.
+    # Exactly the calls forwarder/cloudwatch.py makes (test_policies_grant_exactly_the_calls_the_forwarder_makes).
     assert statement["Action"] == ["logs:FilterLogEvents"]
-    assert sorted(statement["Action"]) == sorted(_logs_calls_in_forwarder_source())
     resources = statement["Resource"]
     assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])
     for resource in resources:
         assert resource != "*" and resource.startswith(f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{LOG_GROUP}")
     assert "NotAction" not in statement and "NotResource" not in statement
+
+
+def test_with_kinesis_the_role_reads_only_the_stream(kinesis: Recorded) -> None:
+    assert len(kinesis.of_type(ROLE_POLICY)) == 1, "exactly one policy on the role"
+    policy = _policy(kinesis, ROLE_POLICY, "policy")
+    (statement,) = policy["Statement"]  # the AWS-managed key needs no KMS grant
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == ["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+    assert statement["Resource"] == STREAM_ARN
+    assert "Condition" not in statement and "NotAction" not in statement and "NotResource" not in statement
+    # The Kinesis source makes no FilterLogEvents call: no CloudWatch Logs access at all.
+    assert "logs:" not in json.dumps(policy)
+
+
+def test_with_a_customer_key_the_role_may_decrypt_with_that_key_only() -> None:
+    recorded = _deploy(image=GIVEN_IMAGE, kinesis_stream_arn=STREAM_ARN, kinesis_kms_key_arn=KEY_ARN)
+    read, decrypt = _policy(recorded, ROLE_POLICY, "policy")["Statement"]
+    assert read["Resource"] == STREAM_ARN
+    assert decrypt == {"Sid": "DecryptAuditStream", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY_ARN}
+
+
+def test_policies_grant_exactly_the_calls_the_forwarder_makes() -> None:
+    """The polling policy's actions are the forwarder's CloudWatch Logs calls, the Kinesis policy's its Kinesis
+    calls (ListShards, GetShardIterator, GetRecords: the contract between the two)."""
+    from components.forwarder_iam import LOG_READER_ACTIONS, STREAM_READER_ACTIONS
+
+    calls = _aws_calls_in_forwarder_source()
+    assert sorted(LOG_READER_ACTIONS) == sorted(calls["logs"])
+    assert sorted(STREAM_READER_ACTIONS) == sorted(calls["kinesis"])
 
 
 def test_permission_policy_accepts_the_describe_log_groups_arn_form() -> None:
@@ -218,7 +276,7 @@ def test_role_allows_only_the_checkpoint_configmaps(given: Recorded) -> None:
     from components.audit_forwarder import HASHES_SUFFIX
     from forwarder.checkpoint import HASHES_SUFFIX as FORWARDER_HASHES_SUFFIX
 
-    role = given.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    role = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
     assert role["metadata"]["namespace"] == "falco-forwarder"
     rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
     # get/update: the checkpoint's two ConfigMaps by name (positions, remembered hashes); create: cannot be
@@ -235,11 +293,28 @@ def test_role_allows_only_the_checkpoint_configmaps(given: Recorded) -> None:
     assert HASHES_SUFFIX == FORWARDER_HASHES_SUFFIX
 
 
-def test_role_binding_binds_the_role_to_the_service_account(given: Recorded) -> None:
-    binding = given.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
-    role = given.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+def test_lease_role_allows_get_and_update_on_its_lease_only_and_create(given: Recorded) -> None:
+    role = given.one(RBAC_ROLE, "forwarder-leader").inputs
+    assert role["metadata"] == {**role["metadata"], "name": "audit-forwarder-leader", "namespace": "falco-forwarder"}
+    rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
+    # create cannot be restricted by resourceNames in RBAC; it only lets the first replica make the Lease.
+    assert rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["audit-forwarder-leader"],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+@pytest.mark.parametrize("role", ["forwarder-checkpoint", "forwarder-leader"])
+def test_role_binding_binds_the_role_to_the_service_account(given: Recorded, role: str) -> None:
+    binding = given.one(ROLE_BINDING, role).inputs
+    role_name = given.one(RBAC_ROLE, role).inputs["metadata"]["name"]
     assert binding["metadata"]["namespace"] == "falco-forwarder"
-    role_name = role["metadata"]["name"]
+    assert binding["metadata"]["name"] == role_name
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name}
     subject = {"kind": "ServiceAccount", "name": "audit-forwarder", "namespace": "falco-forwarder"}
     assert binding["subjects"] == [subject]
@@ -252,12 +327,41 @@ def test_no_cluster_wide_rbac(given: Recorded) -> None:
 # --- workload ---------------------------------------------------------------------------------
 
 
-def test_deployment_runs_one_poller_at_a_time(given: Recorded) -> None:
+def test_deployment_runs_two_replicas_spread_over_nodes_and_never_none(given: Recorded) -> None:
     spec = given.one(DEPLOYMENT).inputs["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # A new pod is up before an old one goes; the Lease keeps a second reader idle.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert spec["selector"]["matchLabels"] == POD_LABELS
     assert POD_LABELS.items() <= spec["template"]["metadata"]["labels"].items()
+    spread = spec["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    for constraint in spread:
+        # A preference: a one-node cluster still runs both replicas.
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway" and constraint["maxSkew"] == 1
+        assert constraint["labelSelector"] == {"matchLabels": POD_LABELS}
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+
+
+def test_a_drain_takes_one_replica_at_a_time(given: Recorded) -> None:
+    budget = given.one(PDB).inputs
+    assert budget["metadata"]["namespace"] == "falco-forwarder"
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": POD_LABELS},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+
+
+def test_a_single_replica_has_no_disruption_budget() -> None:
+    recorded = _deploy(image=GIVEN_IMAGE, replicas=1)
+    assert recorded.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
+    assert recorded.of_type(PDB) == []
+    assert _flags(_container(recorded))["--lease"] == "falco-forwarder/audit-forwarder-leader"
+
+
+def test_each_replica_knows_its_pod_name(given: Recorded) -> None:
+    assert _env(_container(given))["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None:
@@ -272,18 +376,51 @@ def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None
         "--metrics-port": "9090",
         "--checkpoint-interval": "10",
         "--checkpoint-hashes-interval": "60",
+        "--lease": "falco-forwarder/audit-forwarder-leader",
+        "--falco-connections": "1",
     }
+
+
+def test_with_kinesis_the_command_reads_the_stream(kinesis: Recorded) -> None:
+    flags = _flags(_container(kinesis))
+    assert flags["--source"] == f"kinesis:{STREAM_ARN}"
+    # The Kinesis source keeps only this log group's audit streams: the group stays on the command line.
+    assert flags["--log-group"] == LOG_GROUP and flags["--region"] == REGION
+    assert flags["--lease"] == "falco-forwarder/audit-forwarder-leader"
+    assert flags["--falco-connections"] == "4"
+
+
+def _values_in(config: object) -> set[object]:
+    """Every plain value in a parsed configuration, however it nests them (the contract fixes the command line,
+    not the forwarder's field names)."""
+    if isinstance(config, (str, int, float)):
+        return {config}
+    if isinstance(config, (list, tuple, set, frozenset)):
+        return {value for item in config for value in _values_in(item)}
+    if isinstance(config, dict):
+        return {value for item in config.values() for value in _values_in(item)}
+    if hasattr(config, "__dict__") or hasattr(config, "__slots__"):
+        names = [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else list(vars(config))
+        return {value for name in names for value in _values_in(getattr(config, name))}
+    return set()
+
+
+def _parse_pod_command(recorded: Recorded) -> Any:
+    """What the real forwarder's parser makes of the pod's command line and environment."""
+    from forwarder.config import RunConfig, parse
+
+    container = _container(recorded)
+    assert container["command"][-1] == "run"
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env["POD_NAME"] = "audit-forwarder-7d9f8c6b5-x2k4q"  # what the downward API gives the pod
+    config = parse(["run", *container["args"]], env)
+    assert isinstance(config, RunConfig)
+    return config
 
 
 def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> None:
     """The real forwarder's parser reads what the pod runs, with the pod's environment."""
-    from forwarder.config import RunConfig, parse
-
-    container = _container(given)
-    assert container["command"][-1] == "run"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    config = parse(["run", *container["args"]], env)
-    assert isinstance(config, RunConfig)
+    config = _parse_pod_command(given)
     assert config.log_group == LOG_GROUP and config.region == REGION and config.falco_url == FALCO_URL
     assert config.metrics_port == 9090
     assert config.checkpoint is not None
@@ -293,16 +430,32 @@ def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> N
         "audit-forwarder-checkpoint",
     )
     assert (config.checkpoint_interval_seconds, config.checkpoint_hashes_interval_seconds) == (10.0, 60.0)
+    values = _values_in(config)
+    # --lease falco-forwarder/audit-forwarder-leader, whole or as namespace and name.
+    assert "falco-forwarder/audit-forwarder-leader" in values or {"falco-forwarder", "audit-forwarder-leader"} <= values
+    assert not any(isinstance(v, str) and v.startswith("kinesis") for v in values)  # the polling source
+
+
+def test_the_forwarder_accepts_the_kinesis_command_line(kinesis: Recorded) -> None:
+    config = _parse_pod_command(kinesis)
+    assert config.log_group == LOG_GROUP and config.falco_url == FALCO_URL
+    values = _values_in(config)
+    # --source kinesis:<ARN>, kept whole or as the ARN.
+    assert f"kinesis:{STREAM_ARN}" in values or STREAM_ARN in values
+    assert 4 in values  # --falco-connections
 
 
 def test_environment_has_region_and_no_credentials(given: Recorded) -> None:
-    env = {e["name"]: e["value"] for e in _container(given)["env"]}
+    env = _env(_container(given))
     assert env["AWS_REGION"] == REGION and env["AWS_DEFAULT_REGION"] == REGION
     assert env["AWS_EC2_METADATA_DISABLED"] == "true"  # never the node's role
     assert env["HOME"] == "/tmp"
     for forbidden in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         assert forbidden not in env
-    assert all("valueFrom" not in e for e in _container(given)["env"])  # no secrets referenced
+    # Nothing from Secrets: the only variable not given by value is the pod's own name.
+    assert {e["name"]: e["valueFrom"] for e in _container(given)["env"] if "valueFrom" in e} == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}}
+    }
 
 
 def test_pod_and_container_security_contexts(given: Recorded) -> None:
@@ -380,7 +533,8 @@ def test_custom_ports_and_resources_flow_everywhere() -> None:
 def test_deployment_waits_for_its_permissions(given: Recorded) -> None:
     deps = set(given.one(DEPLOYMENT).dependencies)
     assert given.one(ROLE_POLICY).urn in deps
-    assert given.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").urn in deps
+    assert {binding.urn for binding in given.of_type(ROLE_BINDING)} <= deps
+    assert len(given.of_type(ROLE_BINDING)) == 2
 
 
 # --- network ----------------------------------------------------------------------------------
@@ -525,7 +679,7 @@ def test_source_mode_installs_pinned_requirements_in_an_init_container(source: R
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
     assert mounts["/opt/deps"]["readOnly"] is True
     assert mounts["/opt/forwarder/forwarder"]["readOnly"] is True
-    env = {e["name"]: e["value"] for e in main["env"]}
+    env = _env(main)
     assert env["PYTHONPATH"].split(":") == ["/opt/forwarder", "/opt/deps"]
     assert resolve(source.result.image) == DEFAULT_SOURCE_MODE_IMAGE
 
@@ -582,14 +736,18 @@ def test_falco_url_is_the_one_the_falco_component_exposes() -> None:
     assert _netpol(recorded, resolve(falco.namespace))["podSelector"] == {"matchLabels": falco.audit_pod_labels}
 
 
-def test_outputs_tell_how_to_read_logs_and_metrics(given: Recorded) -> None:
-    assert resolve(given.result.logs_command) == "kubectl -n falco-forwarder logs deploy/audit-forwarder -f"
+def test_outputs_tell_how_to_read_every_replicas_logs_and_metrics(given: Recorded) -> None:
+    selector = "app.kubernetes.io/name=audit-forwarder,app.kubernetes.io/instance=audit-forwarder"
+    assert resolve(given.result.logs_command) == (
+        f"kubectl -n falco-forwarder logs -l {selector} -c forwarder --prefix -f"
+    )
     metrics = resolve(given.result.metrics_command)
-    assert metrics.startswith("kubectl -n falco-forwarder port-forward deploy/audit-forwarder 9090:9090")
+    assert metrics.startswith(f"for pod in $(kubectl -n falco-forwarder get pods -l {selector} -o name); do ")
+    assert 'kubectl -n falco-forwarder port-forward "$pod" 9090:9090' in metrics
     assert "curl -s http://127.0.0.1:9090/metrics" in metrics
 
 
-@pytest.mark.parametrize("fixture", ["given", "built", "source"])
+@pytest.mark.parametrize("fixture", ["given", "built", "source", "kinesis"])
 def test_every_child_hangs_under_the_component(fixture: str, request: pytest.FixtureRequest) -> None:
     recorded: Recorded = request.getfixturevalue(fixture)
     component = recorded.one(COMPONENT)
@@ -634,6 +792,14 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("resources.memory_limit", {"resources": Resources("50m", "128Mi", "500m", "lots")}),
     ("source_dir", {"source_dir": "/nonexistent/forwarder"}),
     ("falco_namespace", {"falco_namespace": "Falco"}),
+    ("replicas", {"replicas": 0}),
+    ("replicas", {"replicas": True}),
+    ("falco_connections", {"falco_connections": 0}),
+    ("falco_connections", {"falco_connections": "4"}),
+    ("kinesis_stream_arn", {"kinesis_stream_arn": "arn:aws:kinesis:us-west-2:123456789012:falco-audit"}),
+    ("kinesis_stream_arn", {"kinesis_stream_arn": LOG_GROUP_ARN}),
+    ("kinesis_kms_key_arn", {"kinesis_kms_key_arn": KEY_ARN}),  # a key without a stream
+    ("kinesis_kms_key_arn", {"kinesis_stream_arn": STREAM_ARN, "kinesis_kms_key_arn": "alias/audit"}),
 ]
 
 

@@ -97,6 +97,8 @@ def test_falco_eks_lab(schema: dict[str, Any]) -> None:
         "falco": "ref:FalcoArgs",
         "forwarderImage": "string",
         "forwarderBuild": "ref:ForwarderBuild",
+        "auditSource": "ref:AuditSource",
+        "kinesis": "ref:KinesisSettings",
     }
     assert lab["inputProperties"]["forwarderImage"].get("plain") is None  # takes another resource's output
     assert types_of(lab["properties"]) == {
@@ -104,7 +106,7 @@ def test_falco_eks_lab(schema: dict[str, Any]) -> None:
         for name in (
             "clusterName", "kubeconfig", "auditLogGroupName", "falcoNamespace", "falcoWebhookUrl", "falcoUiCommand",
             "falcoUiUsername", "falcoUiPassword", "forwarderRoleArn", "forwarderNamespace", "forwarderLogsCommand",
-            "forwarderMetricsCommand", "forwarderImage",
+            "forwarderMetricsCommand", "forwarderImage", "auditStreamArn",
         )
     }
 
@@ -119,6 +121,8 @@ def test_falco_detection(schema: dict[str, Any]) -> None:
         "nodeArchitecture": "ref:Architecture",
         "kubeconfigRoleArn": "string",
         "cluster": "ref:KnownCluster",
+        "auditSource": "ref:AuditSource",
+        "kinesis": "ref:KinesisSettings",
         "tags": "map<string>",
     }
     assert detection["inputProperties"]["clusterName"]["plain"] is True  # looked up while the program runs
@@ -151,16 +155,28 @@ def test_the_parts(schema: dict[str, Any]) -> None:
     falco = resource(schema, "Falco")
     assert types_of(falco["properties"]) == {
         "namespace": "string", "webhookUrl": "string", "webhookPort": "integer", "auditPodLabels": "map<string>",
-        "uiPassword": "string", "uiUsername": "string", "uiCommand": "string",
+        "auditReplicas": "integer", "uiPassword": "string", "uiUsername": "string", "uiCommand": "string",
     }
-    assert types_of(falco["inputProperties"])["releaseTimeoutSeconds"] == "integer"
+    falco_inputs = types_of(falco["inputProperties"])
+    assert falco_inputs["releaseTimeoutSeconds"] == falco_inputs["auditEventsPerSecond"] == "integer"
+    assert falco_inputs["auditReplicas"] == "integer"
     forwarder = resource(schema, "AuditForwarder")
     inputs = types_of(forwarder["inputProperties"])
     assert inputs["falcoPodLabels"] == "map<string>" and inputs["resources"] == "ref:Resources"
     assert inputs["build"] == "ref:ForwarderBuild" and inputs["nodeArchitecture"] == "ref:Architecture"
-    assert inputs["falcoPort"] == inputs["metricsPort"] == "integer"
+    assert inputs["falcoPort"] == inputs["metricsPort"] == inputs["replicas"] == inputs["falcoConnections"] == "integer"
+    assert inputs["kinesisStreamArn"] == inputs["kinesisKmsKeyArn"] == "string"
+    assert forwarder["inputProperties"]["kinesisStreamArn"].get("plain") is None  # AuditStream's output
     assert set(types_of(forwarder["properties"]).values()) == {"string"}
     assert set(forwarder["properties"]) == {"roleArn", "namespace", "image", "logsCommand", "metricsCommand"}
+    stream = resource(schema, "AuditStream")
+    assert types_of(stream["inputProperties"]) == {
+        "logGroupName": "string", "logGroupArn": "string", "kinesis": "ref:KinesisSettings", "tags": "map<string>"
+    }
+    assert types_of(stream["properties"]) == {"streamArn": "string", "streamName": "string", "writerRoleArn": "string"}
+    kinesis = schema["types"][f"{PACKAGE}:index:KinesisSettings"]
+    assert types_of(kinesis["properties"]) == {"shardCount": "integer", "kmsKeyArn": "string"}
+    assert "required" not in kinesis and kinesis["properties"]["kmsKeyArn"].get("plain") is None
     vpc = resource(schema, "LabVpc")
     assert types_of(vpc["inputProperties"]) == {"clusterName": "string", "cidrBlock": "string", "tags": "map<string>"}
     assert types_of(vpc["properties"]) == {
@@ -182,6 +198,7 @@ def test_enums_list_their_values(schema: dict[str, Any]) -> None:
         return [v["value"] for v in schema["types"][f"{PACKAGE}:index:{name}"]["enum"]]
 
     assert values("ForwarderBuild") == ["docker", "source"]
+    assert values("AuditSource") == ["poll", "kinesis"]
     assert values("Architecture") == ["amd64", "arm64"]
 
 
@@ -223,6 +240,27 @@ def test_a_lab_is_built_from_camel_case_inputs() -> None:
     assert recorded.of_type("docker-build:index:Image") == []  # "source" arrived as ForwarderBuild.SOURCE
     state = recorded.result.state
     assert {"clusterName", "kubeconfig", "forwarderRoleArn"} <= set(state)
+
+
+def test_a_lab_reading_kinesis_is_built_from_camel_case_inputs() -> None:
+    recorded = construct(
+        "FalcoEksLab",
+        {
+            "cluster": {"clusterName": "ts-lab"},
+            "auditSource": "kinesis",
+            "kinesis": {"shardCount": 2.0},
+            "falco": {"auditEventsPerSecond": 2500.0},
+            "forwarderBuild": "source",
+        },
+    )
+    assert not isinstance(recorded.result, Exception), recorded.result
+    assert recorded.one("aws:kinesis/stream:Stream").inputs["shardCount"] == 2
+    assert recorded.one("aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter").inputs["logGroup"] == (
+        "/aws/eks/ts-lab/cluster"
+    )
+    audit = next(r for r in recorded.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "falco-k8saudit")
+    assert audit.inputs["values"]["controller"]["deployment"]["replicas"] == 3
+    assert "auditStreamArn" in recorded.result.state
 
 
 def test_a_bad_input_is_refused_by_its_schema_name() -> None:

@@ -13,7 +13,16 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi_mocks import ExistingCluster, LabMocks, Recorded, Registration, resolve, run_program
 
-from components import ClusterNotReadyError, FalcoArgs, FalcoDetection, FalcoDetectionArgs, KnownCluster
+from components import (
+    AuditSource,
+    ClusterNotReadyError,
+    FalcoArgs,
+    FalcoDetection,
+    FalcoDetectionArgs,
+    KinesisSettings,
+    KnownCluster,
+)
+from components.detection import polling_warning
 from components.errors import ConfigError
 
 DETECTION = "falco-eks:index:FalcoDetection"
@@ -269,4 +278,118 @@ def test_bad_arguments_are_refused_by_field(setting: str, args: dict[str, Any]) 
             )
         else:
             FalcoDetectionArgs(**{"cluster_name": "prod", **args})
+    assert caught.value.setting == setting
+
+
+# --- the audit source ------------------------------------------------------------------------------------
+
+STREAM = "aws:kinesis/stream:Stream"
+FILTER = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
+KINESIS_TYPES = {"falco-eks:index:AuditStream", STREAM, FILTER}
+
+
+def _forwarder_flags(recorded: Recorded) -> dict[str, str]:
+    args = recorded.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    return dict(zip(args[0::2], args[1::2], strict=True))
+
+
+@pytest.fixture(scope="module")
+def pushed() -> Recorded:
+    return install(audit_source="kinesis", kinesis=KinesisSettings(shard_count=2))
+
+
+def test_polling_creates_nothing_of_kinesis(prod: Recorded) -> None:
+    assert not [r for r in prod.resources if r.type in KINESIS_TYPES or r.type.startswith("aws:kinesis")]
+    assert "--source" not in _forwarder_flags(prod)
+    assert prod.result.audit_stream_arn is None and "auditStreamArn" not in prod.result.outputs()
+
+
+def test_with_kinesis_it_subscribes_the_clusters_log_group_into_a_stream(pushed: Recorded) -> None:
+    stream = pushed.one("falco-eks:index:AuditStream")
+    assert stream.parent == pushed.one(DETECTION).urn
+    assert pushed.one(STREAM).inputs["shardCount"] == 2
+    subscription = pushed.one(FILTER).inputs
+    assert subscription["logGroup"] == PROD.log_group_name  # the one it looked up
+    writer = next(r for r in pushed.of_type("aws:iam/role:Role") if r.name == "falco-audit-stream-writer")
+    condition = json.loads(writer.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]
+    assert condition == {"ArnLike": {"aws:SourceArn": [PROD.log_group_arn, f"{PROD.log_group_arn}:*"]}}
+    assert not [r for r in pushed.resources if r.type.startswith(("aws:eks/", "eks:"))]  # the cluster untouched
+
+
+def test_with_kinesis_the_forwarder_reads_the_stream_and_nothing_else(pushed: Recorded) -> None:
+    stream_arn = pushed.one(STREAM).outputs["arn"]
+    flags = _forwarder_flags(pushed)
+    assert flags["--source"] == f"kinesis:{stream_arn}"
+    assert flags["--log-group"] == PROD.log_group_name
+    reader = next(
+        r for r in pushed.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "falco-forwarder-read-audit-log"
+    )
+    (statement,) = json.loads(reader.inputs["policy"])["Statement"]
+    assert statement["Resource"] == stream_arn
+    assert resolve(pushed.result.audit_stream_arn) == stream_arn
+    assert resolve(pushed.result.outputs()["auditStreamArn"]) == stream_arn
+    # It starts once the filter exists, so the stream is filling when it first reads.
+    assert pushed.one(FILTER).urn in set(pushed.one("falco-eks:index:AuditForwarder").dependencies)
+
+
+def test_a_customer_key_reaches_the_stream_and_both_roles() -> None:
+    key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    recorded = install(audit_source="kinesis", kinesis=KinesisSettings(kms_key_arn=key))
+    assert recorded.one(STREAM).inputs["kmsKeyId"] == key
+    granted = {
+        r.name: [s["Action"] for s in json.loads(r.inputs["policy"])["Statement"] if s["Resource"] == key]
+        for r in recorded.of_type("aws:iam/rolePolicy:RolePolicy")
+    }
+    assert granted == {
+        "falco-audit-stream-writer": ["kms:GenerateDataKey"],
+        "falco-forwarder-read-audit-log": ["kms:Decrypt"],
+    }
+
+
+@pytest.mark.parametrize(("events_per_second", "connections"), [(1000, "2"), (3000, "6"), (12_000, "22")])
+def test_the_forwarder_opens_two_connections_per_audit_replica(events_per_second: int, connections: str) -> None:
+    recorded = install(audit_source="kinesis", falco=FalcoArgs(audit_events_per_second=events_per_second))
+    assert _forwarder_flags(recorded)["--falco-connections"] == connections
+
+
+def test_only_the_forwarder_reaches_the_headless_webhook_pods(prod: Recorded) -> None:
+    """The headless Service selects the audit pods by the chart's selector labels; the ingress policy selects the
+    same pods, on the port the forwarder connects to directly."""
+    audit = _release(prod, "falco-k8saudit").inputs["values"]
+    (service,) = audit["services"]
+    assert service["clusterIP"] == "None"
+    policy = next(
+        r.inputs["spec"]
+        for r in prod.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if r.inputs["metadata"]["namespace"] == "falco"
+    )
+    audit_pods = {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
+    assert policy["podSelector"]["matchLabels"] == audit_pods
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": int(service["ports"][0]["targetPort"])}]
+    url = _forwarder_flags(prod)["--falco-url"]
+    assert url.startswith(f"http://falco-k8saudit-{service['name']}.falco.svc.cluster.local:9765/")
+
+
+def test_polling_a_load_it_cannot_follow_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert polling_warning(AuditSource.POLL, 1000) is None
+    assert polling_warning(AuditSource.KINESIS, 50_000) is None
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    recorded = install(falco=FalcoArgs(audit_events_per_second=1001))
+    assert isinstance(recorded.result, FalcoDetection)  # a warning, not a refusal
+    (warning,) = warnings
+    assert "follows about 1000 events/s" in warning and "1001/s" in warning and "'kinesis'" in warning
+
+
+@pytest.mark.parametrize(
+    ("setting", "args"),
+    [
+        ("audit_source", {"audit_source": "push"}),
+        ("kinesis", {"kinesis": KinesisSettings(shard_count=2)}),  # ignored while polling: refused
+        ("kinesis", {"audit_source": "kinesis", "kinesis": {"shard_count": 2}}),
+    ],
+)
+def test_bad_audit_source_settings_are_refused_by_field(setting: str, args: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        FalcoDetectionArgs(cluster_name="prod", **args)
     assert caught.value.setting == setting

@@ -34,6 +34,7 @@ from components.helm_values import check_overrides, deep_merge
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
 ADMIN_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/botocore-session-1700000000"
+NAMES = FalcoNames("falco", "falco", "falco-k8saudit")
 
 
 def _provider() -> k8s.Provider:
@@ -108,9 +109,9 @@ def test_syscall_release_is_a_modern_ebpf_daemonset_on_every_node(lab: Recorded)
     assert "services" not in values and "customRules" not in values
 
 
-def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: Recorded) -> None:
+def test_audit_release_is_a_driverless_deployment_with_the_k8saudit_plugin(lab: Recorded) -> None:
     values = _values(lab, "falco-audit")
-    assert values["controller"] == {"kind": "deployment", "deployment": {"replicas": 1}}
+    assert values["controller"] == {"kind": "deployment", "deployment": {"replicas": 1}}  # the default load
     assert values["driver"] == {"enabled": False}
     assert values["collectors"] == {"enabled": False}
     falco = values["falco"]
@@ -122,13 +123,48 @@ def test_audit_release_is_one_driverless_replica_with_the_k8saudit_plugin(lab: R
     assert falco["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
     artifact = values["falcoctl"]["config"]["artifact"]
     assert artifact["install"]["refs"] == ["k8saudit-rules:0.16.1", "k8saudit:0.16.1"]
-    assert values["services"] == [
+
+
+def test_the_webhook_service_is_headless_so_its_name_resolves_to_every_audit_pod(lab: Recorded) -> None:
+    # The chart copies the entry, but name and selector, into the Service's spec and selects the release's pods.
+    assert _values(lab, "falco-audit")["services"] == [
         {
-            "name": "k8saudit-webhook",
+            "name": "k8saudit-webhook-headless",
             "type": "ClusterIP",
+            "clusterIP": "None",
             "ports": [{"name": "webhook", "port": 9765, "targetPort": 9765, "protocol": "TCP"}],
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("events_per_second", "replicas"),
+    [(1, 1), (100, 1), (1000, 1), (1100, 1), (1101, 2), (2300, 3), (10_000, 10), (110_000, 100)],
+)
+def test_audit_replicas_follow_the_expected_load(events_per_second: int, replicas: int) -> None:
+    # 1,100 events/s per replica: what Falco 0.44.1 evaluated under a 1-CPU quota, its request.
+    assert FalcoArgs(audit_events_per_second=events_per_second).audit_replica_count == replicas
+    values = release_values(FalcoArgs(audit_events_per_second=events_per_second), NAMES, "rules")[1]
+    assert values["controller"]["deployment"]["replicas"] == replicas
+
+
+def test_an_explicit_replica_count_wins_over_the_load() -> None:
+    assert FalcoArgs(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
+    recorded = _deploy(audit_events_per_second=5000)
+    assert _values(recorded, "falco-audit")["controller"]["deployment"]["replicas"] == 5
+    assert recorded.result.audit_replicas == 5
+    assert _values(recorded, "falco-syscall")["controller"] == {"kind": "daemonset"}  # the syscall release as is
+
+
+def test_audit_replicas_prefer_different_nodes(lab: Recorded) -> None:
+    anti_affinity = _values(lab, "falco-audit")["affinity"]["podAntiAffinity"]
+    (term,) = anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    # Preferred, never required: a one-node cluster still runs every replica.
+    assert term["podAffinityTerm"] == {
+        "labelSelector": {"matchLabels": NAMES.audit_pod_labels},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    assert NAMES.audit_pod_labels == {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
 
 
 def test_both_releases_report_every_matching_rule(lab: Recorded) -> None:
@@ -227,7 +263,7 @@ def test_webhook_url_is_the_service_the_values_produce(lab: Recorded) -> None:
     fullname = chart_fullname(release.inputs["name"])
     expected = f"http://{fullname}-{service['name']}.{release.inputs['namespace']}.svc.cluster.local:{port}{path}"
     assert resolve(falco.webhook_url) == expected
-    assert expected == "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+    assert expected == "http://falco-k8saudit-k8saudit-webhook-headless.falco.svc.cluster.local:9765/k8s-audit"
     assert falco.webhook_port == port == 9765
     assert resolve(falco.namespace) == "falco"
 
@@ -362,7 +398,8 @@ def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Re
 def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
     recorded = _deploy(audit_release_name="audit", namespace="security")
     falco: Falco = recorded.result
-    assert resolve(falco.webhook_url) == "http://audit-falco-k8saudit-webhook.security.svc.cluster.local:9765/k8s-audit"
+    url = "http://audit-falco-k8saudit-webhook-headless.security.svc.cluster.local:9765/k8s-audit"
+    assert resolve(falco.webhook_url) == url
     assert falco.audit_pod_labels["app.kubernetes.io/instance"] == "audit"
 
 
@@ -381,6 +418,11 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
         ({"syscall_release_name": "Falco"}, "syscall_release_name"),
         ({"ui_username": "ad:min"}, "ui_username"),
         ({"release_timeout_seconds": 5}, "release_timeout_seconds"),
+        ({"audit_events_per_second": 0}, "audit_events_per_second"),
+        ({"audit_events_per_second": 110_001}, "audit_events_per_second"),
+        ({"audit_events_per_second": 1000.5}, "audit_events_per_second"),
+        ({"audit_replicas": 0}, "audit_replicas"),
+        ({"audit_replicas": 101}, "audit_replicas"),
     ],
 )
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:

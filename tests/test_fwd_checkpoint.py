@@ -18,7 +18,6 @@ from forwarder.checkpoint import (
     ConfigMapCheckpointStore,
     FileCheckpointStore,
     SelfWrites,
-    service_account_username,
 )
 from forwarder.checkpoint_codec import (
     Checkpoint,
@@ -30,6 +29,7 @@ from forwarder.checkpoint_codec import (
     encode_remembered,
 )
 from forwarder.dedup import event_hash, pack
+from forwarder.kube import service_account_username
 from forwarder.ledger import BucketState
 
 GROUP, PREFIX = "/aws/eks/lab/cluster", "kube-apiserver-audit"
@@ -251,7 +251,8 @@ def test_configmap_of_a_version_1_forwarder_is_read_for_its_positions(kube) -> N
 def test_configmap_store_knows_how_its_own_writes_look_in_the_audit_log(kube) -> None:
     api, token = kube
     assert _store(api, token).self_writes == SelfWrites(
-        "forwarder", ("audit-checkpoint", "audit-checkpoint-hashes"), "system:serviceaccount:forwarder:audit-forwarder")
+        (("configmaps", "forwarder", "audit-checkpoint"), ("configmaps", "forwarder", "audit-checkpoint-hashes")),
+        "system:serviceaccount:forwarder:audit-forwarder")
     assert service_account_username("not a jwt") is None
     assert service_account_username("a.bm90IGpzb24.c") is None
 
@@ -261,6 +262,6 @@ def test_configmap_needs_the_in_cluster_environment() -> None:
         ConfigMapCheckpointStore("ns", "name", environ={})
     store = ConfigMapCheckpointStore("ns", "name", environ={"KUBERNETES_SERVICE_HOST": "10.100.0.1",
                                                             "KUBERNETES_SERVICE_PORT": "443"}, ca_path=None)
-    assert store.api_url == "https://10.100.0.1:443"
+    assert store.api.url == "https://10.100.0.1:443"
     v6 = ConfigMapCheckpointStore("ns", "name", environ={"KUBERNETES_SERVICE_HOST": "fd00::1"}, ca_path=None)
-    assert v6.api_url == "https://[fd00::1]:443"
+    assert v6.api.url == "https://[fd00::1]:443"

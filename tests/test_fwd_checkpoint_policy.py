@@ -75,11 +75,15 @@ def test_on_an_idle_cluster_its_own_checkpoint_writes_do_not_keep_it_writing(clu
 
 
 def test_a_write_to_its_configmaps_by_someone_else_is_material() -> None:
-    writes = SelfWrites(SELF_NAMESPACE, (NAME, f"{NAME}-hashes"), SELF_USERNAME)
+    writes = SelfWrites((("configmaps", SELF_NAMESPACE, NAME), ("configmaps", SELF_NAMESPACE, f"{NAME}-hashes"),
+                         ("leases", SELF_NAMESPACE, "audit-forwarder-leader")), SELF_USERNAME)
     matcher = SelfWriteFilter(writes)
     clock = FakeClock()
     assert matcher.matches(own_write_event(clock, "update", NAME))
     assert matcher.matches(own_write_event(clock, "create", f"{NAME}-hashes"))
+    # Its Lease too, read (a standby) or renewed (the holder): neither is worth a checkpoint save.
+    assert matcher.matches(own_write_event(clock, "get", "audit-forwarder-leader", resource="leases"))
+    assert not matcher.matches(own_write_event(clock, "update", "audit-forwarder-leader"))  # a ConfigMap of that name
     tampering = make_event(0, objectRef={"resource": "configmaps", "namespace": SELF_NAMESPACE, "name": NAME},
                            user={"username": "kubernetes-admin"})[1]
     assert not matcher.matches(tampering)

@@ -336,8 +336,9 @@ class _HungFalco:
 
     def __init__(self) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
+        self.senders = [self]
 
-    def deliver(self, batch: Any, stop: threading.Event) -> Any:
+    def deliver(self, batch: Any, stop: threading.Event, allowed: Any = None) -> Any:
         from forwarder.delivery import DeliveryOutcome
 
         self.entered.set()

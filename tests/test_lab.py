@@ -13,14 +13,15 @@ import pytest
 from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
 
 from components import AuditedCluster, AuditedClusterArgs, AuditForwarder, AuditForwarderArgs, Falco, FalcoArgs
-from components.args import ForwarderBuild
+from components.args import AuditSource, ForwarderBuild
+from components.audit_stream import KinesisSettings
 from components.errors import ConfigError
 from components.lab import FalcoEksLab, FalcoEksLabArgs
 
 LAB = "falco-eks:index:FalcoEksLab"
 DETECTION = "falco-eks:index:FalcoDetection"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-WEBHOOK_URL = "http://falco-k8saudit-k8saudit-webhook.falco.svc.cluster.local:9765/k8s-audit"
+WEBHOOK_URL = "http://falco-k8saudit-k8saudit-webhook-headless.falco.svc.cluster.local:9765/k8s-audit"
 
 
 def lab_args(**overrides: Any) -> FalcoEksLabArgs:
@@ -156,9 +157,26 @@ def test_outputs_the_stack_exports(default):
     assert "kubectl" in resolve(outputs["forwarderLogsCommand"])
     assert "9090" in resolve(outputs["forwarderMetricsCommand"])
     assert "port-forward" in resolve(outputs["falcoUiCommand"])
+    assert "auditStreamArn" not in outputs  # polling
     assert outputs["falcoUiUsername"] == "admin"
     assert is_secret(outputs["kubeconfig"])
     assert is_secret(outputs["falcoUiPassword"])
+
+
+def test_a_lab_with_kinesis_subscribes_its_own_log_group_and_destroys_the_filter_first():
+    recorded, lab = build(audit_source="kinesis", kinesis=KinesisSettings(shard_count=1))
+    group = recorded.one("aws:cloudwatch/logGroup:LogGroup")
+    subscription = recorded.one("aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter")
+    assert subscription.inputs["logGroup"] == "/aws/eks/falco-lab/cluster"
+    # Deleted before the log group (and the cluster that writes to it), whose name it takes.
+    assert group.urn in subscription.dependencies
+    stream = recorded.one("aws:kinesis/stream:Stream")
+    assert stream.inputs["streamModeDetails"] == {"streamMode": "PROVISIONED"} and stream.inputs["shardCount"] == 1
+    assert resolve(lab.outputs()["auditStreamArn"]) == stream.outputs["arn"]
+    container = recorded.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["--source", f"kinesis:{stream.outputs['arn']}"]
+    lab_urn = recorded.one(LAB).urn
+    assert all(recorded.one(LAB) in recorded.parent_chain(r) for r in recorded.resources if r.urn != lab_urn)
 
 
 # --- argument checks -------------------------------------------------------------------------------------
@@ -171,6 +189,8 @@ def test_outputs_the_stack_exports(default):
         ("forwarder_build", {"forwarder_build": "kaniko"}),
         ("cluster", {"cluster": {"cluster_name": "falco-lab"}}),
         ("falco", {"falco": {"sidekick_ui": False}}),
+        ("audit_source", {"audit_source": "push"}),
+        ("kinesis", {"kinesis": KinesisSettings(shard_count=4)}),  # only with audit_source "kinesis"
     ],
 )
 def test_bad_arguments_are_refused_by_field(setting, overrides):
@@ -181,6 +201,7 @@ def test_bad_arguments_are_refused_by_field(setting, overrides):
 
 def test_the_forwarder_build_is_read_from_its_name():
     assert lab_args(forwarder_build="source").forwarder_build is ForwarderBuild.SOURCE
+    assert lab_args(audit_source="kinesis").audit_source is AuditSource.KINESIS
 
 
 def test_bad_arguments_register_nothing():

@@ -175,7 +175,7 @@ def test_installed_package_builds_a_lab_beside_a_company_components_package(whee
                 "falco-eks:index:AuditForwarder", "eks:index:Cluster", "kubernetes:helm.sh/v3:Release"):
         assert typ in result["types"], typ
     assert result["count"] > 30
-    assert "falco-eks:index:FalcoDetection" in result["schema_resources"] and len(result["schema_resources"]) == 6
+    assert "falco-eks:index:FalcoDetection" in result["schema_resources"] and len(result["schema_resources"]) == 7
     assert result["lab_input_descriptions"]
 
 

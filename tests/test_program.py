@@ -148,6 +148,23 @@ def test_reuse_settings_reach_the_resources(monkeypatch):
         assert release.inputs["values"]["image"]["registry"] == "registry.example.com/hub"
 
 
+def test_the_kinesis_audit_source_comes_up_with_the_stack(monkeypatch):
+    recorded, exported = run_stack(
+        monkeypatch, {"aws:region": "us-west-2", "auditSource": "kinesis", "auditEventsPerSecond": "4000"}
+    )
+    assert recorded.result is None
+    stream = recorded.one("aws:kinesis/stream:Stream")
+    assert stream.inputs["streamModeDetails"] == {"streamMode": "ON_DEMAND"}
+    assert stream.inputs["tags"] == {"pulumi:project": PROJECT, "pulumi:stack": "test"}
+    assert set(exported) == EXPORTS | {"auditStreamArn"}
+    assert resolve(exported["auditStreamArn"]) == stream.outputs["arn"]
+    audit = next(r for r in recorded.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "falco-k8saudit")
+    assert audit.inputs["values"]["controller"]["deployment"]["replicas"] == 4
+    args = recorded.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["--source", f"kinesis:{stream.outputs['arn']}"]
+    assert args[args.index("--falco-connections") + 1] == "8"
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -156,6 +173,8 @@ def test_reuse_settings_reach_the_resources(monkeypatch):
         ("extraLogTypes", '["api", "kubelet"]'),
         ("clusterName", "bad name!"),
         ("forwarderBuild", "podman"),
+        ("auditSource", "push"),
+        ("kinesisShardCount", "3"),  # without auditSource kinesis
     ],
 )
 def test_bad_config_is_refused_by_name_before_anything_is_created(monkeypatch, key, value):

@@ -117,6 +117,9 @@ def test_defaults_when_the_stack_sets_only_the_region():
     assert args.falco.image_registry is None
     assert args.forwarder_image is None
     assert args.forwarder_build == "docker"
+    assert args.audit_source == "poll"
+    assert args.kinesis.shard_count is None and args.kinesis.kms_key_arn is None
+    assert args.falco.audit_events_per_second == 1000 and args.falco.audit_replica_count == 1
 
 
 def test_every_setting_is_read_with_its_type():
@@ -161,6 +164,37 @@ def test_every_setting_is_read_with_its_type():
     assert args.falco.admin_identities == ("arn:aws:iam::123456789012:role/Admin",)
     assert args.forwarder_image == "123456789012.dkr.ecr.eu-central-1.amazonaws.com/fwd:1"
     assert args.forwarder_build == "source"
+
+
+KEY_ARN = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_the_audit_source_and_load_settings_are_read_with_their_types():
+    args = read(
+        {
+            **REGION,
+            "auditSource": "kinesis",
+            "kinesisShardCount": "4",
+            "kinesisKmsKeyArn": KEY_ARN,
+            "auditEventsPerSecond": "5000",
+        }
+    )
+    assert args.audit_source == "kinesis"
+    assert (args.kinesis.shard_count, args.kinesis.kms_key_arn) == (4, KEY_ARN)
+    assert args.falco.audit_events_per_second == 5000 and args.falco.audit_replica_count == 5
+    on_demand = read({**REGION, "auditSource": "kinesis"}).kinesis  # 0 and "" mean on-demand, AWS-managed key
+    assert (on_demand.shard_count, on_demand.kms_key_arn) == (None, None)
+
+
+@pytest.mark.parametrize("key", ["kinesisShardCount", "kinesisKmsKeyArn"])
+def test_a_kinesis_setting_while_polling_is_refused_with_what_to_set(key):
+    error = refused({key: {"kinesisShardCount": "2", "kinesisKmsKeyArn": KEY_ARN}[key]})
+    assert error.setting == key
+    assert "pulumi config set auditSource kinesis" in str(error)
+
+
+def test_the_audit_source_setting_says_a_log_group_takes_two_subscription_filters(project):
+    assert "at most two subscription filters" in project["config"]["auditSource"]["description"]
 
 
 def _region(values: dict[str, str], environ: dict[str, str]) -> str:
@@ -237,10 +271,23 @@ def test_a_provider_role_the_kubeconfig_cannot_assume_is_refused(roles, says):
         ("kubeconfigRoleArn", "Deployer"),
         ("falcoChartRepository", "http://charts.example.com"),
         ("imageRegistry", "https://registry.example.com"),
+        ("auditSource", "push"),
+        ("auditEventsPerSecond", "0"),
+        ("auditEventsPerSecond", "many"),
     ],
 )
 def test_bad_value_is_refused_with_its_key(key, value):
     error = refused({key: value})
+    assert error.setting == key
+    assert str(error).startswith(f"{key}: ")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("kinesisShardCount", "101"), ("kinesisShardCount", "-1"), ("kinesisKmsKeyArn", "alias/audit")],
+)
+def test_bad_kinesis_value_is_refused_with_its_key(key, value):
+    error = refused({"auditSource": "kinesis", key: value})
     assert error.setting == key
     assert str(error).startswith(f"{key}: ")
 

@@ -7,31 +7,38 @@ in a subprocess, except for the simulations, which build it through its producti
      from the real scheduling code on a simulated CloudWatch (pages of 1 MB / 10,000 events) and clock
      with the default settings; the bound is 2N + 15 s. Also the slowdown median (every event 90 s
      late, 200 events/s) and the load up to which every re-read is paid for at the default cap.
-  2. throughput: --events events of ~--event-size bytes in --streams streams, loaded into moto before
-     anything reads them; read ceiling = a bare boto3 FilterLogEvents loop over them; events_per_s =
-     the forwarder draining them into a receiver that answers first and checks the bodies afterwards;
-     baseline = ekscloudwatch's design (one sequential POST per event).
-  3. live: a fresh forwarder while a producer writes --rate events/s for --latency-seconds;
-     latency = acknowledgement minus the moment PutLogEvents returned. Then idle: another forwarder
-     on an empty log group, once its start is over: CloudWatch calls per second and its CPU (share of
-     one core) over --idle-seconds.
+  2. throughput, both sources on the same events: --events events of ~--event-size bytes in --streams streams,
+     put into a log group whose subscription filter writes them to a Kinesis stream of --shards shards (moto
+     does it inside PutLogEvents: one gzip record of the call's events), before anything reads them.
+     Polling: read ceiling = a bare boto3 FilterLogEvents loop; events_per_s = the forwarder draining them
+     into a receiver that answers first and checks the bodies afterwards; baseline = ekscloudwatch's design
+     (one sequential POST per event). Kinesis: the same with a bare GetRecords loop and the forwarder
+     with --source kinesis:<ARN>; the ratio of the two forwarders' rates, their CPU, the AWS calls they made.
+  3. live, for each source: a fresh forwarder while a producer writes --rate events/s for --latency-seconds;
+     latency = acknowledgement minus the moment PutLogEvents returned. Then idle: another forwarder on an
+     empty log group (or stream), once its start is over: AWS calls per second by operation and its CPU
+     (share of one core) over --idle-seconds. FilterLogEvents calls are counted over every Kinesis run.
   4. late (real time, moto): events written N = 5 and 30 s after their timestamps for
      --late-seconds; latency = acknowledgement minus timestamp, against 2N + 15 s.
   5. catch-up: a synthetic CloudWatch (support/synthetic_cloudwatch.py, its own process, the JSON
      protocol boto3 speaks) holding --catch-up-seconds of --catch-up-rate events/s; a forwarder
-     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile.
+     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile. Then the
+     polling path at its default cap on --aws-pages-seconds of it: moto's pages hold 10,000 events whatever
+     their size, AWS's stop at 1 MB, so this is polling's rate as AWS would page it.
   6. checkpoint: bytes a minute written to a (fake) Kubernetes API at 100 events/s, from the
      simulation of the test suite; CPU of one save of each part at 1,000 events/s (11 minutes remembered).
 
 Targets: the table within 2N + 15 s up to 200 events/s; slowdown median <= 120 s; events_per_s >= 0.8 x
 read ceiling and >= 10 x baseline; live p99 <= poll interval + 1 s; idle <= 1 call/s and <= 2 % of a
 core; catch-up peak RSS <= 256 MiB (the Deployment's limit is 384 MiB); checkpoint <= 1 MB/min at
-100 events/s and <= 50 ms of CPU per save at 1,000 events/s.
+100 events/s and <= 50 ms of CPU per save at 1,000 events/s; Kinesis events/s >= 5 x polling's, Kinesis p99 <= 2 s
+at 1,000 events/s, and no FilterLogEvents call on the Kinesis path.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import statistics
@@ -40,6 +47,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +62,17 @@ from support.audit_events import make_event, new_stream_name  # noqa: E402
 from support.aws_fault_proxy import AwsFaultProxy  # noqa: E402
 from support.falco_receiver import FalcoReceiver  # noqa: E402
 from support.forwarder_process import ForwarderProcess, forwarder_env  # noqa: E402
-from support.moto_server import MotoServer, create_log_group, create_log_stream, put_events, running_moto  # noqa: E402
+from support.moto_server import (  # noqa: E402
+    MotoServer,
+    create_log_group,
+    create_log_stream,
+    create_subscribed_stream,
+    put_events,
+    running_moto,
+)
 
 DEFAULT_POLL_INTERVAL_S = 2.0  # the forwarder's default, which this benchmark leaves alone
+DEFAULT_MAX_REQUESTS_PER_S = 3.0  # the forwarder's default --max-requests-per-second
 
 
 def say(message: str) -> None:
@@ -162,12 +180,86 @@ class RssWatcher:
         self._thread.join(timeout=5)
 
 
+def read_stream(kinesis: Any, arn: str) -> list[bytes]:
+    """A bare GetRecords loop over every shard of the stream, from its oldest record to its newest: the data."""
+    data: list[bytes] = []
+    for shard in kinesis.list_shards(StreamARN=arn)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamARN=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(StreamARN=arn, ShardIterator=iterator, Limit=10_000)
+            data.extend(record["Data"] for record in page["Records"])
+            if not page["Records"] and not page.get("MillisBehindLatest"):
+                break
+            iterator = page.get("NextShardIterator")
+    return data
+
+
+@dataclass
+class Drain:
+    rate: float
+    """Events/s from the forwarder's first AWS call to the receiver holding every event."""
+    calls: Counter[str]
+    """AWS calls by operation while it drained."""
+    cpu_percent: float
+    """The forwarder's CPU meanwhile, in % of one core (100 = one core busy the whole time)."""
+    peak_rss_mib: float
+
+
+def drain(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver, workdir: Path,
+          label: str, group: str, wanted: set[str], *extra: str) -> Drain:
+    """A fresh forwarder (`extra`: its source) drains `wanted`, already in `group`, into the receiver."""
+    proxy.reset_counts()
+    receiver.reset_records()
+    # The receiver keeps bodies and checks them once the clock has stopped: Falco parses on
+    # another machine, here it would take CPU from the forwarder on this one.
+    receiver.defer_checks(True)
+    fwd = start_forwarder(group, receiver, proxy, moto, workdir / f"backlog-{label}.log", "--start-at", "1h", *extra)
+    try:
+        # Its CPU from its first AWS call on (not the interpreter's start), sampled every 10 ms until then.
+        cpu_before = cpu_seconds(fwd.pid)
+        while not proxy.count() and fwd.alive():
+            cpu_before = cpu_seconds(fwd.pid)
+            time.sleep(0.01)
+        with RssWatcher(fwd) as rss:
+            ok = receiver.wait_for(lambda r: r.deferred_marks >= len(wanted) or not fwd.alive(), args.timeout)
+            done, cpu_after = time.monotonic(), cpu_seconds(fwd.pid)
+        receiver.defer_checks(False)
+        receiver.check_deferred()
+        if not ok or receiver.unique_ids != wanted:
+            raise SystemExit(
+                f"{label}: forwarder delivered {len(receiver.unique_ids)} of {len(wanted)} backlog events\n{fwd.tail()}"
+            )
+        calls = proxy.calls()
+        first_call = min(c.at for c in calls)
+        drain_s = done - first_call
+        rate = len(wanted) / drain_s
+        duplicates = len(receiver.accepted_ids) - len(wanted)
+        receiver_busy = sum(r.busy_s for r in receiver.requests)
+        receiver_check = sum(r.check_s for r in receiver.requests)
+        by_operation = Counter(c.operation for c in calls)
+        cpu = (cpu_after - cpu_before) / drain_s * 100
+        say(
+            f"[{label}] drained {len(wanted)} events in {drain_s:.2f} s = {rate:,.0f} events/s "
+            f"(AWS calls {dict(by_operation)}, {len(receiver.requests)} POSTs, {duplicates} duplicates, "
+            f"forwarder CPU {cpu:.0f} % of a core, peak RSS {rss.peak:.1f} MiB, contract violations "
+            f"{len(receiver.violations)}; the receiver spent {receiver_busy - receiver_check:.1f} s receiving "
+            f"requests while timed and {receiver_check:.1f} s checking them afterwards)"
+        )
+    finally:
+        fwd.terminate(timeout=15)
+        fwd.kill()
+    return Drain(rate, by_operation, cpu, rss.peak)
+
+
 def phase_backlog(
     args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver, workdir: Path
 ) -> dict[str, float]:
     group = "/aws/eks/bench-backlog/cluster"
     logs = moto.client("logs", config=Config(read_timeout=300))
-    create_log_group(logs, group)
+    # The group's subscription filter puts every PutLogEvents call into the stream (moto does it inside the
+    # call): both sources then drain the very same events.
+    arn = create_subscribed_stream(moto, group, "bench-backlog", shards=args.shards)
     streams = [new_stream_name() for _ in range(args.streams)]
     say(f"[backlog] loading {args.events} events of ~{args.event_size} B into {args.streams} streams ...")
     started = time.monotonic()
@@ -189,66 +281,55 @@ def phase_backlog(
             f"= {len(ids) / ceiling_s:,.0f} events/s"
         )
 
-    proxy.reset_counts()
-    receiver.reset_records()
-    wanted = set(ids)
-    # The receiver keeps bodies and checks them once the clock has stopped: Falco parses on
-    # another machine, here it would take CPU from the forwarder on this one.
-    receiver.defer_checks(True)
-    fwd = start_forwarder(group, receiver, proxy, moto, workdir / "backlog.log", "--start-at", "1h")
-    try:
-        with RssWatcher(fwd) as rss:
-            ok = receiver.wait_for(lambda r: r.deferred_marks >= len(wanted) or not fwd.alive(), args.timeout)
-            done = time.monotonic()
-        receiver.defer_checks(False)
-        receiver.check_deferred()
-        if not ok or receiver.unique_ids != wanted:
-            raise SystemExit(
-                f"forwarder delivered {len(receiver.unique_ids)} of {len(wanted)} backlog events\n{fwd.tail()}"
-            )
-        calls = proxy.calls()
-        first_call = min(c.at for c in calls)
-        drain_s = done - first_call
-        rate = len(wanted) / drain_s
-        duplicates = len(receiver.accepted_ids) - len(wanted)
-        receiver_busy = sum(r.busy_s for r in receiver.requests)
-        receiver_check = sum(r.check_s for r in receiver.requests)
-        say(
-            f"[forwarder] drained {len(wanted)} events in {drain_s:.2f} s = {rate:,.0f} events/s "
-            f"({len(calls)} CloudWatch calls, {len(receiver.requests)} POSTs, {duplicates} duplicates, "
-            f"peak RSS {rss.peak:.1f} MiB, contract violations {len(receiver.violations)}; "
-            f"the receiver spent {receiver_busy - receiver_check:.1f} s receiving requests while timed and "
-            f"{receiver_check:.1f} s checking them afterwards)"
-        )
-    finally:
-        fwd.terminate(timeout=15)
-        fwd.kill()
-
+    polling = drain(args, moto, proxy, receiver, workdir, "polling", group, set(ids))
     say(f"[baseline] one sequential POST per event over the first {args.baseline_events} events ...")
     receiver.reset_records()
     sent, elapsed = baseline(reader, group, "kube-apiserver-audit", receiver.url, args.baseline_events)
     base_rate = sent / elapsed
     say(f"[baseline] {sent} events in {elapsed:.2f} s = {base_rate:,.0f} events/s")
+
+    kinesis = moto.client("kinesis", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
+    started = time.monotonic()
+    records = read_stream(kinesis, arn)
+    kinesis_ceiling_s = time.monotonic() - started
+    events_in_stream = sum(len(json.loads(gzip.decompress(r)).get("logEvents", ())) for r in records)
+    if events_in_stream != len(ids):
+        raise SystemExit(f"the Kinesis stream holds {events_in_stream} events, expected {len(ids)}")
+    kinesis_ceiling = len(ids) / kinesis_ceiling_s
+    say(f"[kinesis ceiling] bare GetRecords loop read {len(records)} records ({sum(map(len, records)):,} bytes of "
+        f"gzip) holding {len(ids)} events in {kinesis_ceiling_s:.2f} s = {kinesis_ceiling:,.0f} events/s")
+    del records
+    pushed = drain(args, moto, proxy, receiver, workdir, "kinesis", group, set(ids), "--source", f"kinesis:{arn}")
+    say(f"[sources] same {len(ids)} events: Kinesis {pushed.rate:,.0f} events/s vs polling {polling.rate:,.0f} "
+        f"events/s = {pushed.rate / polling.rate:.1f} x (goal >= 5 x)")
     return {
-        "events_per_s": rate,
+        "events_per_s": polling.rate,
         "read_ceiling_events_per_s": ceiling,
         "baseline_events_per_s": base_rate,
-        "backlog_peak_rss_mib": rss.peak,
+        "backlog_peak_rss_mib": polling.peak_rss_mib,
+        "polling_filter_log_events_calls": polling.calls["FilterLogEvents"],
+        "kinesis_events_per_s": pushed.rate,
+        "kinesis_read_ceiling_events_per_s": kinesis_ceiling,
+        "kinesis_vs_polling_throughput_ratio": pushed.rate / polling.rate,
+        "kinesis_forwarder_cpu_percent": pushed.cpu_percent,
+        "polling_forwarder_cpu_percent": polling.cpu_percent,
+        "kinesis_backlog_filter_log_events_calls": pushed.calls["FilterLogEvents"],
+        "kinesis_backlog_get_records_calls": pushed.calls["GetRecords"],
+        "kinesis_peak_rss_mib": pushed.peak_rss_mib,
     }
 
 
-def phase_latency(
-    args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver, workdir: Path
-) -> dict[str, float]:
-    group = "/aws/eks/bench-live/cluster"
+def live_latency(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver,
+                 workdir: Path, label: str, group: str, *extra: str) -> tuple[list[float], float]:
+    """A fresh forwarder (`extra`: its source) while a producer writes --rate events/s into `group`: each event's
+    seconds from the moment its PutLogEvents returned to the receiver's acknowledgement; the peak RSS."""
     logs = moto.client("logs")
-    create_log_group(logs, group)
     streams = [new_stream_name() for _ in range(2)]
     for stream in streams:
         create_log_stream(logs, group, stream)
     receiver.reset_records()
     # The group is new: "1m" only makes sure events stamped before the start (--ingestion-delay) count.
-    fwd = start_forwarder(group, receiver, proxy, moto, workdir / "live.log", "--start-at", "1m")
+    fwd = start_forwarder(group, receiver, proxy, moto, workdir / f"live-{label}.log", "--start-at", "1m", *extra)
     try:
         with RssWatcher(fwd) as rss:
             # Ready once the metrics endpoint answers; then the producer starts.
@@ -258,7 +339,7 @@ def phase_latency(
             visible: dict[str, float] = {}
             tick = 0.1
             per_tick = max(1, int(args.rate * tick))
-            say(f"[latency] producing {args.rate} events/s for {args.latency_seconds} s ...")
+            say(f"[latency {label}] producing {args.rate} events/s for {args.latency_seconds} s ...")
             next_at = time.monotonic()
             end_at = next_at + args.latency_seconds
             behind = 0
@@ -283,44 +364,87 @@ def phase_latency(
             wanted = set(visible)
             ok = receiver.wait_for(lambda r: wanted <= r.unique_ids or not fwd.alive(), args.timeout)
             if not ok:
-                raise SystemExit(f"live events not all delivered\n{fwd.tail()}")
+                raise SystemExit(f"{label}: live events not all delivered\n{fwd.tail()}")
             acks = receiver.ack_times()
             latencies = [acks[a] - visible[a] for a in wanted]
-            p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
             say(
-                f"[latency] {len(wanted)} events: p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(latencies):.3f} s, "
+                f"[latency {label}] {len(wanted)} events: p50 {percentile(latencies, 0.50):.3f} s, "
+                f"p99 {percentile(latencies, 0.99):.3f} s, max {max(latencies):.3f} s, "
                 f"mean {statistics.fmean(latencies):.3f} s (producer fell behind on {behind} ticks)"
             )
-
     finally:
         fwd.terminate(timeout=15)
         fwd.kill()
-    say(f"[live] forwarder peak RSS {rss.peak:.1f} MiB; contract violations {len(receiver.violations)}")
-    return {"p50_latency_s": p50, "p99_latency_s": p99, "live_peak_rss_mib": rss.peak}
+    say(f"[live {label}] forwarder peak RSS {rss.peak:.1f} MiB; contract violations {len(receiver.violations)}")
+    return latencies, rss.peak
 
 
-def phase_idle(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver,
-               workdir: Path) -> dict[str, float]:
-    """A forwarder with nothing to read, once its start is over (every stage within its period)."""
-    group = "/aws/eks/bench-idle/cluster"
+def phase_latency(
+    args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver, workdir: Path
+) -> dict[str, float]:
+    group = "/aws/eks/bench-live/cluster"
     create_log_group(moto.client("logs"), group)
-    fwd = start_forwarder(group, receiver, proxy, moto, workdir / "idle.log", "--start-at", "15m")
+    polled, polled_rss = live_latency(args, moto, proxy, receiver, workdir, "polling", group)
+    group = "/aws/eks/bench-live-kinesis/cluster"
+    arn = create_subscribed_stream(moto, group, "bench-live", shards=args.shards)
+    started = time.monotonic()
+    pushed, pushed_rss = live_latency(args, moto, proxy, receiver, workdir, "kinesis", group, "--source",
+                                      f"kinesis:{arn}")
+    filter_calls = proxy.calls_between(started, time.monotonic(), "FilterLogEvents")
+    return {"p50_latency_s": percentile(polled, 0.50), "p99_latency_s": percentile(polled, 0.99),
+            "live_peak_rss_mib": polled_rss,
+            "kinesis_p50_latency_s": percentile(pushed, 0.50), "kinesis_p99_latency_s": percentile(pushed, 0.99),
+            "kinesis_live_filter_log_events_calls": filter_calls, "kinesis_live_peak_rss_mib": pushed_rss}
+
+
+def idle_count(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver,
+               workdir: Path, label: str, group: str, settled: Callable[[ForwarderProcess], bool],
+               *extra: str) -> tuple[Counter[str], float, float]:
+    """A forwarder with nothing to read, once `settled` (its start is over): its AWS calls by operation over
+    --idle-seconds, the seconds counted, and its CPU in % of one core."""
+    fwd = start_forwarder(group, receiver, proxy, moto, workdir / f"idle-{label}.log", "--start-at", "15m", *extra)
     try:
         deadline = time.monotonic() + 60
-        while not fwd.caught_up() and time.monotonic() < deadline and fwd.alive():
+        while not settled(fwd) and time.monotonic() < deadline and fwd.alive():
             time.sleep(0.2)
-        say(f"[idle] counting CloudWatch calls and CPU for {args.idle_seconds} s with nothing to read ...")
+        say(f"[idle {label}] counting AWS calls and CPU for {args.idle_seconds} s with nothing to read ...")
         start, cpu_before = time.monotonic(), cpu_seconds(fwd.pid)
         time.sleep(args.idle_seconds)
         end, cpu_after = time.monotonic(), cpu_seconds(fwd.pid)
     finally:
         fwd.terminate(timeout=15)
         fwd.kill()
-    calls = proxy.calls_between(start, end)
-    rate, cpu = calls / (end - start), (cpu_after - cpu_before) / (end - start) * 100
-    say(f"[idle] {calls} calls in {end - start:.1f} s = {rate:.2f}/s; CPU {cpu:.2f} % of a core")
-    return {"idle_api_calls_per_s": rate, "idle_cpu_percent": cpu}
+    calls = Counter(c.operation for c in proxy.calls() if start <= c.at < end)
+    seconds = end - start
+    cpu = (cpu_after - cpu_before) / seconds * 100
+    say(f"[idle {label}] {sum(calls.values())} calls in {seconds:.1f} s = {sum(calls.values()) / seconds:.2f}/s "
+        f"({dict(calls)}); CPU {cpu:.2f} % of a core")
+    return calls, seconds, cpu
 
+
+def kinesis_settled(fwd: ForwarderProcess) -> bool:
+    """Ready, and long enough after it (an empty shard's reads back off to once a second within 2 s)."""
+    if fwd.health("/readyz") != 200:
+        return False
+    time.sleep(3)
+    return True
+
+
+def phase_idle(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver,
+               workdir: Path) -> dict[str, float]:
+    """Each source with nothing to read, once its start is over (every stage within its period)."""
+    group = "/aws/eks/bench-idle/cluster"
+    create_log_group(moto.client("logs"), group)
+    polled, seconds, cpu = idle_count(args, moto, proxy, receiver, workdir, "polling", group,
+                                      ForwarderProcess.caught_up)
+    group = "/aws/eks/bench-idle-kinesis/cluster"
+    arn = create_subscribed_stream(moto, group, "bench-idle", shards=args.shards)
+    pushed, pushed_s, pushed_cpu = idle_count(args, moto, proxy, receiver, workdir, "kinesis", group,
+                                              kinesis_settled, "--source", f"kinesis:{arn}")
+    return {"idle_api_calls_per_s": sum(polled.values()) / seconds, "idle_cpu_percent": cpu,
+            "kinesis_idle_api_calls_per_s": sum(pushed.values()) / pushed_s,
+            "kinesis_idle_get_records_per_s": pushed["GetRecords"] / pushed_s,
+            "kinesis_idle_filter_log_events_calls": pushed["FilterLogEvents"], "kinesis_idle_cpu_percent": pushed_cpu}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -406,18 +530,22 @@ def phase_late(args: argparse.Namespace, moto: MotoServer, receiver: FalcoReceiv
     return figures
 
 
-def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+def synthetic_drain(args: argparse.Namespace, workdir: Path, label: str, seconds: int, rate: int,
+                    cap: float) -> tuple[float, float]:
+    """A synthetic CloudWatch (its own process, AWS's page limits) holding `seconds` of `rate` events/s; a forwarder
+    capped at `cap` calls/s started at their beginning drains them into a counting receiver: events/s and the
+    forwarder's peak RSS."""
     from datetime import UTC, datetime
 
     from support.counting_receiver import CountingReceiver
     from support.moto_server import aws_env, free_port
 
-    total = args.catch_up_rate * args.catch_up_seconds
-    start_ms = int(time.time() * 1000) - args.catch_up_seconds * 1000
+    total = rate * seconds
+    start_ms = int(time.time() * 1000) - seconds * 1000
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "support.synthetic_cloudwatch", "--port", str(port), "--start-ms", str(start_ms),
-         "--rate", str(args.catch_up_rate), "--seconds", str(args.catch_up_seconds), "--size", str(args.event_size)],
+         "--rate", str(rate), "--seconds", str(seconds), "--size", str(args.event_size)],
         cwd=ROOT / "tests", stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -425,13 +553,13 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         if not server.stdout.readline().startswith("listening"):
             raise SystemExit("the synthetic CloudWatch did not start")
         start_at = datetime.fromtimestamp(start_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        say(f"[catch-up] {total:,} events ({args.catch_up_seconds} s at {args.catch_up_rate}/s, "
-            f"~{args.event_size} B) from a synthetic CloudWatch; forwarder started at their beginning ...")
+        say(f"[{label}] {total:,} events ({seconds} s at {rate}/s, ~{args.event_size} B) from a synthetic "
+            f"CloudWatch; forwarder capped at {cap:g} calls/s, started at their beginning ...")
         with CountingReceiver(total) as receiver:
-            args_ = ["run", "--log-group", "/aws/eks/bench-catch-up/cluster", "--falco-url", receiver.url,
-                     "--start-at", start_at, "--max-requests-per-second", str(args.catch_up_cap)]
+            args_ = ["run", "--log-group", f"/aws/eks/bench-{label}/cluster", "--falco-url", receiver.url,
+                     "--start-at", start_at, "--max-requests-per-second", str(cap)]
             fwd = ForwarderProcess(args_, forwarder_env(aws_env(f"http://127.0.0.1:{port}")),
-                                   workdir / "catch-up.log").start()
+                                   workdir / f"{label}.log").start()
             started = time.monotonic()
             try:
                 with RssWatcher(fwd) as rss:
@@ -439,17 +567,28 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                     while receiver.distinct < total and time.monotonic() < deadline and fwd.alive():
                         time.sleep(0.5)
                 if receiver.distinct < total:
-                    raise SystemExit(f"catch-up delivered {receiver.distinct} of {total}\n{fwd.tail()}")
+                    raise SystemExit(f"{label}: delivered {receiver.distinct} of {total}\n{fwd.tail()}")
                 drain_s = receiver.last_at - started
             finally:
                 fwd.terminate(timeout=15)
                 fwd.kill()
-        say(f"[catch-up] drained in {drain_s:.0f} s = {total / drain_s:,.0f} events/s, {receiver.duplicates} "
+        say(f"[{label}] drained in {drain_s:.0f} s = {total / drain_s:,.0f} events/s, {receiver.duplicates} "
             f"duplicates, {receiver.requests} POSTs, peak RSS {rss.peak:.1f} MiB")
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return {"catch_up_peak_rss_mib": rss.peak, "catch_up_events_per_s": total / drain_s}
+    return total / drain_s, rss.peak
+
+
+def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    rate, peak = synthetic_drain(args, workdir, "catch-up", args.catch_up_seconds, args.catch_up_rate,
+                                    args.catch_up_cap)
+    # moto's FilterLogEvents pages hold 10,000 events whatever their size; AWS's stop at 1 MB (about 670 of
+    # these events): the polling path at its default cap, paged as AWS pages, for the comparison with Kinesis.
+    aws_paged, _ = synthetic_drain(args, workdir, "polling-aws-pages", args.aws_pages_seconds,
+                                      args.catch_up_rate, DEFAULT_MAX_REQUESTS_PER_S)
+    return {"catch_up_peak_rss_mib": peak, "catch_up_events_per_s": rate,
+            "polling_aws_pages_events_per_s": aws_paged}
 
 
 def phase_checkpoint(workdir: Path) -> dict[str, float]:
@@ -488,11 +627,41 @@ def phase_checkpoint(workdir: Path) -> dict[str, float]:
     return {"checkpoint_bytes_per_min_at_100_eps": max(per_minute), "checkpoint_save_cpu_ms_at_1000_eps": save_ms}
 
 
+def say_sources(result: dict[str, float], rate: int) -> None:
+    """Both sources side by side."""
+    rows: list[tuple[str, str | None, str | None, str]] = [
+        ("events/s draining the same backlog", "events_per_s", "kinesis_events_per_s", ",.0f"),
+        ("  bare read loop over it (moto's ceiling)", "read_ceiling_events_per_s", "kinesis_read_ceiling_events_per_s",
+         ",.0f"),
+        ("  forwarder CPU meanwhile, % of a core", "polling_forwarder_cpu_percent", "kinesis_forwarder_cpu_percent",
+         ".0f"),
+        ("events/s polling with AWS's 1 MB pages", "polling_aws_pages_events_per_s", None, ",.0f"),
+        (f"p50 latency at {rate:,} events/s, s", "p50_latency_s", "kinesis_p50_latency_s", ".3f"),
+        (f"p99 latency at {rate:,} events/s, s", "p99_latency_s", "kinesis_p99_latency_s", ".3f"),
+        ("idle AWS calls/s", "idle_api_calls_per_s", "kinesis_idle_api_calls_per_s", ".2f"),
+        ("idle CPU, % of a core", "idle_cpu_percent", "kinesis_idle_cpu_percent", ".2f"),
+        ("FilterLogEvents calls draining the backlog", "polling_filter_log_events_calls",
+         "kinesis_backlog_filter_log_events_calls", ",.0f"),
+        ("GetRecords calls draining the backlog", None, "kinesis_backlog_get_records_calls", ",.0f"),
+        ("idle GetRecords calls/s", None, "kinesis_idle_get_records_per_s", ".2f"),
+    ]
+    say(f"[sources] {'':44}{'polling':>12}{'kinesis':>12}")
+    for name, polled, pushed, spec in rows:
+        cells = [format(result[key], spec) if key else "-" for key in (polled, pushed)]
+        say(f"[sources] {name:44}{cells[0]:>12}{cells[1]:>12}")
+    say(f"[sources] FilterLogEvents calls over every Kinesis run (backlog, live, idle): "
+        f"{result['kinesis_filter_log_events_calls']:,.0f}")
+    say(f"[sources] Kinesis / polling throughput: {result['kinesis_vs_polling_throughput_ratio']:.1f} x on moto, "
+        f"{result['kinesis_vs_polling_aws_pages_ratio']:.1f} x against polling with AWS's 1 MB pages")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="throughput backlog size (default 200000)")
     parser.add_argument("--event-size", type=int, default=1500, help="bytes per event (default 1500)")
     parser.add_argument("--streams", type=int, default=4, help="streams the backlog is spread over (default 4)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="shards of each Kinesis stream the subscription filter writes to (default 1)")
     parser.add_argument("--ceiling-passes", type=int, default=2, help="read-ceiling passes, best kept (default 2)")
     parser.add_argument("--baseline-events", type=int, default=5_000, help="events for the baseline (default 5000)")
     parser.add_argument("--rate", type=int, default=1_000, help="events/s in the live phase (default 1000)")
@@ -509,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catch-up-cap", type=float, default=50.0,
                         help="--max-requests-per-second in the catch-up phase (default 50: time the forwarder, "
                              "not the account's quota)")
+    parser.add_argument("--aws-pages-seconds", type=int, default=60,
+                        help="seconds of --catch-up-rate events the polling path drains with AWS's 1 MB pages at its "
+                             "default cap (default 60)")
     parser.add_argument("--timeout", type=float, default=240.0, help="longest wait for a delivery (default 240)")
     args = parser.parse_args(argv)
 
@@ -530,9 +702,18 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(phase_checkpoint(workdir))
     if violations:
         say(f"contract violations seen by the receiver: {violations[:5]}")
+    rss_keys = ("backlog_peak_rss_mib", "live_peak_rss_mib", "kinesis_peak_rss_mib", "kinesis_live_peak_rss_mib")
     result = {key: round(value, 3 if "latency" in key and "sim" not in key else 1) for key, value in figures.items()
-              if key not in ("backlog_peak_rss_mib", "live_peak_rss_mib")}
-    result["peak_rss_mib"] = round(max(figures["backlog_peak_rss_mib"], figures["live_peak_rss_mib"]), 1)
+              if key not in rss_keys}
+    result["peak_rss_mib"] = round(max(figures[key] for key in rss_keys), 1)
+    # Every FilterLogEvents call made while a Kinesis forwarder ran (backlog, live and idle): the goal is none.
+    others = ("kinesis_live_filter_log_events_calls", "kinesis_idle_filter_log_events_calls")
+    kinesis_filter_calls = int(result["kinesis_backlog_filter_log_events_calls"]) + sum(
+        int(result.pop(key)) for key in others)
+    result["kinesis_filter_log_events_calls"] = kinesis_filter_calls
+    result["kinesis_vs_polling_aws_pages_ratio"] = round(
+        figures["kinesis_events_per_s"] / figures["polling_aws_pages_events_per_s"], 1)
+    say_sources(result, args.rate)
     targets = [
         *[(f"N = {n} s: worst <= 2N + 15 s up to 200 events/s (simulated)",
            result[f"sim_worst_latency_s_n{n}"] <= 2 * n + 15) for n in (5, 30, 90, 300)],
@@ -547,6 +728,11 @@ def main(argv: list[str] | None = None) -> int:
         ("catch-up peak RSS <= 256 MiB", result["catch_up_peak_rss_mib"] <= 256),
         ("checkpoint <= 1 MB/min at 100 events/s", result["checkpoint_bytes_per_min_at_100_eps"] <= 1_000_000),
         ("checkpoint save <= 50 ms CPU at 1,000 events/s", result["checkpoint_save_cpu_ms_at_1000_eps"] <= 50),
+        ("Kinesis events/s >= 5 x polling's (same events, moto)", result["kinesis_vs_polling_throughput_ratio"] >= 5),
+        ("Kinesis events/s >= 5 x polling's with AWS's 1 MB pages (synthetic CloudWatch)",
+         result["kinesis_vs_polling_aws_pages_ratio"] >= 5),
+        ("Kinesis p99 latency <= 2 s at 1,000 events/s", result["kinesis_p99_latency_s"] <= 2.0),
+        ("Kinesis path: no FilterLogEvents calls", kinesis_filter_calls == 0),
     ]
     for name, met in targets:
         say(f"  {'met ' if met else 'MISSED'}  {name}")

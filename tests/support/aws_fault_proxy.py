@@ -7,7 +7,9 @@ the `Action=` form field (query protocol, e.g. STS "AssumeRoleWithWebIdentity").
 Faults, for the JSON-protocol operations you name (all of them when `operations` is None):
   - throttle(): HTTP 400 {"__type":"ThrottlingException","message":"Rate exceeded"}, which is
     what CloudWatch Logs answers when the account's TPS quota is exceeded;
-  - unavailable(): HTTP 503 {"__type":"ServiceUnavailableException", ...}.
+  - unavailable(): HTTP 503 {"__type":"ServiceUnavailableException", ...};
+  - error(code, status): any other AWS error, e.g. Kinesis's ProvisionedThroughputExceededException or
+    ExpiredIteratorException.
 Each for the next `count` matching calls, or until clear() when count is None.
 
     with AwsFaultProxy(moto.endpoint_url) as proxy:
@@ -50,6 +52,8 @@ class _Fault:
     kind: str
     remaining: int | None
     operations: frozenset[str] | None
+    code: str = ""
+    status: int = 400
 
     def matches(self, operation: str, json_protocol: bool) -> bool:
         if not json_protocol:
@@ -154,13 +158,19 @@ class AwsFaultProxy:
         """Answer HTTP 503 to the next `count` matching calls (None: until clear())."""
         self._set_fault("unavailable", count, operations)
 
+    def error(self, code: str, status: int = 400, count: int | None = None,
+              operations: Iterable[str] | None = None) -> None:
+        """Answer the AWS error `code` with HTTP `status` to the next `count` matching calls."""
+        self._set_fault("error", count, operations, code, status)
+
     def clear(self) -> None:
         with self._lock:
             self._fault = None
 
-    def _set_fault(self, kind: str, count: int | None, operations: Iterable[str] | None) -> None:
+    def _set_fault(self, kind: str, count: int | None, operations: Iterable[str] | None, code: str = "",
+                   status: int = 400) -> None:
         with self._lock:
-            self._fault = _Fault(kind, count, frozenset(operations) if operations is not None else None)
+            self._fault = _Fault(kind, count, frozenset(operations) if operations is not None else None, code, status)
 
     # --- what it saw -------------------------------------------------------------------------
 
@@ -197,7 +207,7 @@ class AwsFaultProxy:
 
     # --- the proxying ------------------------------------------------------------------------
 
-    def _take_fault(self, operation: str, json_protocol: bool) -> str | None:
+    def _take_fault(self, operation: str, json_protocol: bool) -> _Fault | None:
         with self._lock:
             fault = self._fault
             if fault is None or not fault.matches(operation, json_protocol):
@@ -206,7 +216,7 @@ class AwsFaultProxy:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._fault = None
-            return fault.kind
+            return fault
 
     def _record(self, operation: str, status: int, injected: str | None, headers: Any) -> None:
         call = Call(time.monotonic(), operation, status, injected, access_key_of(headers))
@@ -219,12 +229,14 @@ class AwsFaultProxy:
         operation, json_protocol = operation_of(handler.headers, body)
         fault = self._take_fault(operation, json_protocol)
         if fault is not None:
-            if fault == "throttle":
+            if fault.kind == "throttle":
                 status, payload = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
-            else:
+            elif fault.kind == "unavailable":
                 status, payload = 503, {"__type": "ServiceUnavailableException", "message": "Service unavailable"}
+            else:
+                status, payload = fault.status, {"__type": fault.code, "message": f"injected {fault.code}"}
             data = json.dumps(payload).encode()
-            self._record(operation, status, fault, handler.headers)
+            self._record(operation, status, fault.kind, handler.headers)
             handler.send_response(status)
             handler.send_header("Content-Type", "application/x-amz-json-1.1")
             handler.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")

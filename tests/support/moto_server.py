@@ -273,3 +273,83 @@ def now_ms() -> int:
 def scrub_env(env: Mapping[str, str], *names: str) -> dict[str, str]:
     """A copy of `env` without `names` (e.g. the static keys for the web-identity test)."""
     return {key: value for key, value in env.items() if key not in names}
+
+
+# --- Kinesis ------------------------------------------------------------------------------------
+
+
+def create_subscribed_stream(moto_: MotoServer, group: str, stream: str = "audit", shards: int = 1) -> str:
+    """A Kinesis stream of ``shards`` shards and ``group``'s subscription filter into it (moto 5 delivers every
+    put_log_events to it, gzip-compressed as CloudWatch does); the stream's ARN."""
+    kinesis, logs = moto_.client("kinesis"), moto_.client("logs")
+    kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    arn = str(kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"])
+    create_log_group(logs, group)
+    logs.put_subscription_filter(logGroupName=group, filterName="audit-to-kinesis", filterPattern="",
+                                 destinationArn=arn, roleArn="arn:aws:iam::123456789012:role/cwl-to-kinesis")
+    return arn
+
+
+@contextlib.contextmanager
+def aws_like_resharding() -> Iterator[None]:
+    """moto (thread mode) resharding as AWS does it. moto 5.2.5 keeps writing to a closed shard (it picks the
+    first shard of the hash key, open or not), moves a split parent's records into its children and copies
+    merged parents' records into the child; in AWS a closed shard takes no more records and keeps its own
+    until they expire. And GetRecords on a closed shard read to its end answers no NextShardIterator (AWS API
+    reference: "If set to null, the shard has been closed"), where moto hands out iterators forever.
+    Patched for the block."""
+    from moto.kinesis import models
+    from moto.kinesis.exceptions import InvalidArgumentError
+    from moto.kinesis.utils import decompose_shard_iterator
+
+    stream_cls, backend_cls = models.Stream, models.KinesisBackend
+    originals = (stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards)
+    original_for_key = originals[0]
+    original_get_records = backend_cls.get_records
+
+    def get_records(self: Any, stream_arn: str | None, shard_iterator: str, limit: int | None) -> Any:
+        next_iterator, records, millis_behind = original_get_records(self, stream_arn, shard_iterator, limit)
+        stream_name, shard_id, last = decompose_shard_iterator(next_iterator)
+        shard = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name).get_shard(shard_id)
+        if not shard.is_open and int(last) >= shard.get_max_sequence_number():
+            next_iterator = None
+        return next_iterator, records, millis_behind
+
+    def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+        shard = original_for_key(self, partition_key, explicit_hash_key)
+        if shard is None or shard.is_open:
+            return shard
+        key = int(explicit_hash_key) if explicit_hash_key else int(
+            models.md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+        return next((s for s in self.shards.values() if s.is_open and s.starting_hash <= key <= s.ending_hash), None)
+
+    def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
+        shard = self.shards[shard_to_split]
+        start = int(new_starting_hash_key)
+        if not shard.is_open or not shard.starting_hash < start < shard.ending_hash:
+            raise InvalidArgumentError(message=f"cannot split {shard_to_split} at {start}")
+        last = max(s._shard_id for s in self.shards.values())
+        for index, (low, high) in enumerate(((shard.starting_hash, start - 1), (start, shard.ending_hash)), 1):
+            child = models.Shard(last + index, low, high, parent=shard.shard_id)
+            self.shards[child.shard_id] = child
+        shard.is_open = False
+
+    def merge_shards(self: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+        first, second = sorted((self.shards[shard_to_merge], self.shards[adjacent_shard_to_merge]),
+                               key=lambda s: s.starting_hash)
+        if first.ending_hash + 1 != second.starting_hash or not (first.is_open and second.is_open):
+            raise InvalidArgumentError(message=f"cannot merge {shard_to_merge} and {adjacent_shard_to_merge}")
+        last = max(s._shard_id for s in self.shards.values())
+        child = models.Shard(last + 1, first.starting_hash, second.ending_hash, parent=shard_to_merge,
+                             adjacent_parent=adjacent_shard_to_merge)
+        self.shards[child.shard_id] = child
+        first.is_open = second.is_open = False
+
+    patched = (get_shard_for_key, split_shard, merge_shards)
+    stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards = patched  # type: ignore[method-assign]
+    backend_cls.get_records = get_records  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        stream_cls.get_shard_for_key, stream_cls.split_shard, stream_cls.merge_shards = originals  # type: ignore[method-assign]
+        backend_cls.get_records = original_get_records  # type: ignore[method-assign]
