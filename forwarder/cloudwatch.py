@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_client import build_client
 from .clock import Clock
 from .metrics import Metrics
 from .model import LogEvent
@@ -90,16 +89,8 @@ class Page:
 
 
 def build_logs_client(region: str | None, timeout_seconds: float) -> Any:
-    """A boto3 ``logs`` client from the standard chain (env, web identity, profile, IMDS), with
-    botocore's retries off and bounded connect/read timeouts."""
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=timeout_seconds,
-        read_timeout=timeout_seconds,
-        user_agent_extra="falco-eks-forwarder",
-        max_pool_connections=2,
-    )
-    return boto3.session.Session().client("logs", region_name=region, config=config)
+    """A ``logs`` client (aws_client.build_client)."""
+    return build_client("logs", region, timeout_seconds, max_pool_connections=2)
 
 
 def _error_code(exc: ClientError) -> tuple[str, int]:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_client import build_client
 from .metrics import Metrics
 
 LIST_SHARDS = "ListShards"
@@ -100,15 +99,8 @@ class RecordsPage:
 
 
 def build_kinesis_client(region: str | None, timeout_seconds: float) -> Any:
-    """A boto3 ``kinesis`` client from the standard chain, with botocore's retries off and bounded timeouts."""
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=timeout_seconds,
-        read_timeout=timeout_seconds,
-        user_agent_extra="falco-eks-forwarder",
-        max_pool_connections=4,
-    )
-    return boto3.session.Session().client("kinesis", region_name=region, config=config)
+    """A ``kinesis`` client (aws_client.build_client)."""
+    return build_client("kinesis", region, timeout_seconds, max_pool_connections=4)
 
 
 class KinesisReader:
