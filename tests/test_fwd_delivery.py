@@ -10,10 +10,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from support.falco_receiver import FalcoReceiver
+from support.loopback_http import LoopbackServer, QuietHandler
 
 from forwarder.batching import Batch, Batcher
 from forwarder.delivery import FalcoClient, parse_retry_after
@@ -229,13 +229,9 @@ class PickyWebhook:
         self.requests = 0
         webhook = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
             # Headers and body go out in separate writes: without this, Nagle + delayed ACK add 40 ms each.
             disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -251,21 +247,18 @@ class PickyWebhook:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/k8s-audit"
+        return self.server.url("/k8s-audit")
 
     def __enter__(self) -> PickyWebhook:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def test_4xx_isolates_the_events_at_fault_logs_each_once_and_delivers_the_rest(

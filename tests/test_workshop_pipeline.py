@@ -15,14 +15,13 @@ import json
 import os
 import stat
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.loopback_http import LoopbackServer, QuietHandler
 
 from components.audit_forwarder import AuditForwarderArgs
 from components.falco import METRICS_PORT, FalcoArgs, chart_fullname
@@ -159,34 +158,30 @@ ALERT_LINE = json.dumps(
 )  # fmt: skip
 
 
-class _Text(ThreadingHTTPServer):
-    body = ""
+class _Metrics:
+    """A /metrics endpoint on 127.0.0.1 whose text a test can change (``body``)."""
 
+    def __init__(self, body: str) -> None:
+        self.body = body
+        page = self
 
-def _serve(body: str) -> _Text:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            payload = self.server.body.encode()  # type: ignore[attr-defined]
-            self.send_response(200 if self.path == "/metrics" else 404)  # adds the Date header
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                payload = page.body.encode()
+                self.send_response(200 if self.path == "/metrics" else 404)  # adds the Date header
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = _Text(("127.0.0.1", 0), Handler)
-    server.body = body
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return server
+        self.server = LoopbackServer(Handler).start()
 
 
 @dataclasses.dataclass
 class Lab:
     root: Path
-    forwarder: _Text
-    falco: _Text
+    forwarder: _Metrics
+    falco: _Metrics
     kubeconfig: Path
     calls_file: Path
     log_file: Path
@@ -208,7 +203,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     kubectl = bindir / "kubectl"
     kubectl.write_text(STAND_IN.format(python=sys.executable))
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
-    forwarder, falco = _serve(forwarder_metrics(1843, 1)), _serve(FALCO_METRICS)
+    forwarder, falco = _Metrics(forwarder_metrics(1843, 1)), _Metrics(FALCO_METRICS)
     kubeconfig = tmp_path / "kubeconfig.json"
     kubeconfig.write_text("{}")
     state = Lab(tmp_path, forwarder, falco, kubeconfig, tmp_path / "calls.jsonl", tmp_path / "falco.log")
@@ -219,15 +214,14 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     monkeypatch.setenv(
         "FAKE_PORTS",
         json.dumps(
-            {"deploy/audit-forwarder": forwarder.server_address[1], "deploy/falco-k8saudit": falco.server_address[1]}
+            {"deploy/audit-forwarder": forwarder.server.port, "deploy/falco-k8saudit": falco.server.port}
         ),
     )
     try:
         yield state
     finally:
-        for server in (forwarder, falco):
-            server.shutdown()
-            server.server_close()
+        for endpoint in (forwarder, falco):
+            endpoint.server.stop()
 
 
 def _row(out: str, label: str) -> int:

@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import urllib3
+from support.loopback_http import QuietHandler
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 
@@ -113,12 +114,7 @@ class AwsFaultProxy:
     def start(self) -> AwsFaultProxy:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-                return
-
+        class Handler(QuietHandler):
             def _any(self) -> None:
                 proxy._handle(self)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from support.loopback_http import LoopbackServer, QuietHandler
 
 _AUDIT_ID = re.compile(rb'"auditID":"bench-(\d{9})"')
 
@@ -25,12 +25,7 @@ class CountingReceiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-                return
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.record(body)
@@ -38,9 +33,7 @@ class CountingReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,), daemon=True)
+        self._server = LoopbackServer(Handler, poll_interval=0.2)
 
     def record(self, body: bytes) -> None:
         numbers = [int(n) for n in _AUDIT_ID.findall(body)]
@@ -57,13 +50,11 @@ class CountingReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/k8s-audit"
+        return self._server.url("/k8s-audit")
 
     def __enter__(self) -> CountingReceiver:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from support.loopback_http import QuietHandler
+
 DEFAULT_MAX_BATCH_BYTES = 12_582_912
 DEFAULT_MAX_EVENT_BYTES = 262_144
 DEFAULT_PATH = "/k8s-audit"
@@ -342,12 +344,7 @@ class FalcoReceiver:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, like Go's net/http
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-                return
-
+        class Handler(QuietHandler):  # keep-alive, like Go's net/http
             def setup(self) -> None:
                 super().setup()
                 with receiver._cond:

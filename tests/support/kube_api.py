@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from support.loopback_http import LoopbackServer, QuietHandler
 
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
 HOLDER_ANNOTATION = "falco-eks-forwarder/lease-holder"
@@ -110,9 +111,9 @@ class FakeKubeApi:
         """Called with (verb, name) after every successful ConfigMap write: where EKS would write its audit event."""
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
+        class Handler(QuietHandler):
+            # One request per connection: close() then ends every client's access at once, like an API server gone.
+            protocol_version = "HTTP/1.0"
 
             def _reply(self, status: int, doc: dict[str, Any]) -> None:
                 body = json.dumps(doc).encode()
@@ -137,10 +138,7 @@ class FakeKubeApi:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = LoopbackServer(Handler).start()
 
     def handle(self, method: str, path: str, auth: str | None, body: dict[str, Any] | None
                ) -> tuple[int, dict[str, Any]]:
@@ -235,8 +233,7 @@ class FakeKubeApi:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self._server.url()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.stop()

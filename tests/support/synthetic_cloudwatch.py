@@ -20,8 +20,10 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from support.loopback_http import QuietHandler
 
 PAGE_EVENTS = 10_000
 PAGE_BYTES = 1_048_576
@@ -93,12 +95,7 @@ class Timeline:
 
 
 def serve(timeline: Timeline, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-            return
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             target = self.headers.get("X-Amz-Target", "")
