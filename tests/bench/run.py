@@ -7,13 +7,16 @@ in a subprocess, except for the simulations, which build it through its producti
      from the real scheduling code on a simulated CloudWatch (pages of 1 MB / 10,000 events) and clock
      with the default settings; the bound is 2N + 15 s. Also the slowdown median (every event 90 s
      late, 200 events/s) and the load up to which every re-read is paid for at the default cap.
-  2. throughput, both sources on the same events: --events events of ~--event-size bytes in --streams streams,
-     put into a log group whose subscription filter writes them to a Kinesis stream of --shards shards (moto
-     does it inside PutLogEvents: one gzip record of the call's events), before anything reads them.
-     Polling: read ceiling = a bare boto3 FilterLogEvents loop; events_per_s = the forwarder draining them
-     into a receiver that answers first and checks the bodies afterwards; baseline = ekscloudwatch's design
-     (one sequential POST per event). Kinesis: the same with a bare GetRecords loop and the forwarder
-     with --source kinesis:<ARN>; the ratio of the two forwarders' rates, their CPU, the AWS calls they made.
+  2. throughput, polling on stock moto: --events events of ~--event-size bytes in --streams streams, put before
+     anything reads them. Read ceiling = a bare boto3 FilterLogEvents loop; events_per_s = the forwarder
+     draining them into a receiver that answers first and checks the bodies afterwards; baseline =
+     ekscloudwatch's design (one sequential POST per event). moto's pages hold 10,000 events whatever their size.
+  2b. throughput, both sources on the same events: the same backlog in a second moto that pages FilterLogEvents
+     as AWS does (at most 1 MB or 10,000 events; support/moto_aws_pages.py), its group subscribed to a Kinesis
+     stream of --shards shards (moto writes each PutLogEvents call to it as one gzip record). The polling
+     forwarder at its default cap, then the forwarder with --source kinesis:<ARN>; bare read loops of both;
+     their rates, the ratio, CPU and AWS calls; and the most any poller could read with the account's whole
+     FilterLogEvents quota (5 pages/s of the measured page size, each event read once).
   3. live, for each source: a fresh forwarder while a producer writes --rate events/s for --latency-seconds;
      latency = acknowledgement minus the moment PutLogEvents returned. Then idle: another forwarder on an
      empty log group (or stream), once its start is over: AWS calls per second by operation and its CPU
@@ -22,9 +25,7 @@ in a subprocess, except for the simulations, which build it through its producti
      --late-seconds; latency = acknowledgement minus timestamp, against 2N + 15 s.
   5. catch-up: a synthetic CloudWatch (support/synthetic_cloudwatch.py, its own process, the JSON
      protocol boto3 speaks) holding --catch-up-seconds of --catch-up-rate events/s; a forwarder
-     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile. Then the
-     polling path at its default cap on --aws-pages-seconds of it: moto's pages hold 10,000 events whatever
-     their size, AWS's stop at 1 MB, so this is polling's rate as AWS would page it.
+     started at their beginning drains them into a counting receiver; peak RSS (VmHWM) meanwhile.
   6. checkpoint: bytes a minute written to a (fake) Kubernetes API at 100 events/s, from the
      simulation of the test suite; CPU of one save of each part at 1,000 events/s (11 minutes remembered).
 
@@ -72,7 +73,7 @@ from support.moto_server import (  # noqa: E402
 )
 
 DEFAULT_POLL_INTERVAL_S = 2.0  # the forwarder's default, which this benchmark leaves alone
-DEFAULT_MAX_REQUESTS_PER_S = 3.0  # the forwarder's default --max-requests-per-second
+ACCOUNT_FILTER_LOG_EVENTS_PER_S = 5  # the account's FilterLogEvents quota, which AWS does not raise
 
 
 def say(message: str) -> None:
@@ -255,11 +256,11 @@ def drain(args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, rece
 def phase_backlog(
     args: argparse.Namespace, moto: MotoServer, proxy: AwsFaultProxy, receiver: FalcoReceiver, workdir: Path
 ) -> dict[str, float]:
+    """The polling forwarder against stock moto (pages of 10,000 events whatever their size): its rate next to
+    moto's own read ceiling and to ekscloudwatch's design."""
     group = "/aws/eks/bench-backlog/cluster"
     logs = moto.client("logs", config=Config(read_timeout=300))
-    # The group's subscription filter puts every PutLogEvents call into the stream (moto does it inside the
-    # call): both sources then drain the very same events.
-    arn = create_subscribed_stream(moto, group, "bench-backlog", shards=args.shards)
+    create_log_group(logs, group)
     streams = [new_stream_name() for _ in range(args.streams)]
     say(f"[backlog] loading {args.events} events of ~{args.event_size} B into {args.streams} streams ...")
     started = time.monotonic()
@@ -269,17 +270,7 @@ def phase_backlog(
     reader = moto.client("logs", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
     ceiling = 0.0
     for attempt in range(args.ceiling_passes):  # the best pass: a ceiling is what the machine can do
-        started = time.monotonic()
-        read = read_all(reader, group, "kube-apiserver-audit")
-        ceiling_s = time.monotonic() - started
-        if len(read) != len(ids):
-            raise SystemExit(f"read ceiling loop saw {len(read)} events, expected {len(ids)}")
-        del read
-        ceiling = max(ceiling, len(ids) / ceiling_s)
-        say(
-            f"[ceiling] pass {attempt + 1}: bare FilterLogEvents loop read {len(ids)} events in {ceiling_s:.2f} s "
-            f"= {len(ids) / ceiling_s:,.0f} events/s"
-        )
+        ceiling = max(ceiling, read_ceiling(reader, group, len(ids), f"[ceiling] pass {attempt + 1}"))
 
     polling = drain(args, moto, proxy, receiver, workdir, "polling", group, set(ids))
     say(f"[baseline] one sequential POST per event over the first {args.baseline_events} events ...")
@@ -287,32 +278,83 @@ def phase_backlog(
     sent, elapsed = baseline(reader, group, "kube-apiserver-audit", receiver.url, args.baseline_events)
     base_rate = sent / elapsed
     say(f"[baseline] {sent} events in {elapsed:.2f} s = {base_rate:,.0f} events/s")
-
-    kinesis = moto.client("kinesis", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
-    started = time.monotonic()
-    records = read_stream(kinesis, arn)
-    kinesis_ceiling_s = time.monotonic() - started
-    events_in_stream = sum(len(json.loads(gzip.decompress(r)).get("logEvents", ())) for r in records)
-    if events_in_stream != len(ids):
-        raise SystemExit(f"the Kinesis stream holds {events_in_stream} events, expected {len(ids)}")
-    kinesis_ceiling = len(ids) / kinesis_ceiling_s
-    say(f"[kinesis ceiling] bare GetRecords loop read {len(records)} records ({sum(map(len, records)):,} bytes of "
-        f"gzip) holding {len(ids)} events in {kinesis_ceiling_s:.2f} s = {kinesis_ceiling:,.0f} events/s")
-    del records
-    pushed = drain(args, moto, proxy, receiver, workdir, "kinesis", group, set(ids), "--source", f"kinesis:{arn}")
-    say(f"[sources] same {len(ids)} events: Kinesis {pushed.rate:,.0f} events/s vs polling {polling.rate:,.0f} "
-        f"events/s = {pushed.rate / polling.rate:.1f} x (goal >= 5 x)")
     return {
         "events_per_s": polling.rate,
         "read_ceiling_events_per_s": ceiling,
         "baseline_events_per_s": base_rate,
         "backlog_peak_rss_mib": polling.peak_rss_mib,
         "polling_filter_log_events_calls": polling.calls["FilterLogEvents"],
+        "polling_forwarder_cpu_percent": polling.cpu_percent,
+    }
+
+
+def read_ceiling(reader: Any, group: str, expected: int, label: str) -> float:
+    """Events/s of a bare FilterLogEvents loop over the whole group (no cap)."""
+    started = time.monotonic()
+    read = read_all(reader, group, "kube-apiserver-audit")
+    elapsed = time.monotonic() - started
+    if len(read) != expected:
+        raise SystemExit(f"{label}: the bare read loop saw {len(read)} events, expected {expected}")
+    say(f"{label}: bare FilterLogEvents loop read {expected} events in {elapsed:.2f} s = {expected / elapsed:,.0f} "
+        f"events/s")
+    return expected / elapsed
+
+
+def phase_sources(args: argparse.Namespace, receiver: FalcoReceiver, workdir: Path) -> dict[str, float]:
+    """Both sources on the same events, in a moto that pages FilterLogEvents as AWS does (at most 1 MB or 10,000
+    events: support/moto_aws_pages.py) and writes every PutLogEvents call to the group's Kinesis subscription."""
+    with running_moto("process", aws_pages=True) as moto, AwsFaultProxy(moto.endpoint_url) as proxy:
+        group = "/aws/eks/bench-sources/cluster"
+        logs = moto.client("logs", config=Config(read_timeout=300))
+        # The subscription filter puts every PutLogEvents call into the stream (moto does it inside the call):
+        # both sources then drain the very same events.
+        arn = create_subscribed_stream(moto, group, "bench-sources", shards=args.shards)
+        streams = [new_stream_name() for _ in range(args.streams)]
+        say(f"[sources] loading {args.events} events of ~{args.event_size} B into {args.streams} streams of a "
+            f"group subscribed to a {args.shards}-shard Kinesis stream, FilterLogEvents paged as AWS pages ...")
+        started = time.monotonic()
+        ids = load_backlog(logs, group, streams, args.events, args.event_size)
+        say(f"[sources] loaded in {time.monotonic() - started:.1f} s")
+        reader = moto.client("logs", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
+        proxy.reset_counts()
+        paged_ceiling = read_ceiling(reader, group, len(ids), "[sources] AWS-sized pages")
+        pages = proxy.count("FilterLogEvents")
+        say(f"[sources] AWS-sized pages: {pages} pages of {len(ids) / pages:,.0f} events on average (stock moto: "
+            f"{-(-len(ids) // 10_000)} pages of 10,000)")
+
+        # No poller can beat this: the account's whole quota, each event read once (the forwarder reads fresh
+        # events twice, and shares the quota with every other tool in the account).
+        quota_bound = ACCOUNT_FILTER_LOG_EVENTS_PER_S * len(ids) / pages
+        polled = drain(args, moto, proxy, receiver, workdir, "polling-aws-pages", group, set(ids))
+
+        kinesis = moto.client("kinesis", endpoint_url=proxy.endpoint_url, config=Config(read_timeout=300))
+        started = time.monotonic()
+        records = read_stream(kinesis, arn)
+        kinesis_ceiling_s = time.monotonic() - started
+        events_in_stream = sum(len(json.loads(gzip.decompress(r)).get("logEvents", ())) for r in records)
+        if events_in_stream != len(ids):
+            raise SystemExit(f"the Kinesis stream holds {events_in_stream} events, expected {len(ids)}")
+        kinesis_ceiling = len(ids) / kinesis_ceiling_s
+        say(f"[kinesis ceiling] bare GetRecords loop read {len(records)} records ({sum(map(len, records)):,} bytes "
+            f"of gzip) holding {len(ids)} events in {kinesis_ceiling_s:.2f} s = {kinesis_ceiling:,.0f} events/s")
+        del records
+        pushed = drain(args, moto, proxy, receiver, workdir, "kinesis", group, set(ids), "--source", f"kinesis:{arn}")
+    say(f"[sources] same {len(ids)} events: Kinesis {pushed.rate:,.0f} events/s vs polling {polled.rate:,.0f} "
+        f"events/s = {pushed.rate / polled.rate:.1f} x (goal >= 5 x); vs the most any poller could read with the "
+        f"account's whole FilterLogEvents quota ({ACCOUNT_FILTER_LOG_EVENTS_PER_S} pages/s) "
+        f"{quota_bound:,.0f} events/s = {pushed.rate / quota_bound:.1f} x")
+    return {
+        "polling_aws_pages_read_ceiling_events_per_s": paged_ceiling,
+        "polling_aws_pages_events_per_s": polled.rate,
+        "polling_aws_pages_forwarder_cpu_percent": polled.cpu_percent,
+        "polling_aws_pages_filter_log_events_calls": polled.calls["FilterLogEvents"],
+        "polling_aws_pages_peak_rss_mib": polled.peak_rss_mib,
+        "polling_account_quota_bound_events_per_s": quota_bound,
         "kinesis_events_per_s": pushed.rate,
         "kinesis_read_ceiling_events_per_s": kinesis_ceiling,
-        "kinesis_vs_polling_throughput_ratio": pushed.rate / polling.rate,
+        "kinesis_vs_polling_throughput_ratio": pushed.rate / polled.rate,
+        "kinesis_vs_polling_account_quota_bound_ratio": pushed.rate / quota_bound,
         "kinesis_forwarder_cpu_percent": pushed.cpu_percent,
-        "polling_forwarder_cpu_percent": polling.cpu_percent,
         "kinesis_backlog_filter_log_events_calls": pushed.calls["FilterLogEvents"],
         "kinesis_backlog_get_records_calls": pushed.calls["GetRecords"],
         "kinesis_peak_rss_mib": pushed.peak_rss_mib,
@@ -583,12 +625,7 @@ def synthetic_drain(args: argparse.Namespace, workdir: Path, label: str, seconds
 def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     rate, peak = synthetic_drain(args, workdir, "catch-up", args.catch_up_seconds, args.catch_up_rate,
                                     args.catch_up_cap)
-    # moto's FilterLogEvents pages hold 10,000 events whatever their size; AWS's stop at 1 MB (about 670 of
-    # these events): the polling path at its default cap, paged as AWS pages, for the comparison with Kinesis.
-    aws_paged, _ = synthetic_drain(args, workdir, "polling-aws-pages", args.aws_pages_seconds,
-                                      args.catch_up_rate, DEFAULT_MAX_REQUESTS_PER_S)
-    return {"catch_up_peak_rss_mib": peak, "catch_up_events_per_s": rate,
-            "polling_aws_pages_events_per_s": aws_paged}
+    return {"catch_up_peak_rss_mib": peak, "catch_up_events_per_s": rate}
 
 
 def phase_checkpoint(workdir: Path) -> dict[str, float]:
@@ -630,19 +667,20 @@ def phase_checkpoint(workdir: Path) -> dict[str, float]:
 def say_sources(result: dict[str, float], rate: int) -> None:
     """Both sources side by side."""
     rows: list[tuple[str, str | None, str | None, str]] = [
-        ("events/s draining the same backlog", "events_per_s", "kinesis_events_per_s", ",.0f"),
-        ("  bare read loop over it (moto's ceiling)", "read_ceiling_events_per_s", "kinesis_read_ceiling_events_per_s",
-         ",.0f"),
-        ("  forwarder CPU meanwhile, % of a core", "polling_forwarder_cpu_percent", "kinesis_forwarder_cpu_percent",
-         ".0f"),
-        ("events/s polling with AWS's 1 MB pages", "polling_aws_pages_events_per_s", None, ",.0f"),
+        ("events/s draining the same backlog", "polling_aws_pages_events_per_s", "kinesis_events_per_s", ",.0f"),
+        ("  bare read loop over it, no cap", "polling_aws_pages_read_ceiling_events_per_s",
+         "kinesis_read_ceiling_events_per_s", ",.0f"),
+        ("  forwarder CPU meanwhile, % of a core", "polling_aws_pages_forwarder_cpu_percent",
+         "kinesis_forwarder_cpu_percent", ".0f"),
+        ("  FilterLogEvents calls", "polling_aws_pages_filter_log_events_calls",
+         "kinesis_backlog_filter_log_events_calls", ",.0f"),
+        ("  GetRecords calls", None, "kinesis_backlog_get_records_calls", ",.0f"),
+        ("  any poller's bound: 5 pages/s, each read once", "polling_account_quota_bound_events_per_s", None, ",.0f"),
+        ("  polling on stock moto (10,000-event pages)", "events_per_s", None, ",.0f"),
         (f"p50 latency at {rate:,} events/s, s", "p50_latency_s", "kinesis_p50_latency_s", ".3f"),
         (f"p99 latency at {rate:,} events/s, s", "p99_latency_s", "kinesis_p99_latency_s", ".3f"),
         ("idle AWS calls/s", "idle_api_calls_per_s", "kinesis_idle_api_calls_per_s", ".2f"),
         ("idle CPU, % of a core", "idle_cpu_percent", "kinesis_idle_cpu_percent", ".2f"),
-        ("FilterLogEvents calls draining the backlog", "polling_filter_log_events_calls",
-         "kinesis_backlog_filter_log_events_calls", ",.0f"),
-        ("GetRecords calls draining the backlog", None, "kinesis_backlog_get_records_calls", ",.0f"),
         ("idle GetRecords calls/s", None, "kinesis_idle_get_records_per_s", ".2f"),
     ]
     say(f"[sources] {'':44}{'polling':>12}{'kinesis':>12}")
@@ -651,8 +689,10 @@ def say_sources(result: dict[str, float], rate: int) -> None:
         say(f"[sources] {name:44}{cells[0]:>12}{cells[1]:>12}")
     say(f"[sources] FilterLogEvents calls over every Kinesis run (backlog, live, idle): "
         f"{result['kinesis_filter_log_events_calls']:,.0f}")
-    say(f"[sources] Kinesis / polling throughput: {result['kinesis_vs_polling_throughput_ratio']:.1f} x on moto, "
-        f"{result['kinesis_vs_polling_aws_pages_ratio']:.1f} x against polling with AWS's 1 MB pages")
+    say(f"[sources] Kinesis / polling throughput, same events, FilterLogEvents paged as AWS pages: "
+        f"{result['kinesis_vs_polling_throughput_ratio']:.1f} x the default cap (3 calls/s), "
+        f"{result['kinesis_vs_polling_account_quota_bound_ratio']:.1f} x any poller's bound; "
+        f"{result['kinesis_vs_polling_stock_moto_ratio']:.1f} x polling on stock moto's 10,000-event pages")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -678,9 +718,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catch-up-cap", type=float, default=50.0,
                         help="--max-requests-per-second in the catch-up phase (default 50: time the forwarder, "
                              "not the account's quota)")
-    parser.add_argument("--aws-pages-seconds", type=int, default=60,
-                        help="seconds of --catch-up-rate events the polling path drains with AWS's 1 MB pages at its "
-                             "default cap (default 60)")
     parser.add_argument("--timeout", type=float, default=240.0, help="longest wait for a delivery (default 240)")
     args = parser.parse_args(argv)
 
@@ -694,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                 FalcoReceiver(record_ack_times=True, answer_before_parse=True) as receiver,
             ):
                 figures.update(phase_backlog(args, moto, proxy, receiver, workdir))
+                figures.update(phase_sources(args, receiver, workdir))
                 figures.update(phase_latency(args, moto, proxy, receiver, workdir))
                 figures.update(phase_idle(args, moto, proxy, receiver, workdir))
                 figures.update(phase_late(args, moto, receiver, workdir))
@@ -702,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(phase_checkpoint(workdir))
     if violations:
         say(f"contract violations seen by the receiver: {violations[:5]}")
-    rss_keys = ("backlog_peak_rss_mib", "live_peak_rss_mib", "kinesis_peak_rss_mib", "kinesis_live_peak_rss_mib")
+    rss_keys = ("backlog_peak_rss_mib", "polling_aws_pages_peak_rss_mib", "live_peak_rss_mib", "kinesis_peak_rss_mib",
+                "kinesis_live_peak_rss_mib")
     result = {key: round(value, 3 if "latency" in key and "sim" not in key else 1) for key, value in figures.items()
               if key not in rss_keys}
     result["peak_rss_mib"] = round(max(figures[key] for key in rss_keys), 1)
@@ -711,8 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     kinesis_filter_calls = int(result["kinesis_backlog_filter_log_events_calls"]) + sum(
         int(result.pop(key)) for key in others)
     result["kinesis_filter_log_events_calls"] = kinesis_filter_calls
-    result["kinesis_vs_polling_aws_pages_ratio"] = round(
-        figures["kinesis_events_per_s"] / figures["polling_aws_pages_events_per_s"], 1)
+    result["kinesis_vs_polling_stock_moto_ratio"] = round(figures["kinesis_events_per_s"] / figures["events_per_s"], 1)
     say_sources(result, args.rate)
     targets = [
         *[(f"N = {n} s: worst <= 2N + 15 s up to 200 events/s (simulated)",
@@ -728,9 +766,10 @@ def main(argv: list[str] | None = None) -> int:
         ("catch-up peak RSS <= 256 MiB", result["catch_up_peak_rss_mib"] <= 256),
         ("checkpoint <= 1 MB/min at 100 events/s", result["checkpoint_bytes_per_min_at_100_eps"] <= 1_000_000),
         ("checkpoint save <= 50 ms CPU at 1,000 events/s", result["checkpoint_save_cpu_ms_at_1000_eps"] <= 50),
-        ("Kinesis events/s >= 5 x polling's (same events, moto)", result["kinesis_vs_polling_throughput_ratio"] >= 5),
-        ("Kinesis events/s >= 5 x polling's with AWS's 1 MB pages (synthetic CloudWatch)",
-         result["kinesis_vs_polling_aws_pages_ratio"] >= 5),
+        ("Kinesis events/s >= 5 x polling's (same events, moto paging as AWS)",
+         result["kinesis_vs_polling_throughput_ratio"] >= 5),
+        ("Kinesis events/s >= 5 x any poller's bound (the account's whole quota, each event read once)",
+         result["kinesis_vs_polling_account_quota_bound_ratio"] >= 5),
         ("Kinesis p99 latency <= 2 s at 1,000 events/s", result["kinesis_p99_latency_s"] <= 2.0),
         ("Kinesis path: no FilterLogEvents calls", kinesis_filter_calls == 0),
     ]

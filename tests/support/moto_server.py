@@ -34,11 +34,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
+from support.moto_aws_pages import aws_like_pages
 
 REGION = "us-west-2"
 FAKE_ACCESS_KEY_ID = "testing"
@@ -152,14 +154,17 @@ def _start_thread() -> MotoServer:
     return MotoServer(endpoint_url=endpoint_url, mode="thread", _stop=server.stop)
 
 
-def _start_process() -> MotoServer:
+def _start_process(aws_pages: bool) -> MotoServer:
+    module = "support.moto_aws_pages" if aws_pages else "moto.server"
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
     for _attempt in range(5):
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "MOTO_PORT": str(port)},
+            env={**os.environ, "MOTO_PORT": str(port), "PYTHONPATH": python_path},
         )
         endpoint_url = f"http://127.0.0.1:{port}"
         try:
@@ -183,15 +188,19 @@ def _start_process() -> MotoServer:
 
 
 @contextlib.contextmanager
-def running_moto(mode: str = "thread") -> Iterator[MotoServer]:
-    """Start moto on 127.0.0.1 on a free port; stop it on exit."""
+def running_moto(mode: str = "thread", *, aws_pages: bool = False) -> Iterator[MotoServer]:
+    """Start moto on 127.0.0.1 on a free port; stop it on exit. ``aws_pages``: FilterLogEvents pages as AWS
+    cuts them (support/moto_aws_pages.py; in thread mode, patched in this process while it runs)."""
     if mode not in ("thread", "process"):
         raise ValueError(f"mode must be 'thread' or 'process', got {mode!r}")
-    server = _start_thread() if mode == "thread" else _start_process()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with contextlib.ExitStack() as stack:
+        if aws_pages and mode == "thread":
+            stack.enter_context(aws_like_pages())
+        server = _start_thread() if mode == "thread" else _start_process(aws_pages)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
