@@ -32,6 +32,7 @@ from .checkpoint import FencedError, Term
 from .clock import Clock
 from .kube import KubeApi, KubeError
 from .metrics import Metrics
+from .retry import LOG_EVERY
 
 log = logging.getLogger("forwarder.lease")
 
@@ -78,10 +79,12 @@ class LeaseElector:
         self._seen: tuple[str | None, float] = (None, 0.0)
         """A standby's last observation: (resourceVersion, monotonic time of the read that first saw it)."""
         self._renew_failures = 0
+        self._look_failures = 0
+        """A standby's failed looks in a row (logged at the first and every LOG_EVERY-th)."""
         self._acquired_at = ""
         self.on_lost: Callable[[], None] | None = None
         """Called (from whichever thread finds out) when the current term ends without a clean release."""
-        for event in ("acquired", "renewed", "renew_failed", "lost", "released"):
+        for event in ("acquired", "renewed", "renew_failed", "look_failed", "lost", "released"):
             metrics.lease_events_total.labels(event=event)
         metrics.lease_term.set(-1)
 
@@ -159,10 +162,13 @@ class LeaseElector:
                 if status == 201:
                     self._acquired(doc, started)
                     return self.renew_every
-                return self.poll  # created by another replica first (409), or refused: look again
+                if status != 409:  # 409: created by another replica first
+                    self._refused("POST", status, doc)
+                return self.poll
             if status != 200:
                 self._refused("GET", status, doc)
                 return self.poll
+            self._look_failures = 0
             metadata, spec = doc.get("metadata") or {}, doc.get("spec") or {}
             version = metadata.get("resourceVersion")
             if version != self._seen[0]:
@@ -185,9 +191,17 @@ class LeaseElector:
                 self._refused("PUT", status, doc)
             return self.poll
         except KubeError as exc:
-            log.warning("cannot read the Lease; retrying", extra={"lease": f"{self.namespace}/{self.name}",
-                                                                    "error": str(exc)})
+            if self._look_failed():
+                log.warning("cannot read the Lease; retrying", extra={
+                    "lease": f"{self.namespace}/{self.name}", "error": str(exc), "attempt": self._look_failures})
             return self.poll
+
+    def _look_failed(self) -> bool:
+        """Count a standby's failed look; True when it is to be logged (a standby looks every tenth of the
+        duration: an API that keeps refusing would otherwise log ten lines a lease)."""
+        self._look_failures += 1
+        self.metrics.lease_events_total.labels(event="look_failed").inc()
+        return (self._look_failures - 1) % LOG_EVERY == 0
 
     def _acquired(self, doc: dict[str, Any], started: float, previous: str | None = None) -> None:
         spec = doc.get("spec") or {}
@@ -198,6 +212,7 @@ class LeaseElector:
             self._version = (doc.get("metadata") or {}).get("resourceVersion")
             self._valid_until = started + self.duration - self.margin
             self._renew_failures = 0
+            self._look_failures = 0
             self._cond.notify_all()
         self.metrics.lease_events_total.labels(event="acquired").inc()
         self.metrics.lease_term.set(term.number)
@@ -276,13 +291,15 @@ class LeaseElector:
             callback()
 
     def _refused(self, method: str, status: int, doc: dict[str, Any]) -> None:
+        if not self._look_failed():
+            return
         hint = ""
         if status in (401, 403):
             hint = (f" (the service account needs get and update on leases {self.name} and create on leases, in "
                     f"namespace {self.namespace})")
         log.error("the Kubernetes API refused a Lease request; retrying", extra={
             "lease": f"{self.namespace}/{self.name}", "method": method, "status": status,
-            "error": f"{doc.get('message', '')}{hint}"})
+            "error": f"{doc.get('message', '')}{hint}", "attempt": self._look_failures})
 
     def release(self) -> None:
         """Give the Lease up (clean stop, after the last checkpoint write): a standby takes over within a poll."""

@@ -169,7 +169,8 @@ class Metrics:
         )
         self.lease_events_total = Counter(
             "forwarder_lease_events_total",
-            "Lease events: acquired, renewed, renew_failed, lost (stopped reading and delivering), released",
+            "Lease events: acquired, renewed, renew_failed, look_failed (a standby could not read or take "
+            "it), lost (stopped reading and delivering), released",
             ["event"], registry=r,
         )
         self.lease_term = Gauge(

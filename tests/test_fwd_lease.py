@@ -297,6 +297,14 @@ def test_rbac_refusal_is_logged_with_what_the_service_account_needs(caplog: pyte
         assert not a.holding() and api.denied == [("GET", path)]
         record = next(r for r in caplog.records if "refused a Lease request" in r.getMessage())
         assert record.status == 403 and f"get and update on leases {LEASE}" in record.error  # type: ignore[attr-defined]
+        # A standby looks every tenth of the duration: a refusal that persists is counted at every look and
+        # logged at the first and every tenth, not ten lines a lease.
+        with caplog.at_level(logging.ERROR, logger="forwarder.lease"):
+            for _ in range(24):
+                a.step()
+        refusals = [r for r in caplog.records if "refused a Lease request" in r.getMessage()]
+        assert [r.attempt for r in refusals] == [1, 11, 21]  # type: ignore[attr-defined]
+        assert _value(a, "forwarder_lease_events_total", event="look_failed") == 25
     finally:
         api.close()
 
