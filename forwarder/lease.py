@@ -157,6 +157,9 @@ class LeaseElector:
         try:
             status, doc = self._request("GET")
             if status == 404:
+                wait = self._wait_after_deletion()
+                if wait > 0:
+                    return wait
                 self._acquired_at = ""
                 status, doc = self._request("POST", self._body(None, 0, self.identity), named=False)
                 if status == 201:
@@ -195,6 +198,17 @@ class LeaseElector:
                 log.warning("cannot read the Lease; retrying", extra={
                     "lease": f"{self.namespace}/{self.name}", "error": str(exc), "attempt": self._look_failures})
             return self.poll
+
+    def _wait_after_deletion(self) -> float:
+        """Seconds to wait before creating a Lease that is missing now but was seen before (kubectl delete).
+
+        Its holder learns of the deletion only at its next renewal, or not at all while paused: it may go on
+        for a duration after its last renewal, so the Lease is taken as if it had expired, never sooner."""
+        version, seen_at = self._seen
+        if version is None:
+            return 0.0  # never seen: a first start, nobody can hold it
+        left = seen_at + self.duration - min(self.poll, self.duration / 10) - self.clock.monotonic()
+        return min(self.poll, left) if left > 0 else 0.0
 
     def _look_failed(self) -> bool:
         """Count a standby's failed look; True when it is to be logged (a standby looks every tenth of the

@@ -245,6 +245,26 @@ def test_a_deleted_lease_ends_the_term_at_the_next_renewal_and_is_created_again(
     assert b.holding() and b.fence() == Term(0, "fwd-b")
 
 
+def test_a_standby_that_saw_the_lease_waits_a_duration_after_its_deletion_so_no_two_replicas_deliver(
+        api: FakeKubeApi) -> None:
+    # The holder is paused (SIGSTOP) when the Lease is deleted: it cannot learn of it, and resumes believing
+    # it holds until its own renewal deadline. The standby must not take over before that.
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
+    a.step()
+    renewed = clock.now
+    clock.now += 1.0
+    b.step()  # sees fwd-a holding
+    del api.leases[LEASE]
+    while not b.holding():
+        assert not (a.holding() and b.holding())
+        clock.now += b.step()  # only the standby runs: fwd-a is paused
+        assert clock.now < renewed + 2 * DURATION
+    assert not a.holding(), "the standby took over while the paused holder still believed it held the Lease"
+    assert clock.now >= renewed + DURATION - DURATION / 10
+    assert b.fence() == Term(0, "fwd-b")
+
+
 def test_an_unreachable_api_ends_the_term_when_the_lease_runs_out_not_before(
         api: FakeKubeApi, caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
