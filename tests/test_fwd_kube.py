@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fwd_fakes import SELF_TOKEN, SELF_USERNAME
 from support.kube_api import FakeKubeApi
+from support.tls import loopback_tls
 
 from forwarder.config import ConfigError, RunConfig, parse
 from forwarder.kube import KubeApi, KubeError, service_account_username
@@ -30,6 +31,38 @@ def api() -> Iterator[FakeKubeApi]:
 def test_in_a_pod_the_api_is_the_service_the_kubelet_names(tmp_path: Path, host: str, url: str) -> None:
     kube = KubeApi(environ={"KUBERNETES_SERVICE_HOST": host}, token_path=str(tmp_path / "token"), ca_path=None)
     assert kube.url == url
+
+
+def test_in_a_pod_the_api_is_reached_over_https_verified_by_the_service_account_ca(tmp_path: Path) -> None:
+    tls = loopback_tls(tmp_path)
+    server = FakeKubeApi(SELF_TOKEN, tls=tls.server)
+    try:
+        token = tmp_path / "token"
+        token.write_text(SELF_TOKEN + "\n")
+        port = server.url.rsplit(":", 1)[1]
+        kube = KubeApi(environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port},
+                       token_path=str(token), ca_path=str(tls.ca_path))
+        assert kube.url == f"https://127.0.0.1:{port}"
+        assert kube.request("GET", LEASES)[0] == 404  # through TLS, authenticated by the token; no Lease yet
+        assert server.requests == [("GET", LEASES)]
+    finally:
+        server.close()
+
+
+def test_in_a_pod_an_api_server_the_service_account_ca_did_not_sign_is_refused(tmp_path: Path) -> None:
+    impostor = FakeKubeApi(SELF_TOKEN, tls=loopback_tls(tmp_path / "impostor", "impostor").server)
+    try:
+        token = tmp_path / "token"
+        token.write_text(SELF_TOKEN + "\n")
+        port = impostor.url.rsplit(":", 1)[1]
+        ca = loopback_tls(tmp_path / "cluster").ca_path  # the cluster's CA, which did not sign the impostor
+        kube = KubeApi(environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port},
+                       token_path=str(token), ca_path=str(ca))
+        with pytest.raises(KubeError, match="(?i)certificate verify failed"):
+            kube.request("GET", LEASES)
+        assert impostor.requests == []  # the token never left the pod
+    finally:
+        impostor.close()
 
 
 def test_outside_a_pod_without_a_url_the_error_says_what_to_give() -> None:

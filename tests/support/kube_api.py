@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ class FakeKubeApi:
     ``denied``)."""
 
     def __init__(self, token: str | None, on_write: Callable[[str, str], None] | None = None,
-                 rbac: Rbac | None = None) -> None:
+                 rbac: Rbac | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.token = token
         self.rbac = rbac
         self.objects: dict[str, dict[str, Any]] = {}
@@ -138,7 +139,7 @@ class FakeKubeApi:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
 
-        self._server = LoopbackServer(Handler).start()
+        self._server = LoopbackServer(Handler, tls=tls).start()
 
     def handle(self, method: str, path: str, auth: str | None, body: dict[str, Any] | None
                ) -> tuple[int, dict[str, Any]]:

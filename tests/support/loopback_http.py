@@ -7,6 +7,7 @@ and stop for good on exit.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,9 +25,13 @@ class QuietHandler(BaseHTTPRequestHandler):
 class LoopbackServer:
     """``handler`` served on 127.0.0.1 from a daemon thread; a context manager, or ``start()``/``stop()``."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0, poll_interval: float = 0.05) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0, poll_interval: float = 0.05,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
+        self.scheme = "https" if tls is not None else "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self._thread = threading.Thread(target=self.server.serve_forever, args=(poll_interval,), daemon=True)
 
     @property
@@ -34,7 +39,7 @@ class LoopbackServer:
         return int(self.server.server_address[1])
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> LoopbackServer:
         self._thread.start()
