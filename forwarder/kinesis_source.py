@@ -360,9 +360,8 @@ class KinesisSource:
                 fresh = ledger.admit(*ALL_TIME, decoded.events, now_ms)
                 if fresh:
                     metrics.events_read_total.inc(len(fresh))
-                    histogram = metrics.arrival_delay_seconds
-                    for _, event in fresh:
-                        histogram.observe(max(0, event.ingestion_ms - event.timestamp_ms) / 1000)
+                    metrics.arrival_delay_seconds.observe_many(
+                        [max(0, event.ingestion_ms - event.timestamp_ms) / 1000 for _, event in fresh])
                     pending.extend(fresh)
                 newest = max(event.timestamp_ms for event in decoded.events)
                 if newest > self._newest_ms:

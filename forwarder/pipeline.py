@@ -335,9 +335,7 @@ class Pipeline:
         assert self.source is not None
         self.source.acknowledge(keys)
         now = self.clock.time()
-        latency = self.metrics.end_to_end_latency_seconds
-        for key in keys:
-            latency.observe(max(0.0, now - key.timestamp_ms / 1000))
+        self.metrics.end_to_end_latency_seconds.observe_many([max(0.0, now - key.timestamp_ms / 1000) for key in keys])
         newest = max(k.timestamp_ms for k in keys)
         with self._acked_lock:
             if self._newest_acked_ms is None or newest > self._newest_acked_ms:
