@@ -39,7 +39,8 @@ ALL_TIME = (-(2**63), 2**63 - 1)
 EVENT_OVERHEAD_BYTES = 26
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs 4x, and one is made per event. Never changed once made.
+@dataclass(slots=True, unsafe_hash=True)
 class EventKey:
     """Identifies one event through batching and delivery (what the ledger acknowledges)."""
 
