@@ -25,6 +25,7 @@ Thread-safe: the reader admits, the deliverer acknowledges, the checkpointer sna
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,7 +198,8 @@ class Ledger:
         with self.lock:
             buckets = self._buckets
             forgotten = self._forgotten_before_ms
-            outstanding = self._outstanding
+            seq = self._next_seq
+            admitted_bytes = 0
             for event in events:
                 ts = event.timestamp_ms
                 if ts < start_ms or ts > end_ms:
@@ -211,18 +213,18 @@ class Ledger:
                         continue
                     bucket = buckets[start] = Bucket(start)
                 h = event_hash(event.stream, event.event_id)
-                if h in bucket.seen:
+                if not bucket.seen.add_if_new(h):
                     continue
-                bucket.seen.add_new(h)
                 size = len(event.message) + EVENT_OVERHEAD_BYTES
                 bucket.events += 1
                 bucket.bytes += size
-                self.admitted_events += 1
-                self.admitted_bytes += size
-                seq = self._next_seq
-                self._next_seq = seq + 1
-                outstanding.append((seq, now_ms))
+                admitted_bytes += size
                 fresh.append((EventKey(ts, h, event.stream, event.event_id, seq), event))
+                seq += 1
+            self._outstanding.extend(zip(range(self._next_seq, seq), itertools.repeat(now_ms)))
+            self._next_seq = seq
+            self.admitted_events += len(fresh)
+            self.admitted_bytes += admitted_bytes
         return fresh
 
     def acknowledge(self, keys: Sequence[EventKey]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from forwarder.dedup import HashSet, event_hash, pack, unpack
 from forwarder.ledger import BUCKET_MS, BucketState, Ledger
 from forwarder.model import LogEvent
@@ -122,3 +124,20 @@ def test_hashset_membership_survives_merges_and_pack_roundtrip() -> None:
     assert event_hash(STREAM_A, "5001") not in s
     assert list(unpack(pack(values))) == values
     assert event_hash(STREAM_A, "1") != event_hash(STREAM_B, "1")
+
+
+def test_event_hash_is_blake2b_64_of_stream_nul_id_as_checkpoints_hold_it() -> None:
+    # Checkpoints keep these values: the per-stream prefix cache must not change them.
+    for stream, event_id in ((STREAM_A, "1"), (STREAM_B, "1"), (STREAM_A, "3757" * 14), ("flux-\u00e9", "\u00e9")):
+        for _ in range(2):
+            digest = hashlib.blake2b(f"{stream}\x00{event_id}".encode(), digest_size=8).digest()
+            assert event_hash(stream, event_id) == int.from_bytes(digest, "little")
+
+
+def test_hashset_add_if_new_adds_once_across_merges_and_restored_values() -> None:
+    s = HashSet([7, 9])
+    assert not s.add_if_new(7) and s.add_if_new(8) and not s.add_if_new(8)
+    values = [event_hash(STREAM_B, str(i)) for i in range(3000)]  # past the first merges
+    assert all(s.add_if_new(v) for v in values)
+    assert not any(s.add_if_new(v) for v in [*values, 7, 8, 9])
+    assert len(s) == 3003
