@@ -106,12 +106,14 @@ def decode(data: bytes, log_group: str, stream_prefix: str, arrival_ms: int) -> 
     if not isinstance(raw_events, list):
         return Decoded(MALFORMED, error="no logEvents")
     decoded = Decoded(DATA)
+    append = decoded.events.append
     for raw in raw_events:
         try:
             event_id, timestamp, message = raw["id"], raw["timestamp"], raw["message"]
-            if isinstance(timestamp, bool) or not isinstance(timestamp, int) or event_id in (None, ""):
+            # JSON parsers give exact ints, and bools for true/false (a subclass of int, refused here).
+            if type(timestamp) is not int or event_id in (None, ""):
                 raise ValueError("id or timestamp")
-            decoded.events.append(LogEvent(str(event_id), stream, timestamp, arrival_ms, str(message)))
+            append(LogEvent(str(event_id), stream, timestamp, arrival_ms, str(message)))
         except (KeyError, TypeError, ValueError):
             decoded.bad_events += 1
     return decoded
