@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class EventKey:
 
     def __str__(self) -> str:
         return f"{self.stream}/{self.event_id}"
+
+
+_seq = operator.attrgetter("seq")
+_material = operator.attrgetter("material")
 
 
 class Bucket:
@@ -234,11 +239,11 @@ class Ledger:
         by_bucket: dict[int, list[int]] = {}
         with self.lock:
             done = self._done
+            done.update(map(_seq, keys))
             for key in keys:
-                done.add(key.seq)
-                by_bucket.setdefault(key.timestamp_ms - key.timestamp_ms % BUCKET_MS, []).append(key.hash)
-                if key.material:
-                    self.material_acks += 1
+                ts = key.timestamp_ms
+                by_bucket.setdefault(ts - ts % BUCKET_MS, []).append(key.hash)
+            self.material_acks += sum(map(_material, keys))
             self.acks += len(keys)
             for start, hashes in by_bucket.items():
                 bucket = self._buckets.get(start)

@@ -333,8 +333,12 @@ class Pipeline:
         assert self.source is not None
         self.source.acknowledge(keys)
         now = self.clock.time()
-        self.metrics.end_to_end_latency_seconds.observe_many([max(0.0, now - key.timestamp_ms / 1000) for key in keys])
-        newest = max(k.timestamp_ms for k in keys)
+        stamps = [key.timestamp_ms for key in keys]
+        newest = max(stamps)
+        latencies = [now - ts / 1000 for ts in stamps]
+        if now - newest / 1000 < 0:  # the smallest: an event stamped ahead of this clock
+            latencies = [max(0.0, latency) for latency in latencies]
+        self.metrics.end_to_end_latency_seconds.observe_many(latencies)
         with self._acked_lock:
             if self._newest_acked_ms is None or newest > self._newest_acked_ms:
                 self._newest_acked_ms = newest
