@@ -7,11 +7,11 @@ into the checkpoint), so Python's per-process salted ``hash()`` cannot be used.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import hashlib
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 
 HASH_BYTES = 8
@@ -60,11 +60,16 @@ class HashSet:
     70 bytes an entry; at 1,000 events/s over a 10-minute window that is the difference
     between ~5 MB and ~45 MB."""
 
-    __slots__ = ("_frozen", "_recent")
+    __slots__ = ("_frozen", "_recent", "_merge_above")
 
     def __init__(self, values: Iterable[int] = ()) -> None:
         self._frozen = array("Q", sorted(set(values)))
         self._recent: set[int] = set()
+        self._merge_above = self._merge_threshold()
+
+    def _merge_threshold(self) -> int:
+        # Merge when the recent part reaches a quarter of the sorted part: amortised O(log n) an add.
+        return 1024 + len(self._frozen) // 4
 
     def __len__(self) -> int:
         return len(self._frozen) + len(self._recent)
@@ -73,7 +78,7 @@ class HashSet:
         if value in self._recent:
             return True
         frozen = self._frozen
-        i = bisect.bisect_left(frozen, value)
+        i = bisect_left(frozen, value)
         return i < len(frozen) and frozen[i] == value
 
     def add(self, value: int) -> None:
@@ -85,12 +90,11 @@ class HashSet:
         if value in recent:
             return False
         frozen = self._frozen
-        i = bisect.bisect_left(frozen, value)
+        i = bisect_left(frozen, value)
         if i < len(frozen) and frozen[i] == value:
             return False
         recent.add(value)
-        # Merge when the recent part reaches a quarter of the sorted part: amortised O(log n) an add.
-        if len(recent) > 1024 + len(frozen) // 4:
+        if len(recent) > self._merge_above:
             self._merge()
         return True
 
@@ -98,3 +102,4 @@ class HashSet:
         merged = array("Q", sorted(self._frozen.tolist() + list(self._recent)))
         self._frozen = merged
         self._recent = set()
+        self._merge_above = self._merge_threshold()
