@@ -48,6 +48,24 @@ def test_a_position_is_confirmed_only_when_every_event_handed_out_before_it_is_a
     assert ledger.confirmed("final") == 5_000
 
 
+def test_acknowledgements_in_any_order_confirm_exactly_what_is_contiguous() -> None:
+    ledger = Ledger({"head": 0})
+    keys = []
+    for page in range(3):  # four events each, handed out at 0, 10 and 20 ms; read to 1, 2 and 3 s
+        events = [_event(f"{page}-{i}", page * 1_000 + i) for i in range(4)]
+        keys += [k for k, _ in ledger.admit(0, 99_999, events, now_ms=page * 10)]
+        ledger.advance("head", (page + 1) * 1_000)
+    ledger.admit(0, 99_999, [], now_ms=30)  # nothing new: no hand-out of its own
+    ledger.acknowledge(keys[:3])  # in order, but not the whole first page
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (9, 0, 0)
+    ledger.acknowledge(keys[5:9])  # ahead of the watermark: nothing moves
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (9, 0, 0)
+    ledger.acknowledge(keys[3:5])  # fills the gap: up to the end of the second page
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (3, 20, 2_000)
+    ledger.acknowledge(keys[11:] + keys[9:11])
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (0, None, 3_000)
+
+
 def test_events_handed_out_after_an_advance_do_not_hold_it_back() -> None:
     ledger = Ledger({"head": 0})
     ledger.advance("head", 1_000)
