@@ -31,6 +31,7 @@ are the polling source's own. What is particular to it:
 from __future__ import annotations
 
 import logging
+import operator
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -71,6 +72,7 @@ INITIAL_RECORD_BYTES = 64 * 1024
 SHARD_BACKOFF = Backoff(initial_seconds=0.5, max_seconds=10.0)
 STREAM_BACKOFF = Backoff(initial_seconds=5.0, max_seconds=60.0)
 SKIP_MALFORMED_RECORD = "malformed_record"
+_timestamp_ms = operator.attrgetter("timestamp_ms")
 
 
 class ShardState:
@@ -360,11 +362,12 @@ class KinesisSource:
                 fresh = ledger.admit(*ALL_TIME, decoded.events, now_ms)
                 if fresh:
                     metrics.events_read_total.inc(len(fresh))
-                    histogram = metrics.arrival_delay_seconds
-                    for _, event in fresh:
-                        histogram.observe(max(0, event.ingestion_ms - event.timestamp_ms) / 1000)
+                    delays = [(event.ingestion_ms - event.timestamp_ms) / 1000 for _, event in fresh]
+                    if min(delays) < 0:  # stamped after it reached the stream (clock skew): counted as 0
+                        delays = [max(0.0, delay) for delay in delays]
+                    metrics.arrival_delay_seconds.observe_many(delays)
                     pending.extend(fresh)
-                newest = max(event.timestamp_ms for event in decoded.events)
+                newest = max(map(_timestamp_ms, decoded.events))
                 if newest > self._newest_ms:
                     self._newest_ms = newest
                     ledger.trim_before(min(newest, now_ms) - self.dedup_window_ms - BUCKET_MS)

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from .histogram import BulkHistogram
 
 log = logging.getLogger("forwarder.metrics")
 
@@ -75,15 +77,16 @@ class Metrics:
             "forwarder_inflight_bytes", "Bytes of events read but not yet acknowledged by Falco", registry=r
         )
         self.streams_seen = Gauge("forwarder_streams_seen", "Log streams currently followed", registry=r)
-        self.arrival_delay_seconds = Histogram(
+        # Observed per event: bulk histograms, one update per page or batch.
+        self.arrival_delay_seconds = BulkHistogram(
             "forwarder_arrival_delay_seconds",
             "How late events reached CloudWatch: ingestion time minus the event's timestamp",
-            buckets=DELAY_BUCKETS, registry=r,
+            DELAY_BUCKETS, r,
         )
-        self.end_to_end_latency_seconds = Histogram(
+        self.end_to_end_latency_seconds = BulkHistogram(
             "forwarder_end_to_end_latency_seconds",
             "From an event's timestamp to Falco's acknowledgement of it",
-            buckets=DELAY_BUCKETS, registry=r,
+            DELAY_BUCKETS, r,
         )
         self.events_after_window_total = Counter(
             "forwarder_events_after_window_total",

@@ -238,14 +238,22 @@ class Pipeline:
         assert self.source is not None
         skipped: list[EventKey] = []
         now_ms = int(self.clock.time() * 1000)
+        streams, batcher, self_writes = self._streams, self.batcher, self.self_writes
+        max_event_bytes = self.config.max_event_bytes
         for key, event in fresh:
-            self._streams[event.stream] = now_ms
+            streams[event.stream] = now_ms
+            # This loop runs once per event: its steps are inline rather than in helper methods.
             try:
-                full = self._check_and_batch(key, event)
+                result = validate(event.message, max_event_bytes)
+                if not result.ok or result.body is None:
+                    self._skip(event, result.reason or "invalid", result.audit_id)
+                    skipped.append(key)
+                    continue
+                if self_writes is not None and self_writes.matches(event.message):
+                    key = replace(key, material=False)  # our own checkpoint write, read back: not worth a save
+                full = batcher.add(key, result.body)
             except Exception as exc:  # noqa: BLE001 - one event must never stop the others (SKIP_HANDLING_ERROR)
                 self._skip(event, SKIP_HANDLING_ERROR, None, error=f"{type(exc).__name__}: {exc}"[:300])
-                full = None
-            if full is None:
                 skipped.append(key)
                 continue
             for batch in full:
@@ -256,16 +264,6 @@ class Pipeline:
         self._forget_old_streams(now_ms)
         last = self.batcher.flush()
         return last is None or self._enqueue(last)
-
-    def _check_and_batch(self, key: EventKey, event: LogEvent) -> list[Batch] | None:
-        """The batches ``event`` completed, or None when it is skipped (counted and logged)."""
-        result = validate(event.message, self.config.max_event_bytes)
-        if not result.ok or result.body is None:
-            self._skip(event, result.reason or "invalid", result.audit_id)
-            return None
-        if self.self_writes is not None and self.self_writes.matches(event.message):
-            key = replace(key, material=False)  # our own checkpoint write, read back: delivered, not worth a save
-        return self.batcher.add(key, result.body)
 
     def _skip(self, event: LogEvent, reason: str, audit_id: str | None, error: str | None = None) -> None:
         self.metrics.events_skipped_total.labels(reason=reason).inc()
@@ -335,10 +333,12 @@ class Pipeline:
         assert self.source is not None
         self.source.acknowledge(keys)
         now = self.clock.time()
-        latency = self.metrics.end_to_end_latency_seconds
-        for key in keys:
-            latency.observe(max(0.0, now - key.timestamp_ms / 1000))
-        newest = max(k.timestamp_ms for k in keys)
+        stamps = [key.timestamp_ms for key in keys]
+        newest = max(stamps)
+        latencies = [now - ts / 1000 for ts in stamps]
+        if now - newest / 1000 < 0:  # the smallest: an event stamped ahead of this clock
+            latencies = [max(0.0, latency) for latency in latencies]
+        self.metrics.end_to_end_latency_seconds.observe_many(latencies)
         with self._acked_lock:
             if self._newest_acked_ms is None or newest > self._newest_acked_ms:
                 self._newest_acked_ms = newest

@@ -107,13 +107,9 @@ class PollingSource:
         self.arrival.observe(events, page.received_ms)
         if fresh:
             self.metrics.events_read_total.inc(len(fresh))
-            histogram = self.metrics.arrival_delay_seconds
-            late = 0
-            for event in events:
-                if event.ingestion_ms > 0:
-                    delay = event.ingestion_ms - event.timestamp_ms
-                    histogram.observe(max(0, delay) / 1000)
-                    late += delay > self.max_lateness_ms
+            delays = [event.ingestion_ms - event.timestamp_ms for event in events if event.ingestion_ms > 0]
+            self.metrics.arrival_delay_seconds.observe_many([max(0, delay) / 1000 for delay in delays])
+            late = sum(delay > self.max_lateness_ms for delay in delays)
             if late:
                 self.after_window += late
                 self.metrics.events_after_window_total.inc(late)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from forwarder.dedup import HashSet, event_hash, pack, unpack
 from forwarder.ledger import BUCKET_MS, BucketState, Ledger
 from forwarder.model import LogEvent
@@ -44,6 +46,24 @@ def test_a_position_is_confirmed_only_when_every_event_handed_out_before_it_is_a
     # An advance with nothing outstanding is confirmed at once.
     ledger.advance("final", 5_000)
     assert ledger.confirmed("final") == 5_000
+
+
+def test_acknowledgements_in_any_order_confirm_exactly_what_is_contiguous() -> None:
+    ledger = Ledger({"head": 0})
+    keys = []
+    for page in range(3):  # four events each, handed out at 0, 10 and 20 ms; read to 1, 2 and 3 s
+        events = [_event(f"{page}-{i}", page * 1_000 + i) for i in range(4)]
+        keys += [k for k, _ in ledger.admit(0, 99_999, events, now_ms=page * 10)]
+        ledger.advance("head", (page + 1) * 1_000)
+    ledger.admit(0, 99_999, [], now_ms=30)  # nothing new: no hand-out of its own
+    ledger.acknowledge(keys[:3])  # in order, but not the whole first page
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (9, 0, 0)
+    ledger.acknowledge(keys[5:9])  # ahead of the watermark: nothing moves
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (9, 0, 0)
+    ledger.acknowledge(keys[3:5])  # fills the gap: up to the end of the second page
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (3, 20, 2_000)
+    ledger.acknowledge(keys[11:] + keys[9:11])
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (0, None, 3_000)
 
 
 def test_events_handed_out_after_an_advance_do_not_hold_it_back() -> None:
@@ -122,3 +142,20 @@ def test_hashset_membership_survives_merges_and_pack_roundtrip() -> None:
     assert event_hash(STREAM_A, "5001") not in s
     assert list(unpack(pack(values))) == values
     assert event_hash(STREAM_A, "1") != event_hash(STREAM_B, "1")
+
+
+def test_event_hash_is_blake2b_64_of_stream_nul_id_as_checkpoints_hold_it() -> None:
+    # Checkpoints keep these values: the per-stream prefix cache must not change them.
+    for stream, event_id in ((STREAM_A, "1"), (STREAM_B, "1"), (STREAM_A, "3757" * 14), ("flux-\u00e9", "\u00e9")):
+        for _ in range(2):
+            digest = hashlib.blake2b(f"{stream}\x00{event_id}".encode(), digest_size=8).digest()
+            assert event_hash(stream, event_id) == int.from_bytes(digest, "little")
+
+
+def test_hashset_add_if_new_adds_once_across_merges_and_restored_values() -> None:
+    s = HashSet([7, 9])
+    assert not s.add_if_new(7) and s.add_if_new(8) and not s.add_if_new(8)
+    values = [event_hash(STREAM_B, str(i)) for i in range(3000)]  # past the first merges
+    assert all(s.add_if_new(v) for v in values)
+    assert not any(s.add_if_new(v) for v in [*values, 7, 8, 9])
+    assert len(s) == 3003

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
+from zlib_ng import zlib_ng
 
 from forwarder import subscription
 from forwarder.model import LogEvent
@@ -19,6 +21,13 @@ from forwarder.subscription import CONTROL, DATA, MALFORMED, OTHER_LOG_GROUP, OT
 GROUP = "/aws/eks/lab/cluster"
 PREFIX = "kube-apiserver-audit-"
 STREAM = PREFIX + "0a" * 16
+CHOSEN_AT_IMPORT = subscription.INFLATE  # before the fixture below swaps it
+
+
+@pytest.fixture(autouse=True, params=["zlib-ng", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the zlib-ng wheel the forwarder pins and with the system zlib it falls back to."""
+    monkeypatch.setattr(subscription, "INFLATE", zlib_ng if request.param == "zlib-ng" else zlib)
 
 
 def envelope(message_type: str = "DATA_MESSAGE", group: str = GROUP, stream: str = STREAM,
@@ -85,6 +94,18 @@ def test_a_truncated_gzip_record_is_malformed() -> None:
     data = record(envelope())
     decoded = decode(data[: len(data) // 2], GROUP, PREFIX, 0)
     assert decoded.kind == MALFORMED and "truncated" in (decoded.error or "")
+
+
+@pytest.mark.parametrize(("offset", "why"), [(-8, "incorrect data check"), (-1, "incorrect length check")])
+def test_a_record_whose_gzip_crc_or_length_is_wrong_is_malformed(offset: int, why: str) -> None:
+    data = bytearray(record(envelope()))
+    data[offset] ^= 1  # the trailer: CRC-32 of the inflated text, then its length
+    decoded = decode(bytes(data), GROUP, PREFIX, 0)
+    assert decoded.kind == MALFORMED and why in (decoded.error or "")
+
+
+def test_the_forwarder_inflates_with_zlib_ng_when_its_wheel_is_installed() -> None:
+    assert CHOSEN_AT_IMPORT is zlib_ng
 
 
 def test_a_record_that_inflates_past_the_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
