@@ -229,6 +229,8 @@ class Ledger:
                 fresh.append((EventKey(ts, h, event.stream, event.event_id, seq), event))
                 seq += 1
             if seq > self._next_seq:
+                if self._low == self._next_seq:
+                    self._handed_out.clear()  # all acknowledged: an older entry must not date these events
                 self._handed_out.append((self._next_seq, now_ms))
                 self._next_seq = seq
             self.admitted_events += len(fresh)

@@ -66,6 +66,18 @@ def test_acknowledgements_in_any_order_confirm_exactly_what_is_contiguous() -> N
     assert (ledger.outstanding(), ledger.oldest_outstanding_ms(), ledger.confirmed("head")) == (0, None, 3_000)
 
 
+def test_the_oldest_wait_is_dated_by_the_events_still_waiting_not_by_earlier_ones_all_acknowledged() -> None:
+    # forwarder_oldest_unacknowledged_seconds: after a quiet hour, new events must not look an hour old.
+    ledger = Ledger({"head": 0})
+    ledger.acknowledge([k for k, _ in ledger.admit(0, 99_999, [_event("a", 1), _event("b", 2)], now_ms=10)])
+    assert ledger.oldest_outstanding_ms() is None
+    keys = [k for k, _ in ledger.admit(0, 99_999, [_event("c", 3)], now_ms=3_600_000)]
+    assert ledger.oldest_outstanding_ms() == 3_600_000
+    ledger.admit(0, 99_999, [_event("d", 4)], now_ms=3_600_500)
+    ledger.acknowledge(keys)
+    assert (ledger.outstanding(), ledger.oldest_outstanding_ms()) == (1, 3_600_500)
+
+
 def test_events_handed_out_after_an_advance_do_not_hold_it_back() -> None:
     ledger = Ledger({"head": 0})
     ledger.advance("head", 1_000)
