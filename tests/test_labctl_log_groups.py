@@ -59,9 +59,11 @@ class Revival:
         self.groups = groups
         self.stop = threading.Event()
         self.times: list[float] = []  # when it recreated the group
+        self.thread: threading.Thread | None = None
 
     def start(self, times: int, delay: float) -> None:
-        threading.Thread(target=self._run, args=(times, delay), daemon=True).start()
+        self.thread = threading.Thread(target=self._run, args=(times, delay), daemon=True)
+        self.thread.start()
 
     def _run(self, times: int, delay: float) -> None:
         while len(self.times) < times and not self.stop.is_set():
@@ -78,6 +80,10 @@ def eks_revives(groups: LogGroups) -> Iterator[Revival]:
     revival = Revival(groups)
     yield revival
     revival.stop.set()
+    # Joined, so that a create already under way cannot land in the next test's (reset) moto.
+    if revival.thread is not None:
+        revival.thread.join(10)
+        assert not revival.thread.is_alive()
 
 
 # --- whose a group is --------------------------------------------------------------------------------------
