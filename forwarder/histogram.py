@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -21,8 +21,10 @@ from prometheus_client.metrics_core import Metric
 class BulkHistogram:
     """A histogram without labels (a prometheus_client Collector); ``observe_many`` is the fast path."""
 
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
-                 ) -> None:
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry,
+                 *, floor: float | None = None) -> None:
+        self.floor = floor
+        """Values below it are observed as it (a delay measured across two clocks can come out negative)."""
         self._template = Histogram(name, documentation, buckets=buckets, registry=None)
         # The bucket bounds as the template exports them (a +Inf bucket added when missing).
         self._bounds = [float(b) for b in buckets if float(b) != math.inf] + [math.inf]
@@ -36,7 +38,8 @@ class BulkHistogram:
         self.observe_many((value,))
 
     def observe_many(self, values: Iterable[float]) -> None:
-        """Observe each value, as Histogram.observe would one by one (a NaN adds to the sum only)."""
+        """Observe each value (raised to ``floor``), as Histogram.observe would one by one (a NaN adds to the sum
+        only)."""
         ordered = sorted(values)
         if not ordered:
             return
@@ -44,6 +47,11 @@ class BulkHistogram:
         if math.isnan(total):
             # NaN falls in no bucket (and may have left the others unordered): count without it.
             ordered = sorted(v for v in ordered if not math.isnan(v))
+        floor = self.floor
+        if floor is not None and ordered and ordered[0] < floor:
+            below = bisect_left(ordered, floor)  # sorted: the values to raise are the first ones
+            total += floor * below - sum(ordered[:below])
+            ordered[:below] = [floor] * below
         counts = [bisect_right(ordered, bound) for bound in self._bounds]
         with self._lock:
             self._sum += total

@@ -81,12 +81,12 @@ class Metrics:
         self.arrival_delay_seconds = BulkHistogram(
             "forwarder_arrival_delay_seconds",
             "How late events reached CloudWatch: ingestion time minus the event's timestamp",
-            DELAY_BUCKETS, r,
+            DELAY_BUCKETS, r, floor=0.0,
         )
         self.end_to_end_latency_seconds = BulkHistogram(
             "forwarder_end_to_end_latency_seconds",
             "From an event's timestamp to Falco's acknowledgement of it",
-            DELAY_BUCKETS, r,
+            DELAY_BUCKETS, r, floor=0.0,
         )
         self.events_after_window_total = Counter(
             "forwarder_events_after_window_total",

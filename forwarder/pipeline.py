@@ -335,10 +335,7 @@ class Pipeline:
         now = self.clock.time()
         stamps = [key.timestamp_ms for key in keys]
         newest = max(stamps)
-        latencies = [now - ts / 1000 for ts in stamps]
-        if now - newest / 1000 < 0:  # the smallest: an event stamped ahead of this clock
-            latencies = [max(0.0, latency) for latency in latencies]
-        self.metrics.end_to_end_latency_seconds.observe_many(latencies)
+        self.metrics.end_to_end_latency_seconds.observe_many([now - ts / 1000 for ts in stamps])
         with self._acked_lock:
             if self._newest_acked_ms is None or newest > self._newest_acked_ms:
                 self._newest_acked_ms = newest

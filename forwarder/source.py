@@ -108,7 +108,7 @@ class PollingSource:
         if fresh:
             self.metrics.events_read_total.inc(len(fresh))
             delays = [event.ingestion_ms - event.timestamp_ms for event in events if event.ingestion_ms > 0]
-            self.metrics.arrival_delay_seconds.observe_many([max(0, delay) / 1000 for delay in delays])
+            self.metrics.arrival_delay_seconds.observe_many([delay / 1000 for delay in delays])
             late = sum(delay > self.max_lateness_ms for delay in delays)
             if late:
                 self.after_window += late

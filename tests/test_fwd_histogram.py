@@ -59,6 +59,21 @@ def test_a_nan_falls_in_no_bucket_and_makes_the_sum_nan_as_prometheus_does() -> 
     assert exposition(in_bulk(values)) == exposition(one_by_one(values))
 
 
+def test_values_below_the_floor_are_observed_as_the_floor_in_buckets_and_sum() -> None:
+    # Delays taken across two clocks (CloudWatch's, this host's) can be negative: the forwarder's are floored at 0.
+    values = [-2.5, 0.3, -0.001, 12.0, 0.0, -7.0]
+    registry = CollectorRegistry(auto_describe=True)
+    histogram = BulkHistogram("h_seconds", "A delay", DELAY_BUCKETS, registry, floor=0.0)
+    histogram.observe_many(values[:3])
+    histogram.observe_many(values[3:])
+    assert exposition(registry) == exposition(one_by_one([max(0.0, v) for v in values]))
+    metrics = Metrics()
+    metrics.arrival_delay_seconds.observe_many([-1.0])
+    metrics.end_to_end_latency_seconds.observe(-1.0)
+    for name in ("forwarder_arrival_delay_seconds", "forwarder_end_to_end_latency_seconds"):
+        assert metrics.registry.get_sample_value(f"{name}_sum") == 0.0
+
+
 def test_the_forwarders_delay_histograms_are_registered_once_under_their_names() -> None:
     metrics = Metrics()
     metrics.arrival_delay_seconds.observe_many([0.3, 12.0])
