@@ -93,19 +93,13 @@ class Batcher:
 
     def add(self, key: Hashable, body: bytes) -> list[Batch]:
         """Add one body; returns the batches that became full (usually none, at most one)."""
-        current = self._current
-        grown = current.size_bytes + 1 + len(body)  # with the comma before it
-        if grown <= self.max_batch_bytes and current.bodies:
-            # The usual case, once per event: Batch.append inlined.
-            current.size_bytes = grown
-            current.keys.append(key)
-            current.bodies.append(body)
-            return []
         if len(body) > self.max_body_bytes:
             # Validation rejects such events first (max_event_bytes <= max_batch_bytes - envelope).
             raise ValueError(f"event of {len(body)} bytes cannot fit in a batch of {self.max_batch_bytes} bytes")
-        full = [current] if current.bodies else []
-        if full:
+        full: list[Batch] = []
+        current = self._current
+        if current.bodies and current.size_bytes + 1 + len(body) > self.max_batch_bytes:
+            full.append(current)
             current = self._current = Batch()
         current.append(key, body)
         return full

@@ -169,40 +169,44 @@ def _invalid(reason: str, audit_id: str | None = None) -> Validated:
 def validate(message: str, max_event_bytes: int) -> Validated:
     """Check one log line; ``body`` of an ok result is what goes into the EventList. Never raises."""
     try:
-        text = message.strip()
-        if text.endswith(TRUNCATED_MARKER):
-            return _invalid(TRUNCATED, _sniffed_audit_id(text))
-        # Before parsing: it costs a few microseconds and keeps deep input away from the parsers.
-        if deeper_than(text, MAX_EVENT_LEVELS):
-            return _invalid(TOO_DEEP, _sniffed_audit_id(text))
-        try:
-            event = parse_json(text)
-            if not isinstance(event, dict):
-                return _invalid(NOT_OBJECT)
-            if text.count('"stageTimestamp"') > 1:
-                # Maybe a repeated key: Falco reads the first stageTimestamp (and auditID).
-                event = _FIRST_WINS_DECODER.decode(text)
-        except (ValueError, RecursionError):
-            return _invalid(NOT_JSON)
-        audit_id = event.get("auditID")
-        audit_id = _loggable(audit_id) if isinstance(audit_id, str) and audit_id else None
-        if event.get("kind") != "Event":
-            return _invalid(NOT_EVENT_KIND, audit_id)
-        if audit_id is None:
-            return _invalid(MISSING_AUDIT_ID)
-        if not is_rfc3339(event.get("stageTimestamp")):
-            return _invalid(BAD_STAGE_TIMESTAMP, audit_id)
-        # A raw newline cannot occur inside a JSON string, so one here means pretty-printed JSON:
-        # send it compact, as Falco measures an event by its compact form.
-        if "\n" in text:
-            text = compact(text)
-        body = _utf8(text)
-        if len(body) > max_event_bytes:
-            # Falco measures the compact form: whitespace between tokens does not count.
-            body = _utf8(compact(text))
-            if len(body) > max_event_bytes:
-                return _invalid(TOO_LARGE, audit_id)
-        return Validated(True, None, body, audit_id)
+        return _validate(message, max_event_bytes)
     except Exception:  # noqa: BLE001 - one line must never stop the flow (a crash loop on restart)
         log.error("validation failed on a log line; skipping it", exc_info=True)
         return _invalid(VALIDATION_ERROR)
+
+
+def _validate(message: str, max_event_bytes: int) -> Validated:
+    text = message.strip()
+    if text.endswith(TRUNCATED_MARKER):
+        return _invalid(TRUNCATED, _sniffed_audit_id(text))
+    # Before parsing: it costs a few microseconds and keeps deep input away from the parsers.
+    if deeper_than(text, MAX_EVENT_LEVELS):
+        return _invalid(TOO_DEEP, _sniffed_audit_id(text))
+    try:
+        event = parse_json(text)
+        if not isinstance(event, dict):
+            return _invalid(NOT_OBJECT)
+        if text.count('"stageTimestamp"') > 1:
+            # Maybe a repeated key: Falco reads the first stageTimestamp (and auditID).
+            event = _FIRST_WINS_DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return _invalid(NOT_JSON)
+    audit_id = event.get("auditID")
+    audit_id = _loggable(audit_id) if isinstance(audit_id, str) and audit_id else None
+    if event.get("kind") != "Event":
+        return _invalid(NOT_EVENT_KIND, audit_id)
+    if audit_id is None:
+        return _invalid(MISSING_AUDIT_ID)
+    if not is_rfc3339(event.get("stageTimestamp")):
+        return _invalid(BAD_STAGE_TIMESTAMP, audit_id)
+    # A raw newline cannot occur inside a JSON string, so one here means pretty-printed JSON:
+    # send it compact, as Falco measures an event by its compact form.
+    if "\n" in text:
+        text = compact(text)
+    body = _utf8(text)
+    if len(body) > max_event_bytes:
+        # Falco measures the compact form: whitespace between tokens does not count.
+        body = _utf8(compact(text))
+        if len(body) > max_event_bytes:
+            return _invalid(TOO_LARGE, audit_id)
+    return Validated(True, None, body, audit_id)
