@@ -16,7 +16,8 @@ not rely on it: every write carries the holder's *term* (``leaseTransitions`` wh
 Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint.py).
 
 On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. A
-deleted Lease ends the holder's term at its next renewal; a standby creates it anew (from term 0).
+deleted Lease ends the holder's term at its next renewal; a standby creates it anew (from term 0), once it
+has not been seen for the duration, as if it had expired.
 """
 
 from __future__ import annotations
@@ -179,9 +180,7 @@ class LeaseElector:
                 # so only the answer's time is surely after it.
                 self._seen = (version, self.clock.monotonic())
             holder = spec.get("holderIdentity") or None
-            # The holder's own duration (it gives up a fifth of it early), less at most a tenth of it for our look.
-            duration = float(spec.get("leaseDurationSeconds") or self.duration)
-            expires_in = self._seen[1] + duration - min(self.poll, duration / 10) - self.clock.monotonic()
+            expires_in = self._expires_in(float(spec.get("leaseDurationSeconds") or self.duration))
             if holder is not None and expires_in > 0:
                 return min(self.poll, expires_in)
             transitions = int(spec.get("leaseTransitions") or 0) + 1
@@ -204,11 +203,15 @@ class LeaseElector:
 
         Its holder learns of the deletion only at its next renewal, or not at all while paused: it may go on
         for a duration after its last renewal, so the Lease is taken as if it had expired, never sooner."""
-        version, seen_at = self._seen
-        if version is None:
+        if self._seen[0] is None:
             return 0.0  # never seen: a first start, nobody can hold it
-        left = seen_at + self.duration - min(self.poll, self.duration / 10) - self.clock.monotonic()
+        left = self._expires_in(self.duration)
         return min(self.poll, left) if left > 0 else 0.0
+
+    def _expires_in(self, duration: float) -> float:
+        """Seconds until the Lease last seen changing runs out: the holder's ``duration`` (it gives up a fifth of it
+        early) after that look, less at most a tenth of it for the look itself."""
+        return self._seen[1] + duration - min(self.poll, duration / 10) - self.clock.monotonic()
 
     def _look_failed(self) -> bool:
         """Count a standby's failed look; True when it is to be logged (a standby looks every tenth of the
@@ -281,7 +284,7 @@ class LeaseElector:
         if left <= 0:
             self._lose("could not renew the Lease in time", error=error)
             return self.poll
-        if self._renew_failures == 1 or self._renew_failures % 10 == 0:
+        if (self._renew_failures - 1) % LOG_EVERY == 0:
             log.warning("cannot renew the Lease; retrying while it is still held", extra={
                 "lease": f"{self.namespace}/{self.name}", "error": error, "attempt": self._renew_failures,
                 "held_for_s": round(left, 1)})
