@@ -110,7 +110,7 @@ class RunConfig:
     falco_url: str
     """The k8saudit webhook, e.g. ``http://falco-k8saudit-webhook:9765/k8s-audit``."""
     region: str | None = None
-    """AWS Region; ``None`` leaves it to boto3's standard chain (AWS_REGION, profile, IMDS)."""
+    """AWS Region; ``None`` leaves it to boto3's chain (AWS_DEFAULT_REGION, the profile's region)."""
     stream_prefix: str = DEFAULT_STREAM_PREFIX
     checkpoint: CheckpointSpec | None = None
     start_at: StartAt = field(default_factory=StartAt)
@@ -199,7 +199,8 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--source", "SPEC",
             "cloudwatch (poll the log group with FilterLogEvents) or kinesis:STREAM_ARN (read the log group's "
             "subscription records from that Kinesis Data Stream)", "cloudwatch"),
-    _Option("--region", "REGION", "AWS Region (default: the stream ARN's, else boto3's chain, e.g. AWS_REGION)"),
+    _Option("--region", "REGION", "AWS Region (default: the stream ARN's, else AWS_REGION, else boto3's chain: "
+            "AWS_DEFAULT_REGION, the profile's region)"),
     _Option("--stream-prefix", "PREFIX", "read every log stream whose name starts with this", DEFAULT_STREAM_PREFIX),
     _Option("--checkpoint", "SPEC", "file:PATH or configmap:NAMESPACE/NAME (default: no checkpoint)"),
     _Option("--start-at", "WHEN", "first start without checkpoint: now, a duration ago (30m, 2h, 90s), or RFC3339",
@@ -563,6 +564,17 @@ def _start_at(values: _Values) -> StartAt:
         )
 
 
+def _aws_region(environ: Mapping[str, str]) -> str | None:
+    """AWS_REGION, which the AWS CLI and the other SDKs read and boto3 does not (boto/boto3#3620); None when unset
+    (boto3's chain then: AWS_DEFAULT_REGION, the profile's region)."""
+    region = environ.get("AWS_REGION", "").strip()
+    if not region:
+        return None
+    if not _REGION.fullmatch(region):
+        raise ConfigError("AWS_REGION", f"must be an AWS Region such as us-west-2, got {region!r}")
+    return region
+
+
 def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
     log_group = _log_group(values)
     falco_url = _falco_url(values)
@@ -575,7 +587,7 @@ def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
         if source.region is not None and region != source.region:
             values.fail("region", f"is {region} but the Kinesis stream is in {source.region} (leave --region out)")
     else:
-        region = source.region
+        region = source.region or _aws_region(environ)
     prefix = values.required("stream_prefix")
     if len(prefix) > 512 or ":" in prefix or "*" in prefix:
         values.fail("stream_prefix", f"must be 1-512 characters without ':' or '*', got {prefix!r}")
