@@ -82,12 +82,19 @@ class LeaseSpec:
     name: str
 
 
+# The first start (no checkpoint yet) reads back this far: the audit log written while the lab came up (the
+# cluster, its nodes and Falco come before the forwarder, 10 to 25 minutes; Helm may wait 10 more), or before the
+# forwarder was added to a running cluster. The source bounds it: CloudWatch holds what its retention keeps, and
+# Kinesis starts a shard at its oldest record when the time is older (GetShardIterator, AT_TIMESTAMP).
+DEFAULT_LOOKBACK_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class StartAt:
     """Where to start reading when there is no checkpoint yet."""
 
-    kind: Literal["now", "ago", "time"] = "now"
-    seconds_ago: float = 0.0
+    kind: Literal["now", "ago", "time"] = "ago"
+    seconds_ago: float = DEFAULT_LOOKBACK_SECONDS
     """For ``ago``: how far before the start of the process."""
     epoch_ms: int = 0
     """For ``time``: an absolute instant, in milliseconds since the epoch."""
@@ -203,8 +210,9 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
             "AWS_DEFAULT_REGION, the profile's region)"),
     _Option("--stream-prefix", "PREFIX", "read every log stream whose name starts with this", DEFAULT_STREAM_PREFIX),
     _Option("--checkpoint", "SPEC", "file:PATH or configmap:NAMESPACE/NAME (default: no checkpoint)"),
-    _Option("--start-at", "WHEN", "first start without checkpoint: now, a duration ago (30m, 2h, 90s), or RFC3339",
-            "now"),
+    _Option("--start-at", "WHEN", "where the first start (no checkpoint yet) reads from: now, a duration ago (30m, 2h, "
+            "90s), or an RFC3339 time; the source keeps what it keeps (CloudWatch: the log group's retention; Kinesis: "
+            "the stream's, from its oldest record)", f"{DEFAULT_LOOKBACK_SECONDS // 60}m"),
     _Option("--poll-interval", "SECONDS", "pause between polls once caught up", "2"),
     _Option("--max-lateness", "SECONDS", "events arriving up to this long after their timestamp are delivered", "600"),
     _Option("--max-requests-per-second", "RATE", "hard cap on CloudWatch API calls per second", "3"),
@@ -551,7 +559,7 @@ def _kube_api_url(values: _Values) -> str | None:
 def _start_at(values: _Values) -> StartAt:
     text = values.required("start_at")
     if text.lower() == "now":
-        return StartAt(kind="now")
+        return StartAt(kind="now", seconds_ago=0.0)
     if _DURATION.fullmatch(text):
         return StartAt(kind="ago", seconds_ago=parse_duration(text))
     try:
