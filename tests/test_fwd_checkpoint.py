@@ -428,3 +428,36 @@ def test_configmap_needs_the_in_cluster_environment() -> None:
     assert store.api.url == "https://10.100.0.1:443"
     v6 = ConfigMapCheckpointStore("ns", "name", environ={"KUBERNETES_SERVICE_HOST": "fd00::1"}, ca_path=None)
     assert v6.api.url == "https://[fd00::1]:443"
+
+
+def test_a_missing_configmap_keeps_the_forwarder_waiting_with_one_line_naming_it_not_a_traceback_loop(
+        kube, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import threading
+
+    from fwd_fakes import FakeClock, RecordingClock
+
+    from forwarder import pipeline
+    from forwarder.config import CheckpointSpec, RunConfig
+    from forwarder.metrics import Health, Metrics
+
+    api, token = kube
+    del api.objects[PARTS[2]]  # deleted by hand
+    stop = threading.Event()
+
+    def give_up_after_25(seconds: float, stop_event: threading.Event) -> bool:
+        if len(clock.waits) >= 25:
+            stop.set()
+        return stop.is_set()
+
+    clock = RecordingClock(FakeClock(), give_up_after_25)
+    config = RunConfig(log_group=GROUP, falco_url="http://127.0.0.1:9/k8s-audit", metrics_port=0,
+                       checkpoint=CheckpointSpec("configmap", namespace=NS, name=NAME))
+    with caplog.at_level(logging.INFO, logger="forwarder"):
+        code = pipeline.run(config, metrics=Metrics(), health=Health(), stop=stop, logs_client=object(),
+                            store=_store(api, token), clock=clock)
+    assert code == 0  # stopped while waiting for it: nothing was read
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.attempt for r in problems] == [1, 11, 21]  # type: ignore[attr-defined]
+    assert all(r.getMessage() == "cannot read the checkpoint; retrying" and r.exc_info is None for r in problems)
+    assert all(f"configmap {NS}/{PARTS[2]} does not exist" in r.error for r in problems)  # type: ignore[attr-defined]
