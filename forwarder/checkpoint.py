@@ -77,6 +77,8 @@ class Saved:
     """What went to the store (request body or file size)."""
     hashes_dropped: int = 0
     """Remembered hashes left out so the part fits (oldest first)."""
+    pending: bool = False
+    """Changes left for the next save (the store writes at most its byte budget at once)."""
 
 
 class CheckpointStore(Protocol):
@@ -264,7 +266,8 @@ class ConfigMapCheckpointStore:
     stack's) and changing only the data and this forwarder's annotations, as field manager ``falco-eks-forwarder``.
 
     A save of the remembered hashes writes only the parts whose buckets changed since this store last wrote or read
-    them: at a steady rate the newest one or two, after a takeover none until something changes.
+    them: at a steady rate the newest one or two, after a takeover none until something changes; and at most a
+    minute's byte budget of them at once, newest first (the rest at the next save).
 
     Without ``fence`` this forwarder is the only writer: on 409 Conflict the current version is fetched and the
     write repeated. With ``fence`` (a Lease, lease.py) several replicas share the checkpoint and it is fenced:
@@ -494,13 +497,20 @@ class ConfigMapCheckpointStore:
         return Saved(self._put(self.name, {POSITIONS_KEY: encode_positions(positions).decode()}, {}))
 
     def save_remembered(self, remembered: Remembered) -> Saved:
-        """Write the parts whose buckets changed (Saved(0): none did)."""
-        written = dropped = 0
+        """Write the parts whose buckets changed, the newest first, until a minute's byte budget is written (at least
+        one part); the others are left for the next save (Saved.pending). Saved(0): none changed."""
+        changed: list[tuple[int, int, Remembered, Stored]] = []
         for i, part in enumerate(split_remembered(remembered)):
             now = (part.log_group, part.stream_prefix, fingerprint(part))
             stored = self._stored[i]
             if (not part.buckets) if stored is None else (stored[:2] == now[:2] and now[2] <= stored[2]):
                 continue  # nothing new in it: unchanged, or only buckets forgotten since
+            changed.append((max((b.start_ms for b in part.buckets), default=0), i, part, now))
+        changed.sort(reverse=True)
+        written = dropped = 0
+        for _, i, part, now in changed:
+            if written >= REMEMBERED_BYTES_PER_MINUTE:
+                return Saved(written, dropped, pending=True)
             data, _, lost = encode_remembered(part, self.max_bytes)
             written += self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
             dropped += lost

@@ -181,7 +181,8 @@ class Checkpointer:
 
     def _record(self, part: str, saved: Saved, material: int, now: float) -> None:
         self.failures = 0
-        self._marks[part] = material
+        if not saved.pending:  # else saved again when due, even with nothing new
+            self._marks[part] = material
         self._saved_at[part] = self._current_at[part] = now
         if not saved.bytes_written:
             return  # the store had it already (no part of the remembered hashes changed): no write

@@ -461,3 +461,21 @@ def test_a_missing_configmap_keeps_the_forwarder_waiting_with_one_line_naming_it
     assert [r.attempt for r in problems] == [1, 11, 21]  # type: ignore[attr-defined]
     assert all(r.getMessage() == "cannot read the checkpoint; retrying" and r.exc_info is None for r in problems)
     assert all(f"configmap {NS}/{PARTS[2]} does not exist" in r.error for r in problems)  # type: ignore[attr-defined]
+
+
+def test_a_save_writes_the_newest_parts_first_up_to_a_minutes_budget_and_leaves_the_rest_for_the_next(kube) -> None:
+    api, token = kube
+    store = _store(api, token)
+    store.claim()
+    window = _window(14, per_bucket=1_000)  # every part 24,000 hashes, 256 KB in base64: 1.8 MB in all
+    first = store.save_remembered(window)
+    written = [w.name for w in api.writes]
+    newest_first = [PARTS[shard_of(b.start_ms)] for b in reversed(window.buckets)]
+    assert first.pending and cp.REMEMBERED_BYTES_PER_MINUTE <= first.bytes_written < 1_300_000
+    assert written == list(dict.fromkeys(newest_first))[:len(written)]
+    second = store.save_remembered(window)
+    assert not second.pending and sorted(w.name for w in api.writes) == sorted(PARTS)
+    assert store.save_remembered(window).bytes_written == 0
+    loaded = _store(api, token).load()
+    assert loaded is None  # (no positions saved here)
+    assert sum(p.hash_count() for p in _parts(api) if p is not None) == window.hash_count()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ from fwd_fakes import (
 )
 from support.audit_events import make_event
 
-from forwarder.checkpoint import FileCheckpointStore, SelfWrites, hashes_names
+from forwarder.checkpoint import FileCheckpointStore, Saved, SelfWrites, hashes_names
+from forwarder.checkpoint_codec import Remembered
 from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
 from forwarder.ledger import Ledger
 from forwarder.metrics import Metrics
@@ -197,3 +199,26 @@ def test_after_a_crash_nothing_is_lost_and_duplicates_stay_within_the_hashes_int
         assert first.delivered[event_id] + second.delivered[event_id] >= 1
     duplicates = sum(1 for i in ids if first.delivered[i] and second.delivered[i])
     assert duplicates <= bound, duplicates
+
+
+def test_a_save_the_store_left_unfinished_is_completed_when_next_due_with_nothing_new() -> None:
+    class BudgetedStore(MemoryStore):
+        """Writes half of what changed at the first save (as a ConfigMap store over its byte budget)."""
+
+        def save_remembered(self, remembered: Remembered) -> Saved:
+            saved = super().save_remembered(remembered)
+            return replace(saved, pending=self.saves_between(0, float("inf"), "hashes") == 1)
+
+    clock = FakeClock()
+    store = BudgetedStore(clock)
+    ledger = Ledger({"head": 0, "final": 0})
+    events = [LogEvent(str(i), STREAM, i, 1, "x") for i in range(10)]
+    ledger.acknowledge([k for k, _ in ledger.admit(0, 10**9, events, now_ms=0)])
+    checkpointer = Checkpointer(store, ledger, log_group="g", stream_prefix="p", source="cloudwatch-poll",
+                                clock=clock, metrics=Metrics(), positions_interval_seconds=3600,
+                                hashes_interval_seconds=60, resumed=True)
+    for _ in range(4):
+        clock.now += 61
+        checkpointer.tick()
+    # The second save finished it; then nothing more.
+    assert [part for _, part, _ in store.saves if part == "hashes"] == ["hashes", "hashes"]
