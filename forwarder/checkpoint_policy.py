@@ -5,9 +5,9 @@
 - Remembered hashes: at most every ``--checkpoint-hashes-interval`` (60 s), when material, and never
   faster than the store's byte budget allows (a ConfigMap: 900 KiB a minute on average). In ConfigMaps they
   are kept in parts by time and a save writes only the parts that changed (checkpoint.py): at 100 events/s
-  both parts together write about 0.2 MB a minute to the Kubernetes API, at any rate under 1 MB, also in the
-  minute of a Lease takeover (the new holder reads the hashes and writes none until they change) and for a
-  burst after an idle spell (only its own part).
+  both parts together write at most about 0.16 MB a minute to the Kubernetes API (simulated), also about 0.19
+  MB in the minute of a Lease takeover (the new holder reads the hashes and writes none until they change),
+  and a burst after an idle spell writes only its own part.
 - At shutdown: both, if material.
 - An interval of 0 saves after every acknowledged batch (the old behaviour): the smallest restart cost,
   the most writes.

@@ -232,8 +232,9 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
             "deliveries in flight at once, each on its own keep-alive connection, spread over every address the "
             f"--falco-url host resolves to (1 to {MAX_FALCO_CONNECTIONS})", "1"),
     _Option("--lease", "NAMESPACE/NAME",
-            "run as one of several replicas: only the holder of this coordination.k8s.io Lease (created if missing) "
-            "reads, delivers and writes the checkpoint; needs --checkpoint configmap:... (default: one replica)"),
+            "run as one of several replicas: only the holder of this coordination.k8s.io Lease (the stack creates it; "
+            "created here if missing, where allowed) reads, delivers and writes the checkpoint; needs --checkpoint "
+            "configmap:... (default: one replica)"),
     _Option("--lease-duration", "SECONDS", "a standby takes over at most this long after the holder stops renewing",
             f"{DEFAULT_LEASE_DURATION_SECONDS:g}"),
     _Option("--lease-identity", "ID", "this replica's name in the Lease (default: POD_NAME, else the host name)"),
