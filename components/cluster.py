@@ -7,7 +7,7 @@ What it makes, all children of the component:
 - ``eks.Cluster`` with an explicit name (so the group's name is known), ``audit`` among the
   control-plane log types, an OIDC provider for IRSA, access entries (``API`` authentication mode),
   no self-managed default node group, and the VPC CNI managed add-on with its network policy agent
-  on, so Kubernetes NetworkPolicies are enforced;
+  on, so Kubernetes NetworkPolicies are enforced, logging at INFO instead of pulumi-eks's DEBUG;
 - an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
   control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
   (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
@@ -78,6 +78,11 @@ NODE_POLICIES: tuple[str, ...] = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
 )
+
+# The vpc-cni add-on's log level for ipamd and for the CNI plugin. pulumi-eks sets DEBUG for both unless told
+# otherwise (nodejs/eks/addons/cni-addon.ts), which is also amazon-vpc-cni-k8s's own default; INFO keeps what
+# an operator reads (IP allocation, warnings, errors) without the debug lines written to every node's disk.
+VPC_CNI_LOG_LEVEL = "INFO"
 
 # The nodes' root volume (AL2023 EKS AMIs boot from /dev/xvda): the size EKS uses without a launch template,
 # encrypted with the account's default EBS key.
@@ -515,7 +520,13 @@ class AuditedCluster(pulumi.ComponentResource):
             # The EKS managed vpc-cni add-on with its network policy agent; without it NetworkPolicy
             # objects are accepted by the API server and silently not enforced.
             use_default_vpc_cni=False,
-            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
+            vpc_cni_options=eks.VpcCniOptionsArgs(
+                enable_network_policy=True,
+                log_level=VPC_CNI_LOG_LEVEL,
+                # pulumi-eks's schema has no pluginLogLevel; its env in the add-on's configuration wins over
+                # pulumi-eks's own (mergeConfigurationValues in nodejs/eks/addons/cni-addon.ts).
+                configuration_values={"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": VPC_CNI_LOG_LEVEL}},
+            ),
             # STANDARD: when the version leaves standard support EKS upgrades the cluster instead of
             # moving it to extended support, which costs $0.60 an hour instead of $0.10.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),

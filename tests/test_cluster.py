@@ -115,6 +115,15 @@ def test_vpc_cni_addon_enforces_network_policies(default):
     assert inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
 
 
+def test_vpc_cni_logs_at_info_instead_of_pulumi_eks_debug(default):
+    recorded, _ = default
+    options = recorded.one(CLUSTER).inputs["vpcCniOptions"]
+    # ipamd through the schema's logLevel; the CNI plugin through the add-on's env, which pulumi-eks lays over
+    # its own DEBUG default (its schema has no pluginLogLevel).
+    assert options["logLevel"] == "INFO"
+    assert options["configurationValues"] == {"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": "INFO"}}
+
+
 def test_extra_log_types_come_after_audit_without_repeats():
     recorded, _ = build(extra_log_types=("api", "audit", "authenticator", "api"))
     assert recorded.one(CLUSTER).inputs["enabledClusterLogTypes"] == ["audit", "api", "authenticator"]
