@@ -7,10 +7,14 @@ What it makes, all children of the component:
 - ``eks.Cluster`` with an explicit name (so the group's name is known), ``audit`` among the
   control-plane log types, an OIDC provider for IRSA, access entries (``API`` authentication mode),
   no self-managed default node group, and the VPC CNI managed add-on with its network policy agent
-  on, so Kubernetes NetworkPolicies are enforced, logging at INFO instead of pulumi-eks's DEBUG;
+  on, so Kubernetes NetworkPolicies are enforced, logging at INFO instead of pulumi-eks's DEBUG. Without
+  pulumi-eks's default security groups: the nodes and the control plane share the cluster security group
+  EKS creates, and pulumi-eks's node security group would sit on no node;
 - an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
   control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
   (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
+- with private API access ranges, a security group on the API endpoint's network interfaces that admits them on
+  443 (and nothing else: the cluster security group EKS creates is also on every node);
 - EKS access entries for the identities given as cluster admins or viewers (cluster-wide access policies);
 - a kubeconfig that runs ``aws eks get-token`` with whatever AWS credentials are current when it is used
   (never a profile name, which may be gone by the time ``pulumi destroy`` runs), and a
@@ -442,8 +446,8 @@ class AuditedCluster(pulumi.ComponentResource):
     The class annotations below are the component's outputs (in its schema for other languages too). For
     Python callers it also holds its children: `cluster` (the pulumi-eks cluster, a remote component),
     `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with
-    the caller's), `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the
-    node group, so workloads have nodes."""
+    the caller's), `api_security_group` (None without private access ranges), `access_entries`, and `provider`,
+    the Kubernetes provider for the cluster; it waits for the node group, so workloads have nodes."""
 
     vpc_id: pulumi.Output[str]
     """The VPC the cluster runs in."""
@@ -501,6 +505,35 @@ class AuditedCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+        # Pulumi and kubectl reach the private endpoint from these ranges. Their own security group on the endpoint's
+        # network interfaces: the cluster security group EKS creates is also on every node (and its pods' addresses).
+        # No egress rules: answers go out by the connection's state, and the EKS-made group allows the rest.
+        self.api_security_group: aws.ec2.SecurityGroup | None = None
+        if args.api_private_access_cidrs:
+            api_security_group = aws.ec2.SecurityGroup(
+                f"{name}-api-endpoint",
+                vpc_id=vpc_id,
+                description=f"Kubernetes API private endpoint of the EKS cluster {args.cluster_name}",
+                revoke_rules_on_delete=True,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.api_security_group = api_security_group
+            for index, cidr in enumerate(args.api_private_access_cidrs):
+                network = ipaddress.ip_network(cidr)
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-private-{index}",
+                    security_group_id=api_security_group.id,
+                    description="Kubernetes API (private endpoint)",
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_ipv4=cidr if network.version == 4 else None,
+                    cidr_ipv6=cidr if network.version == 6 else None,
+                    tags=tags,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+
         self.cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -527,6 +560,12 @@ class AuditedCluster(pulumi.ComponentResource):
                 # pulumi-eks's own (mergeConfigurationValues in nodejs/eks/addons/cni-addon.ts).
                 configuration_values={"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": VPC_CNI_LOG_LEVEL}},
             ),
+            # No node security group (and its four rules) that no node would use: the managed node group's nodes
+            # get the cluster security group EKS creates, which also sits on the control plane's network interfaces
+            # and admits all traffic between them. Nor pulumi-eks's extra cluster group, whose only ingress was from
+            # that node group; the private endpoint's ranges get their own group above.
+            skip_default_security_groups=True,
+            cluster_security_group=self.api_security_group,
             # STANDARD: when the version leaves standard support EKS upgrades the cluster instead of
             # moving it to extended support, which costs $0.60 an hour instead of $0.10.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
@@ -630,23 +669,6 @@ class AuditedCluster(pulumi.ComponentResource):
         self.oidc_issuer = self.cluster.oidc_issuer
         self.log_group_name = self.log_group.name
         self.log_group_arn = self.log_group.arn
-
-        # Pulumi, kubectl and the workshop reach the private endpoint from these ranges (the EKS-managed
-        # and pulumi-eks security groups both sit on the endpoint's network interfaces).
-        for index, cidr in enumerate(args.api_private_access_cidrs):
-            network = ipaddress.ip_network(cidr)
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-api-private-{index}",
-                security_group_id=self.cluster.cluster_security_group_id,
-                description="Kubernetes API (private endpoint)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4=cidr if network.version == 4 else None,
-                cidr_ipv6=cidr if network.version == 6 else None,
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
 
         # Access for more identities: one entry each, with a cluster-wide access policy.
         self.access_entries: list[aws.eks.AccessEntry] = []

@@ -35,6 +35,7 @@ from components.network import LabVpcArgs
 CLUSTER = "eks:index:Cluster"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -122,6 +123,30 @@ def test_vpc_cni_logs_at_info_instead_of_pulumi_eks_debug(default):
     # its own DEBUG default (its schema has no pluginLogLevel).
     assert options["logLevel"] == "INFO"
     assert options["configurationValues"] == {"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": "INFO"}}
+
+
+# --- security groups ---------------------------------------------------------------------------------------
+
+
+def test_pulumi_eks_makes_no_security_group_of_its_own(default):
+    """Its node group (four rules) would sit on no node: the managed nodes get the cluster security group EKS
+    creates. Its extra cluster group would only admit that unused node group."""
+    recorded, _ = default
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["skipDefaultSecurityGroups"] is True
+    assert "clusterSecurityGroup" not in inputs
+    assert "nodeSecurityGroup" not in inputs and "nodeSecurityGroupTags" not in inputs
+    assert recorded.of_type(SECURITY_GROUP) == []
+
+
+def test_nodes_use_the_cluster_security_group_eks_creates(default):
+    recorded, _ = default
+    node_group = recorded.one(NODE_GROUP).inputs
+    template = recorded.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    # Neither names a security group nor allows SSH, so EKS puts its cluster security group on the nodes, which
+    # admits all traffic between the nodes and the control plane's network interfaces.
+    assert "remoteAccess" not in node_group
+    assert not {"vpcSecurityGroupIds", "securityGroupNames", "networkInterfaces"} & set(template)
 
 
 def test_extra_log_types_come_after_audit_without_repeats():
@@ -598,9 +623,24 @@ def test_private_only_endpoint_has_no_public_access_and_admits_the_given_ranges_
     assert "publicAccessCidrs" not in inputs  # pulumi-eks refuses ranges without a public endpoint
     rules = sorted((r.inputs for r in recorded.of_type(SG_INGRESS)), key=lambda r: str(r.get("cidrIpv4")))
     assert [(r.get("cidrIpv4"), r.get("cidrIpv6")) for r in rules] == [("10.20.0.0/16", None), (None, "fd00::/8")]
+    group = recorded.one(SECURITY_GROUP)
     for rule in rules:
         assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
-        assert rule["securityGroupId"] == "sg-0cluster"  # on the endpoint's network interfaces
+        assert rule["securityGroupId"] == f"{group.name}-id"  # the mocked ID of the endpoint's own group
+
+
+def test_private_access_ranges_reach_only_the_endpoint_through_a_group_of_their_own():
+    recorded, _ = build(api_private_access_cidrs=("10.20.0.0/16",))
+    group = recorded.one(SECURITY_GROUP)
+    cluster = recorded.one(CLUSTER).inputs
+    # The endpoint's extra group (pulumi-eks's clusterSecurityGroup), not the one EKS creates, which every node
+    # (and every pod address) carries too.
+    assert cluster["clusterSecurityGroup"] == group.urn
+    assert cluster["skipDefaultSecurityGroups"] is True
+    assert group.inputs["vpcId"] == resolve(recorded.result.vpc_id)
+    assert group.inputs["revokeRulesOnDelete"] is True
+    assert "ingress" not in group.inputs and "egress" not in group.inputs  # the rules are their own resources
+    assert len(recorded.of_type(SG_INGRESS)) == 1
 
 
 def test_private_only_endpoint_needs_the_ranges_pulumi_connects_from():
