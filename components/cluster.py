@@ -13,6 +13,9 @@ What it makes, all children of the component:
 - an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
   control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
   (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
+- the CoreDNS managed add-on, after the nodes (its pods need them), at the newest version EKS offers for the
+  Kubernetes version, so an upgrade of that version upgrades CoreDNS too. pulumi-eks makes it only with its own
+  default node group; without it EKS leaves CoreDNS self-managed, and nothing would ever upgrade it;
 - with private API access ranges, a security group on the API endpoint's network interfaces that admits them on
   443 (and nothing else: the cluster security group EKS creates is also on every node);
 - EKS access entries for the identities given as cluster admins or viewers (cluster-wide access policies);
@@ -87,6 +90,9 @@ NODE_POLICIES: tuple[str, ...] = (
 # otherwise (nodejs/eks/addons/cni-addon.ts), which is also amazon-vpc-cni-k8s's own default; INFO keeps what
 # an operator reads (IP allocation, warnings, errors) without the debug lines written to every node's disk.
 VPC_CNI_LOG_LEVEL = "INFO"
+
+# The EKS add-on that runs the cluster's DNS.
+COREDNS_ADDON = "coredns"
 
 # The nodes' root volume (AL2023 EKS AMIs boot from /dev/xvda): the size EKS uses without a launch template,
 # encrypted with the account's default EBS key.
@@ -445,9 +451,10 @@ class AuditedCluster(pulumi.ComponentResource):
 
     The class annotations below are the component's outputs (in its schema for other languages too). For
     Python callers it also holds its children: `cluster` (the pulumi-eks cluster, a remote component),
-    `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with
-    the caller's), `api_security_group` (None without private access ranges), `access_entries`, and `provider`,
-    the Kubernetes provider for the cluster; it waits for the node group, so workloads have nodes."""
+    `log_group`, `node_group`, `node_role`, `node_launch_template`, `coredns` (the add-on), `network` (the
+    dedicated VPC, None with the caller's), `api_security_group` (None without private access ranges),
+    `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node group, so
+    workloads have nodes."""
 
     vpc_id: pulumi.Output[str]
     """The VPC the cluster runs in."""
@@ -653,6 +660,30 @@ class AuditedCluster(pulumi.ComponentResource):
             # OIDC provider too), and after the role has its policies: without the CNI policy nodes
             # never become ready.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *attachments]),
+        )
+
+        # CoreDNS as an EKS add-on: EKS installed a self-managed CoreDNS when it created the cluster (pulumi-eks makes
+        # the add-on only for its own default node group), which a Kubernetes upgrade would leave behind. OVERWRITE
+        # adopts that Deployment. After the nodes: the add-on stays DEGRADED, and its creation waits, until its pods
+        # run; on an upgrade it follows the control plane and the nodes. The version is the newest EKS offers for the
+        # Kubernetes version, as pulumi-eks picks kube-proxy's and vpc-cni's.
+        coredns_version = aws.eks.get_addon_version_output(
+            addon_name=COREDNS_ADDON,
+            kubernetes_version=args.kubernetes_version,
+            most_recent=True,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        ).version
+        self.coredns = aws.eks.Addon(
+            f"{name}-coredns",
+            cluster_name=args.cluster_name,
+            addon_name=COREDNS_ADDON,
+            addon_version=coredns_version,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            # Removing the add-on from the program leaves CoreDNS running (as pulumi-eks does for its add-ons).
+            preserve=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group]),
         )
 
         self.vpc_id = pulumi.Output.from_input(vpc_id)

@@ -16,6 +16,7 @@ from pulumi_mocks import (
     OIDC_ISSUER,
     OIDC_PROVIDER_ARN,
     Recorded,
+    addon_version,
     is_secret,
     resolve,
     run_program,
@@ -35,6 +36,7 @@ from components.network import LabVpcArgs
 CLUSTER = "eks:index:Cluster"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+ADDON = "aws:eks/addon:Addon"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -147,6 +149,38 @@ def test_nodes_use_the_cluster_security_group_eks_creates(default):
     # admits all traffic between the nodes and the control plane's network interfaces.
     assert "remoteAccess" not in node_group
     assert not {"vpcSecurityGroupIds", "securityGroupNames", "networkInterfaces"} & set(template)
+
+
+# --- CoreDNS -----------------------------------------------------------------------------------------------
+
+
+def test_coredns_is_an_eks_addon_that_takes_over_the_self_managed_one(default):
+    recorded, _ = default
+    addon = recorded.one(ADDON).inputs
+    assert addon["clusterName"] == "falco-lab"
+    assert addon["addonName"] == "coredns"
+    assert addon["resolveConflictsOnCreate"] == "OVERWRITE"
+    assert addon["resolveConflictsOnUpdate"] == "OVERWRITE"
+    assert addon["preserve"] is True
+
+
+def test_coredns_comes_after_the_nodes_it_runs_on(default):
+    recorded, _ = default
+    # Without nodes its pods stay Pending, the add-on DEGRADED, and its creation waits until it times out.
+    assert urn_of(recorded, NODE_GROUP) in recorded.one(ADDON).dependencies
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35", "1.36"])
+def test_coredns_version_follows_the_kubernetes_version(version):
+    recorded, _ = build(kubernetes_version=version)
+    assert recorded.one(ADDON).inputs["addonVersion"] == addon_version("coredns", version)
+    (asked,) = [i.args for i in recorded.invokes if i.token == "aws:eks/getAddonVersion:getAddonVersion"]
+    assert asked == {"addonName": "coredns", "kubernetesVersion": version, "mostRecent": True}
+
+
+def test_coredns_addon_carries_the_tags():
+    recorded, _ = build(tags={"team": "sec"})
+    assert recorded.one(ADDON).inputs["tags"] == {"team": "sec"}
 
 
 def test_extra_log_types_come_after_audit_without_repeats():
