@@ -70,6 +70,11 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # EKS access entries take IAM users and roles (never an STS session).
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+# What STS GetCallerIdentity answers: an IAM user, an assumed role's session, the root user, a federated user.
+_CALLER_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?:iam|sts)::(?P<account>\d{12}):"
+    r"(?:(?P<kind>user|role|assumed-role|federated-user)/(?P<rest>[\w+=,.@/-]{1,1024})|root)$"
+)
 # Node groups above this are surely a typo in a lab (and an expensive one).
 MAX_NODE_COUNT = 100
 # AL2023, EKS access entries and the VPC CNI network policy agent all need at least this version.
@@ -139,6 +144,27 @@ def check_role_arn(setting: str, arn: object) -> None:
     """Refuse anything but an IAM role ARN."""
     if not isinstance(arn, str) or not _ROLE_ARN.match(arn):
         raise ConfigError(setting, f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+
+
+def _principal_key(arn: str) -> tuple[str, str, str, str] | None:
+    """(partition, account, "user" or "role", lower-case name) of an IAM user or role ARN, or of an STS session
+    of a role; None for anything else (the root user, a federated user, a malformed ARN).
+
+    IAM names are unique in an account whatever their path and case, and an assumed-role ARN carries the role's
+    name without its path, so these four say which principal an ARN is."""
+    match = _CALLER_ARN.match(arn)
+    if match is None or match["kind"] in (None, "federated-user"):
+        return None
+    if match["kind"] == "assumed-role":  # <role name>/<session name>
+        return match["partition"], match["account"], "role", match["rest"].split("/", 1)[0].lower()
+    return match["partition"], match["account"], match["kind"], match["rest"].rsplit("/", 1)[-1].lower()
+
+
+def same_principal(listed_arn: str, caller_arn: str) -> bool:
+    """Whether `listed_arn` (an IAM role or user ARN, with its path) names the identity `caller_arn` is (what STS
+    GetCallerIdentity returns: a user's ARN, or a session of a role, `assumed-role/<role>/<session>`)."""
+    listed, caller = _principal_key(listed_arn), _principal_key(caller_arn)
+    return listed is not None and listed == caller
 
 
 def check_kms_key_arn(setting: str, arn: object) -> None:
@@ -229,6 +255,12 @@ class AuditedClusterArgs:
     cluster_viewer_arns: Sequence[str] = ()
     """IAM role or user ARNs that get read-only access to the whole cluster (AmazonEKSViewPolicy: no Secrets)."""
 
+    cluster_creator_arn: str | None = None
+    """The identity that creates the cluster, as STS GetCallerIdentity names the caller of the AWS provider that
+    deploys it (an IAM user ARN or an assumed-role ARN). EKS gives that identity cluster-admin access itself, and
+    a second access entry for it fails while deploying, so clusterAdminArns and clusterViewerArns may not list it
+    (a role matches its sessions: same account and role name). Unset: not checked."""
+
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags added to the AWS resources the component creates directly."""
 
@@ -284,6 +316,7 @@ class AuditedClusterArgs:
             check_role_arn("kubeconfig_role_arn", self.kubeconfig_role_arn)
 
         self._check_access()
+        self._check_creator_not_listed()
 
     def _check_access(self) -> None:
         seen: dict[str, str] = {}
@@ -304,6 +337,26 @@ class AuditedClusterArgs:
                     raise ConfigError(setting, f"{arn} is listed twice (also in {seen[arn]}): EKS keeps one entry each")
                 seen[arn] = setting
             object.__setattr__(self, setting, tuple(values))
+
+    def _check_creator_not_listed(self) -> None:
+        creator = self.cluster_creator_arn
+        if creator is None:
+            return
+        if not isinstance(creator, str) or not _CALLER_ARN.match(creator):
+            raise ConfigError(
+                "cluster_creator_arn",
+                f"{creator!r} is not an identity STS GetCallerIdentity returns (arn:aws:iam::<account>:user/<name>, "
+                "arn:aws:sts::<account>:assumed-role/<role>/<session>)",
+            )
+        for setting in ("cluster_admin_arns", "cluster_viewer_arns"):
+            for arn in getattr(self, setting):
+                if same_principal(arn, creator):
+                    raise ConfigError(
+                        setting,
+                        f"{arn} is the identity that creates the cluster ({creator}), which already has cluster-admin "
+                        "as the cluster's creator (EKS gives it an access entry of its own, and a second one would "
+                        "fail while deploying): remove it from the list, or deploy as another identity",
+                    )
 
     def _check_api_access(self) -> None:
         if isinstance(self.api_public_access_cidrs, str) or not self.api_public_access_cidrs:

@@ -29,6 +29,7 @@ from components.cluster import (
     ami_type_for,
     kubeconfig_document,
     node_architecture_of,
+    same_principal,
 )
 from components.errors import ConfigError
 from components.network import LabVpcArgs
@@ -633,6 +634,76 @@ def test_no_access_entries_by_default(default):
 )
 def test_access_identities_are_checked(setting, overrides, says):
     assert says in str(bad(setting, **overrides))
+
+
+# --- the cluster's creator -------------------------------------------------------------------------------
+
+CREATOR_SESSION = "arn:aws:sts::123456789012:assumed-role/OnCall/alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("listed", "caller", "same"),
+    [
+        # A role's session names the role without its path; EKS takes the role's ARN with it.
+        ("arn:aws:iam::123456789012:role/platform/OnCall", CREATOR_SESSION, True),
+        ("arn:aws:iam::123456789012:role/OnCall", CREATOR_SESSION, True),
+        ("arn:aws:iam::123456789012:role/oncall", CREATOR_SESSION, True),  # IAM names ignore case
+        ("arn:aws:iam::123456789012:role/OnCallReadOnly", CREATOR_SESSION, False),
+        ("arn:aws:iam::999999999999:role/OnCall", CREATOR_SESSION, False),
+        ("arn:aws-cn:iam::123456789012:role/OnCall", CREATOR_SESSION, False),
+        ("arn:aws:iam::123456789012:user/OnCall", CREATOR_SESSION, False),  # a user, not the role
+        (
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0a1b",
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0a1b/alice",
+            True,
+        ),
+        ("arn:aws:iam::123456789012:user/ops/alice", "arn:aws:iam::123456789012:user/ops/alice", True),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/ops/alice", True),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/bob", False),
+        ("arn:aws:iam::123456789012:role/OnCall", "arn:aws:iam::123456789012:role/platform/OnCall", True),
+        ("arn:aws:iam::123456789012:user/root", "arn:aws:iam::123456789012:root", False),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:sts::123456789012:federated-user/alice", False),
+    ],
+)
+def test_same_principal_matches_account_kind_and_name(listed, caller, same):
+    assert same_principal(listed, caller) is same
+
+
+@pytest.mark.parametrize("setting", ["cluster_admin_arns", "cluster_viewer_arns"])
+def test_the_creator_listed_for_an_access_entry_is_refused_with_what_to_do(setting):
+    error = bad(
+        setting, cluster_creator_arn=CREATOR_SESSION, **{setting: ("arn:aws:iam::123456789012:role/platform/OnCall",)}
+    )
+    message = str(error)
+    assert "\n" not in message
+    assert "arn:aws:iam::123456789012:role/platform/OnCall" in message and CREATOR_SESSION in message
+    assert "already has cluster-admin as the cluster's creator" in message
+    assert "remove it from the list, or deploy as another identity" in message
+
+
+def test_other_identities_are_granted_access_beside_the_creator():
+    recorded, _ = build(
+        cluster_creator_arn=CREATOR_SESSION,
+        cluster_admin_arns=("arn:aws:iam::123456789012:role/platform/Auditor",),
+        cluster_viewer_arns=("arn:aws:iam::123456789012:user/OnCall",),
+    )
+    assert len(recorded.of_type("aws:eks/accessEntry:AccessEntry")) == 2
+
+
+def test_a_root_creator_is_accepted_and_matches_no_listed_identity():
+    args = AuditedClusterArgs(
+        cluster_name="falco-lab",
+        cluster_creator_arn="arn:aws:iam::123456789012:root",
+        cluster_admin_arns=("arn:aws:iam::123456789012:role/Admin",),
+    )
+    assert args.cluster_admin_arns == ("arn:aws:iam::123456789012:role/Admin",)
+
+
+@pytest.mark.parametrize(
+    "creator", ["alice", "arn:aws:iam::123456789012:group/devs", "arn:aws:iam::12345:user/alice", ""]
+)
+def test_creator_must_be_an_identity_sts_names(creator):
+    assert "GetCallerIdentity" in str(bad("cluster_creator_arn", cluster_creator_arn=creator))
 
 
 # --- the API endpoint ------------------------------------------------------------------------------------
