@@ -79,7 +79,7 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
     return mapping
 
 
-for _tag in ("bool", "int", "float", "timestamp", "binary"):
+for _tag in ("bool", "int", "float", "timestamp", "binary", "value"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _as_text)
 _Loader.add_constructor("tag:yaml.org,2002:map", _mapping)
 
@@ -630,7 +630,8 @@ class RulesCollection:
             except UnsupportedError as e:
                 raise UnsupportedError(f"{where}: output: {e}") from None
             try:
-                node = self._resolve(_parse_condition(condition, lists), macros, set(macros))
+                parsed, condition = _parse_condition(condition, lists)
+                node = self._resolve(parsed, macros, set(macros))
                 predicate = compile_filter(node)
             except _LoadFailureError as e:
                 raise RulesLoadError(f"{where}: condition: {e}") from None
@@ -664,7 +665,7 @@ class RulesCollection:
         parsed: dict[str, cond.Node] = {}
         for info in self.macros.values():
             try:
-                parsed[info.name] = _parse_condition(info.cond, lists)
+                parsed[info.name] = _parse_condition(info.cond, lists)[0]
             except _LoadFailureError as e:
                 raise RulesLoadError(f"{file}: macro '{info.name}': condition: {e}") from None
         for info in self.macros.values():
@@ -931,10 +932,11 @@ def _resolve_list(condition: str, name: str, items: list[str]) -> str:
     return condition
 
 
-def _parse_condition(condition: str, lists: list[tuple[str, list[str]]]) -> cond.Node:
+def _parse_condition(condition: str, lists: list[tuple[str, list[str]]]) -> tuple[cond.Node, str]:
+    """The AST of a condition after list substitution, and the substituted text."""
     for name, items in lists:
         condition = _resolve_list(condition, name, items)
     try:
-        return cond.parse(condition)
+        return cond.parse(condition), condition
     except ConditionSyntaxError as e:
         raise _fail(f"{e} (at {e.position} in: {condition})") from None
