@@ -338,7 +338,8 @@ class _Parser:
     def bool_keyword_follows(self) -> bool:
         rest = self.text[self.pos :]
         for keyword in ("and", "or", "not"):
-            if rest.startswith(keyword) and (len(rest) == len(keyword) or not rest[len(keyword)].isalnum()):
+            after = rest[len(keyword) : len(keyword) + 1]
+            if rest.startswith(keyword) and not (after.isascii() and after.isalnum()):
                 return True
         return False
 

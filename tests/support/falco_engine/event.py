@@ -89,8 +89,8 @@ class AuditEvent:
             raise EventRejectedError(f"event larger than maxEventSize: size={len(self.data.encode('utf-8'))}")
         self._k8saudit: tuple[jv.Tree, jv.Value] | None = None
         self._json: tuple[jv.Tree, jv.Value] | None = None
-        self.cache: dict[object, tuple[int, object]] = {}
-        """Field values by extractor, with the version of the copy they were read from."""
+        self.cache: dict[str, tuple[int, object]] = {}
+        """Field values by field (as output_fields names it), with the version of the copy read."""
 
     def k8saudit(self) -> tuple[jv.Tree, jv.Value]:
         """The k8saudit plugin's parsed copy (its ``jdata``), kept for every field of this event."""

@@ -181,30 +181,30 @@ def _plugin_field(text: str, spec: FieldSpec) -> FieldRef | None:
         function = k8saudit.extractor(spec.name, arg, index)
         return FieldRef(
             spec.name, arg, key, spec.plugin, spec.type, spec.is_list,
-            _cached(AuditEvent.k8saudit, lambda root: k8saudit.extract(function, root)),
+            _cached(AuditEvent.k8saudit, lambda root: k8saudit.extract(function, root), key),
         )  # fmt: skip
-    return FieldRef(spec.name, arg, key, spec.plugin, spec.type, spec.is_list, _json_extractor(spec.name, arg))
+    return FieldRef(spec.name, arg, key, spec.plugin, spec.type, spec.is_list, _json_extractor(spec.name, arg, key))
 
 
 def _cached(
-    copy: Callable[[AuditEvent], tuple[jv.Tree, jv.Value]], function: Callable[[jv.Value], Extracted]
+    copy: Callable[[AuditEvent], tuple[jv.Tree, jv.Value]], function: Callable[[jv.Value], Extracted], key: str
 ) -> Callable[[AuditEvent], Extracted]:
-    """``function`` of a plugin's parsed copy, read once per event while the copy's version stands
-    (a read that changes how later values marshal moves the version; see jsonvalue)."""
+    """``function`` of a plugin's parsed copy, read once per event and field (``key``) while the
+    copy's version stands (a read that changes how later values marshal moves it; see jsonvalue)."""
 
     def extract(event: AuditEvent) -> Extracted:
         tree, root = copy(event)
-        cached = event.cache.get(function)
+        cached = event.cache.get(key)
         if cached is not None and cached[0] == tree.version:
             return cached[1]  # type: ignore[return-value]
         result = function(root)
-        event.cache[function] = (tree.version, result)
+        event.cache[key] = (tree.version, result)
         return result
 
     return extract
 
 
-def _json_extractor(name: str, arg: str | None) -> Callable[[AuditEvent], Extracted]:
+def _json_extractor(name: str, arg: str | None, key: str) -> Callable[[AuditEvent], Extracted]:
     """plugins/json/pkg/json/json.go at v0.7.4."""
     field = name.split(".", 1)[1]
     if field == "rawtime":
@@ -224,7 +224,7 @@ def _json_extractor(name: str, arg: str | None) -> Callable[[AuditEvent], Extrac
         text = jv.as_string(found) if jv.type_of(found) == jv.STRING else jv.marshal(found)  # type: ignore[arg-type]
         return text.split("\0", 1)[0]
 
-    return _cached(AuditEvent.json, value)
+    return _cached(AuditEvent.json, value, key)
 
 
 def _event_field(name: str) -> FieldRef:
