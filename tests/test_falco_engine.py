@@ -122,6 +122,9 @@ def output_of(output: str, event: dict[str, Any] | None = None) -> tuple[str, di
         ("ka.user.name glob 'a?ice'", True),
         ("ka.user.name glob '[!b]lice'", True),
         ("ka.user.name glob '[^a]lice'", False),
+        ("ka.user.name glob '[[:lower:]]li[a-d]e'", True),
+        ("ka.user.name glob '[z-a]lice'", False),  # a reversed range matches nothing
+        ("ka.user.name glob alice\\", False),  # a trailing backslash: fnmatch matches nothing
         ("ka.user.name iglob 'ALI*'", True),
         ("ka.user.name glob 'ALI*'", False),
         ("ka.uri glob '/api/*'", True),  # no FNM_PATHNAME: * crosses /
@@ -487,6 +490,19 @@ def test_exception_values_appended_by_override() -> None:
         "- rule: R\n  exceptions:\n    - name: users\n      values: [alice]\n  override:\n    exceptions: append\n",
     )
     assert falco.process(text(audit_event())) == []
+
+
+def test_exceptions_replaced_by_override_need_their_comps_spelled_out() -> None:
+    base = rule("R", "ka.verb = create", extra="exceptions:\n- name: users\n  fields: ka.user.name\n  values: [alice]")
+    replacement = "- rule: R\n  exceptions:\n    - name: verbs\n      fields: ka.verb\n{comps}      values: [delete]\n"
+    replacement += "  override:\n    exceptions: replace\n"
+    falco = engine(base, replacement.format(comps="      comps: in\n"))
+    assert falco.rules[0].condition == "(ka.verb = create) and not (ka.verb in (delete))"
+    assert [a.rule for a in falco.process(text(audit_event()))] == ["R"]
+    # Falco's collector fills in default comps on define and append, not on replace (selective_replace):
+    # the exception then reads "(ka.verb  (delete))" and the condition does not compile.
+    with pytest.raises(RulesLoadError, match="expected a valid check operator"):
+        engine(base, replacement.format(comps=""))
 
 
 def test_an_exception_on_an_unknown_field_is_a_load_error() -> None:
