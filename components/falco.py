@@ -165,6 +165,11 @@ _UNPRIVILEGED_CONTAINER = {
     "capabilities": {"drop": ["ALL"]},
 }
 _RUNTIME_DEFAULT_SECCOMP = {"seccompProfile": {"type": "RuntimeDefault"}}
+AUDIT_POD_USER = 65532
+"""The audit pods' user, group and fsGroup: falcoctl's image user (cgr.dev/chainguard/static's "nonroot", home
+/home/nonroot, where falcoctl keeps its index cache), so falcoctl runs as it always did, and Falco reads what
+falcoctl wrote into the shared emptyDirs as the same user. Falco with plugins only opens no driver: it reads its
+config, rules and plugins and listens on 9765 and 8765, which needs no root."""
 
 
 def chart_fullname(release_name: str, chart_name: str = CHART) -> str:
@@ -530,8 +535,14 @@ def audit_values(
         },
         "driver": {"enabled": False},
         "collectors": {"enabled": False},
-        "podSecurityContext": _RUNTIME_DEFAULT_SECCOMP,
-        # Runs as root (the image's user) but needs no capability: it only listens on 9765 and 8765.
+        # Not root (the Falco image's user) and no capability: enough for the `restricted` Pod Security profile.
+        "podSecurityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": AUDIT_POD_USER,
+            "runAsGroup": AUDIT_POD_USER,
+            "fsGroup": AUDIT_POD_USER,
+            **_RUNTIME_DEFAULT_SECCOMP,
+        },
         "containerSecurityContext": _UNPRIVILEGED_CONTAINER,
         "resources": AUDIT_FALCO_RESOURCES,
         "falcoctl": _falcoctl_values(release.audit_refs),

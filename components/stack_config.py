@@ -150,8 +150,9 @@ SETTINGS: tuple[Setting, ...] = (
         "array",
         [],
         "cluster.cluster_admin_arns",
-        "IAM role or user ARNs given cluster-admin access (EKS access entries, AmazonEKSClusterAdminPolicy); "
-        "not the identity that runs pulumi up, which has it already. They also count as falcoAdminIdentities.",
+        "IAM role or user ARNs given cluster-admin access (EKS access entries, AmazonEKSClusterAdminPolicy). Not the "
+        "identity that runs pulumi up: as the cluster's creator it has cluster-admin already, and listing it is "
+        "refused before anything is created. They also count as falcoAdminIdentities.",
     ),
     Setting(
         "clusterViewerArns",
@@ -389,6 +390,18 @@ def check_kubernetes_version(
             check_calendar(version, date.today() if today is None else today)
     except ConfigError as err:
         raise _as_config_key(err) from err
+
+
+def with_cluster_creator(args: FalcoEksLabArgs, identity: str) -> FalcoEksLabArgs:
+    """`args` whose cluster knows `identity` (the deployer, as STS GetCallerIdentity names it) creates it.
+
+    EKS gives the creator cluster-admin itself; clusterAdminArns or clusterViewerArns listing it would fail at
+    apply time (CreateAccessEntry), so it is refused here, by key, before anything is created."""
+    try:
+        cluster = dataclasses.replace(args.cluster, cluster_creator_arn=identity)
+    except ConfigError as err:
+        raise _as_config_key(err) from err
+    return dataclasses.replace(args, cluster=cluster)
 
 
 def with_admin_identity(args: FalcoEksLabArgs, identity: str) -> FalcoEksLabArgs:

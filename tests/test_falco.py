@@ -456,6 +456,26 @@ def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None
     assert audit["falco"]["plugins_hostinfo"] is False
 
 
+def test_the_audit_falco_runs_as_falcoctls_non_root_user(lab: Recorded) -> None:
+    """What the `restricted` Pod Security profile asks beyond the unprivileged containers: runAsNonRoot. The pod
+    context covers falcoctl's init container and Falco alike; 65532 is falcoctl's own image user, so the files it
+    installs into the shared emptyDirs are Falco's too."""
+    audit, syscall = _values(lab, "falco-audit"), _values(lab, "falco-syscall")
+    assert audit["podSecurityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # No container overrides the user back to root, and the audit pod mounts nothing from the host.
+    for context in (audit["containerSecurityContext"], audit["falcoctl"]["artifact"]["install"]["securityContext"]):
+        assert "runAsUser" not in context and "runAsNonRoot" not in context
+    assert audit["driver"] == {"enabled": False} and audit["collectors"] == {"enabled": False}
+    # The syscall DaemonSet loads the eBPF driver: it stays as the chart makes it.
+    assert "runAsNonRoot" not in syscall["podSecurityContext"]
+
+
 # --- extra values, owned paths, mirrors ------------------------------------------------------------------
 
 

@@ -187,6 +187,38 @@ def test_bad_config_is_refused_by_name_before_anything_is_created(monkeypatch, k
     assert exported == {}
 
 
+@pytest.mark.parametrize(
+    ("caller", "listed"),
+    [
+        (DEPLOYER_ARN, DEPLOYER_ARN),
+        # A session of a role with a path: the caller identity names the role without it.
+        (f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Deployer/pulumi", f"arn:aws:iam::{ACCOUNT_ID}:role/ci/Deployer"),
+    ],
+)
+def test_the_deployer_as_cluster_admin_is_refused_before_anything_is_created(monkeypatch, caller, listed):
+    mocks = LabMocks()
+    mocks.caller_arn = caller
+    settings = {"aws:region": "us-west-2", "clusterAdminArns": json.dumps([listed])}
+    recorded, exported = run_stack(monkeypatch, settings, mocks=mocks)
+    error = recorded.result
+    assert isinstance(error, pulumi.RunError)
+    assert str(error).startswith(f"invalid stack configuration: clusterAdminArns: {listed} is the identity")
+    assert "already has cluster-admin as the cluster's creator" in str(error)
+    assert "\n" not in str(error)
+    assert recorded.resources == []
+    assert exported == {}
+
+
+def test_another_identity_as_cluster_admin_gets_its_access_entry(monkeypatch):
+    mocks = LabMocks()
+    mocks.caller_arn = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Deployer/pulumi"
+    admin = f"arn:aws:iam::{ACCOUNT_ID}:role/ci/DeployerReadOnly"
+    settings = {"aws:region": "us-west-2", "clusterAdminArns": json.dumps([admin])}
+    recorded, _ = run_stack(monkeypatch, settings, mocks=mocks)
+    assert recorded.result is None
+    assert recorded.one("aws:eks/accessEntry:AccessEntry").inputs["principalArn"] == admin
+
+
 def test_missing_region_is_refused(monkeypatch):
     for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(variable, raising=False)

@@ -22,6 +22,7 @@ from components.stack_config import (
     read_lab_args,
     stack_region,
     with_admin_identity,
+    with_cluster_creator,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,6 +320,27 @@ def test_unusable_deployer_identity_is_refused_by_key():
     with pytest.raises(ConfigError) as caught:
         with_admin_identity(args, "arn:aws:iam::123456789012:root")
     assert caught.value.setting == "falcoAdminIdentities"
+
+
+DEPLOYER_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/pulumi-1700000000"
+
+
+@pytest.mark.parametrize("key", ["clusterAdminArns", "clusterViewerArns"])
+def test_the_deployer_listed_for_an_access_entry_is_refused_by_key_with_what_to_do(key):
+    args = read({**REGION, key: '["arn:aws:iam::123456789012:role/ci/Deployer"]'})
+    with pytest.raises(ConfigError) as caught:
+        with_cluster_creator(args, DEPLOYER_SESSION)
+    assert caught.value.setting == key
+    assert str(caught.value).startswith(f"{key}: arn:aws:iam::123456789012:role/ci/Deployer is the identity")
+    assert "remove it from the list, or deploy as another identity" in str(caught.value)
+
+
+def test_the_deployer_becomes_the_clusters_creator_and_others_keep_their_access():
+    args = read({**REGION, "clusterAdminArns": '["arn:aws:iam::123456789012:role/ci/Auditor"]'})
+    created = with_cluster_creator(args, DEPLOYER_SESSION)
+    assert created.cluster.cluster_creator_arn == DEPLOYER_SESSION
+    assert created.cluster.cluster_admin_arns == ("arn:aws:iam::123456789012:role/ci/Auditor",)
+    assert created.falco == args.falco
 
 
 def test_private_only_endpoint_without_ranges_is_refused_naming_the_missing_ranges():
