@@ -688,7 +688,7 @@ def alert_config(args: FalcoArgs, opts: pulumi.InvokeOptions) -> dict[str, Any]:
 
 
 class Falco(pulumi.ComponentResource):
-    """Falco's syscall and audit instances (and optionally Falcosidekick with its UI) in one namespace."""
+    """Falco's syscall and audit instances (and Falcosidekick, for its UI or alert outputs) in one namespace."""
 
     namespace: pulumi.Output[str]
     """Namespace holding both releases."""
