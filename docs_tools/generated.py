@@ -1,5 +1,5 @@
-"""Tables in docs/ written from the code: the stack settings (Pulumi.yaml's `config:`) and the
-forwarder's flags (its argument parser).
+"""Tables in docs/ written from the code: the stack settings (Pulumi.yaml's `config:`), the
+forwarder's flags (its argument parser) and the Helm values the Falco component owns.
 
 Each table sits between two marker comments in its page, e.g.
 
@@ -134,6 +134,23 @@ def forwarder_flags_from(root: Path) -> str:
     return flags_table(build_parser())
 
 
+# --- the Helm values the Falco component owns ---------------------------------------------------------------
+
+
+def owned_values_table(owned: Mapping[str, str]) -> str:
+    """Every Helm value path the Falco component sets itself (callers' extra values may not), with why."""
+    rows = ["| Helm value path | Why the component owns it |", "|---|---|"]
+    rows += [f"| {code(path)} | {cell(why)} |" for path, why in owned.items()]
+    return "\n".join(rows) + "\n"
+
+
+def owned_values_from(root: Path) -> str:
+    del root  # the components package on sys.path is the one in this repository
+    from components.falco import OWNED_VALUES
+
+    return owned_values_table(OWNED_VALUES)
+
+
 # --- the blocks and their pages -----------------------------------------------------------------------------
 
 
@@ -156,6 +173,7 @@ class Block:
 BLOCKS = (
     Block("settings", "settings.md", "Pulumi.yaml", settings_from),
     Block("forwarder-flags", "forwarder.md", "forwarder/config.py", forwarder_flags_from),
+    Block("owned-values", "reuse.md", "components/falco.py OWNED_VALUES", owned_values_from),
 )
 
 

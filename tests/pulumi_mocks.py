@@ -10,7 +10,8 @@ invoke with the provider it went to.
 The mocked AWS answers the invokes the components make (zones, region, partition, caller identity, Kubernetes and
 add-on versions). It also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
 aws.iam.get_open_id_connect_provider and aws.cloudwatch.get_log_group answer for them as AWS would,
-including "not found" failures.
+including "not found" failures; and SNS topics and log groups that exist already (`LabMocks.topics`,
+`LabMocks.log_groups`), for aws.sns.get_topic and aws.cloudwatch.get_log_group.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
         service = typ.split(":")[1].split("/")[0]
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{resource_name}"
+        elif typ == "aws:sns/topic:Topic":
+            out["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{resource_name}"
         elif typ == "aws:iam/role:Role":
             out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{resource_name}"
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -234,9 +237,15 @@ class LabMocks(pulumi.runtime.Mocks):
     caller_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:user/test"
     """Who aws.get_caller_identity says is deploying."""
 
-    def __init__(self, *existing: ExistingCluster) -> None:
+    def __init__(
+        self, *existing: ExistingCluster, topics: tuple[str, ...] = (), log_groups: tuple[str, ...] = ()
+    ) -> None:
         self.existing = {cluster.name: cluster for cluster in existing}
         """The EKS clusters that exist outside the stack."""
+        self.topics = set(topics)
+        """Names of the SNS topics that exist outside the stack (in REGION and ACCOUNT_ID)."""
+        self.log_groups = set(log_groups)
+        """Names of other log groups that exist outside the stack."""
         self.invokes: list[Invoke] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -245,6 +254,17 @@ class LabMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         token = args.token
         self.invokes.append(Invoke(token, dict(args.args), args.provider))
+        if token == "aws:sns/getTopic:getTopic":
+            name = args.args.get("name", "")
+            if name not in self.topics:
+                return _not_found(f"SNS Topic ({name})")
+            arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
+            return {"id": arn, "arn": arn, "name": name, "tags": {}}
+        if token == "aws:cloudwatch/getLogGroup:getLogGroup" and args.args.get("name") in self.log_groups:
+            name = args.args["name"]
+            arn = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
+            return {"id": name, "name": name, "arn": arn, "retentionInDays": 30, "kmsKeyId": "",
+                    "logGroupClass": "STANDARD", "creationTime": 1700000000000, "tags": {}}
         if token in _EXISTING_CLUSTER_CALLS:
             return _EXISTING_CLUSTER_CALLS[token](self.existing, args.args)
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
