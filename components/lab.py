@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 
+from .alert_destinations import look_up_destinations
 from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_stream import KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterArgs, node_architecture_of
@@ -34,8 +35,8 @@ class FalcoEksLabArgs:
     """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
 
     falco: FalcoArgs = field(default_factory=FalcoArgs)
-    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
-    values per release."""
+    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs, admin identities,
+    extra Helm values per release."""
 
     forwarder_image: pulumi.Input[str] | None = None
     """A ready forwarder image to run; None gets one as forwarder_build says."""
@@ -126,10 +127,22 @@ class FalcoEksLab(pulumi.ComponentResource):
     audit_stream_arn: pulumi.Output[str] | None
     """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
 
+    alert_topic_arn: pulumi.Output[str] | None
+    """ARN of the SNS topic Falcosidekick publishes alerts to; unset without the SNS output."""
+
+    alert_log_group_name: pulumi.Output[str] | None
+    """The CloudWatch Logs log group Falcosidekick writes alerts to; unset without the CloudWatch Logs output."""
+
+    sidekick_role_arn: pulumi.Output[str] | None
+    """IAM role Falcosidekick runs as (IRSA); unset without an AWS alert output."""
+
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         args = from_inputs(FalcoEksLabArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
 
+        # The alert outputs' AWS destinations are checked before the cluster, so a refusal creates nothing.
+        if args.falco.alert_outputs.uses_aws:
+            look_up_destinations(args.falco.alert_outputs, pulumi.InvokeOptions(parent=self), "falco.alert_outputs")
         self.cluster = AuditedCluster(f"{name}-cluster", args.cluster, opts=pulumi.ResourceOptions(parent=self))
         known = KnownCluster(
             oidc_provider_arn=self.cluster.oidc_provider_arn,

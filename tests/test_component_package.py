@@ -21,6 +21,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
+from pulumi.errors import InputPropertyError
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.experimental.util import camel_case
 from pulumi.provider.server import ComponentInitError
@@ -106,7 +107,8 @@ def test_falco_eks_lab(schema: dict[str, Any]) -> None:
         for name in (
             "clusterName", "kubeconfig", "auditLogGroupName", "falcoNamespace", "falcoWebhookUrl", "falcoUiCommand",
             "falcoUiUsername", "falcoUiPassword", "forwarderRoleArn", "forwarderNamespace", "forwarderLogsCommand",
-            "forwarderMetricsCommand", "forwarderImage", "auditStreamArn",
+            "forwarderMetricsCommand", "forwarderImage", "auditStreamArn", "alertTopicArn", "alertLogGroupName",
+            "sidekickRoleArn",
         )
     }
 
@@ -276,6 +278,45 @@ def test_an_owned_helm_value_is_refused_by_its_path() -> None:
     )
     assert str(recorded.result).startswith("falco.auditValues.falco.rule_matching: falco.rule_matching is set by")
     assert recorded.resources == []
+
+
+def test_alert_outputs_from_another_language() -> None:
+    recorded = construct(
+        "FalcoDetection",
+        {
+            "clusterName": "prod",
+            "forwarderImage": "registry.example.com/fwd:1",
+            "falco": {
+                "sidekickUi": False,
+                "alertOutputs": {
+                    "sns": {"topic": "create", "minimumPriority": "critical"},
+                    "slack": {"secretName": "falco-chat", "secretKey": "slack"},
+                },
+            },
+        },
+        mocks=LabMocks(ExistingCluster("prod")),
+    )
+    assert not isinstance(recorded.result, Exception), recorded.result
+    assert recorded.one("aws:sns/topic:Topic").inputs["name"] == "prod-falco-alerts"
+    syscall = next(r for r in recorded.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "falco")
+    config = syscall.inputs["values"]["falcosidekick"]["config"]
+    assert config["aws"]["sns"]["minimumpriority"] == "critical"  # arrived as AlertPriority.CRITICAL
+    assert config["extraEnv"][0]["valueFrom"]["secretKeyRef"]["key"] == "slack"
+    assert {"alertTopicArn", "sidekickRoleArn"} <= set(recorded.result.state)
+
+
+def test_a_bad_alert_setting_is_refused_by_its_schema_name() -> None:
+    recorded = construct(
+        "FalcoDetection",
+        {"clusterName": "prod", "falco": {"alertOutputs": {"slack": {"secretName": "Falco_Chat"}}}},
+        mocks=LabMocks(ExistingCluster("prod")),
+    )
+    assert str(recorded.result).startswith("falco.alertOutputs.slack.secretName: 'Falco_Chat' is not a Kubernetes")
+    assert recorded.resources == []
+    # A priority outside the schema's enum is refused by the provider host itself, by the same name.
+    with pytest.raises(InputPropertyError, match=r"falco\.alertOutputs\.sns\.minimumPriority.*urgent"):
+        urgent = {"alertOutputs": {"sns": {"minimumPriority": "urgent"}}}
+        construct("FalcoDetection", {"clusterName": "prod", "falco": urgent})
 
 
 def test_an_existing_cluster_from_another_language_with_its_providers() -> None:
