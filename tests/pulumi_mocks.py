@@ -99,6 +99,7 @@ class Registration:
     providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
     protect: bool = False  # `pulumi destroy` would refuse to delete it
     retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
+    ignore_changes: list[str] = field(default_factory=list)  # properties a later `pulumi up` leaves as they are
 
 
 @dataclass
@@ -425,6 +426,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     providers=dict(request.providers),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
