@@ -119,7 +119,7 @@ def print_env(project: Project, stack: str, environ: Mapping[str, str], assignme
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # `config --stack qa KEY VALUE` as well as `config KEY VALUE`
     try:
         if args.command not in ("config",) and (args.key is not None or args.value is not None):
             raise LabError(f"'{args.command}' takes no KEY or VALUE (they are for 'config')", BAD_INPUT)

@@ -168,18 +168,24 @@ def prepare_stack(ctx: Context, stack: str) -> None:
     """Make the stack as `make up` would, for the user's own `pulumi config set`; say what their shell needs."""
     check_prerequisites(ctx.runner, "stack", stack, needs_docker=False, needs_aws=False)
     open_stack(ctx, stack, create=True)
-    ctx.say(f"Stack {stack} is ready for settings: {config_hint(stack, 'forwarderBuild', 'source')}, or your own")
+    ctx.say(
+        f"Stack {stack} is ready for its settings: '{config_hint(stack, 'forwarderBuild', 'source')}' checks each "
+        "one; your own pulumi config set works too."
+    )
     print(own_commands(ctx.project, stack, ctx.environ, ctx.runner.env.get(BACKEND_URL, "")), flush=True)
 
 
 def own_commands(project: Project, stack: str, environ: Mapping[str, str], backend: str) -> str:
     """How the user's own pulumi commands reach the stack: the exports they need in their shell, if any."""
     needed = own_env(project, stack, environ)
-    example = f"  pulumi config set <key> <value> --stack {stack}"
+    example = f"pulumi config set <key> <value> --stack {stack}"
     if not needed:
-        return f"{example}\n(your Pulumi login or PULUMI_BACKEND_URL reaches it, in {backend}: nothing to export)"
+        return f"Your own pulumi commands reach it as they are (in {backend}), e.g.: {example}"
     exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in needed.items())
-    return f"pulumi commands, in a shell with:\n{exports}\n{example}\n(or: eval \"$(make -s env{stack_arg(stack)})\")"
+    return (
+        f"For your own pulumi commands on this stack, in your shell:\n{exports}\n"
+        f"('eval \"$(make -s env{stack_arg(stack)})\"' does that), then e.g.: {example}"
+    )
 
 
 def _check_step(verb: str, outcome: tuple[int, bool], after_failure: str, stack: str) -> None:

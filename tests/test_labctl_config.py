@@ -123,6 +123,16 @@ def test_one_item_of_a_list_by_its_path(lab):
     )
 
 
+def test_config_takes_key_and_value_as_arguments_too(lab):
+    lab.cli.install(backend=CLOUD)
+    argv = [sys.executable, "-m", "labctl", "config", "--stack", "qa", "--project-dir", str(lab.project),
+            "falcoSidekickUi", "False"]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, env=lab.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert stack_file(lab, "qa")["falco-eks-lab:falcoSidekickUi"] == "false"
+    assert "'make up STACK=qa' applies it." in done.stdout
+
+
 def test_a_value_starting_with_a_dash_reaches_pulumi_as_the_value(lab):
     lab.cli.install(backend=CLOUD)
     done = config(lab, "aws:profile", "-odd-profile-name")
