@@ -3,8 +3,13 @@
 `run_program(fn, config)` builds whatever `fn` creates under `pulumi.runtime.set_mocks`, waits for
 every registration, and returns a `Recorded` with each resource's type, name, resolved inputs,
 parent URN, explicit dependencies and providers (read from the RegisterResource request itself, so the
-parent chain, `depends_on` and which provider serves a resource can be asserted as data), and every
-invoke with the provider it went to.
+parent chain, `depends_on` and which provider serves a resource can be asserted as data), the aliases it
+declared, and every invoke with the provider it went to.
+
+URNs are formed as the Pulumi engine forms them: a child's type part holds the full qualified type of its
+parent (every ancestor's type, `generateURN` in pulumi/pulumi pkg/resource/deploy/deployment.go), not only the
+immediate parent's type as Pulumi's own MockMonitor.make_urn does. A resource moved under another component
+therefore gets another URN here too, as it would in a real `pulumi up`.
 
 The mocked AWS also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
 aws.iam.get_open_id_connect_provider and aws.cloudwatch.get_log_group answer for them as AWS would,
@@ -95,6 +100,21 @@ class Registration:
     providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
     protect: bool = False  # `pulumi destroy` would refuse to delete it
     retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
+    aliases: list[RecordedAlias] = field(default_factory=list)  # as sent: alias specs or whole URNs
+
+
+@dataclass(frozen=True)
+class RecordedAlias:
+    """One alias of a RegisterResource request (alias_pb2.Alias): a whole URN, or a spec whose empty fields mean
+    "the resource's own" (name, type, stack, project, parent), as the engine reads them."""
+
+    urn: str = ""
+    name: str = ""
+    type: str = ""
+    stack: str = ""
+    project: str = ""
+    parent_urn: str = ""
+    no_parent: bool = False
 
 
 @dataclass
@@ -330,10 +350,37 @@ _EXISTING_CLUSTER_CALLS = {
 }
 
 
+def engine_urn(stack: str, project: str, parent_urn: str, typ: str, name: str) -> str:
+    """The URN the engine gives a resource: the parent's whole qualified type (its type part, every ancestor's type
+    joined by `$`), unless the parent is the root stack (pulumi/pulumi `Deployment.generateURN` and `urn.New`)."""
+    if parent_urn:
+        qualified = parent_urn.split("::")[2]
+        if qualified != "pulumi:pulumi:Stack":
+            typ = f"{qualified}${typ}"
+    return f"urn:pulumi:{stack}::{project}::{typ}::{name}"
+
+
+def _alias(message: Any) -> RecordedAlias:
+    if message.urn:
+        return RecordedAlias(urn=message.urn)
+    spec = message.spec
+    return RecordedAlias(
+        name=spec.name,
+        type=spec.type,
+        stack=spec.stack,
+        project=spec.project,
+        parent_urn=spec.parentUrn,
+        no_parent=bool(spec.noParent),
+    )
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
         super().__init__(mocks)
         self.recorded = recorded
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        return engine_urn(settings.get_stack(), settings.get_project(), parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         response = super().RegisterResource(request)
@@ -354,6 +401,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     providers=dict(request.providers),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    aliases=[_alias(alias) for alias in request.aliases],
                 )
             )
         return response
