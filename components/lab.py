@@ -21,6 +21,23 @@ from .falco import FalcoArgs
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 
+MOVED_UNDER_DETECTION = frozenset({"falco-eks:index:Falco", "falco-eks:index:AuditForwarder"})
+"""Up to 0.2 these were the lab's own children; since 0.3 FalcoDetection holds them (same names)."""
+
+
+def _moved_from(lab: pulumi.Resource) -> pulumi.ResourceTransformation:
+    """A transformation for the lab's FalcoDetection: its Falco and AuditForwarder were the lab's children up to
+    0.2, so each also answers to its old place (an alias with the lab as parent). The engine then finds every
+    resource below them at its old place too, and an upgrade from 0.2 takes them over instead of replacing them."""
+
+    def alias_old_place(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        if args.type_ not in MOVED_UNDER_DETECTION or not isinstance(args.opts.parent, FalcoDetection):
+            return None
+        moved = pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=lab)])
+        return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, moved))
+
+    return alias_old_place
+
 
 @schema_args
 @dataclass(frozen=True)
@@ -141,7 +158,11 @@ class FalcoEksLab(pulumi.ComponentResource):
         self.detection = FalcoDetection(
             name,
             args.detection_args(known),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.provider}),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                providers={"kubernetes": self.cluster.provider},
+                transformations=[_moved_from(self)],
+            ),
         )
 
         self.cluster_name = self.cluster.cluster_name
