@@ -35,6 +35,7 @@ import pulumi_kubernetes as k8s
 from .args import Architecture, from_inputs, schema_args
 from .errors import ConfigError
 from .network import LabVpc, LabVpcArgs
+from .renamed import renamed
 
 COMPONENT_TYPE = "falco-eks:index:AuditedCluster"
 
@@ -140,7 +141,7 @@ def ami_type_for(architecture: Architecture) -> str:
 
 @schema_args
 @dataclass(frozen=True)
-class AuditedClusterArgs:
+class AuditedClusterSettings:
     """Arguments of AuditedCluster. Checked when built; errors name the field."""
 
     cluster_name: str
@@ -465,8 +466,8 @@ class AuditedCluster(pulumi.ComponentResource):
     node_architecture: Architecture
     """CPU architecture of the nodes, "amd64" or "arm64", from the instance type."""
 
-    def __init__(self, name: str, args: AuditedClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        args = from_inputs(AuditedClusterArgs, args)
+    def __init__(self, name: str, args: AuditedClusterSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(AuditedClusterSettings, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         tags = dict(args.tags)
         self.node_architecture = node_architecture_of(args.node_instance_type)
@@ -679,7 +680,7 @@ class AuditedCluster(pulumi.ComponentResource):
         )
 
 
-def _kubeconfig_json(args: AuditedClusterArgs, eks_kubeconfig: str, region: str) -> str:
+def _kubeconfig_json(args: AuditedClusterSettings, eks_kubeconfig: str, region: str) -> str:
     endpoint, certificate = endpoint_and_certificate(eks_kubeconfig)
     document = kubeconfig_document(
         cluster_name=args.cluster_name,
@@ -689,3 +690,8 @@ def _kubeconfig_json(args: AuditedClusterArgs, eks_kubeconfig: str, region: str)
         role_arn=args.kubeconfig_role_arn,
     )
     return json.dumps(document)
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

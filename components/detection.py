@@ -38,7 +38,7 @@ from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditFor
 from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
-from .falco import Falco, FalcoArgs
+from .falco import Falco, FalcoSettings
 from .forwarder_iam import STS_AUDIENCE, issuer_host_path
 from .mirror import check_image_reference, mirrored
 
@@ -103,7 +103,7 @@ class FalcoDetectionArgs:
     """The EKS cluster to install into. Without `cluster`, it must exist, with audit logging and an IAM OIDC
     provider, in the region of the AWS provider."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    falco: FalcoSettings = field(default_factory=FalcoSettings)
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
     values per release."""
 
@@ -142,8 +142,8 @@ class FalcoDetectionArgs:
         check_cluster_name("cluster_name", self.cluster_name)
         check_audit_source(self.audit_source, self.kinesis)
         object.__setattr__(self, "audit_source", AuditSource(self.audit_source))
-        if not isinstance(self.falco, FalcoArgs):
-            raise ConfigError("falco", "must be a FalcoArgs")
+        if not isinstance(self.falco, FalcoSettings):
+            raise ConfigError("falco", "must be a FalcoSettings")
         check_image_reference("forwarder_image", self.forwarder_image)
         if self.forwarder_build not in tuple(ForwarderBuild):
             raise ConfigError("forwarder_build", f"must be 'docker' or 'source', got {self.forwarder_build!r}")

@@ -37,6 +37,7 @@ from .errors import ConfigError
 from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
 from .helm_values import check_overrides, deep_merge
 from .mirror import check_chart_source, check_registry, is_oci
+from .renamed import renamed
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"
@@ -233,7 +234,7 @@ OWNED_VALUES: dict[str, str] = {
 
 @schema_args
 @dataclass(frozen=True)
-class FalcoArgs:
+class FalcoSettings:
     """Settings of the Falco component. Its Kubernetes children use the Kubernetes provider the caller passes in
     the resource options (`provider=` or `providers=`), inherited from a parent otherwise."""
 
@@ -586,7 +587,7 @@ def image_values(registry: str | None, sidekick: bool) -> dict[str, Any]:
     return values
 
 
-def release_values(args: FalcoArgs, names: FalcoNames, rules: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def release_values(args: FalcoSettings, names: FalcoNames, rules: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top."""
     release = chart_release(args.chart_version)
     mirror = image_values(args.image_registry, args.sidekick_ui)
@@ -621,8 +622,8 @@ class Falco(pulumi.ComponentResource):
     ui_command: pulumi.Output[str] | None
     """kubectl port-forward command that opens the UI on http://localhost:2802; None when off."""
 
-    def __init__(self, name: str, args: FalcoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        args = from_inputs(FalcoArgs, args)
+    def __init__(self, name: str, args: FalcoSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(FalcoSettings, args)
         super().__init__("falco-eks:index:Falco", name, None, opts)
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
         syscall_release_values, audit_release_values = release_values(args, names, lab_rules(args.admin_identities))
@@ -731,3 +732,8 @@ class Falco(pulumi.ComponentResource):
         if self.ui_password is not None:
             outputs.update(ui_password=self.ui_password, ui_command=self.ui_command, ui_username=self.ui_username)
         self.register_outputs(outputs)
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

@@ -14,10 +14,10 @@ import pulumi
 
 from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_stream import KinesisSettings
-from .cluster import AuditedCluster, AuditedClusterArgs, node_architecture_of
+from .cluster import AuditedCluster, AuditedClusterSettings, node_architecture_of
 from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster, check_audit_source
 from .errors import ConfigError
-from .falco import FalcoArgs
+from .falco import FalcoSettings
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 
@@ -47,10 +47,10 @@ class FalcoEksLabArgs:
     Everything that can be checked without a cluster is checked here, so a bad value fails before any resource
     is registered."""
 
-    cluster: AuditedClusterArgs
+    cluster: AuditedClusterSettings
     """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    falco: FalcoSettings = field(default_factory=FalcoSettings)
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
     values per release."""
 
@@ -70,10 +70,10 @@ class FalcoEksLabArgs:
     """The stream's capacity mode and key, with audit_source "kinesis"."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.cluster, AuditedClusterArgs):
-            raise ConfigError("cluster", "must be an AuditedClusterArgs")
-        if not isinstance(self.falco, FalcoArgs):
-            raise ConfigError("falco", "must be a FalcoArgs")
+        if not isinstance(self.cluster, AuditedClusterSettings):
+            raise ConfigError("cluster", "must be an AuditedClusterSettings")
+        if not isinstance(self.falco, FalcoSettings):
+            raise ConfigError("falco", "must be a FalcoSettings")
         check_audit_source(self.audit_source, self.kinesis)
         checked = self.detection_args()  # raises ConfigError naming the field
         object.__setattr__(self, "forwarder_build", checked.forwarder_build)

@@ -93,8 +93,8 @@ def test_required_inputs_are_exactly_the_fields_without_a_default(schema: dict[s
 def test_falco_eks_lab(schema: dict[str, Any]) -> None:
     lab = resource(schema, "FalcoEksLab")
     assert types_of(lab["inputProperties"]) == {
-        "cluster": "ref:AuditedClusterArgs",
-        "falco": "ref:FalcoArgs",
+        "cluster": "ref:AuditedClusterSettings",
+        "falco": "ref:FalcoSettings",
         "forwarderImage": "string",
         "forwarderBuild": "ref:ForwarderBuild",
         "auditSource": "ref:AuditSource",
@@ -115,7 +115,7 @@ def test_falco_detection(schema: dict[str, Any]) -> None:
     detection = resource(schema, "FalcoDetection")
     assert types_of(detection["inputProperties"]) == {
         "clusterName": "string",
-        "falco": "ref:FalcoArgs",
+        "falco": "ref:FalcoSettings",
         "forwarderImage": "string",
         "forwarderBuild": "ref:ForwarderBuild",
         "nodeArchitecture": "ref:Architecture",
@@ -185,7 +185,7 @@ def test_the_parts(schema: dict[str, Any]) -> None:
 
 
 def test_falco_args_take_extra_helm_values_of_any_shape(schema: dict[str, Any]) -> None:
-    falco = schema["types"][f"{PACKAGE}:index:FalcoArgs"]
+    falco = schema["types"][f"{PACKAGE}:index:FalcoSettings"]
     properties = types_of(falco["properties"])
     assert properties["syscallValues"] == properties["auditValues"] == "map<any>"
     assert properties["chartRepository"] == properties["imageRegistry"] == "string"
@@ -343,7 +343,7 @@ def test_the_plugin_serves_the_same_schema_over_grpc(schema: dict[str, Any]) -> 
 
 def test_an_unknown_input_is_refused_by_name() -> None:
     from components.args import from_inputs
-    from components.falco import FalcoArgs
+    from components.falco import FalcoSettings
 
-    with pytest.raises(Exception, match=r"^sidekickUI: is not an argument of FalcoArgs$"):
-        from_inputs(FalcoArgs, {"sidekickUI": False})
+    with pytest.raises(Exception, match=r"^sidekickUI: is not an argument of FalcoSettings$"):
+        from_inputs(FalcoSettings, {"sidekickUI": False})

@@ -24,7 +24,7 @@ import pytest
 from support.loopback_http import LoopbackServer, QuietHandler
 
 from components.audit_forwarder import AuditForwarderArgs
-from components.falco import METRICS_PORT, FalcoArgs, chart_fullname
+from components.falco import METRICS_PORT, FalcoSettings, chart_fullname
 from workshop import pipeline
 from workshop.cli import main
 from workshop.kubectl import WorkshopError, run_in_pseudo_terminal
@@ -334,7 +334,7 @@ def test_prometheus_text_parser_reads_labels_escapes_and_exponents() -> None:
 
 
 def test_pipeline_defaults_are_the_components_defaults() -> None:
-    falco_defaults = {f.name: f.default for f in dataclasses.fields(FalcoArgs)}
+    falco_defaults = {f.name: f.default for f in dataclasses.fields(FalcoSettings)}
     forwarder_defaults = {f.name: f.default for f in dataclasses.fields(AuditForwarderArgs)}
     targets = pipeline.Targets()
     assert targets.falco_namespace == falco_defaults["namespace"]
