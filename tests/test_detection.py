@@ -16,9 +16,9 @@ from pulumi_mocks import ExistingCluster, LabMocks, Recorded, Registration, reso
 from components import (
     AuditSource,
     ClusterNotReadyError,
-    FalcoSettings,
     FalcoDetection,
     FalcoDetectionArgs,
+    FalcoSettings,
     KinesisSettings,
     KnownCluster,
 )
