@@ -178,10 +178,10 @@ class AuditedClusterSettings:
     vpc_id: pulumi.Input[str] | None = None
     """The caller's VPC; None creates a dedicated VPC. Given together with private_subnet_ids."""
 
-    public_subnet_ids: Sequence[pulumi.Input[str]] | None = None
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     """The caller's public subnets (internet-facing load balancers); optional with vpc_id."""
 
-    private_subnet_ids: Sequence[pulumi.Input[str]] | None = None
+    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     """The caller's private subnets for the nodes, in at least two availability zones, with egress to
     the internet (falcoctl downloads Falco's rules and plugins when the pods start)."""
 
@@ -336,10 +336,8 @@ class AuditedClusterSettings:
             return
         if self.private_subnet_ids is None or isinstance(self.private_subnet_ids, str):
             raise ConfigError("private_subnet_ids", "a list of private subnet IDs is required with vpc_id")
-        if len(self.private_subnet_ids) < 2:
-            raise ConfigError(
-                "private_subnet_ids", "EKS needs subnets in at least two availability zones: give two or more"
-            )
+        if not isinstance(self.private_subnet_ids, pulumi.Output):  # another resource's list: checked when known
+            enough_subnets(self.private_subnet_ids)
         if isinstance(self.public_subnet_ids, str):
             raise ConfigError("public_subnet_ids", "must be a list of subnet IDs, not one string")
 
@@ -374,6 +372,15 @@ class AuditedClusterSettings:
         return [(arn, ADMIN_ACCESS_POLICY) for arn in self.cluster_admin_arns] + [
             (arn, VIEW_ACCESS_POLICY) for arn in self.cluster_viewer_arns
         ]
+
+
+def enough_subnets(subnet_ids: Sequence[str] | None) -> Sequence[str]:
+    """The caller's private subnets, if there are at least two (EKS needs two availability zones)."""
+    if subnet_ids is None or len(subnet_ids) < 2:
+        raise ConfigError(
+            "private_subnet_ids", "EKS needs subnets in at least two availability zones: give two or more"
+        )
+    return subnet_ids
 
 
 def _cidrs(setting: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -480,12 +487,13 @@ class AuditedCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             vpc_id: pulumi.Input[str] = self.network.vpc_id
-            public_subnet_ids: Sequence[pulumi.Input[str]] | None = self.network.public_subnet_ids
-            private_subnet_ids: Sequence[pulumi.Input[str]] = self.network.private_subnet_ids
+            public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = self.network.public_subnet_ids
+            private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] = self.network.private_subnet_ids
         else:
             vpc_id = args.vpc_id
             public_subnet_ids = args.public_subnet_ids
-            private_subnet_ids = args.private_subnet_ids or []
+            # A whole list from another resource (an awsx Vpc's privateSubnetIds) is checked once it is known.
+            private_subnet_ids = pulumi.Output.from_input(args.private_subnet_ids).apply(enough_subnets)
 
         # Created before the cluster, so EKS writes into it instead of creating an unmanaged one.
         self.log_group = aws.cloudwatch.LogGroup(
@@ -598,7 +606,7 @@ class AuditedCluster(pulumi.ComponentResource):
                 desired_size=args.node_count, min_size=args.min_size, max_size=args.max_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            subnet_ids=list(private_subnet_ids),
+            subnet_ids=private_subnet_ids,
             tags=tags,
             # After the whole cluster (a remote component: depending on it waits for its add-ons and
             # OIDC provider too), and after the role has its policies: without the CNI policy nodes
