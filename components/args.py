@@ -43,8 +43,8 @@ class ForwarderBuild(StrEnum):
     """How the forwarder's image comes about when no ready image is given."""
 
     DOCKER = "docker"
-    """Built from forwarder/Dockerfile where `pulumi up` runs (needs a Docker engine), pushed to a stack-owned
-    ECR repository."""
+    """Built from the bundled forwarder's Dockerfile where `pulumi up` runs (needs a Docker engine), pushed to a
+    stack-owned ECR repository."""
     SOURCE = "source"
     """No build: the official Python image runs the bundled source from a ConfigMap."""
 

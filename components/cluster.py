@@ -142,11 +142,12 @@ def ami_type_for(architecture: Architecture) -> str:
 @schema_args
 @dataclass(frozen=True)
 class AuditedClusterSettings:
-    """Arguments of AuditedCluster. Checked when built; errors name the field."""
+    """Settings of an AuditedCluster (FalcoEksLab's `cluster`): its name, Kubernetes version, nodes, log group,
+    network, API endpoint and access. Checked before anything is created; an error names the setting."""
 
     cluster_name: str
     """The EKS cluster's name (1-100 letters, digits, '-' or '_', starting with a letter or digit).
-    It also names the log group: /aws/eks/<cluster_name>/cluster."""
+    It also names the log group: /aws/eks/<clusterName>/cluster."""
 
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     """The control plane's Kubernetes version, "1.<minor>". Pick one in EKS standard support: versions in
@@ -159,10 +160,10 @@ class AuditedClusterSettings:
     """Desired number of nodes (at least 1)."""
 
     node_min_count: int | None = None
-    """Smallest size of the node group; None means node_count."""
+    """Smallest size of the node group; unset means `nodeCount`."""
 
     node_max_count: int | None = None
-    """Largest size of the node group; None means node_count."""
+    """Largest size of the node group; unset means `nodeCount`."""
 
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     """How long CloudWatch keeps the control-plane logs; one of the values CloudWatch accepts."""
@@ -172,39 +173,41 @@ class AuditedClusterSettings:
     controllerManager, scheduler. Each one adds CloudWatch ingestion cost."""
 
     log_kms_key_arn: pulumi.Input[str] | None = None
-    """KMS key that encrypts the log group; None uses CloudWatch's own encryption. The key policy
+    """KMS key that encrypts the log group; unset uses CloudWatch's own encryption. The key policy
     must allow the logs.<region>.amazonaws.com service principal."""
 
     vpc_id: pulumi.Input[str] | None = None
-    """The caller's VPC; None creates a dedicated VPC. Given together with private_subnet_ids."""
+    """The caller's VPC; unset creates a dedicated VPC. Given together with `privateSubnetIds`."""
 
     public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
-    """The caller's public subnets (internet-facing load balancers); optional with vpc_id."""
+    """The caller's public subnets (internet-facing load balancers); optional with `vpcId`. A whole list from
+    another resource works too (an awsx Vpc's publicSubnetIds)."""
 
     private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     """The caller's private subnets for the nodes, in at least two availability zones, with egress to
-    the internet (falcoctl downloads Falco's rules and plugins when the pods start)."""
+    the internet (falcoctl downloads Falco's rules and plugins when the pods start). A whole list from another
+    resource works too (an awsx Vpc's privateSubnetIds); its length is then checked once it is known."""
 
     vpc_cidr: str = "10.0.0.0/16"
-    """IPv4 range of the dedicated VPC (ignored with vpc_id)."""
+    """IPv4 range of the dedicated VPC (ignored with `vpcId`)."""
 
     api_public_access_cidrs: Sequence[str] = DEFAULT_API_PUBLIC_ACCESS_CIDRS
     """Address ranges allowed to reach the cluster's public API endpoint (kubectl and Pulumi run from
     outside the VPC). Narrow it to your own address where you can. Leave the default with
-    api_private_only: there is no public endpoint then."""
+    `apiPrivateOnly`: there is no public endpoint then."""
 
     api_private_only: bool = False
     """Serve the Kubernetes API only inside the VPC: no public endpoint at all. Pulumi (which installs
-    workloads through the API) and kubectl must then run from an address in api_private_access_cidrs
+    workloads through the API) and kubectl must then run from an address in `apiPrivateAccessCidrs`
     that routes into the VPC (a host in it, a peered VPC, a VPN)."""
 
     api_private_access_cidrs: Sequence[str] = ()
     """Address ranges in the VPC or in networks connected to it (VPN, peering) allowed to reach the API's
-    private endpoint on port 443; the nodes always can. Required with api_private_only."""
+    private endpoint on port 443; the nodes always can. Required with `apiPrivateOnly`."""
 
     kubeconfig_role_arn: str | None = None
     """IAM role the kubeconfig assumes for its token (`aws eks get-token --role-arn`): give the role your AWS
-    provider assumes, so kubectl and the Kubernetes provider act as that role, not as whoever runs them. None:
+    provider assumes, so kubectl and the Kubernetes provider act as that role, not as whoever runs them. Unset:
     the token comes from whatever AWS credentials are current where the kubeconfig is used (a profile name is
     never written into it)."""
 
@@ -440,13 +443,9 @@ def endpoint_and_certificate(kubeconfig: str) -> tuple[str, str]:
 
 class AuditedCluster(pulumi.ComponentResource):
     """An EKS cluster with its audit log in a stack-owned CloudWatch log group, IRSA, enforced
-    NetworkPolicies and an Amazon Linux 2023 managed node group.
+    NetworkPolicies and an Amazon Linux 2023 managed node group."""
 
-    The class annotations below are the component's outputs (in its schema for other languages too). For
-    Python callers it also holds its children: `cluster` (the pulumi-eks cluster, a remote component),
-    `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with
-    the caller's), `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the
-    node group, so workloads have nodes."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     vpc_id: pulumi.Output[str]
     """The VPC the cluster runs in."""
@@ -456,7 +455,7 @@ class AuditedCluster(pulumi.ComponentResource):
 
     kubeconfig: pulumi.Output[str]
     """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token` with the current AWS credentials
-    (or kubeconfig_role_arn). Secret."""
+    (or as `kubeconfigRoleArn`). Secret."""
 
     oidc_provider_arn: pulumi.Output[str]
     """ARN of the cluster's IAM OIDC provider (IRSA trust policies use it as the federated principal)."""
@@ -474,6 +473,10 @@ class AuditedCluster(pulumi.ComponentResource):
     """CPU architecture of the nodes, "amd64" or "arm64", from the instance type."""
 
     def __init__(self, name: str, args: AuditedClusterSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `cluster` (the pulumi-eks cluster, a remote component),
+        `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with the
+        caller's), `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node
+        group, so workloads have nodes."""
         args = from_inputs(AuditedClusterSettings, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         tags = dict(args.tags)

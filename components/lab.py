@@ -48,26 +48,26 @@ class FalcoEksLabArgs:
     is registered."""
 
     cluster: AuditedClusterSettings
-    """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
+    """The audited EKS cluster. Its `clusterAdminArns` also count as admin identities for Falco's rules."""
 
     falco: FalcoSettings = field(default_factory=FalcoSettings)
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
     values per release."""
 
     forwarder_image: pulumi.Input[str] | None = None
-    """A ready forwarder image to run; None gets one as forwarder_build says."""
+    """A ready forwarder image to run; unset, the lab gets one as `forwarderBuild` says."""
 
     forwarder_build: ForwarderBuild = ForwarderBuild.DOCKER
-    """Without forwarder_image: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine);
-    "source" runs the bundled source on the official Python image."""
+    """Without `forwarderImage`: "docker" builds the forwarder and pushes it to a stack-owned ECR repository (needs a
+    Docker engine where `pulumi up` runs); "source" runs the bundled source on the official Python image."""
 
     audit_source: AuditSource = AuditSource.POLL
     """Where the forwarder reads the audit log: "poll" (FilterLogEvents; about 1,000 events/s per account at most)
-    or "kinesis" (the lab adds the log group's subscription filter into a Kinesis Data Stream it creates; a log
-    group takes at most two subscription filters)."""
+    or "kinesis" (the lab subscribes a Kinesis Data Stream it creates to the log group; a log group takes at most
+    two subscription filters)."""
 
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)
-    """The stream's capacity mode and key, with audit_source "kinesis"."""
+    """The stream's capacity and key, with `auditSource` "kinesis"."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, AuditedClusterSettings):
@@ -96,10 +96,10 @@ class FalcoEksLabArgs:
 
 
 class FalcoEksLab(pulumi.ComponentResource):
-    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them.
+    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them, all under this one
+    component, so `pulumi destroy` removes them together."""
 
-    The annotations below are its outputs. Python callers also reach the children: `cluster` (AuditedCluster) and
-    `detection` (FalcoDetection, holding `falco` and `forwarder`)."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     cluster_name: pulumi.Output[str]
     """The EKS cluster's name."""
@@ -117,13 +117,13 @@ class FalcoEksLab(pulumi.ComponentResource):
     """In-cluster URL of Falco's k8saudit webhook."""
 
     falco_ui_command: pulumi.Output[str] | None
-    """kubectl command that opens the Falcosidekick UI on localhost; None without the UI."""
+    """kubectl command that opens the Falcosidekick UI on localhost; unset without the UI."""
 
     falco_ui_username: str | None
-    """Login of the Falcosidekick UI; None without the UI."""
+    """Login of the Falcosidekick UI; unset without the UI."""
 
     falco_ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None without the UI."""
+    """Generated password of the Falcosidekick UI (secret); unset without the UI."""
 
     forwarder_role_arn: pulumi.Output[str]
     """IAM role the forwarder runs as (IRSA)."""
@@ -141,9 +141,11 @@ class FalcoEksLab(pulumi.ComponentResource):
     """The image the forwarder runs."""
 
     audit_stream_arn: pulumi.Output[str] | None
-    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
+    """ARN of the Kinesis Data Stream the forwarder reads (`auditSource` "kinesis"); unset when it polls."""
 
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `cluster` (AuditedCluster) and `detection` (FalcoDetection,
+        holding `falco` and `forwarder`)."""
         args = from_inputs(FalcoEksLabArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
 
