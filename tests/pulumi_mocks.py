@@ -374,13 +374,20 @@ def _alias(message: Any) -> RecordedAlias:
     )
 
 
-class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Pulumi's mock resource monitor, recording every registration into `recorded`. `stack` and `project` name
+    the URNs when the monitor serves another process (tests/support/package_plugin.py); by default they are the
+    mocked program's."""
+
+    def __init__(self, mocks: LabMocks, recorded: Recorded, stack: str | None = None, project: str | None = None):
         super().__init__(mocks)
         self.recorded = recorded
+        self.stack = stack
+        self.project = project
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        return engine_urn(settings.get_stack(), settings.get_project(), parent, type_, name)
+        stack, project = self.stack or settings.get_stack(), self.project or settings.get_project()
+        return engine_urn(stack, project, parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         response = super().RegisterResource(request)
@@ -421,7 +428,7 @@ def run_program(
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = mocks or LabMocks()
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, recorded)
     )
 
     @pulumi.runtime.test
