@@ -339,7 +339,7 @@ class AuditedClusterSettings:
             return
         if self.private_subnet_ids is None or isinstance(self.private_subnet_ids, str):
             raise ConfigError("private_subnet_ids", "a list of private subnet IDs is required with vpc_id")
-        if not isinstance(self.private_subnet_ids, pulumi.Output):  # another resource's list: checked when known
+        if isinstance(self.private_subnet_ids, Sequence):  # another resource's whole list: checked when known
             enough_subnets(self.private_subnet_ids)
         if isinstance(self.public_subnet_ids, str):
             raise ConfigError("public_subnet_ids", "must be a list of subnet IDs, not one string")
@@ -377,7 +377,7 @@ class AuditedClusterSettings:
         ]
 
 
-def enough_subnets(subnet_ids: Sequence[str] | None) -> Sequence[str]:
+def enough_subnets(subnet_ids: Sequence[Any] | None) -> Sequence[Any]:
     """The caller's private subnets, if there are at least two (EKS needs two availability zones)."""
     if subnet_ids is None or len(subnet_ids) < 2:
         raise ConfigError(
