@@ -10,7 +10,9 @@ schema is Pulumi's own inference from the components' type annotations and docst
   path it stays empty;
 - descriptions as Markdown prose: docstrings keep their source indentation in Python 3.11, which would turn
   every second paragraph into a code block; they are cleaned as `inspect.cleandoc` does;
-- `secret: true` on the outputs that are secret when the component runs (SECRET_OUTPUTS).
+- `secret: true` on the outputs that are secret when the component runs (SECRET_OUTPUTS);
+- enum members named in PascalCase (`Source`, not the Python member's `SOURCE`), which codegen turns into
+  `ForwarderBuildSource` in Go, `ForwarderBuild.Source` in .NET and TypeScript.
 
 Construct checks every input against that schema before the component runs (components/schema_inputs.py), and
 reports a bad setting, the component's own checks included, as an input error naming the property's path: the
@@ -87,6 +89,9 @@ def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 walk(item)
 
     walk(schema)
+    for typ in schema["types"].values():
+        for member in typ.get("enum", []):
+            member["name"] = "".join(word.capitalize() for word in member["name"].split("_"))
     for token, resource in schema["resources"].items():
         for name in SECRET_OUTPUTS.get(token.split(":")[-1], ()):
             resource["properties"][name]["secret"] = True

@@ -161,3 +161,11 @@ def test_lists_from_other_resources_take_a_whole_output(schema: dict[str, Any]) 
     for where, spec in _lists(schema):
         if where.endswith(("privateSubnetIds", "publicSubnetIds")):
             assert spec.get("plain") is None and spec["items"].get("plain") is None, where
+
+
+def test_enum_members_are_named_in_pascal_case(schema: dict[str, Any]) -> None:
+    """Codegen builds `ForwarderBuildSource` (Go) and `ForwarderBuild.Source` (.NET, TypeScript) from these."""
+    names = {m["name"]: m["value"] for t in schema["types"].values() for m in t.get("enum", [])}
+    assert names == {
+        "Docker": "docker", "Source": "source", "Poll": "poll", "Kinesis": "kinesis", "Amd64": "amd64", "Arm64": "arm64"
+    }
