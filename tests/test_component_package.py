@@ -604,3 +604,24 @@ def test_a_whole_output_list_with_one_subnet_is_refused_once_it_is_known() -> No
 
     with pytest.raises(Exception, match="private_subnet_ids: EKS needs subnets in at least two availability zones"):
         run_program(program)
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [
+        ("components", "FalcoArgs", "FalcoSettings"),
+        ("components", "AuditedClusterArgs", "AuditedClusterSettings"),
+        ("components.falco", "FalcoArgs", "FalcoSettings"),
+        ("components.cluster", "AuditedClusterArgs", "AuditedClusterSettings"),
+    ],
+)
+def test_the_old_names_of_renamed_classes_still_work_with_a_deprecation_warning(
+    module: str, old: str, new: str
+) -> None:
+    import importlib
+
+    imported = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated since 0.4.0; use {new}"):
+        assert getattr(imported, old) is getattr(importlib.import_module("components"), new)
+    with pytest.raises(AttributeError):
+        imported.NoSuchName  # noqa: B018

@@ -46,6 +46,18 @@ def test_every_release_before_this_one_is_recorded() -> None:
         assert (manifest["stack"], manifest["project"]) == (STACK, PROJECT)
 
 
+def test_the_changelog_has_this_version_and_every_recorded_release() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    headings = [line.split()[1] for line in changelog.splitlines() if line.startswith("## ")]
+    assert headings[0] == CURRENT
+    assert {m["version"] for m in MANIFESTS} <= set(headings)
+    current = changelog.split(f"## {CURRENT}", 1)[1].split("\n## ", 1)[0]
+    for section in ("### What changed", "### What an upgrade does", "### What a user must do"):
+        assert section in current, section
+    pins = release.pins_of(ROOT)
+    assert f"pulumi {pins['pulumi']}" in " ".join(current.split())  # the versions it was built against
+
+
 @pytest.mark.parametrize(
     ("version", "scenario"),
     [(m["version"], name) for m in MANIFESTS for name in sorted(m["scenarios"])],
