@@ -38,6 +38,19 @@ lint: dev-deps ## ruff and mypy
 bench: dev-deps ## Benchmark the forwarder against moto and a local receiver (prints figures)
 	$(BIN)/python -m tests.bench.run
 
+# The documentation site (mkdocs.yml, docs/). `make docs` first regenerates the tables written from the
+# code (docs_tools: the settings from Pulumi.yaml, the forwarder's flags), then builds in strict mode.
+# NO_MKDOCS_2_WARNING: Material for MkDocs prints a banner about MkDocs 2 on every build otherwise.
+.PHONY: docs docs-serve
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+
+docs: dev-deps ## Build the documentation site into site/ (regenerates the settings table first)
+	$(BIN)/python -m docs_tools write
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: dev-deps ## Serve the documentation on http://127.0.0.1:8000, rebuilt as you edit
+	$(DOCS_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 # The lab in AWS: labctl (Python, in the venv) checks what is needed and names everything missing at
 # once, then runs pulumi and aws with argument lists. The recipes stay one line each so they behave
 # alike under GNU make 3.81 and /bin/bash 3.2 (macOS). PULUMI_FLAGS, LOG_GROUP_QUIET_SECONDS and

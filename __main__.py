@@ -10,7 +10,13 @@ import pulumi_aws as aws
 from components.errors import ConfigError
 from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLab
-from components.stack_config import check_kubernetes_version, read_lab_args, with_admin_identity
+from components.stack_config import (
+    check_alert_destinations,
+    check_kubernetes_version,
+    read_lab_args,
+    with_admin_identity,
+    with_cluster_creator,
+)
 
 
 def offered_versions() -> list[OfferedVersion] | None:
@@ -30,13 +36,21 @@ try:
     lab_args = read_lab_args(pulumi.Config(), pulumi.Config("aws"))
     # Before any resource: a version EKS no longer offers would otherwise fail half-way through `up`.
     check_kubernetes_version(lab_args, offered_versions())
+    # The alert outputs' AWS destinations: in the stack's account and region, and there.
+    check_alert_destinations(lab_args)
 except ConfigError as err:
     # A one-line message naming the setting instead of a Python traceback.
     raise pulumi.RunError(f"invalid stack configuration: {err}") from err
 
-# The deploying identity gets admin access through EKS (cluster creator) and is the one attendees
-# use, so the "Full K8s Administrative Access" rule should fire for it.
+# The deploying identity creates the cluster, and EKS gives it admin access itself.
 deployer = aws.get_caller_identity()
+try:
+    # Before any resource: a second access entry for it (clusterAdminArns) would fail half-way through `up`.
+    lab_args = with_cluster_creator(lab_args, deployer.arn)
+except ConfigError as err:
+    raise pulumi.RunError(f"invalid stack configuration: {err}") from err
+
+# It is also the identity attendees use, so the "Full K8s Administrative Access" rule should fire for it.
 try:
     lab_args = with_admin_identity(lab_args, deployer.arn)
 except ConfigError as err:

@@ -7,10 +7,17 @@ What it makes, all children of the component:
 - ``eks.Cluster`` with an explicit name (so the group's name is known), ``audit`` among the
   control-plane log types, an OIDC provider for IRSA, access entries (``API`` authentication mode),
   no self-managed default node group, and the VPC CNI managed add-on with its network policy agent
-  on, so Kubernetes NetworkPolicies are enforced;
+  on, so Kubernetes NetworkPolicies are enforced, logging at INFO instead of pulumi-eks's DEBUG. Without
+  pulumi-eks's default security groups: the nodes and the control plane share the cluster security group
+  EKS creates, and pulumi-eks's node security group would sit on no node;
 - an EKS managed node group on Amazon Linux 2023 in the private subnets, with its own IAM role, at the
   control plane's Kubernetes version, through a launch template that requires IMDSv2 with a hop limit of 1
   (pods cannot reach the instance metadata service, so they cannot take the node's IAM role);
+- the CoreDNS managed add-on, after the nodes (its pods need them), at the newest version EKS offers for the
+  Kubernetes version, so an upgrade of that version upgrades CoreDNS too. pulumi-eks makes it only with its own
+  default node group; without it EKS leaves CoreDNS self-managed, and nothing would ever upgrade it;
+- with private API access ranges, a security group on the API endpoint's network interfaces that admits them on
+  443 (and nothing else: the cluster security group EKS creates is also on every node);
 - EKS access entries for the identities given as cluster admins or viewers (cluster-wide access policies);
 - a kubeconfig that runs ``aws eks get-token`` with whatever AWS credentials are current when it is used
   (never a profile name, which may be gone by the time ``pulumi destroy`` runs), and a
@@ -64,6 +71,11 @@ _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # EKS access entries take IAM users and roles (never an STS session).
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+# What STS GetCallerIdentity answers: an IAM user, an assumed role's session, the root user, a federated user.
+_CALLER_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?:iam|sts)::(?P<account>\d{12}):"
+    r"(?:(?P<kind>user|role|assumed-role|federated-user)/(?P<rest>[\w+=,.@/-]{1,1024})|root)$"
+)
 # Node groups above this are surely a typo in a lab (and an expensive one).
 MAX_NODE_COUNT = 100
 # AL2023, EKS access entries and the VPC CNI network policy agent all need at least this version.
@@ -79,6 +91,14 @@ NODE_POLICIES: tuple[str, ...] = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
 )
+
+# The vpc-cni add-on's log level for ipamd and for the CNI plugin. pulumi-eks sets DEBUG for both unless told
+# otherwise (nodejs/eks/addons/cni-addon.ts), which is also amazon-vpc-cni-k8s's own default; INFO keeps what
+# an operator reads (IP allocation, warnings, errors) without the debug lines written to every node's disk.
+VPC_CNI_LOG_LEVEL = "INFO"
+
+# The EKS add-on that runs the cluster's DNS.
+COREDNS_ADDON = "coredns"
 
 # The nodes' root volume (AL2023 EKS AMIs boot from /dev/xvda): the size EKS uses without a launch template,
 # encrypted with the account's default EBS key.
@@ -125,6 +145,27 @@ def check_role_arn(setting: str, arn: object) -> None:
     """Refuse anything but an IAM role ARN."""
     if not isinstance(arn, str) or not _ROLE_ARN.match(arn):
         raise ConfigError(setting, f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+
+
+def _principal_key(arn: str) -> tuple[str, str, str, str] | None:
+    """(partition, account, "user" or "role", lower-case name) of an IAM user or role ARN, or of an STS session
+    of a role; None for anything else (the root user, a federated user, a malformed ARN).
+
+    IAM names are unique in an account whatever their path and case, and an assumed-role ARN carries the role's
+    name without its path, so these four say which principal an ARN is."""
+    match = _CALLER_ARN.match(arn)
+    if match is None or match["kind"] in (None, "federated-user"):
+        return None
+    if match["kind"] == "assumed-role":  # <role name>/<session name>
+        return match["partition"], match["account"], "role", match["rest"].split("/", 1)[0].lower()
+    return match["partition"], match["account"], match["kind"], match["rest"].rsplit("/", 1)[-1].lower()
+
+
+def same_principal(listed_arn: str, caller_arn: str) -> bool:
+    """Whether `listed_arn` (an IAM role or user ARN, with its path) names the identity `caller_arn` is (what STS
+    GetCallerIdentity returns: a user's ARN, or a session of a role, `assumed-role/<role>/<session>`)."""
+    listed, caller = _principal_key(listed_arn), _principal_key(caller_arn)
+    return listed is not None and listed == caller
 
 
 def check_kms_key_arn(setting: str, arn: object) -> None:
@@ -218,6 +259,12 @@ class AuditedClusterSettings:
     cluster_viewer_arns: Sequence[str] = ()
     """IAM role or user ARNs that get read-only access to the whole cluster (AmazonEKSViewPolicy: no Secrets)."""
 
+    cluster_creator_arn: str | None = None
+    """The identity that creates the cluster, as STS GetCallerIdentity names the caller of the AWS provider that
+    deploys it (an IAM user ARN or an assumed-role ARN). EKS gives that identity cluster-admin access itself, and
+    a second access entry for it fails while deploying, so clusterAdminArns and clusterViewerArns may not list it
+    (a role matches its sessions: same account and role name). Unset: not checked."""
+
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags added to the AWS resources the component creates directly."""
 
@@ -273,6 +320,7 @@ class AuditedClusterSettings:
             check_role_arn("kubeconfig_role_arn", self.kubeconfig_role_arn)
 
         self._check_access()
+        self._check_creator_not_listed()
 
     def _check_access(self) -> None:
         seen: dict[str, str] = {}
@@ -293,6 +341,26 @@ class AuditedClusterSettings:
                     raise ConfigError(setting, f"{arn} is listed twice (also in {seen[arn]}): EKS keeps one entry each")
                 seen[arn] = setting
             object.__setattr__(self, setting, tuple(values))
+
+    def _check_creator_not_listed(self) -> None:
+        creator = self.cluster_creator_arn
+        if creator is None:
+            return
+        if not isinstance(creator, str) or not _CALLER_ARN.match(creator):
+            raise ConfigError(
+                "cluster_creator_arn",
+                f"{creator!r} is not an identity STS GetCallerIdentity returns (arn:aws:iam::<account>:user/<name>, "
+                "arn:aws:sts::<account>:assumed-role/<role>/<session>)",
+            )
+        for setting in ("cluster_admin_arns", "cluster_viewer_arns"):
+            for arn in getattr(self, setting):
+                if same_principal(arn, creator):
+                    raise ConfigError(
+                        setting,
+                        f"{arn} is the identity that creates the cluster ({creator}), which already has cluster-admin "
+                        "as the cluster's creator (EKS gives it an access entry of its own, and a second one would "
+                        "fail while deploying): remove it from the list, or deploy as another identity",
+                    )
 
     def _check_api_access(self) -> None:
         if isinstance(self.api_public_access_cidrs, str) or not self.api_public_access_cidrs:
@@ -474,9 +542,10 @@ class AuditedCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AuditedClusterSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         """Python callers also reach the children: `cluster` (the pulumi-eks cluster, a remote component),
-        `log_group`, `node_group`, `node_role`, `node_launch_template`, `network` (the dedicated VPC, None with the
-        caller's), `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node
-        group, so workloads have nodes."""
+        `log_group`, `node_group`, `node_role`, `node_launch_template`, `coredns` (the add-on), `network` (the
+        dedicated VPC, None with the caller's), `api_security_group` (None without private access ranges),
+        `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node group, so
+        workloads have nodes."""
         args = from_inputs(AuditedClusterSettings, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         tags = dict(args.tags)
@@ -508,6 +577,35 @@ class AuditedCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+        # Pulumi and kubectl reach the private endpoint from these ranges. Their own security group on the endpoint's
+        # network interfaces: the cluster security group EKS creates is also on every node (and its pods' addresses).
+        # No egress rules: answers go out by the connection's state, and the EKS-made group allows the rest.
+        self.api_security_group: aws.ec2.SecurityGroup | None = None
+        if args.api_private_access_cidrs:
+            api_security_group = aws.ec2.SecurityGroup(
+                f"{name}-api-endpoint",
+                vpc_id=vpc_id,
+                description=f"Kubernetes API private endpoint of the EKS cluster {args.cluster_name}",
+                revoke_rules_on_delete=True,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.api_security_group = api_security_group
+            for index, cidr in enumerate(args.api_private_access_cidrs):
+                network = ipaddress.ip_network(cidr)
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-private-{index}",
+                    security_group_id=api_security_group.id,
+                    description="Kubernetes API (private endpoint)",
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_ipv4=cidr if network.version == 4 else None,
+                    cidr_ipv6=cidr if network.version == 6 else None,
+                    tags=tags,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+
         self.cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -527,7 +625,19 @@ class AuditedCluster(pulumi.ComponentResource):
             # The EKS managed vpc-cni add-on with its network policy agent; without it NetworkPolicy
             # objects are accepted by the API server and silently not enforced.
             use_default_vpc_cni=False,
-            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
+            vpc_cni_options=eks.VpcCniOptionsArgs(
+                enable_network_policy=True,
+                log_level=VPC_CNI_LOG_LEVEL,
+                # pulumi-eks's schema has no pluginLogLevel; its env in the add-on's configuration wins over
+                # pulumi-eks's own (mergeConfigurationValues in nodejs/eks/addons/cni-addon.ts).
+                configuration_values={"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": VPC_CNI_LOG_LEVEL}},
+            ),
+            # No node security group (and its four rules) that no node would use: the managed node group's nodes
+            # get the cluster security group EKS creates, which also sits on the control plane's network interfaces
+            # and admits all traffic between them. Nor pulumi-eks's extra cluster group, whose only ingress was from
+            # that node group; the private endpoint's ranges get their own group above.
+            skip_default_security_groups=True,
+            cluster_security_group=self.api_security_group,
             # STANDARD: when the version leaves standard support EKS upgrades the cluster instead of
             # moving it to extended support, which costs $0.60 an hour instead of $0.10.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
@@ -617,6 +727,30 @@ class AuditedCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *attachments]),
         )
 
+        # CoreDNS as an EKS add-on: EKS installed a self-managed CoreDNS when it created the cluster (pulumi-eks makes
+        # the add-on only for its own default node group), which a Kubernetes upgrade would leave behind. OVERWRITE
+        # adopts that Deployment. After the nodes: the add-on stays DEGRADED, and its creation waits, until its pods
+        # run; on an upgrade it follows the control plane and the nodes. The version is the newest EKS offers for the
+        # Kubernetes version, as pulumi-eks picks kube-proxy's and vpc-cni's.
+        coredns_version = aws.eks.get_addon_version_output(
+            addon_name=COREDNS_ADDON,
+            kubernetes_version=args.kubernetes_version,
+            most_recent=True,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        ).version
+        self.coredns = aws.eks.Addon(
+            f"{name}-coredns",
+            cluster_name=args.cluster_name,
+            addon_name=COREDNS_ADDON,
+            addon_version=coredns_version,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            # Removing the add-on from the program leaves CoreDNS running (as pulumi-eks does for its add-ons).
+            preserve=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group]),
+        )
+
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         # The explicit name, known before deployment (previews show it). It carries no dependency on
         # the cluster: depend on `cluster` or use `provider` to order work after it.
@@ -631,23 +765,6 @@ class AuditedCluster(pulumi.ComponentResource):
         self.oidc_issuer = self.cluster.oidc_issuer
         self.log_group_name = self.log_group.name
         self.log_group_arn = self.log_group.arn
-
-        # Pulumi, kubectl and the workshop reach the private endpoint from these ranges (the EKS-managed
-        # and pulumi-eks security groups both sit on the endpoint's network interfaces).
-        for index, cidr in enumerate(args.api_private_access_cidrs):
-            network = ipaddress.ip_network(cidr)
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-api-private-{index}",
-                security_group_id=self.cluster.cluster_security_group_id,
-                description="Kubernetes API (private endpoint)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4=cidr if network.version == 4 else None,
-                cidr_ipv6=cidr if network.version == 6 else None,
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
 
         # Access for more identities: one entry each, with a cluster-wide access policy.
         self.access_entries: list[aws.eks.AccessEntry] = []

@@ -2,15 +2,18 @@
 
 Names only, read from falcosecurity/plugins at tag ``plugins/k8saudit/v0.16.1``:
 ``plugins/k8saudit/rules/k8s_audit_rules.yaml`` (rules, macros, lists) and
-``plugins/k8saudit/pkg/k8saudit/fields.go`` (the plugin's fields). The file is byte-identical at
-k8saudit 0.15.0, 0.16.0, 0.16.1 and 0.17.0; 0.18.0 changed it. components/falco_rules.py checks
-every name its generated rules override or reference against this list, so a renamed upstream
-macro or list fails `pulumi preview` and the tests, not the Falco pod at start.
+``plugins/k8saudit/pkg/k8saudit/fields.go`` (the plugin's fields; their catalog is components/falco_fields.py).
+The rules file is byte-identical at k8saudit 0.15.0, 0.16.0, 0.16.1 and 0.17.0; 0.18.0 changed it.
+components/falco_rules.py checks every name its generated rules override or reference against
+this list, so a renamed upstream macro or list fails `pulumi preview` and the tests, not the Falco
+pod at start.
 
 When the pinned version changes, re-read the new upstream file and update these sets with it.
 """
 
 from __future__ import annotations
+
+from . import falco_fields
 
 VERSION = "0.16.1"
 """Version of the k8saudit plugin and k8saudit-rules artifacts (falcoctl refs ``k8saudit:0.16.1``, ...)."""
@@ -141,78 +144,5 @@ LISTS = frozenset(
     }
 )
 
-FIELDS = frozenset(
-    {
-        "ka.auditid",
-        "ka.auth.decision",
-        "ka.auth.openshift.decision",
-        "ka.auth.openshift.username",
-        "ka.auth.reason",
-        "ka.cluster.name",
-        "ka.impuser.name",
-        "ka.req.binding.role",
-        "ka.req.binding.subject.has_name",
-        "ka.req.binding.subjects",
-        "ka.req.binding.subjects.group_names",
-        "ka.req.binding.subjects.serviceaccount_names",
-        "ka.req.binding.subjects.serviceaccount_ns_names",
-        "ka.req.binding.subjects.user_names",
-        "ka.req.configmap.name",
-        "ka.req.configmap.obj",
-        "ka.req.container.host_network",
-        "ka.req.container.image",
-        "ka.req.container.image.repository",
-        "ka.req.container.privileged",
-        "ka.req.pod.containers.add_capabilities",
-        "ka.req.pod.containers.allow_privilege_escalation",
-        "ka.req.pod.containers.args",
-        "ka.req.pod.containers.command",
-        "ka.req.pod.containers.eff_run_as_group",
-        "ka.req.pod.containers.eff_run_as_user",
-        "ka.req.pod.containers.host_port",
-        "ka.req.pod.containers.image",
-        "ka.req.pod.containers.image.repository",
-        "ka.req.pod.containers.name",
-        "ka.req.pod.containers.privileged",
-        "ka.req.pod.containers.proc_mount",
-        "ka.req.pod.containers.read_only_fs",
-        "ka.req.pod.containers.run_as_group",
-        "ka.req.pod.containers.run_as_user",
-        "ka.req.pod.fs_group",
-        "ka.req.pod.host_ipc",
-        "ka.req.pod.host_network",
-        "ka.req.pod.host_pid",
-        "ka.req.pod.run_as_group",
-        "ka.req.pod.run_as_user",
-        "ka.req.pod.supplemental_groups",
-        "ka.req.pod.volumes.flexvolume_driver",
-        "ka.req.pod.volumes.hostpath",
-        "ka.req.pod.volumes.volume_type",
-        "ka.req.role.rules",
-        "ka.req.role.rules.apiGroups",
-        "ka.req.role.rules.nonResourceURLs",
-        "ka.req.role.rules.resources",
-        "ka.req.role.rules.verbs",
-        "ka.req.service.ports",
-        "ka.req.service.type",
-        "ka.req.volume.hostpath",
-        "ka.resp.name",
-        "ka.response.code",
-        "ka.response.reason",
-        "ka.security.pod.violations",
-        "ka.sourceips",
-        "ka.stage",
-        "ka.target.name",
-        "ka.target.namespace",
-        "ka.target.pod.name",
-        "ka.target.resource",
-        "ka.target.subresource",
-        "ka.uri",
-        "ka.uri.param",
-        "ka.user.groups",
-        "ka.user.name",
-        "ka.useragent",
-        "ka.validations.admission.policy.failure",
-        "ka.verb",
-    }
-)
+FIELDS = frozenset(f.name for f in falco_fields.K8SAUDIT_FIELDS)
+"""The k8saudit plugin's field names; the catalog with types, list fields and arguments is falco_fields."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 
+from .alert_destinations import look_up_destinations
 from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_stream import KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterSettings, node_architecture_of
@@ -51,8 +52,8 @@ class FalcoEksLabArgs:
     """The audited EKS cluster. Its `clusterAdminArns` also count as admin identities for Falco's rules."""
 
     falco: FalcoSettings = field(default_factory=FalcoSettings)
-    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
-    values per release."""
+    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs, admin identities,
+    extra Helm values per release."""
 
     forwarder_image: pulumi.Input[str] | None = None
     """A ready forwarder image to run; unset, the lab gets one as `forwarderBuild` says."""
@@ -143,12 +144,24 @@ class FalcoEksLab(pulumi.ComponentResource):
     audit_stream_arn: pulumi.Output[str] | None
     """ARN of the Kinesis Data Stream the forwarder reads (`auditSource` "kinesis"); unset when it polls."""
 
+    alert_topic_arn: pulumi.Output[str] | None
+    """ARN of the SNS topic Falcosidekick publishes alerts to; unset without the SNS output."""
+
+    alert_log_group_name: pulumi.Output[str] | None
+    """The CloudWatch Logs log group Falcosidekick writes alerts to; unset without the CloudWatch Logs output."""
+
+    sidekick_role_arn: pulumi.Output[str] | None
+    """IAM role Falcosidekick runs as (IRSA); unset without an AWS alert output."""
+
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Python callers also reach the children: `cluster` (AuditedCluster) and `detection` (FalcoDetection,
         holding `falco` and `forwarder`)."""
         args = from_inputs(FalcoEksLabArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
 
+        # The alert outputs' AWS destinations are checked before the cluster, so a refusal creates nothing.
+        if args.falco.alert_outputs.uses_aws:
+            look_up_destinations(args.falco.alert_outputs, pulumi.InvokeOptions(parent=self), "falco.alert_outputs")
         self.cluster = AuditedCluster(f"{name}-cluster", args.cluster, opts=pulumi.ResourceOptions(parent=self))
         known = KnownCluster(
             oidc_provider_arn=self.cluster.oidc_provider_arn,

@@ -1,7 +1,8 @@
 """Shared Pulumi mocks: run component code without an engine and record every registration.
 
 `run_program(fn, config)` builds whatever `fn` creates under `pulumi.runtime.set_mocks`, waits for
-every registration, and returns a `Recorded` with each resource's type, name, resolved inputs,
+every registration, and returns a `Recorded` with each resource's type, name, resolved inputs (a resource
+passed as an input recorded as its URN),
 parent URN, explicit dependencies and providers (read from the RegisterResource request itself, so the
 parent chain, `depends_on` and which provider serves a resource can be asserted as data), the aliases it
 declared, and every invoke with the provider it went to.
@@ -11,9 +12,11 @@ parent (every ancestor's type, `generateURN` in pulumi/pulumi pkg/resource/deplo
 immediate parent's type as Pulumi's own MockMonitor.make_urn does. A resource moved under another component
 therefore gets another URN here too, as it would in a real `pulumi up`.
 
-The mocked AWS also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
+The mocked AWS answers the invokes the components make (zones, region, partition, caller identity, Kubernetes and
+add-on versions). It also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
 aws.iam.get_open_id_connect_provider and aws.cloudwatch.get_log_group answer for them as AWS would,
-including "not found" failures.
+including "not found" failures; and SNS topics and log groups that exist already (`LabMocks.topics`,
+`LabMocks.log_groups`), for aws.sns.get_topic and aws.cloudwatch.get_log_group.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
@@ -191,11 +195,16 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
             # No eksCluster: the SDK types it as an aws.eks.Cluster resource reference, and a plain
             # dict there makes output translation fail for every eks.Cluster under mocks.
         )
+        # Nor the clusterSecurityGroup given as input (a resource reference): echoed back as an output, the SDK
+        # would look the resource up again, which the mocks cannot serve.
+        out.pop("clusterSecurityGroup", None)
     elif typ.startswith("aws:"):
         resource_name = inputs.get("name", name)
         service = typ.split(":")[1].split("/")[0]
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{resource_name}"
+        elif typ == "aws:sns/topic:Topic":
+            out["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{resource_name}"
         elif typ == "aws:iam/role:Role":
             out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{resource_name}"
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -245,9 +254,18 @@ class LabMocks(pulumi.runtime.Mocks):
     versions_error: str | None = None
     """When set, aws.eks.get_cluster_versions fails with this reason instead."""
 
-    def __init__(self, *existing: ExistingCluster) -> None:
+    caller_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:user/test"
+    """Who aws.get_caller_identity says is deploying."""
+
+    def __init__(
+        self, *existing: ExistingCluster, topics: tuple[str, ...] = (), log_groups: tuple[str, ...] = ()
+    ) -> None:
         self.existing = {cluster.name: cluster for cluster in existing}
         """The EKS clusters that exist outside the stack."""
+        self.topics = set(topics)
+        """Names of the SNS topics that exist outside the stack (in REGION and ACCOUNT_ID)."""
+        self.log_groups = set(log_groups)
+        """Names of other log groups that exist outside the stack."""
         self.invokes: list[Invoke] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -256,6 +274,17 @@ class LabMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         token = args.token
         self.invokes.append(Invoke(token, dict(args.args), args.provider))
+        if token == "aws:sns/getTopic:getTopic":
+            name = args.args.get("name", "")
+            if name not in self.topics:
+                return _not_found(f"SNS Topic ({name})")
+            arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
+            return {"id": arn, "arn": arn, "name": name, "tags": {}}
+        if token == "aws:cloudwatch/getLogGroup:getLogGroup" and args.args.get("name") in self.log_groups:
+            name = args.args["name"]
+            arn = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
+            return {"id": name, "name": name, "arn": arn, "retentionInDays": 30, "kmsKeyId": "",
+                    "logGroupClass": "STANDARD", "creationTime": 1700000000000, "tags": {}}
         if token in _EXISTING_CLUSTER_CALLS:
             return _EXISTING_CLUSTER_CALLS[token](self.existing, args.args)
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -269,7 +298,7 @@ class LabMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": ACCOUNT_ID,
-                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/test",
+                "arn": self.caller_arn,
                 "userId": "AIDATEST",
                 "id": ACCOUNT_ID,
             }
@@ -277,6 +306,8 @@ class LabMocks(pulumi.runtime.Mocks):
             if self.versions_error:  # the provider's answer to a failed call: the program's invoke raises
                 return {}, [("", self.versions_error)]
             return {"clusterVersions": [_cluster_version(*entry) for entry in self.cluster_versions], "id": REGION}
+        if token == "aws:eks/getAddonVersion:getAddonVersion":
+            return _addon_version(args.args)
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
@@ -289,6 +320,26 @@ class LabMocks(pulumi.runtime.Mocks):
                 "id": REGION,
             }
         return {}
+
+
+def addon_version(addon: str, kubernetes_version: str) -> str:
+    """What the mocked DescribeAddonVersions (aws.eks.get_addon_version) answers: one version per add-on and
+    Kubernetes minor, shaped like EKS's (made up, e.g. coredns on 1.35: v1.12.0-eksbuild.1)."""
+    minor = int(kubernetes_version.split(".")[1])
+    return f"v1.{minor - 23}.0-eksbuild.1" if addon == "coredns" else f"v{kubernetes_version}.0-eksbuild.1"
+
+
+def _addon_version(args: dict[str, Any]) -> Any:
+    addon, version = args.get("addonName", ""), args.get("kubernetesVersion", "")
+    if addon not in ("coredns", "kube-proxy", "vpc-cni") or not version.startswith("1."):
+        return {}, [("", f"reading EKS Add-On version info ({addon}, {version}): empty result")]
+    return {
+        "id": addon,
+        "addonName": addon,
+        "kubernetesVersion": version,
+        "mostRecent": bool(args.get("mostRecent")),
+        "version": addon_version(addon, version),
+    }
 
 
 def _not_found(what: str) -> tuple[dict, list[tuple[str, str]]]:
@@ -374,6 +425,25 @@ def _alias(message: Any) -> RecordedAlias:
     )
 
 
+def _resource_references_as_urns(properties: struct_pb2.Struct) -> struct_pb2.Struct:
+    """`properties` with every resource reference (a resource passed as an input, e.g. a security group to
+    eks.Cluster) replaced by its URN: the mock monitor deserializes inputs in its own thread, where looking the
+    resource up again fails (its future belongs to the program's event loop)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(rpc._special_sig_key) == rpc._special_resource_sig:
+                return value["urn"]
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    result = struct_pb2.Struct()
+    json_format.ParseDict(plain(json_format.MessageToDict(properties)), result)
+    return result
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """Pulumi's mock resource monitor, recording every registration into `recorded`. `stack` and `project` name
     the URNs when the monitor serves another process (tests/support/package_plugin.py); by default they are the
@@ -390,6 +460,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return engine_urn(stack, project, parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        request.object.CopyFrom(_resource_references_as_urns(request.object))
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             registration = self.resources.get(response.urn)

@@ -136,7 +136,13 @@ def _unwrap_secret(value: Any) -> tuple[Any, bool]:
 
 
 def _netpol(recorded: Recorded, namespace: str) -> dict[str, Any]:
-    found = [r for r in recorded.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
+    """The forwarder's policy in `namespace` (Falco's own, around Falcosidekick, are the Falco component's)."""
+    found = [
+        r
+        for r in recorded.of_type(NETPOL)
+        if r.inputs["metadata"]["namespace"] == namespace
+        and r.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "forwarder"
+    ]
     assert len(found) == 1, [r.inputs["metadata"] for r in recorded.of_type(NETPOL)]
     return found[0].inputs["spec"]
 

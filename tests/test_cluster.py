@@ -16,6 +16,7 @@ from pulumi_mocks import (
     OIDC_ISSUER,
     OIDC_PROVIDER_ARN,
     Recorded,
+    addon_version,
     is_secret,
     resolve,
     run_program,
@@ -28,6 +29,7 @@ from components.cluster import (
     ami_type_for,
     kubeconfig_document,
     node_architecture_of,
+    same_principal,
 )
 from components.errors import ConfigError
 from components.network import LabVpcArgs
@@ -35,6 +37,8 @@ from components.network import LabVpcArgs
 CLUSTER = "eks:index:Cluster"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+ADDON = "aws:eks/addon:Addon"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -113,6 +117,71 @@ def test_vpc_cni_addon_enforces_network_policies(default):
     # The managed vpc-cni add-on (not the default self-managed CNI) with its network policy agent.
     assert inputs["useDefaultVpcCni"] is False
     assert inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_vpc_cni_logs_at_info_instead_of_pulumi_eks_debug(default):
+    recorded, _ = default
+    options = recorded.one(CLUSTER).inputs["vpcCniOptions"]
+    # ipamd through the schema's logLevel; the CNI plugin through the add-on's env, which pulumi-eks lays over
+    # its own DEBUG default (its schema has no pluginLogLevel).
+    assert options["logLevel"] == "INFO"
+    assert options["configurationValues"] == {"env": {"AWS_VPC_K8S_PLUGIN_LOG_LEVEL": "INFO"}}
+
+
+# --- security groups ---------------------------------------------------------------------------------------
+
+
+def test_pulumi_eks_makes_no_security_group_of_its_own(default):
+    """Its node group (four rules) would sit on no node: the managed nodes get the cluster security group EKS
+    creates. Its extra cluster group would only admit that unused node group."""
+    recorded, _ = default
+    inputs = recorded.one(CLUSTER).inputs
+    assert inputs["skipDefaultSecurityGroups"] is True
+    assert "clusterSecurityGroup" not in inputs
+    assert "nodeSecurityGroup" not in inputs and "nodeSecurityGroupTags" not in inputs
+    assert recorded.of_type(SECURITY_GROUP) == []
+
+
+def test_nodes_use_the_cluster_security_group_eks_creates(default):
+    recorded, _ = default
+    node_group = recorded.one(NODE_GROUP).inputs
+    template = recorded.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    # Neither names a security group nor allows SSH, so EKS puts its cluster security group on the nodes, which
+    # admits all traffic between the nodes and the control plane's network interfaces.
+    assert "remoteAccess" not in node_group
+    assert not {"vpcSecurityGroupIds", "securityGroupNames", "networkInterfaces"} & set(template)
+
+
+# --- CoreDNS -----------------------------------------------------------------------------------------------
+
+
+def test_coredns_is_an_eks_addon_that_takes_over_the_self_managed_one(default):
+    recorded, _ = default
+    addon = recorded.one(ADDON).inputs
+    assert addon["clusterName"] == "falco-lab"
+    assert addon["addonName"] == "coredns"
+    assert addon["resolveConflictsOnCreate"] == "OVERWRITE"
+    assert addon["resolveConflictsOnUpdate"] == "OVERWRITE"
+    assert addon["preserve"] is True
+
+
+def test_coredns_comes_after_the_nodes_it_runs_on(default):
+    recorded, _ = default
+    # Without nodes its pods stay Pending, the add-on DEGRADED, and its creation waits until it times out.
+    assert urn_of(recorded, NODE_GROUP) in recorded.one(ADDON).dependencies
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35", "1.36"])
+def test_coredns_version_follows_the_kubernetes_version(version):
+    recorded, _ = build(kubernetes_version=version)
+    assert recorded.one(ADDON).inputs["addonVersion"] == addon_version("coredns", version)
+    (asked,) = [i.args for i in recorded.invokes if i.token == "aws:eks/getAddonVersion:getAddonVersion"]
+    assert asked == {"addonName": "coredns", "kubernetesVersion": version, "mostRecent": True}
+
+
+def test_coredns_addon_carries_the_tags():
+    recorded, _ = build(tags={"team": "sec"})
+    assert recorded.one(ADDON).inputs["tags"] == {"team": "sec"}
 
 
 def test_extra_log_types_come_after_audit_without_repeats():
@@ -567,6 +636,76 @@ def test_access_identities_are_checked(setting, overrides, says):
     assert says in str(bad(setting, **overrides))
 
 
+# --- the cluster's creator -------------------------------------------------------------------------------
+
+CREATOR_SESSION = "arn:aws:sts::123456789012:assumed-role/OnCall/alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("listed", "caller", "same"),
+    [
+        # A role's session names the role without its path; EKS takes the role's ARN with it.
+        ("arn:aws:iam::123456789012:role/platform/OnCall", CREATOR_SESSION, True),
+        ("arn:aws:iam::123456789012:role/OnCall", CREATOR_SESSION, True),
+        ("arn:aws:iam::123456789012:role/oncall", CREATOR_SESSION, True),  # IAM names ignore case
+        ("arn:aws:iam::123456789012:role/OnCallReadOnly", CREATOR_SESSION, False),
+        ("arn:aws:iam::999999999999:role/OnCall", CREATOR_SESSION, False),
+        ("arn:aws-cn:iam::123456789012:role/OnCall", CREATOR_SESSION, False),
+        ("arn:aws:iam::123456789012:user/OnCall", CREATOR_SESSION, False),  # a user, not the role
+        (
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0a1b",
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0a1b/alice",
+            True,
+        ),
+        ("arn:aws:iam::123456789012:user/ops/alice", "arn:aws:iam::123456789012:user/ops/alice", True),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/ops/alice", True),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/bob", False),
+        ("arn:aws:iam::123456789012:role/OnCall", "arn:aws:iam::123456789012:role/platform/OnCall", True),
+        ("arn:aws:iam::123456789012:user/root", "arn:aws:iam::123456789012:root", False),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:sts::123456789012:federated-user/alice", False),
+    ],
+)
+def test_same_principal_matches_account_kind_and_name(listed, caller, same):
+    assert same_principal(listed, caller) is same
+
+
+@pytest.mark.parametrize("setting", ["cluster_admin_arns", "cluster_viewer_arns"])
+def test_the_creator_listed_for_an_access_entry_is_refused_with_what_to_do(setting):
+    error = bad(
+        setting, cluster_creator_arn=CREATOR_SESSION, **{setting: ("arn:aws:iam::123456789012:role/platform/OnCall",)}
+    )
+    message = str(error)
+    assert "\n" not in message
+    assert "arn:aws:iam::123456789012:role/platform/OnCall" in message and CREATOR_SESSION in message
+    assert "already has cluster-admin as the cluster's creator" in message
+    assert "remove it from the list, or deploy as another identity" in message
+
+
+def test_other_identities_are_granted_access_beside_the_creator():
+    recorded, _ = build(
+        cluster_creator_arn=CREATOR_SESSION,
+        cluster_admin_arns=("arn:aws:iam::123456789012:role/platform/Auditor",),
+        cluster_viewer_arns=("arn:aws:iam::123456789012:user/OnCall",),
+    )
+    assert len(recorded.of_type("aws:eks/accessEntry:AccessEntry")) == 2
+
+
+def test_a_root_creator_is_accepted_and_matches_no_listed_identity():
+    args = AuditedClusterSettings(
+        cluster_name="falco-lab",
+        cluster_creator_arn="arn:aws:iam::123456789012:root",
+        cluster_admin_arns=("arn:aws:iam::123456789012:role/Admin",),
+    )
+    assert args.cluster_admin_arns == ("arn:aws:iam::123456789012:role/Admin",)
+
+
+@pytest.mark.parametrize(
+    "creator", ["alice", "arn:aws:iam::123456789012:group/devs", "arn:aws:iam::12345:user/alice", ""]
+)
+def test_creator_must_be_an_identity_sts_names(creator):
+    assert "GetCallerIdentity" in str(bad("cluster_creator_arn", cluster_creator_arn=creator))
+
+
 # --- the API endpoint ------------------------------------------------------------------------------------
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -589,9 +728,24 @@ def test_private_only_endpoint_has_no_public_access_and_admits_the_given_ranges_
     assert "publicAccessCidrs" not in inputs  # pulumi-eks refuses ranges without a public endpoint
     rules = sorted((r.inputs for r in recorded.of_type(SG_INGRESS)), key=lambda r: str(r.get("cidrIpv4")))
     assert [(r.get("cidrIpv4"), r.get("cidrIpv6")) for r in rules] == [("10.20.0.0/16", None), (None, "fd00::/8")]
+    group = recorded.one(SECURITY_GROUP)
     for rule in rules:
         assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
-        assert rule["securityGroupId"] == "sg-0cluster"  # on the endpoint's network interfaces
+        assert rule["securityGroupId"] == f"{group.name}-id"  # the mocked ID of the endpoint's own group
+
+
+def test_private_access_ranges_reach_only_the_endpoint_through_a_group_of_their_own():
+    recorded, _ = build(api_private_access_cidrs=("10.20.0.0/16",))
+    group = recorded.one(SECURITY_GROUP)
+    cluster = recorded.one(CLUSTER).inputs
+    # The endpoint's extra group (pulumi-eks's clusterSecurityGroup), not the one EKS creates, which every node
+    # (and every pod address) carries too.
+    assert cluster["clusterSecurityGroup"] == group.urn
+    assert cluster["skipDefaultSecurityGroups"] is True
+    assert group.inputs["vpcId"] == resolve(recorded.result.vpc_id)
+    assert group.inputs["revokeRulesOnDelete"] is True
+    assert "ingress" not in group.inputs and "egress" not in group.inputs  # the rules are their own resources
+    assert len(recorded.of_type(SG_INGRESS)) == 1
 
 
 def test_private_only_endpoint_needs_the_ranges_pulumi_connects_from():

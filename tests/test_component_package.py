@@ -107,7 +107,8 @@ def test_falco_eks_lab(schema: dict[str, Any]) -> None:
         for name in (
             "clusterName", "kubeconfig", "auditLogGroupName", "falcoNamespace", "falcoWebhookUrl", "falcoUiCommand",
             "falcoUiUsername", "falcoUiPassword", "forwarderRoleArn", "forwarderNamespace", "forwarderLogsCommand",
-            "forwarderMetricsCommand", "forwarderImage", "auditStreamArn",
+            "forwarderMetricsCommand", "forwarderImage", "auditStreamArn", "alertTopicArn", "alertLogGroupName",
+            "sidekickRoleArn",
         )
     }
 
@@ -244,8 +245,11 @@ NESTED_BASE: dict[str, dict[str, Any]] = {
         "logGroupArn": LOG_GROUP_ARN,
     },
     "Resources": {"cpuRequest": "50m", "memoryRequest": "128Mi", "cpuLimit": "500m", "memoryLimit": "384Mi"},
+    "SecurityLakeAlerts": {"location": "s3://aws-security-data-lake-eu-west-1-abc/ext/falco"},
+    "ChatAlerts": {"secretName": "falco-chat"},
+    "WebhookAlerts": {"secretName": "falco-webhook"},
 }
-"""A valid value per object type."""
+"""A valid value per object type with required settings (the others are valid empty)."""
 
 
 def mocks_for(component: str) -> LabMocks:
@@ -368,6 +372,49 @@ def test_an_existing_cluster_from_another_language_with_its_providers(plugin: Pa
     assert invokes and all(i.provider == aws_ref for i in invokes)
 
 
+def test_alert_outputs_from_another_language(plugin: PackagePlugin) -> None:
+    answer = plugin.construct(
+        "FalcoDetection",
+        {
+            "clusterName": "prod",
+            "forwarderImage": "registry.example.com/fwd:1",
+            "falco": {
+                "sidekickUi": False,
+                "alertOutputs": {
+                    "sns": {"topic": "create", "minimumPriority": "critical"},
+                    "slack": {"secretName": "falco-chat", "secretKey": "slack"},
+                },
+            },
+        },
+        mocks=LabMocks(ExistingCluster("prod")),
+    )
+    assert answer.error is None, answer.error
+    recorded = answer.recorded
+    assert recorded.one("aws:sns/topic:Topic").inputs["name"] == "prod-falco-alerts"
+    syscall = next(r for r in recorded.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "falco")
+    config = syscall.inputs["values"]["falcosidekick"]["config"]
+    assert config["aws"]["sns"]["minimumpriority"] == "critical"  # arrived as AlertPriority.CRITICAL
+    assert config["extraEnv"][0]["valueFrom"]["secretKeyRef"]["key"] == "slack"
+    assert {"alertTopicArn", "sidekickRoleArn"} <= set(answer.state)
+
+
+def test_a_bad_alert_setting_is_refused_by_its_schema_name(plugin: PackagePlugin) -> None:
+    answer = plugin.construct(
+        "FalcoDetection",
+        {"clusterName": "prod", "falco": {"alertOutputs": {"slack": {"secretName": "Falco_Chat"}}}},
+        mocks=LabMocks(ExistingCluster("prod")),
+    )
+    [problem] = refusal(answer)
+    assert problem.startswith("falco.alertOutputs.slack.secretName: 'Falco_Chat' is not a Kubernetes")
+    # A priority outside the schema's enum is refused before the component runs, with the values it takes.
+    urgent = {"alertOutputs": {"sns": {"minimumPriority": "urgent"}}}
+    answer = plugin.construct(
+        "FalcoDetection", {"clusterName": "prod", "falco": urgent}, mocks=mocks_for("FalcoDetection")
+    )
+    [problem] = refusal(answer)
+    assert problem.startswith('falco.alertOutputs.sns.minimumPriority: "urgent" is not allowed; use one of ')
+
+
 # --- strict inputs on the plugin's path ---------------------------------------------------------------------
 
 
@@ -477,19 +524,27 @@ def _object_inputs(schema: dict[str, Any], component: str) -> Iterator[tuple[str
             yield name, ref.rsplit(":", 1)[-1]
 
 
+def _misspelled(type_name: str, path: str, expected: list[str]) -> dict[str, Any]:
+    """A valid value of the object type with every setting misspelled beside it, at every depth; the refusals it
+    must get are added to `expected`."""
+    value = dict(NESTED_BASE.get(type_name, {}))
+    for name, prop in SCHEMA["types"][f"{PACKAGE}:index:{type_name}"]["properties"].items():
+        value[_typo(name)] = "x"
+        expected.append(f"{path}.{_typo(name)}: unknown setting; did you mean {name}?")
+        ref = prop.get("$ref", "")
+        if ref.startswith("#/types/") and "enum" not in SCHEMA["types"][ref.removeprefix("#/types/")]:
+            value[name] = _misspelled(ref.rsplit(":", 1)[-1], f"{path}.{name}", expected)
+    return value
+
+
 @pytest.mark.parametrize("component", sorted(c for c in BASE if list(_object_inputs(SCHEMA, c))))
 def test_every_misspelled_setting_of_a_nested_object_is_refused(
     plugin: PackagePlugin, schema: dict[str, Any], component: str
 ) -> None:
-    nested = list(_object_inputs(schema, component))
     inputs = dict(BASE[component])
-    expected = []
-    for prop, type_name in nested:
-        value = dict(NESTED_BASE[type_name])
-        for name in schema["types"][f"{PACKAGE}:index:{type_name}"]["properties"]:
-            value[_typo(name)] = "x"
-            expected.append(f"{prop}.{_typo(name)}: unknown setting; did you mean {name}?")
-        inputs[prop] = value
+    expected: list[str] = []
+    for prop, type_name in _object_inputs(schema, component):
+        inputs[prop] = _misspelled(type_name, prop, expected)
     assert refusal(plugin.construct(component, inputs, mocks=mocks_for(component))) == sorted(expected)
 
 

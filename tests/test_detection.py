@@ -83,7 +83,8 @@ def test_installs_falco_the_forwarder_and_their_network_policies(prod: Recorded)
     types = [r.type for r in _children(prod)]
     assert types.count(RELEASE) == 2
     assert types.count("kubernetes:apps/v1:Deployment") == 1
-    assert types.count("kubernetes:networking.k8s.io/v1:NetworkPolicy") == 2
+    # The forwarder's two, and Falcosidekick's, its UI's and Redis's (tests/test_alert_outputs.py).
+    assert types.count("kubernetes:networking.k8s.io/v1:NetworkPolicy") == 5
     assert "kubernetes:core/v1:ServiceAccount" in types and "aws:iam/role:Role" in types
     audit = _release(prod, "falco-k8saudit")
     assert "customRules" in json.dumps(audit.inputs["values"])  # the lab's rules
@@ -361,7 +362,7 @@ def test_only_the_forwarder_reaches_the_headless_webhook_pods(prod: Recorded) ->
     policy = next(
         r.inputs["spec"]
         for r in prod.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-        if r.inputs["metadata"]["namespace"] == "falco"
+        if r.inputs["metadata"]["namespace"] == "falco" and "falcosidekick" not in r.inputs["metadata"]["name"]
     )
     audit_pods = {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}
     assert policy["podSelector"]["matchLabels"] == audit_pods

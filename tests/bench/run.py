@@ -1,5 +1,6 @@
-"""`make bench`: the forwarder's figures, each measured the way the issue that asked for it says. Not a
-test: it prints every phase and ends with one JSON line of the headline (and worst-case) figures.
+"""`make bench`: the forwarder's figures, each measured the way its goal is stated (docs/benchmarks.md
+says how). Not a test: it prints every phase and ends with one JSON line of the headline (and
+worst-case) figures.
 
 Phases (moto and the synthetic CloudWatch run in their own processes; the forwarder is the real CLI
 in a subprocess, except for the simulations, which build it through its production factory):
