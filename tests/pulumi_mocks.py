@@ -105,6 +105,7 @@ class Registration:
     protect: bool = False  # `pulumi destroy` would refuse to delete it
     retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
     aliases: list[RecordedAlias] = field(default_factory=list)  # as sent: alias specs or whole URNs
+    ignore_changes: list[str] = field(default_factory=list)  # properties a later `pulumi up` leaves as they are
 
 
 @dataclass(frozen=True)
@@ -480,6 +481,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
                     aliases=[_alias(alias) for alias in request.aliases],
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
