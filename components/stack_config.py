@@ -44,7 +44,7 @@ from .cluster import (
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_NODE_COUNT,
     DEFAULT_NODE_INSTANCE_TYPE,
-    AuditedClusterArgs,
+    AuditedClusterSettings,
     check_role_arn,
 )
 from .errors import ConfigError
@@ -53,7 +53,7 @@ from .falco import (
     DEFAULT_AUDIT_EVENTS_PER_SECOND,
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
-    FalcoArgs,
+    FalcoSettings,
 )
 from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
@@ -528,10 +528,10 @@ def read_lab_args(
         group, _, name = path.rpartition(".")
         groups[group][name] = value
     try:
-        cluster = AuditedClusterArgs(**groups["cluster"], tags=stack_tags(project, stack))
+        cluster = AuditedClusterSettings(**groups["cluster"], tags=stack_tags(project, stack))
         return FalcoEksLabArgs(
             cluster=cluster,
-            falco=FalcoArgs(**groups["falco"], alert_outputs=alert_outputs),
+            falco=FalcoSettings(**groups["falco"], alert_outputs=alert_outputs),
             kinesis=KinesisSettings(**groups["kinesis"]),
             **groups[""],
         )

@@ -28,8 +28,8 @@ from components.falco import (
     OWNED_VALUES,
     PINNED_ARTIFACTS,
     Falco,
-    FalcoArgs,
     FalcoNames,
+    FalcoSettings,
     chart_fullname,
     chart_release,
     image_values,
@@ -52,7 +52,7 @@ def _provider() -> k8s.Provider:
 
 def _deploy(**overrides: Any) -> Recorded:
     def build() -> Falco:
-        args = FalcoArgs(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        args = FalcoSettings(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
         return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
 
     return run_program(build)
@@ -152,13 +152,13 @@ def test_the_webhook_service_is_headless_so_its_name_resolves_to_every_audit_pod
 )
 def test_audit_replicas_follow_the_expected_load(events_per_second: int, replicas: int) -> None:
     # 1,100 events/s per replica: what Falco 0.44.1 evaluated under a 1-CPU quota, its request.
-    assert FalcoArgs(audit_events_per_second=events_per_second).audit_replica_count == replicas
-    values = release_values(FalcoArgs(audit_events_per_second=events_per_second), NAMES, "rules")[1]
+    assert FalcoSettings(audit_events_per_second=events_per_second).audit_replica_count == replicas
+    values = release_values(FalcoSettings(audit_events_per_second=events_per_second), NAMES, "rules")[1]
     assert values["controller"]["deployment"]["replicas"] == replicas
 
 
 def test_an_explicit_replica_count_wins_over_the_load() -> None:
-    assert FalcoArgs(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
+    assert FalcoSettings(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
     recorded = _deploy(audit_events_per_second=5000)
     assert _values(recorded, "falco-audit")["controller"]["deployment"]["replicas"] == 5
     assert recorded.result.audit_replicas == 5
@@ -437,7 +437,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
     def build() -> None:
         with pytest.raises(ConfigError) as caught:
-            FalcoArgs(**overrides)
+            FalcoSettings(**overrides)
         assert caught.value.setting == setting
         assert str(caught.value).startswith(f"{setting}: ")
 
@@ -489,7 +489,7 @@ def test_the_audit_falco_runs_as_falcoctls_non_root_user(lab: Recorded) -> None:
 
 
 def _merged(**args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    falco = FalcoArgs(**args)
+    falco = FalcoSettings(**args)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
     config = output_config_values(falco.alert_outputs, ROLE_ARN, "us-west-2", "123456789012")
     return release_values(falco, names, lab_rules(falco.admin_identities), config)
@@ -558,7 +558,7 @@ def test_an_override_of_an_owned_path_is_refused_naming_it(
     extra: dict[str, Any], path: str, owned: str, setting: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: extra})
+        FalcoSettings(**{setting: extra})
     assert caught.value.setting == f"{setting}.{path}"
     assert f"{owned} is set by the component and cannot be overridden: {OWNED_VALUES[owned]}" in str(caught.value)
 
@@ -572,9 +572,9 @@ def test_owned_paths_not_touched_by_neighbours() -> None:
 
 def test_extra_values_must_be_a_mapping_with_string_keys() -> None:
     with pytest.raises(ConfigError, match="^audit_values: must be a mapping"):
-        FalcoArgs(audit_values=["x"])  # type: ignore[arg-type]
+        FalcoSettings(audit_values=["x"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="^syscall_values: Helm value keys are strings"):
-        FalcoArgs(syscall_values={"a": {1: "x"}})
+        FalcoSettings(syscall_values={"a": {1: "x"}})
 
 
 def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
@@ -653,5 +653,5 @@ def test_the_chart_comes_from_an_https_mirror_by_name() -> None:
 )
 def test_mirrors_are_checked(setting: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: value})
+        FalcoSettings(**{setting: value})
     assert caught.value.setting == setting

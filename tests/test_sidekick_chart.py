@@ -31,7 +31,7 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
-from components.falco import CHART_RELEASES, FalcoArgs, FalcoNames, release_values
+from components.falco import CHART_RELEASES, FalcoNames, FalcoSettings, release_values
 from components.falco_rules import lab_rules
 from components.sidekick_config import output_config_values
 from components.sidekick_network import REDIS_PORT, SIDEKICK_PORT, UI_PORT, sidekick_pod_labels
@@ -85,7 +85,7 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rendered(tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    falco = FalcoArgs(alert_outputs=OUTPUTS, sidekick_role_arn=ROLE)
+    falco = FalcoSettings(alert_outputs=OUTPUTS, sidekick_role_arn=ROLE)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
     config = output_config_values(OUTPUTS, ROLE, REGION, ACCOUNT)
     syscall, audit = release_values(falco, names, lab_rules(()), config)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pulumi_mocks import run_program
 
-from components.cluster import AuditedClusterArgs
+from components.cluster import AuditedClusterSettings
 from components.errors import ConfigError
 from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLabArgs
@@ -373,7 +373,7 @@ def test_default_cluster_name_is_project_dash_stack():
 def test_default_cluster_name_fits_eks_and_keeps_stacks_apart(stack, other):
     name = default_cluster_name("falco-eks-lab", stack)
     assert name != default_cluster_name("falco-eks-lab", other)
-    assert AuditedClusterArgs(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
+    assert AuditedClusterSettings(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
     assert len(name) <= 100
     assert name.startswith("falco-eks-lab-")
 
