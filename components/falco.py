@@ -61,10 +61,11 @@ ClusterIP entry's name ("k8saudit-webhook"): a Service's clusterIP cannot change
 Service with this one instead of failing on it."""
 
 AUDIT_EVENTS_PER_REPLICA = 1100
-"""Audit events per second one audit replica evaluates, for sizing: a real Falco 0.44.1 with the upstream audit
-rules and useAsync off evaluated about 1,100 real audit events/s of 1.4 KB under a 1-CPU quota (issue 12; 1,300/s
-in shared/corpus/real-falco/README.md) and 2,300/s with 2 CPUs. Each replica requests 1 CPU
-(AUDIT_FALCO_RESOURCES); its 1.5-CPU limit is headroom to catch up after a backlog, not planned load."""
+"""Audit events per second one audit replica evaluates, for sizing: a real Falco 0.44.1 with the lab's rules and
+settings (useAsync off) evaluated 1,380-1,702 real workshop audit events/s under a 1-CPU quota, 2,666/s under 1.5 CPU
+and 2,103-2,439/s on 2 CPUs (shared/corpus/real-falco/README.md, docs/data/recordings.yaml); this is a sizing choice
+below the 1-CPU range. Each replica requests 1 CPU (AUDIT_FALCO_RESOURCES); its 1.5-CPU limit is headroom to catch
+up after a backlog, not planned load."""
 DEFAULT_AUDIT_EVENTS_PER_SECOND = 1000
 """The design load when nothing else is said: about what one account can poll (FilterLogEvents' quota)."""
 MAX_AUDIT_REPLICAS = 100
@@ -490,7 +491,7 @@ def k8saudit_init_config() -> dict[str, Any]:
     """The k8saudit plugin's init_config (keys of plugins/k8saudit/pkg/k8saudit/config.go)."""
     return {
         # The plugin's async extraction (default on) busy-waits between Falco and the Go side: on
-        # 2 vCPUs a real Falco 0.44.1 then evaluated ~1 audit event/s, with it off 1,300-2,200/s.
+        # 2 CPUs a real Falco 0.44.1 then evaluated 1.4-2.6 audit events/s, with it off 2,103-2,439/s.
         # The audit pod runs under a CPU limit on small nodes, where that spin would starve it.
         "useAsync": False,
         # The plugin's own defaults, stated so they stay equal to the forwarder's --max-event-bytes
