@@ -33,9 +33,9 @@ class FalcoEksLabArgs:
     cluster: AuditedClusterArgs
     """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    falco: FalcoArgs = field(default_factory=lambda: FalcoArgs(admin_access_alerts=True))
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
-    values per release."""
+    values per release. By default with `adminAccessAlerts` on, as the workshop shows it."""
 
     forwarder_image: pulumi.Input[str] | None = None
     """A ready forwarder image to run; None gets one as forwarder_build says."""
