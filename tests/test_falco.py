@@ -290,7 +290,7 @@ def test_audit_release_loads_the_lab_rules_for_the_admin_identities(lab: Recorde
     values = _values(lab, "falco-audit")
     # A company's FalcoArgs: no admin-access alerts unless asked for.
     assert values["customRules"] == rules_files((ADMIN_ROLE, ADMIN_SESSION), (), admin_access_alerts=False)
-    assert list(values["customRules"]) == [DETECTION_FILE_NAME, RULES_FILE_NAME]  # rules.d loads them by name
+    assert sorted(values["customRules"]) == [DETECTION_FILE_NAME, RULES_FILE_NAME]  # rules.d loads them by name
     identities = next(
         item["condition"] for item in yaml.safe_load(values["customRules"][DETECTION_FILE_NAME])
         if item.get("macro") == "eks_lab_admin_identities"
