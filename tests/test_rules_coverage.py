@@ -279,3 +279,62 @@ def test_workload_alerts_name_the_person_who_created_the_workload_not_its_contro
     ]:
         users = {event["user"]["username"] for event, _ in _alerts("lab")[scenario]}
         assert users == {creator}, scenario
+
+
+# --- the workshop's own recording ------------------------------------------------------------------------------
+
+WORKSHOP_ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "arn:aws:iam::123456789012:user/alice")
+"""The admin identities of the shipped-settings recording (its shipped-lab-rules.yaml)."""
+PROMISED = ("Pod Created in Kube Namespace", "Create/Modify Configmap With Private Credentials", ADMIN_RULE)
+
+
+def _workshop(audit: str, alerts: str) -> tuple[Counter[tuple[str, ...]], Counter[tuple[str, ...]]]:
+    """(what the lab's Falco writes now, what the real Falco wrote with the lab's earlier rules) for a recording."""
+    engine = FalcoEngine(
+        Settings.from_falco_yaml(shared_corpus_file("real-falco/shipped-falco.yaml").read_text("utf-8"))
+    )
+    engine.load_rules(plugins_file(k8saudit_tag(upstream.VERSION), K8SAUDIT_RULES), "/etc/falco/k8s_audit_rules.yaml")
+    for name, text in rules_files(WORKSHOP_ADMINS, (), admin_access_alerts=True).items():
+        engine.load_rules(text, f"/etc/falco/rules.d/{name}")
+    engine.load_rules(hostile_sources_file(source_match((), "x")), "/etc/falco/hostile-sources.d/h.yaml")
+    lines = shared_corpus_file(f"real-falco/{audit}").read_text(encoding="utf-8").splitlines()
+    now = Counter((a.rule, a.priority, a.time, a.output) for a in engine.process_lines(lines))
+    written = [json.loads(x) for x in shared_corpus_file(f"real-falco/{alerts}").read_text("utf-8").splitlines() if x]
+    then = Counter((a["rule"], a["priority"], a["time"], a["output"]) for a in written if a["source"] == "k8s_audit")
+    return now, then
+
+
+def test_the_workshops_promised_alerts_are_still_exactly_what_the_real_falco_wrote() -> None:
+    from components.falco_rules import UPSTREAM_CHANGES
+
+    switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
+    now, then = _workshop("kube-apiserver-1.36-workshop-audit.jsonl", "falco-0.44.1-alerts-shipped-settings.jsonl")
+    promised = Counter({key: n for key, n in then.items() if key[0] in PROMISED})
+    assert sum(promised.values()) == 1 + 2 + 43
+    assert promised <= now
+    # What no longer shows: the rules the lab switches off, and the API server's bootstrap of its default roles.
+    for rule, _, _, output in (then - now).elements():
+        assert rule in switched_off or (
+            rule == "System ClusterRole Modified/Deleted" and "user=system:apiserver " in output
+        )
+    # What the lab adds on this recording: the recording harness (not an admin) creating and deleting aws-auth.
+    added = now - then
+    assert {(rule, priority) for rule, priority, _, _ in added} == {
+        ("aws-auth ConfigMap Changed by a Non-Admin", "Critical")
+    }
+    assert all("user=system:lab-setup " in output for *_, output in added)
+
+
+def test_other_identities_are_still_reported_and_eks_own_components_spared() -> None:
+    from components.falco_rules import UPSTREAM_CHANGES
+
+    switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
+    now, then = _workshop(
+        "workshop-audit-other-identities.jsonl", "falco-0.44.1-alerts-other-identities-shipped-settings.jsonl"
+    )
+    disallowed = {key for key in then if key[0] == "Disallowed K8s User"}
+    assert disallowed and disallowed <= set(now)
+    for rule, _, _, output in (then - now).elements():
+        # EKS's own eks: components (client certificates, not IAM) creating a pod in kube-system are now spared.
+        spared = rule == "Pod Created in Kube Namespace" and "user=eks:" in output
+        assert rule in switched_off or spared, output

@@ -263,3 +263,11 @@ def test_secrets_read_in_a_namespace_or_by_kube_system_and_the_control_plane_do_
     assert rule not in fired(Request(service_account("kube-system", "aws-node"), "get", "secrets", "kube-system", "x"))
     assert rule not in fired(Request(node(), "get", "secrets", "kube-system", "x"))
     assert rule not in fired(Request(DEVELOPER, "list", "secrets", None, decision="forbid", code=403))
+
+
+def test_dry_runs_of_changes_raise_nothing() -> None:
+    aws_auth = Request(DEVELOPER, "patch", "configmaps", "kube-system", "aws-auth", query="dryRun=All")
+    assert fired(aws_auth) == set()
+    minted = token(DEVELOPER, "kube-system", "daemon-set-controller")
+    minted.query = "dryRun=All"
+    assert fired(minted) == set()

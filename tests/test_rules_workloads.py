@@ -267,3 +267,11 @@ def test_only_the_completed_stage_counts() -> None:
     request = _write(DEVELOPER, "pods", pod_spec([container(privileged=True)]))
     assert _workload_rules(request) == {PRIVILEGED}
     assert fired(request, stage="ResponseStarted") == set()
+
+
+def test_a_server_side_dry_run_changes_nothing_and_raises_nothing() -> None:
+    request = _write(DEVELOPER, "daemonsets", pod_spec([container(privileged=True)], host_pid=True), "x", "kube-system")
+    request.query = "dryRun=All&fieldManager=kubectl-create"
+    assert _workload_rules(request) == set()
+    request.query = "fieldManager=kubectl-create"
+    assert _workload_rules(request) == {PRIVILEGED, HOST_NAMESPACES, KUBE_NAMESPACE}

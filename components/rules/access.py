@@ -74,7 +74,7 @@ PORT_FORWARD = Rule(
             ("ports", f("ka.uri.param", "ports")),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1572",),
 )
@@ -101,7 +101,7 @@ EPHEMERAL = Rule(
             ("target", pointer("/requestObject/spec/ephemeralContainers/0/targetContainerName")),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1609", "T1610"),
 )
@@ -126,11 +126,12 @@ ANONYMOUS_ALLOWED = Rule(
             ("verb", c.VERB),
             ("uri", c.URI),
             ("resource", c.RESOURCE),
+            ("name", c.NAME),
             ("ns", c.NAMESPACE),
             ("resp", c.CODE),
             ("reason", f("ka.auth.reason")),
         ),
-    ),  # fmt: skip
+    ),
     priority="ERROR",
     mitre=("T1078.001",),
     guardduty=(
@@ -164,7 +165,7 @@ SECRETS_WIDE = Rule(
             ("ns", c.NAMESPACE),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1552.007", "T1613"),
     guardduty=("CredentialAccess:Kubernetes/AnomalousBehavior.SecretsAccessed",),

@@ -14,6 +14,9 @@ EKS's own components are recognised by more than a name wherever a name could be
   adds the group ``system:serviceaccounts:kube-system``). An object they create or update is exempt
   only when it names its controller in ``ownerReferences`` (``"controller":true``), as every real
   controller writes: a pod made by hand with a controller's stolen token has no owner.
+
+A server-side dry run (``?dryRun=All``) is checked and audited like the real request and changes nothing: the
+rules that report a change (a workload, a binding, a role, aws-auth, a webhook, a token) leave it out.
 """
 
 from __future__ import annotations
@@ -44,17 +47,39 @@ KUBE_NAMESPACES = FalcoList("eks_lab_kube_namespaces", ("kube-system", "kube-pub
 # The service accounts kube-controller-manager runs its controllers as (--use-service-account-credentials),
 # Kubernetes 1.30-1.35, with the namespace and prefix the authenticator gives their tokens.
 CONTROLLER_ACCOUNTS: Final = (
-    "attachdetach-controller", "certificate-controller", "clusterrole-aggregation-controller",
-    "cronjob-controller", "daemon-set-controller", "deployment-controller", "disruption-controller",
-    "endpoint-controller", "endpointslice-controller", "endpointslicemirroring-controller",
-    "ephemeral-volume-controller", "expand-controller", "generic-garbage-collector",
-    "horizontal-pod-autoscaler", "job-controller", "legacy-service-account-token-cleaner",
-    "namespace-controller", "node-controller", "persistent-volume-binder", "pod-garbage-collector",
-    "pv-protection-controller", "pvc-protection-controller", "replicaset-controller",
-    "replication-controller", "resourcequota-controller", "root-ca-cert-publisher",
-    "service-account-controller", "service-controller", "statefulset-controller",
-    "ttl-after-finished-controller", "ttl-controller", "validatingadmissionpolicy-status-controller",
-)  # fmt: skip
+    "attachdetach-controller",
+    "certificate-controller",
+    "clusterrole-aggregation-controller",
+    "cronjob-controller",
+    "daemon-set-controller",
+    "deployment-controller",
+    "disruption-controller",
+    "endpoint-controller",
+    "endpointslice-controller",
+    "endpointslicemirroring-controller",
+    "ephemeral-volume-controller",
+    "expand-controller",
+    "generic-garbage-collector",
+    "horizontal-pod-autoscaler",
+    "job-controller",
+    "legacy-service-account-token-cleaner",
+    "namespace-controller",
+    "node-controller",
+    "persistent-volume-binder",
+    "pod-garbage-collector",
+    "pv-protection-controller",
+    "pvc-protection-controller",
+    "replicaset-controller",
+    "replication-controller",
+    "resourcequota-controller",
+    "root-ca-cert-publisher",
+    "service-account-controller",
+    "service-controller",
+    "statefulset-controller",
+    "ttl-after-finished-controller",
+    "ttl-controller",
+    "validatingadmissionpolicy-status-controller",
+)
 CONTROLLER_USERS = FalcoList(
     "eks_lab_controller_users", tuple(f"system:serviceaccount:kube-system:{name}" for name in CONTROLLER_ACCOUNTS)
 )
@@ -67,6 +92,8 @@ SUCCEEDED = Macro("eks_lab_succeeded", CODE.startswith("2"))
 AUTHORIZED = Macro("eks_lab_authorized", DECISION.eq("allow"))
 """RBAC (or another authorizer) let the request through; admission or validation may still refuse it."""
 WRITE = Macro("eks_lab_write", VERB.in_(WRITE_VERBS))
+DRY_RUN = Macro("eks_lab_dry_run", f("ka.uri.param", "dryRun").eq("All"))
+"""A server-side dry run (kubectl --dry-run=server): the API server checks and audits the request, changes nothing."""
 CHANGE = Macro("eks_lab_change", VERB.in_(CHANGE_VERBS))
 
 IAM_AUTHENTICATED = Macro(
@@ -141,6 +168,7 @@ DEFINITIONS: Final[tuple[FalcoList | Macro, ...]] = (
     SUCCEEDED,
     AUTHORIZED,
     WRITE,
+    DRY_RUN,
     CHANGE,
     IAM_AUTHENTICATED,
     API_SERVER,

@@ -24,6 +24,7 @@ PUBLISHED_SERVICE = Macro(
         ~c.SUBRESOURCE.exists(),
         c.WRITE.ref,
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         f("ka.req.service.type").in_(["LoadBalancer", "NodePort"]),
         ~pointer(f"{_ANNOTATIONS}/service.beta.kubernetes.io~1aws-load-balancer-scheme").eq("internal"),
         ~pointer(f"{_ANNOTATIONS}/service.beta.kubernetes.io~1aws-load-balancer-internal").eq("true"),
@@ -73,6 +74,7 @@ WEBHOOK = Rule(
         c.RESOURCE.in_(["mutatingwebhookconfigurations", "validatingwebhookconfigurations"]),
         c.CHANGE.ref,
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         ~c.OWN_COMPONENT.ref,
     ),
     output=Output(
@@ -86,7 +88,7 @@ WEBHOOK = Rule(
             ("service_ref", pointer("/requestObject/webhooks/0/clientConfig/service/name")),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1546", "T1562.001"),
 )

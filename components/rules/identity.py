@@ -17,9 +17,8 @@ from .language import FalcoList, Macro, Output, Rule, all_of, any_of, pointer
 
 PRIVILEGED_USERS = FalcoList(
     "eks_lab_privileged_users",
-    ("system:admin", "system:apiserver", "system:kube-controller-manager", "system:kube-scheduler",
-     "kubernetes-admin"),
-)  # fmt: skip
+    ("system:admin", "system:apiserver", "system:kube-controller-manager", "system:kube-scheduler", "kubernetes-admin"),
+)
 PRIVILEGED_GROUPS_JSON: Final = ('"system:masters"', '"system:nodes"', '"eks:')
 """Impersonated groups, as they appear (quoted) in the JSON text of impersonatedUser.groups."""
 
@@ -64,6 +63,7 @@ TOKEN_REQUEST = Macro(
         c.SUBRESOURCE.eq("token"),
         c.VERB.eq("create"),
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         ~(c.OWN_COMPONENT.ref | c.NODE.ref),
     ),
 )
@@ -110,7 +110,7 @@ DEFAULT_ACCOUNT_USED = Rule(
             ("ns", c.NAMESPACE),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1078.001",),
     guardduty=(
@@ -129,6 +129,7 @@ CSR_APPROVAL = Rule(
         c.SUBRESOURCE.eq("approval"),
         c.VERB.in_(["update", "patch"]),
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         ~(c.OWN_COMPONENT.ref | c.CONTROLLER.ref),
     ),
     output=Output(
@@ -140,7 +141,7 @@ CSR_APPROVAL = Rule(
             ("requester", pointer("/requestObject/spec/username")),
             ("resp", c.CODE),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1649",),
 )
@@ -153,6 +154,7 @@ AWS_AUTH_CHANGE = Macro(
         c.NAMESPACE.eq("kube-system"),
         c.NAME.eq("aws-auth"),
         c.CHANGE.ref,
+        ~c.DRY_RUN.ref,
         c.AUTHORIZED.ref,
         ~c.OWN_COMPONENT.ref,
     ),
@@ -187,9 +189,20 @@ AWS_AUTH_BY_ADMIN = Rule(
 
 SENSITIVE_RESOURCES = FalcoList(
     "eks_lab_sensitive_resources",
-    ("*", "secrets", "clusterrolebindings", "rolebindings", "clusterroles", "roles", "certificatesigningrequests",
-     "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "serviceaccounts", "nodes"),
-)  # fmt: skip
+    (
+        "*",
+        "secrets",
+        "clusterrolebindings",
+        "rolebindings",
+        "clusterroles",
+        "roles",
+        "certificatesigningrequests",
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "serviceaccounts",
+        "nodes",
+    ),
+)
 _ACCESS = "/requestObject/spec/resourceAttributes"
 SENSITIVE_CHECK = Rule(
     name="Sensitive Permission Checked",
@@ -218,7 +231,7 @@ SENSITIVE_CHECK = Rule(
             ("ns", pointer(f"{_ACCESS}/namespace")),
             ("allowed", pointer("/responseObject/status/allowed")),
         ),
-    ),  # fmt: skip
+    ),
     priority="WARNING",
     mitre=("T1069", "T1613"),
     guardduty=("Discovery:Kubernetes/AnomalousBehavior.PermissionChecked",),

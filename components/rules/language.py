@@ -29,8 +29,15 @@ from . import guardduty
 
 Priority = Literal["EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFORMATIONAL", "DEBUG"]
 PRIORITIES: Final[tuple[Priority, ...]] = (
-    "EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFORMATIONAL", "DEBUG",
-)  # fmt: skip
+    "EMERGENCY",
+    "ALERT",
+    "CRITICAL",
+    "ERROR",
+    "WARNING",
+    "NOTICE",
+    "INFORMATIONAL",
+    "DEBUG",
+)
 """Most severe first, spelled as Falco's rules schema lists them (rule_json_schema.h at 0.44.1)."""
 
 LAB_PREFIX: Final = "eks_lab_"

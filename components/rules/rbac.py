@@ -22,6 +22,7 @@ BINDING_WRITE = Macro(
         ~c.SUBRESOURCE.exists(),
         c.WRITE.ref,
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         ~c.OWN_COMPONENT.ref,
     ),
 )
@@ -33,6 +34,7 @@ ROLE_WRITE = Macro(
         ~c.SUBRESOURCE.exists(),
         c.WRITE.ref,
         c.SUCCEEDED.ref,
+        ~c.DRY_RUN.ref,
         ~(c.OWN_COMPONENT.ref | c.CONTROLLER.ref),
     ),
 )

@@ -45,19 +45,23 @@ WORKLOAD_WRITE = Macro(
         c.COMPLETED.ref,
         c.AUTHORIZED.ref,
         POD_CREATE.ref | TEMPLATE_WRITE.ref | CRONJOB_WRITE.ref | EPHEMERAL_WRITE.ref,
+        ~c.DRY_RUN.ref,
         ~c.TRUSTED_CREATOR.ref,
     ),
 )
-"""A write of a pod spec that RBAC allowed (admission may still refuse it: the attempt is reported too)."""
+"""A write of a pod spec that RBAC allowed (admission may still refuse it: the attempt is reported too), not a
+dry run."""
 
 _PATCH = c.VERB.eq("patch")
 _LOCATIONS: Final = (
     (POD_CREATE, ("/requestObject/spec",)),
     (TEMPLATE_WRITE, ("/requestObject/spec/template/spec", "/responseObject/spec/template/spec")),
-    (CRONJOB_WRITE, ("/requestObject/spec/jobTemplate/spec/template/spec",
-                     "/responseObject/spec/jobTemplate/spec/template/spec")),
+    (
+        CRONJOB_WRITE,
+        ("/requestObject/spec/jobTemplate/spec/template/spec", "/responseObject/spec/jobTemplate/spec/template/spec"),
+    ),
     (EPHEMERAL_WRITE, ("/requestObject/spec/ephemeralContainers",)),
-)  # fmt: skip
+)
 
 
 def spec_contains(*texts: str) -> Expr:
@@ -72,12 +76,33 @@ def spec_contains(*texts: str) -> Expr:
 
 
 SENSITIVE_HOST_PATHS: Final = (
-    "/", "/etc", "/proc", "/sys", "/dev", "/root", "/home", "/home/admin", "/boot", "/var/run", "/run",
-    "/var/run/docker.sock", "/run/docker.sock", "/var/lib/docker",
-    "/run/containerd", "/run/containerd/containerd.sock", "/var/run/containerd", "/var/run/containerd/containerd.sock",
-    "/var/lib/containerd", "/var/run/crio/crio.sock", "/run/crio/crio.sock",
-    "/var/lib/kubelet", "/var/lib/kubelet/pki", "/etc/kubernetes", "/etc/kubernetes/manifests", "/etc/eks",
-)  # fmt: skip
+    "/",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/root",
+    "/home",
+    "/home/admin",
+    "/boot",
+    "/var/run",
+    "/run",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/lib/docker",
+    "/run/containerd",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd",
+    "/var/run/containerd/containerd.sock",
+    "/var/lib/containerd",
+    "/var/run/crio/crio.sock",
+    "/run/crio/crio.sock",
+    "/var/lib/kubelet",
+    "/var/lib/kubelet/pki",
+    "/etc/kubernetes",
+    "/etc/kubernetes/manifests",
+    "/etc/eks",
+)
 """Host paths that hand a container the node: its root, configuration, processes, devices, container runtime
 and kubelet credentials. Exact paths (the API server keeps a hostPath as written); with and without a
 trailing '/'."""
@@ -92,16 +117,36 @@ def _host_path_texts() -> tuple[str, ...]:
 
 
 MINER_MARKERS: Final = (
-    "xmrig", "xmr-stak", "cpuminer", "minerd", "ethminer", "nbminer", "lolminer", "phoenixminer",
-    "teamredminer", "nanominer", "srbminer", "stratum+tcp://", "stratum+ssl://",
-)  # fmt: skip
+    "xmrig",
+    "xmr-stak",
+    "cpuminer",
+    "minerd",
+    "ethminer",
+    "nbminer",
+    "lolminer",
+    "phoenixminer",
+    "teamredminer",
+    "nanominer",
+    "srbminer",
+    "stratum+tcp://",
+    "stratum+ssl://",
+)
 """Names of cryptocurrency miners and their pool protocol, searched in the pod spec (images, commands, args)."""
 
 SYSTEM_ACCOUNTS = FalcoList(
     "eks_lab_system_accounts",
-    (*c.CONTROLLER_ACCOUNTS, "aws-node", "kube-proxy", "coredns", "ebs-csi-controller-sa", "efs-csi-controller-sa",
-     "aws-load-balancer-controller", "cluster-autoscaler", "eks-pod-identity-agent"),
-)  # fmt: skip
+    (
+        *c.CONTROLLER_ACCOUNTS,
+        "aws-node",
+        "kube-proxy",
+        "coredns",
+        "ebs-csi-controller-sa",
+        "efs-csi-controller-sa",
+        "aws-load-balancer-controller",
+        "cluster-autoscaler",
+        "eks-pod-identity-agent",
+    ),
+)
 """kube-system service accounts whose token a pod must not get: the controllers' (cluster-wide powers) and the
 EKS add-ons' (their IAM roles through IRSA, e.g. aws-node's for the VPC's network interfaces)."""
 
