@@ -16,6 +16,18 @@ their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
 `templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
 `templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 
+The audit release loads the upstream k8saudit rules, the lab's (`customRules`: its own rules and its changes to
+upstream's, components/falco_rules.py) and, last, the hostile source addresses from a ConfigMap of their own, mounted
+as a folder. A new list changes that ConfigMap only, not the release: with the Kubernetes provider's defaults Pulumi
+replaces it (deletes, then creates it under the same name; in place with `enableConfigMapMutable`), the kubelet
+writes the new content into each audit pod's folder at its next sync of the volume (about a minute, plus its
+ConfigMap cache: up to about two; a not-yet-recreated ConfigMap leaves the old content in place), swapping a symlink
+in that folder; Falco (`watch_config_files`) sees the folder change through inotify, checks the new rules in a dry
+run and restarts its engine in the same process (its pod stays up). During that restart the k8saudit webhook
+closes and reopens: the forwarder's requests meet a refused connection and are retried, and request bodies the
+webhook had already acknowledged but not yet parsed are lost. A list that does not load is not taken: Falco keeps
+the rules it runs and writes "Falco internal: hot restart failure".
+
 Callers add Helm values per release (`syscall_values`, `audit_values`), deep-merged over the component's;
 the paths in OWNED_VALUES stay the component's. The chart and the images can come from a mirror.
 The Kubernetes children use the provider the caller passes in the resource options (inherited through
