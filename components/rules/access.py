@@ -71,7 +71,6 @@ PORT_FORWARD = Rule(
             ("user", c.USER),
             ("pod", c.NAME),
             ("ns", c.NAMESPACE),
-            ("ports", f("ka.uri.param", "ports")),
             ("resp", c.CODE),
         ),
     ),
