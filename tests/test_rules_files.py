@@ -120,3 +120,26 @@ def test_an_alert_carries_its_mitre_and_guardduty_tags_in_falcos_json_line() -> 
     assert "guardduty:PrivilegeEscalation:Kubernetes/PrivilegedContainer" in line["tags"]
     assert json.loads(json.dumps(line))["tags"] == sorted(line["tags"])  # Falco writes its set sorted
     assert yaml.safe_load(GENERATED["company, no identities"][DETECTION_FILE_NAME])  # plain YAML
+
+
+def test_the_files_are_the_same_text_in_every_run_so_a_preview_shows_no_change() -> None:
+    # Python salts str hashes per process: a set iterated while generating would reorder the conditions, change the
+    # Helm values and roll the audit pods on every `pulumi up`.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    program = (
+        "from components.falco_rules import rules_files; from components.rules import hostile_sources_file, "
+        "source_match; files = rules_files(('alice',), ('bob',), True); "
+        "print(''.join(files.values()) + hostile_sources_file(source_match(('10.0.0.0/20', '192.0.2.1'), 'x')))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    texts = {
+        subprocess.run(
+            [sys.executable, "-c", program], cwd=root, capture_output=True, text=True, check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }  # fmt: skip
+    assert len(texts) == 1

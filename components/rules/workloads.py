@@ -111,7 +111,7 @@ trailing '/'."""
 def _host_path_texts() -> tuple[str, ...]:
     texts = []
     for path in SENSITIVE_HOST_PATHS:
-        for variant in {path, path.rstrip("/") + "/"}:
+        for variant in dict.fromkeys((path, path.rstrip("/") + "/")):  # in order: the text must not vary by run
             texts.append(f'"hostPath":{{"path":"{variant}"')
     return tuple(texts)
 
