@@ -52,8 +52,6 @@ HOSTILE_CALLER: Final = tuple(
 """A request from a listed address, by tactic; GuardDuty names the tactic from what was called."""
 
 FINDING_TYPES: Final = frozenset(MODELLED) | frozenset(HOSTILE_CALLER)
-ANOMALOUS_BEHAVIOR: Final = frozenset(t for t in FINDING_TYPES if "AnomalousBehavior" in t)
-"""Types GuardDuty raises against a learned baseline; the lab covers their behaviour where it is suspicious alone."""
 
 
 def tag(finding_type: str) -> str:

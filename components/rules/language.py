@@ -49,16 +49,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _BARE_ITEM = re.compile(r"^[^()\"' \t\n\r\f\v=,\\]+$")
 
 
-def attack_rank(priority: Priority) -> int:
-    """0 for the most severe; Warning is 4."""
-    return PRIORITIES.index(priority)
-
-
-def is_alert(priority: Priority) -> bool:
-    """Warning or more severe: what the lab counts as an alert an operator must look at."""
-    return attack_rank(priority) <= PRIORITIES.index("WARNING")
-
-
 def quote(value: str) -> str:
     """``value`` as a Falco string literal that libsinsp's parser reads back unchanged."""
     if not isinstance(value, str):
