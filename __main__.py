@@ -11,6 +11,7 @@ from components.errors import ConfigError
 from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLab
 from components.stack_config import (
+    check_alert_destinations,
     check_kubernetes_version,
     read_lab_args,
     with_admin_identity,
@@ -35,6 +36,8 @@ try:
     lab_args = read_lab_args(pulumi.Config(), pulumi.Config("aws"))
     # Before any resource: a version EKS no longer offers would otherwise fail half-way through `up`.
     check_kubernetes_version(lab_args, offered_versions())
+    # The alert outputs' AWS destinations: in the stack's account and region, and there.
+    check_alert_destinations(lab_args)
 except ConfigError as err:
     # A one-line message naming the setting instead of a Python traceback.
     raise pulumi.RunError(f"invalid stack configuration: {err}") from err

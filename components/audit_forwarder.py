@@ -3,8 +3,10 @@
 What it creates (every one a child of the component):
   - an IAM role for the forwarder's ServiceAccount only (IRSA), allowed to read the one audit log group
     (FilterLogEvents), or with the Kinesis source the one stream (ListShards, GetShardIterator, GetRecords);
-  - its own namespace (Pod Security "restricted"), ServiceAccount, a Role for its checkpoint ConfigMaps and a
-    Role for its leader Lease;
+  - its own namespace (Pod Security "restricted"), ServiceAccount, the ConfigMaps of its checkpoint and its leader
+    Lease, created empty (their contents are the forwarder's: a later `pulumi up` leaves them as they are), and
+    Roles that allow only get and update on exactly these (RBAC cannot limit `create` by name: the forwarder is
+    granted none);
   - a Deployment of two replicas on different nodes where it can: one holds the Lease `<deployment>-leader` and
     reads, the other waits to take over; the checkpoint is written only by the Lease's holder. A rolling update
     never leaves it without a replica, and a PodDisruptionBudget lets a drain take only one at a time;
@@ -54,13 +56,22 @@ from .forwarder_workload import (
 
 # Official Python image for build="source", pinned to a patch release (same minor as the project's runtime).
 DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
-# The forwarder keeps its remembered hashes in the checkpoint ConfigMap's name plus this (forwarder/checkpoint.py
-# HASHES_SUFFIX; components import nothing from the forwarder, a test keeps the two equal).
-HASHES_SUFFIX = "-hashes"
+# The forwarder keeps its remembered hashes in HASH_SHARDS ConfigMaps named after the checkpoint ConfigMap plus
+# HASHES_SUFFIX and the part's number (forwarder/checkpoint.py hashes_names; components import nothing from the
+# forwarder, a test keeps the two equal).
+HASHES_SUFFIX = "-hashes-"
+HASH_SHARDS = 7
 # The Lease the replicas take turns on is named after the Deployment plus this (the contract with the forwarder).
 LEASE_SUFFIX = "-leader"
 MAX_REPLICAS = 5
 MAX_FALCO_CONNECTIONS = 256
+# The first start reads back at most a day: the Kinesis stream's retention (AuditStream) and CloudWatch's shortest.
+MAX_INITIAL_LOOKBACK_SECONDS = 86_400
+
+
+def checkpoint_configmap_names(name: str) -> list[str]:
+    """The checkpoint's ConfigMaps: the positions (``name``), then each part of the remembered hashes."""
+    return [name, *(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -116,34 +127,34 @@ class AuditForwarderArgs:
     region: pulumi.Input[str]
     """AWS region of the cluster and its log group."""
     falco_url: pulumi.Input[str]
-    """URL of Falco's k8saudit webhook (Falco.webhook_url)."""
+    """URL of Falco's k8saudit webhook (Falco's `webhookUrl`)."""
     falco_namespace: pulumi.Input[str]
-    """Namespace of the Falco audit instance (Falco.namespace)."""
+    """Namespace of the Falco audit instance (Falco's `namespace`)."""
     falco_pod_labels: Mapping[str, str]
-    """Labels that select only the Falco audit instance's pods (Falco.audit_pod_labels)."""
+    """Labels that select only the Falco audit instance's pods (Falco's `auditPodLabels`)."""
     falco_port: int = 9765
-    """Port of the webhook on those pods (Falco.webhook_port)."""
+    """Port of the webhook on those pods (Falco's `webhookPort`)."""
     falco_connections: int = 1
-    """Deliveries in flight at once, each on its own keep-alive connection, spread over every address falco_url's
+    """Deliveries in flight at once, each on its own keep-alive connection, spread over every address `falcoUrl`'s
     host resolves to: with Falco's headless Service, over every audit replica. At least the number of replicas."""
     kinesis_stream_arn: pulumi.Input[str] | None = None
-    """A Kinesis Data Stream that a subscription filter fills from the log group (AuditStream.stream_arn): the
-    forwarder reads it (`--source kinesis:<ARN>`) and its role may read that stream and nothing else. None: it polls
-    the log group with FilterLogEvents."""
+    """A Kinesis Data Stream that a subscription filter fills from the log group (AuditStream's `streamArn`): the
+    forwarder reads it (`--source kinesis:<ARN>`) and its role may read that stream and nothing else. Unset: it
+    polls the log group with FilterLogEvents."""
     kinesis_kms_key_arn: pulumi.Input[str] | None = None
-    """The customer-managed KMS key of that stream, which the role may then decrypt with; None for the AWS-managed
+    """The customer-managed KMS key of that stream, which the role may then decrypt with; unset for the AWS-managed
     key (or without a stream)."""
     replicas: int = 2
     """Forwarder pods: one holds the Lease and reads, the others stand by to take over within the Lease duration
     (15 s). 1 runs a single pod, which a node failure stops until Kubernetes reschedules it."""
     image: pulumi.Input[str] | None = None
-    """Forwarder image to run; None builds the bundled forwarder/ as `build` says."""
+    """Forwarder image to run; unset, the bundled forwarder is built or shipped as `build` says."""
     build: ForwarderBuild = ForwarderBuild.DOCKER
     """Without `image`: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine where
     `pulumi up` runs); "source" needs no Docker: the official Python image runs the bundled source from a ConfigMap
     and installs the pinned requirements from PyPI when the pod starts."""
     node_architecture: Architecture = Architecture.AMD64
-    """CPU architecture of the nodes (AuditedCluster.node_architecture); the built image's platform."""
+    """CPU architecture of the nodes (AuditedCluster's `nodeArchitecture`); the built image's platform."""
     namespace: str = "falco-forwarder"
     """Namespace the component creates for the forwarder."""
     service_account_name: str = "audit-forwarder"
@@ -151,8 +162,14 @@ class AuditForwarderArgs:
     deployment_name: str = "audit-forwarder"
     """Name of the Deployment (and the prefix of the other Kubernetes objects)."""
     checkpoint_configmap_name: str = "audit-forwarder-checkpoint"
-    """ConfigMap where the forwarder keeps its checkpoint's positions; its remembered hashes go to the ConfigMap
-    of the same name plus "-hashes". The forwarder creates both; the Role allows only these two."""
+    """ConfigMap where the forwarder keeps its checkpoint's positions; its remembered hashes go to the seven
+    ConfigMaps of the same name plus "-hashes-0" to "-hashes-6". The stack creates them empty and the forwarder
+    fills them; its Role allows get and update on exactly these."""
+    initial_lookback_seconds: int = 3600
+    """How far back the forwarder reads on its first start, before it has a checkpoint: the audit log written while
+    the cluster, its nodes and Falco came up (10 to 25 minutes in the lab), or before the forwarder was added to a
+    running cluster. 0 starts at the present; at most 86400, and never more than the source keeps (the log group's
+    retention; with `kinesisStreamArn`, the stream's records since the subscription began)."""
     checkpoint_interval_seconds: float = 10.0
     """How often at most the forwarder saves its positions, when something changed (0: after every batch)."""
     checkpoint_hashes_interval_seconds: float = 60.0
@@ -168,9 +185,10 @@ class AuditForwarderArgs:
     resources: Resources = field(default_factory=lambda: Resources("50m", "128Mi", "500m", "384Mi"))
     """CPU and memory requests and limits of the forwarder container."""
     source_mode_image: str = DEFAULT_SOURCE_MODE_IMAGE
-    """Python image of build="source" (pinned tag)."""
+    """Python image of `build` "source" (pinned tag)."""
     source_dir: str | None = None
-    """Forwarder package to build or ship; None is the bundled forwarder/ next to components/."""
+    """Folder of the forwarder's source to build or ship, on the machine that runs `pulumi up`; unset: the forwarder
+    bundled with the components."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """AWS tags for the role and the ECR repository."""
 
@@ -222,11 +240,13 @@ class AuditForwarderArgs:
         for setting in ("namespace", "service_account_name", "deployment_name"):
             _check_dns_label(setting, getattr(self, setting))
         name = self.checkpoint_configmap_name
-        if not isinstance(name, str) or len(name + HASHES_SUFFIX) > 253 or not _DNS_SUBDOMAIN.match(name):
+        longest = len(checkpoint_configmap_names("")[-1])
+        if not isinstance(name, str) or len(name) + longest > 253 or not _DNS_SUBDOMAIN.match(name):
             raise ConfigError(
                 "checkpoint_configmap_name",
-                f"must be a DNS-1123 subdomain of at most {253 - len(HASHES_SUFFIX)} characters, got {name!r}",
+                f"must be a DNS-1123 subdomain of at most {253 - longest} characters, got {name!r}",
             )
+        check_whole_number("initial_lookback_seconds", self.initial_lookback_seconds, 0, MAX_INITIAL_LOOKBACK_SECONDS)
         for setting in ("checkpoint_interval_seconds", "checkpoint_hashes_interval_seconds"):
             value = getattr(self, setting)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
@@ -355,6 +375,30 @@ class AuditForwarder(pulumi.ComponentResource):
                 opts=k8s_opts(),
             )
 
+        # The checkpoint's ConfigMaps and the Lease, made here so that the forwarder needs no `create` (RBAC cannot
+        # limit it by name). Empty: an empty ConfigMap is no checkpoint yet, a Lease without a spec is free. What the
+        # forwarder writes there is its own: ignore_changes keeps a later `pulumi up` (also with --refresh) from
+        # reverting it, and under server-side apply the provider then leaves out of its apply the fields another
+        # manager (the forwarder, field manager "falco-eks-forwarder") owns. The forwarder replaces them with the
+        # resourceVersion it last saw and keeps their labels, so nothing else changes under Pulumi. `pulumi destroy`
+        # deletes them, after the Deployment.
+        configmap_names = checkpoint_configmap_names(args.checkpoint_configmap_name)
+        checkpoint_objects: list[pulumi.Resource] = [
+            k8s.core.v1.ConfigMap(
+                f"{name}-checkpoint" + (f"-hashes-{part - 1}" if part else ""),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=cm_name, namespace=ns_name, labels=labels),
+                opts=k8s_opts(ignore_changes=["data", "binaryData"]),
+            )
+            for part, cm_name in enumerate(configmap_names)
+        ]
+        lease_name = args.deployment_name + LEASE_SUFFIX
+        checkpoint_objects.append(
+            k8s.coordination.v1.Lease(
+                f"{name}-leader",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=lease_name, namespace=ns_name, labels=labels),
+                opts=k8s_opts(ignore_changes=["spec"]),
+            )
+        )
         checkpoint_binding = bind_role(
             "checkpoint",
             f"{args.deployment_name}-checkpoint",
@@ -362,21 +406,13 @@ class AuditForwarder(pulumi.ComponentResource):
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
-                    # The checkpoint's two parts: positions, and the remembered hashes (saved less often).
-                    resource_names=[args.checkpoint_configmap_name, args.checkpoint_configmap_name + HASHES_SUFFIX],
+                    # The positions and the parts of the remembered hashes (forwarder/checkpoint.py), nothing else.
+                    resource_names=configmap_names,
                     verbs=["get", "update"],
                 ),
-                # RBAC cannot restrict `create` by resourceNames (the name is not known when the request is
-                # authorized), so this rule allows creating any ConfigMap, but only in this namespace, which
-                # holds nothing but the forwarder's own objects; it grants no read or change of existing ones.
-                # Pre-creating the ConfigMap here instead would leave the forwarder unable to recover if it
-                # were deleted, and make Pulumi and the forwarder fight over its data.
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["create"]),
             ],
         )
-        # The Lease the replicas take turns on: get/update on it by name; create (which RBAC cannot restrict by
-        # name, see above) so the first replica can make it. Nothing else in coordination.k8s.io.
-        lease_name = args.deployment_name + LEASE_SUFFIX
+        # The Lease the replicas take turns on: get/update on it by name; nothing else in coordination.k8s.io.
         lease_binding = bind_role(
             "leader",
             lease_name,
@@ -387,7 +423,6 @@ class AuditForwarder(pulumi.ComponentResource):
                     resource_names=[lease_name],
                     verbs=["get", "update"],
                 ),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["create"]),
             ],
         )
 
@@ -468,6 +503,8 @@ class AuditForwarder(pulumi.ComponentResource):
             f"{args.checkpoint_interval_seconds:g}",
             "--checkpoint-hashes-interval",
             f"{args.checkpoint_hashes_interval_seconds:g}",
+            "--start-at",
+            f"{args.initial_lookback_seconds}s" if args.initial_lookback_seconds else "now",
             "--lease",
             ns_name.apply(lambda n: f"{n}/{lease_name}"),
             "--falco-connections",
@@ -516,8 +553,9 @@ class AuditForwarder(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            # The role's permissions and the RBAC must exist before the first read, or it starts with errors.
-            opts=k8s_opts(depends_on=[read_policy, checkpoint_binding, lease_binding]),
+            # The role's permissions, the RBAC and the objects it grants must exist before the first read, or it
+            # starts with errors.
+            opts=k8s_opts(depends_on=[read_policy, checkpoint_binding, lease_binding, *checkpoint_objects]),
         )
         if args.replicas > 1:
             # A drain or a node upgrade evicts one replica at a time: the other takes the Lease meanwhile. An

@@ -18,12 +18,17 @@ see a group's filters before it adds its own (the AWS provider has no lookup for
 already, `pulumi up` stops at the filter with `LimitExceededException: Resource limit exceeded.`
 (`aws logs describe-subscription-filters --log-group-name <group>` lists them; remove one, or keep `poll`).
 
+Alert outputs (`falco.alertOutputs`): before its first child the component also checks the AWS destinations with
+plain invokes (the provider's account and Region, that a given topic or log group exists), then creates what was
+asked for and Falcosidekick's IRSA role (components/alert_destinations.py) and hands them to Falco.
+
 Providers: AWS children and invokes use the AWS provider of the resource options, Kubernetes children the
 Kubernetes provider of the resource options. Without a Kubernetes provider the component makes one for the named
 cluster (its endpoint and CA from the lookup, tokens from `aws eks get-token`); it never falls back on the ambient
 kubeconfig, whose current context may be another cluster.
 """
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,12 +38,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from .alert_destinations import SidekickIdentity, create_alert_destinations, look_up_destinations
 from .args import Architecture, AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
 from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
-from .falco import Falco, FalcoArgs
+from .falco import Falco, FalcoNames, FalcoSettings
 from .forwarder_iam import STS_AUDIENCE, issuer_host_path
 from .mirror import check_image_reference, mirrored
 
@@ -103,28 +109,29 @@ class FalcoDetectionArgs:
     """The EKS cluster to install into. Without `cluster`, it must exist, with audit logging and an IAM OIDC
     provider, in the region of the AWS provider."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
-    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, admin identities, extra Helm
-    values per release."""
+    falco: FalcoSettings = field(default_factory=FalcoSettings)
+    """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs (the component
+    creates a "create" topic or log group, and Falcosidekick's role), admin identities, extra Helm values per
+    release."""
 
     forwarder_image: pulumi.Input[str] | None = None
-    """A ready forwarder image to run; None gets one as forwarder_build says."""
+    """A ready forwarder image to run; unset, the component gets one as `forwarderBuild` says."""
 
     forwarder_build: ForwarderBuild = ForwarderBuild.DOCKER
-    """Without forwarder_image: "docker" builds the bundled forwarder and pushes it to a stack-owned ECR repository
+    """Without `forwarderImage`: "docker" builds the bundled forwarder and pushes it to a stack-owned ECR repository
     (needs Docker where `pulumi up` runs); "source" runs the bundled source on the official Python image (pulled
-    through falco.image_registry when set)."""
+    through `falco.imageRegistry` when set)."""
 
     node_architecture: Architecture = Architecture.AMD64
     """CPU architecture of the nodes the forwarder runs on: the platform of the image built with "docker"."""
 
     kubeconfig_role_arn: str | None = None
     """IAM role the component's own kubeconfig assumes for its token (made only without a Kubernetes provider in
-    the resource options): give the role your AWS provider assumes. None: the credentials current at the time."""
+    the resource options): give the role your AWS provider assumes. Unset: the credentials current at the time."""
 
     cluster: KnownCluster | None = None
-    """The cluster's facts, for a cluster the same stack creates; None looks them up by cluster_name. Given, pass
-    the cluster's Kubernetes provider in the resource options."""
+    """The cluster's facts, for a cluster the same stack creates; unset, they are looked up by `clusterName`. Given,
+    pass the cluster's Kubernetes provider in the resource options."""
 
     audit_source: AuditSource = AuditSource.POLL
     """Where the forwarder reads the audit log: "poll" (FilterLogEvents on the log group; about 1,000 events/s per
@@ -133,17 +140,24 @@ class FalcoDetectionArgs:
     must have room for one more."""
 
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)
-    """The stream's capacity mode and key, with audit_source "kinesis"."""
+    """The stream's capacity and key, with `auditSource` "kinesis"."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
-    """AWS tags for the forwarder's IAM role and ECR repository, and the Kinesis stream and its role."""
+    """AWS tags for the forwarder's IAM role and ECR repository, the Kinesis stream and its role, and the alert
+    outputs' topic, log group and Falcosidekick's role."""
 
     def __post_init__(self) -> None:
         check_cluster_name("cluster_name", self.cluster_name)
         check_audit_source(self.audit_source, self.kinesis)
         object.__setattr__(self, "audit_source", AuditSource(self.audit_source))
-        if not isinstance(self.falco, FalcoArgs):
-            raise ConfigError("falco", "must be a FalcoArgs")
+        if not isinstance(self.falco, FalcoSettings):
+            raise ConfigError("falco", "must be a FalcoSettings")
+        if self.falco.sidekick_role_arn is not None:
+            raise ConfigError(
+                "falco.sidekick_role_arn",
+                "is made by FalcoDetection (trusted by Falcosidekick's ServiceAccount, allowed its outputs' calls); "
+                "leave it unset",
+            )
         check_image_reference("forwarder_image", self.forwarder_image)
         if self.forwarder_build not in tuple(ForwarderBuild):
             raise ConfigError("forwarder_build", f"must be 'docker' or 'source', got {self.forwarder_build!r}")
@@ -282,10 +296,10 @@ def _issuer(cluster: Any) -> str:
 
 class FalcoDetection(pulumi.ComponentResource):
     """Falco (syscall DaemonSet, k8saudit instance, optionally Falcosidekick and its UI) and the audit forwarder,
-    with its IRSA role and NetworkPolicies, on an EKS cluster.
+    with its IRSA role and NetworkPolicies, on an EKS cluster: one that exists (looked up by its name), or one the
+    same stack creates (its facts given as `cluster`)."""
 
-    The annotations below are its outputs. Python callers also reach the children: `falco` (Falco), `forwarder`
-    (AuditForwarder) and `kubernetes_provider` (the provider the component made, or None with the caller's)."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     falco_namespace: pulumi.Output[str]
     """Namespace of Falco."""
@@ -294,13 +308,13 @@ class FalcoDetection(pulumi.ComponentResource):
     """In-cluster URL of Falco's k8saudit webhook."""
 
     falco_ui_command: pulumi.Output[str] | None
-    """kubectl command that opens the Falcosidekick UI on localhost; None without the UI."""
+    """kubectl command that opens the Falcosidekick UI on localhost; unset without the UI."""
 
     falco_ui_username: str | None
-    """Login of the Falcosidekick UI; None without the UI."""
+    """Login of the Falcosidekick UI; unset without the UI."""
 
     falco_ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None without the UI."""
+    """Generated password of the Falcosidekick UI (secret); unset without the UI."""
 
     audit_log_group_name: pulumi.Output[str]
     """The CloudWatch log group the forwarder reads."""
@@ -321,9 +335,20 @@ class FalcoDetection(pulumi.ComponentResource):
     """The image the forwarder runs."""
 
     audit_stream_arn: pulumi.Output[str] | None
-    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
+    """ARN of the Kinesis Data Stream the forwarder reads (`auditSource` "kinesis"); unset when it polls."""
+
+    alert_topic_arn: pulumi.Output[str] | None
+    """ARN of the SNS topic Falcosidekick publishes alerts to; unset without the SNS output."""
+
+    alert_log_group_name: pulumi.Output[str] | None
+    """The CloudWatch Logs log group Falcosidekick writes alerts to; unset without the CloudWatch Logs output."""
+
+    sidekick_role_arn: pulumi.Output[str] | None
+    """IAM role Falcosidekick runs as (IRSA); unset without an AWS alert output."""
 
     def __init__(self, name: str, args: FalcoDetectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `falco` (Falco), `forwarder` (AuditForwarder) and
+        `kubernetes_provider` (the provider the component made, or None with the caller's)."""
         args = from_inputs(FalcoDetectionArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         given_kubernetes = self.get_provider("kubernetes:index:Provider")
@@ -341,6 +366,12 @@ class FalcoDetection(pulumi.ComponentResource):
                     "(provider= or providers=); the component only makes its own for a cluster it looks up",
                 )
             known = args.cluster
+        alerts = args.falco.alert_outputs
+        place = (
+            look_up_destinations(alerts, pulumi.InvokeOptions(parent=self), "falco.alert_outputs")
+            if alerts.uses_aws
+            else None
+        )
 
         child = pulumi.ResourceOptions(parent=self)
         self.kubernetes_provider: k8s.Provider | None = None
@@ -357,7 +388,25 @@ class FalcoDetection(pulumi.ComponentResource):
             )
             child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider})
 
-        self.falco = Falco(f"{name}-falco", args.falco, opts=child)
+        falco_names = FalcoNames(args.falco.namespace, args.falco.syscall_release_name, args.falco.audit_release_name)
+        destinations = create_alert_destinations(
+            name,
+            alerts,
+            args.cluster_name,
+            SidekickIdentity(
+                namespace=args.falco.namespace,
+                service_account=falco_names.sidekick_fullname,  # the chart's ServiceAccount (templates/rbac.yaml)
+                oidc_provider_arn=known.oidc_provider_arn,
+                oidc_issuer=known.oidc_issuer,
+            ),
+            place,
+            dict(args.tags),
+            self,
+        )
+        falco_args = dataclasses.replace(
+            args.falco, alert_outputs=destinations.outputs, sidekick_role_arn=destinations.role_arn
+        )
+        self.falco = Falco(f"{name}-falco", falco_args, opts=child)
         if (warning := polling_warning(args.audit_source, args.falco.audit_events_per_second)) is not None:
             pulumi.log.warn(warning, resource=self)
         self.audit_stream: AuditStream | None = None
@@ -414,10 +463,14 @@ class FalcoDetection(pulumi.ComponentResource):
         self.forwarder_metrics_command = self.forwarder.metrics_command
         self.forwarder_image = self.forwarder.image
         self.audit_stream_arn = stream.stream_arn if stream is not None else None
+        self.alert_topic_arn = destinations.topic_arn
+        self.alert_log_group_name = destinations.log_group_name
+        self.sidekick_role_arn = destinations.role_arn
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
-        """The outputs by export name (camelCase); the UI entries only with the UI, the stream's only with Kinesis."""
+        """The outputs by export name (camelCase); the UI entries only with the UI, the stream's only with Kinesis,
+        the alert outputs' only with them."""
         exported: dict[str, Any] = {
             "auditLogGroupName": self.audit_log_group_name,
             "falcoNamespace": self.falco_namespace,
@@ -436,4 +489,11 @@ class FalcoDetection(pulumi.ComponentResource):
             )
         if self.audit_stream_arn is not None:
             exported["auditStreamArn"] = self.audit_stream_arn
+        for export, value in (
+            ("alertTopicArn", self.alert_topic_arn),
+            ("alertLogGroupName", self.alert_log_group_name),
+            ("sidekickRoleArn", self.sidekick_role_arn),
+        ):
+            if value is not None:
+                exported[export] = value
         return exported

@@ -6,8 +6,11 @@ Deployment with the driver off that serves the k8saudit webhook on a headless Se
 README's "one active replica" is about plugins that must not see an event twice; the audit rules
 judge each event alone, so the audit Deployment runs as many replicas as the configured load needs
 (AUDIT_EVENTS_PER_REPLICA), and the forwarder spreads its batches over the pod addresses the
-headless Service resolves to. Optionally Falcosidekick with its web UI, installed once (as a subchart of the syscall
-release) and fed by both releases; reached with `kubectl port-forward`, never a LoadBalancer.
+headless Service resolves to. Falcosidekick, installed once (as a subchart of the syscall release) and fed by both
+releases, when its web UI or any alert output (components/alert_outputs.py) is on; the UI is reached with
+`kubectl port-forward`, never a LoadBalancer. NetworkPolicies let only Falco's pods reach Falcosidekick, only
+Falcosidekick reach its UI and only the UI reach Redis; Falcosidekick itself may reach DNS, its UI and HTTPS
+(AWS endpoints, chat webhooks) and nothing else (components/sidekick_network.py).
 Both releases alert on every matching rule, serve Prometheus metrics, and install exact rules
 and plugin versions for the chart version (CHART_RELEASES, PINNED_ARTIFACTS).
 
@@ -44,12 +47,19 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from . import k8saudit_upstream
+from .alert_destinations import look_up_place
+from .alert_outputs import CREATE, AlertOutputs, AwsPlace, check_places
 from .args import check_whole_number, from_inputs, schema_args
+from .cluster import check_role_arn
 from .errors import ConfigError
 from .falco_rules import admin_matchers, rules_files
 from .helm_values import check_overrides, deep_merge
 from .mirror import check_chart_source, check_registry, is_oci
+from .renamed import renamed
 from .rules import hostile_sources_file, source_match
+from .sidekick_config import output_config_values
+from .sidekick_network import HTTPS_PORT, sidekick_network_policies
+from .sidekick_upstream import VERSION as SIDEKICK_VERSION
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"
@@ -202,6 +212,10 @@ _WHY_ARTIFACTS = "falcoctl installs the exact rules and plugin versions the lab'
 and follows nothing"
 _WHY_UI = "the UI's login comes from a generated password, never the chart's admin:admin"
 _WHY_CLUSTER_IP = "ClusterIP only (reached with kubectl port-forward): nothing exposed, nothing that blocks destroy"
+_WHY_OUTPUTS = "alert_outputs wires Falcosidekick's outputs and IRSA role; chat and webhook URLs come from a \
+Kubernetes Secret, never from Helm values"
+_WHY_SIDEKICK_IMAGE = f"Falcosidekick {SIDEKICK_VERSION}: the 2.32.0 the chart ships sends its AWS calls unsigned \
+(no credentials provider), so no AWS output would work"
 
 OWNED_VALUES: dict[str, str] = {
     "nameOverride": _WHY_NAMES,
@@ -231,7 +245,8 @@ OWNED_VALUES: dict[str, str] = {
     "containerSecurityContext": _WHY_SECURITY,
     "falcoctl.artifact.install.securityContext": _WHY_SECURITY,
     "falcoctl.artifact.follow.securityContext": _WHY_SECURITY,
-    "falcosidekick.enabled": "Falcosidekick is installed once, with the syscall release, when sidekick_ui is on",
+    "falcosidekick.enabled": "Falcosidekick is installed once, with the syscall release, when sidekick_ui or an alert \
+output is on",
     "falcosidekick.nameOverride": _WHY_NAMES,
     "falcosidekick.fullnameOverride": _WHY_NAMES,
     "falcosidekick.fullfqdn": "both releases reach Falcosidekick by its full DNS name",
@@ -239,6 +254,17 @@ OWNED_VALUES: dict[str, str] = {
     "falcosidekick.podSecurityContext": _WHY_SECURITY,
     "falcosidekick.securityContext": _WHY_SECURITY,
     "falcosidekick.webui.enabled": "the UI is installed when sidekick_ui is on",
+    "falcosidekick.image.tag": _WHY_SIDEKICK_IMAGE,
+    "falcosidekick.config.aws": _WHY_OUTPUTS,
+    "falcosidekick.config.slack.webhookurl": _WHY_OUTPUTS,
+    "falcosidekick.config.slack.minimumpriority": _WHY_OUTPUTS,
+    "falcosidekick.config.teams.webhookurl": _WHY_OUTPUTS,
+    "falcosidekick.config.teams.minimumpriority": _WHY_OUTPUTS,
+    "falcosidekick.config.webhook.address": _WHY_OUTPUTS,
+    "falcosidekick.config.webhook.customHeaders": _WHY_OUTPUTS,
+    "falcosidekick.config.webhook.minimumpriority": _WHY_OUTPUTS,
+    "falcosidekick.config.extraEnv": _WHY_OUTPUTS,
+    "falcosidekick.config.existingSecret": _WHY_OUTPUTS,
     "falcosidekick.webui.user": _WHY_UI,
     "falcosidekick.webui.existingSecret": _WHY_UI,
     "falcosidekick.webui.disableauth": _WHY_UI,
@@ -255,15 +281,17 @@ OWNED_VALUES: dict[str, str] = {
 
 @schema_args
 @dataclass(frozen=True)
-class FalcoArgs:
-    """Settings of the Falco component. Its Kubernetes children use the Kubernetes provider the caller passes in
-    the resource options (`provider=` or `providers=`), inherited from a parent otherwise."""
+class FalcoSettings:
+    """Settings of Falco (the `falco` of FalcoEksLab and FalcoDetection): chart, image mirror, Falcosidekick UI,
+    admin identities, extra Helm values, sizing. Falco's Kubernetes objects go through the Kubernetes provider of
+    the resource options (`provider` or `providers`), or a parent's."""
 
     namespace: str = "falco"
     """Namespace the component creates and owns; both releases and Falcosidekick live there."""
 
     chart_version: str = DEFAULT_CHART_VERSION
-    """Pinned version of the `falco` chart; one of CHART_RELEASES (the falcoctl artifacts follow it)."""
+    """Pinned version of the `falco` chart: one the component knows (it pins the falcoctl artifacts and its rule
+    overrides per chart version); another is refused with the list of known ones."""
 
     chart_repository: str = DEFAULT_CHART_REPOSITORY
     """Where the chart comes from: a Helm repository (https://) or an OCI registry path (oci://host/path, holding
@@ -272,14 +300,25 @@ class FalcoArgs:
     image_registry: str | None = None
     """Registry mirror for every image (Falco, falcoctl, Falcosidekick, its UI and Redis), e.g.
     123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub; images keep their Docker Hub path under it
-    (falcosecurity/falco). None pulls from Docker Hub."""
+    (falcosecurity/falco). Unset pulls from Docker Hub."""
 
     sidekick_ui: bool = True
-    """Install Falcosidekick and its web UI (ClusterIP, reached by port-forward), fed by both releases."""
+    """Install Falcosidekick's web UI (ClusterIP, reached by port-forward). Falcosidekick itself, fed by both
+    releases, is installed when the UI or any alert output is on."""
+
+    alert_outputs: AlertOutputs = field(default_factory=AlertOutputs)
+    """Where Falcosidekick sends alerts besides its UI: SNS, CloudWatch Logs, Security Lake, Slack, Teams, a
+    webhook; all off by default. Falco itself creates nothing in AWS: give existing destinations and
+    `sidekickRoleArn`, or use FalcoDetection, which can create the topic and log group and makes the role."""
+
+    sidekick_role_arn: pulumi.Input[str] | None = None
+    """IAM role Falcosidekick runs as (IRSA), required with an AWS output: it must trust the ServiceAccount
+    <namespace>/<syscallReleaseName>-falcosidekick (e.g. falco/falco-falcosidekick) and allow the calls of the
+    enabled outputs. FalcoDetection makes it; unset otherwise."""
 
     admin_identities: Sequence[str] = ()
     """Identities for "Full K8s Administrative Access": IAM role/assumed-role/user ARNs or Kubernetes user
-    names. A role matches every session of it (see components/falco_rules.py)."""
+    names. A role matches every session of it."""
 
     admin_access_alerts: bool = False
     """Raise "Full K8s Administrative Access" for every request by one of `adminIdentities`: the workshop shows it
@@ -297,14 +336,14 @@ class FalcoArgs:
 
     syscall_values: Mapping[str, Any] = field(default_factory=dict)
     """Extra Helm values for the syscall release, deep-merged over the component's (e.g. nodeSelector,
-    resources, imagePullSecrets). Paths in OWNED_VALUES are refused."""
+    resources, imagePullSecrets). Paths the component sets itself are refused, each with its reason."""
 
     audit_values: Mapping[str, Any] = field(default_factory=dict)
-    """Extra Helm values for the audit release, deep-merged over the component's. Paths in OWNED_VALUES are
-    refused."""
+    """Extra Helm values for the audit release, deep-merged over the component's. Paths the component sets itself
+    are refused, each with its reason."""
 
     syscall_release_name: str = "falco"
-    """Helm release of the syscall DaemonSet (also carries Falcosidekick when sidekick_ui is on)."""
+    """Helm release of the syscall DaemonSet (also carries Falcosidekick when it is installed)."""
 
     audit_release_name: str = "falco-k8saudit"
     """Helm release of the audit Deployment serving the k8saudit webhook."""
@@ -315,7 +354,7 @@ class FalcoArgs:
     source: polling cannot follow more."""
 
     audit_replicas: int | None = None
-    """Replicas of the audit release, e.g. 2 for a spare at low load; None: sized from audit_events_per_second."""
+    """Replicas of the audit release, e.g. 2 for a spare at low load; unset: sized from `auditEventsPerSecond`."""
 
     ui_username: str = "admin"
     """Login of the Falcosidekick UI; its password is generated by the stack."""
@@ -332,6 +371,10 @@ class FalcoArgs:
             check_registry("image_registry", self.image_registry)
         if not isinstance(self.sidekick_ui, bool):
             raise ConfigError("sidekick_ui", f"must be true or false, got {self.sidekick_ui!r}")
+        if not isinstance(self.alert_outputs, AlertOutputs):
+            raise ConfigError("alert_outputs", "must be an AlertOutputs")
+        if isinstance(self.sidekick_role_arn, str):
+            check_role_arn("sidekick_role_arn", self.sidekick_role_arn)
         if isinstance(self.admin_identities, str) or not isinstance(self.admin_identities, Sequence):
             raise ConfigError("admin_identities", "must be a list of identities, not one string")
         object.__setattr__(self, "admin_identities", tuple(self.admin_identities))
@@ -365,6 +408,11 @@ class FalcoArgs:
         timeout = self.release_timeout_seconds
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 60 <= timeout <= 3600:
             raise ConfigError("release_timeout_seconds", "must be between 60 and 3600")
+
+    @property
+    def sidekick(self) -> bool:
+        """Whether Falcosidekick is installed: for its UI, or for an alert output."""
+        return self.sidekick_ui or self.alert_outputs.enabled
 
     @property
     def audit_replica_count(self) -> int:
@@ -496,46 +544,57 @@ def k8saudit_init_config() -> dict[str, Any]:
     }
 
 
-def sidekick_values(names: FalcoNames) -> dict[str, Any]:
-    """The `falcosidekick` subchart values: one replica each, ClusterIP only, Redis without a PVC.
+def sidekick_values(
+    names: FalcoNames, ui: bool = True, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `falcosidekick` subchart values: one replica each, ClusterIP only, Redis without a PVC; the UI only with
+    `ui`, the alert outputs' `config` (components/sidekick_config.py) when given.
 
     The UI's login comes from the Secret `names.ui_login_secret` (webui.existingSecret); `user` is
     empty so the chart's own UI Secret carries no login at all (its default is admin:admin).
     """
     pod_security = {"runAsNonRoot": True, "runAsUser": 1234, "fsGroup": 1234, **_RUNTIME_DEFAULT_SECCOMP}
-    return {
+    values: dict[str, Any] = {
         "enabled": True,
         "fullfqdn": True,
         "replicaCount": 1,
+        "image": {"tag": SIDEKICK_VERSION},
         "podSecurityContext": pod_security,
         "securityContext": _UNPRIVILEGED_CONTAINER,
         "resources": SIDEKICK_RESOURCES,
         "service": {"type": "ClusterIP", "port": SIDEKICK_PORT},
-        "webui": {
+        "webui": {"enabled": False},
+    }
+    if config:
+        values["config"] = dict(config)
+    if not ui:
+        return values
+    values["webui"] = {
+        "enabled": True,
+        "replicaCount": 1,
+        "user": "",
+        "existingSecret": names.ui_login_secret,
+        "disableauth": False,
+        "podSecurityContext": pod_security,
+        "securityContext": _UNPRIVILEGED_CONTAINER,
+        "resources": UI_RESOURCES,
+        "initContainer": {"resources": UI_WAIT_REDIS_RESOURCES, "securityContext": _UNPRIVILEGED_CONTAINER},
+        "service": {"type": "ClusterIP", "port": UI_PORT, "targetPort": UI_PORT},
+        "ingress": {"enabled": False},
+        "redis": {
             "enabled": True,
-            "replicaCount": 1,
-            "user": "",
-            "existingSecret": names.ui_login_secret,
-            "disableauth": False,
-            "podSecurityContext": pod_security,
-            "securityContext": _UNPRIVILEGED_CONTAINER,
-            "resources": UI_RESOURCES,
-            "initContainer": {"resources": UI_WAIT_REDIS_RESOURCES, "securityContext": _UNPRIVILEGED_CONTAINER},
-            "service": {"type": "ClusterIP", "port": UI_PORT, "targetPort": UI_PORT},
-            "ingress": {"enabled": False},
-            "redis": {
-                "enabled": True,
-                # No PVC: nothing (no EBS volume) outlives `pulumi destroy`; alerts are lab-lived.
-                "storageEnabled": False,
-                "service": {"type": "ClusterIP"},
-                "resources": REDIS_RESOURCES,
-            },
+            # No PVC: nothing (no EBS volume) outlives `pulumi destroy`; alerts are lab-lived.
+            "storageEnabled": False,
+            "service": {"type": "ClusterIP"},
+            "resources": REDIS_RESOURCES,
         },
     }
+    return values
 
 
-def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: bool) -> dict[str, Any]:
-    """Values of the syscall release: modern eBPF DaemonSet on every node, default syscall rules."""
+def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Values of the syscall release: modern eBPF DaemonSet on every node, default syscall rules, and the
+    `sidekick` subchart values (sidekick_values) when Falcosidekick is installed."""
     return {
         "controller": {"kind": "daemonset"},
         "driver": {"enabled": True, "kind": "modern_ebpf"},
@@ -548,10 +607,10 @@ def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: bool) -> 
         "metrics": _metrics_values(snapshots=False),
         "falco": _falco_config(
             names,
-            sidekick,
+            sidekick is not None,
             ["/etc/falco/falco_rules.yaml", "/etc/falco/falco_rules.local.yaml", "/etc/falco/rules.d"],
         ),
-        "falcosidekick": sidekick_values(names) if sidekick else {"enabled": False},
+        "falcosidekick": dict(sidekick) if sidekick is not None else {"enabled": False},
     }
 
 
@@ -626,7 +685,7 @@ def audit_values(
     }
 
 
-def image_values(registry: str | None, sidekick: bool) -> dict[str, Any]:
+def image_values(registry: str | None, sidekick: bool, ui: bool = True) -> dict[str, Any]:
     """Every image's registry set to the mirror (the repositories keep their Docker Hub paths), or nothing.
 
     The keys are the chart's (falco 9.x values.yaml `image`, `falcoctl.image`; falcosidekick 0.12.x
@@ -637,10 +696,9 @@ def image_values(registry: str | None, sidekick: bool) -> dict[str, Any]:
     at = {"registry": registry}
     values: dict[str, Any] = {"image": at, "falcoctl": {"image": at}}
     if sidekick:
-        values["falcosidekick"] = {
-            "image": at,
-            "webui": {"image": at, "initContainer": {"image": at}, "redis": {"image": at}},
-        }
+        values["falcosidekick"] = {"image": at}
+        if ui:
+            values["falcosidekick"]["webui"] = {"image": at, "initContainer": {"image": at}, "redis": {"image": at}}
     return values
 
 
@@ -656,16 +714,21 @@ def with_hostile_sources_mount(values: dict[str, Any], names: FalcoNames) -> dic
 
 
 def release_values(
-    args: FalcoArgs, names: FalcoNames, rules: Mapping[str, str]
+    args: FalcoSettings,
+    names: FalcoNames,
+    rules: Mapping[str, str],
+    sidekick_config: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top; the
-    audit pods also mount the hostile source addresses (beside any mounts the caller adds)."""
+    audit pods also mount the hostile source addresses (beside any mounts the caller adds). `sidekick_config` is
+    Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
     release = chart_release(args.chart_version)
-    mirror = image_values(args.image_registry, args.sidekick_ui)
-    syscall = deep_merge(deep_merge(syscall_values(names, release, args.sidekick_ui), mirror), args.syscall_values)
+    sidekick = sidekick_values(names, args.sidekick_ui, sidekick_config) if args.sidekick else None
+    mirror = image_values(args.image_registry, args.sidekick, args.sidekick_ui)
+    syscall = deep_merge(deep_merge(syscall_values(names, release, sidekick), mirror), args.syscall_values)
     audit = deep_merge(
         deep_merge(
-            audit_values(names, release, rules, args.sidekick_ui, args.audit_replica_count),
+            audit_values(names, release, rules, args.sidekick, args.audit_replica_count),
             image_values(args.image_registry, False),
         ),
         args.audit_values,
@@ -673,8 +736,35 @@ def release_values(
     return syscall, with_hostile_sources_mount(audit, names)
 
 
+def alert_config(args: FalcoSettings, opts: pulumi.InvokeOptions) -> dict[str, Any]:
+    """Falcosidekick's `config` for `args.alert_outputs`, after checking them: Falco creates no destination and no
+    role, and AWS destinations must be in the AWS provider's account and Region (asked with plain invokes)."""
+    outputs = args.alert_outputs
+    place: AwsPlace | None = None
+    if outputs.uses_aws:
+        if outputs.creates:
+            raise ConfigError(
+                "alert_outputs",
+                f"Falco creates nothing in AWS: name an existing topic and log group instead of {CREATE!r}, or use "
+                "FalcoDetection, which creates them",
+            )
+        if args.sidekick_role_arn is None:
+            raise ConfigError(
+                "sidekick_role_arn",
+                "is required with an AWS alert output: the IAM role Falcosidekick runs as (FalcoDetection makes one)",
+            )
+        place = look_up_place(opts)
+        check_places(outputs, place)
+    return output_config_values(
+        outputs,
+        args.sidekick_role_arn,
+        place.region if place is not None else None,
+        place.account_id if place is not None else None,
+    )
+
+
 class Falco(pulumi.ComponentResource):
-    """Falco's syscall and audit instances (and optionally Falcosidekick with its UI) in one namespace."""
+    """Falco's syscall and audit instances (and Falcosidekick, for its UI or alert outputs) in one namespace."""
 
     namespace: pulumi.Output[str]
     """Namespace holding both releases."""
@@ -687,18 +777,20 @@ class Falco(pulumi.ComponentResource):
     audit_replicas: int
     """Replicas of the audit instance (the forwarder opens connections to all of them)."""
     ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None when sidekick_ui is off."""
+    """Generated password of the Falcosidekick UI (secret); unset when `sidekickUi` is off."""
     ui_username: str | None
-    """Login of the Falcosidekick UI; None when sidekick_ui is off."""
+    """Login of the Falcosidekick UI; unset when `sidekickUi` is off."""
     ui_command: pulumi.Output[str] | None
-    """kubectl port-forward command that opens the UI on http://localhost:2802; None when off."""
+    """kubectl port-forward command that opens the UI on http://localhost:2802; unset when `sidekickUi` is off."""
 
-    def __init__(self, name: str, args: FalcoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        args = from_inputs(FalcoArgs, args)
+    def __init__(self, name: str, args: FalcoSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(FalcoSettings, args)
         super().__init__("falco-eks:index:Falco", name, None, opts)
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
+        # Checked before the first child: a refusal leaves nothing behind.
+        sidekick_config = alert_config(args, pulumi.InvokeOptions(parent=self)) if args.sidekick else None
         rules = rules_files(args.admin_identities, args.allowed_identities, args.admin_access_alerts)
-        syscall_release_values, audit_release_values = release_values(args, names, rules)
+        syscall_release_values, audit_release_values = release_values(args, names, rules, sidekick_config)
         k8s_opts = pulumi.ResourceOptions(parent=self)
 
         ns = k8s.core.v1.Namespace(
@@ -800,6 +892,23 @@ class Falco(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.hostile_sources])),
         )
 
+        if args.sidekick:
+            webhook = args.alert_outputs.webhook
+            for policy in sidekick_network_policies(
+                args.syscall_release_name,
+                (args.syscall_release_name, args.audit_release_name),
+                ui=args.sidekick_ui,
+                egress_ports=(HTTPS_PORT, webhook.port) if webhook is not None else (HTTPS_PORT,),
+            ):
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{policy.name}",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=policy.name, namespace=namespace, labels={"app.kubernetes.io/part-of": "falco-eks-lab"}
+                    ),
+                    spec=policy.spec,
+                    opts=k8s_opts,
+                )
+
         self.releases = [syscall, audit]
         """Both Helm releases; depend on them before sending events."""
         self.namespace = namespace
@@ -821,3 +930,8 @@ class Falco(pulumi.ComponentResource):
         if self.ui_password is not None:
             outputs.update(ui_password=self.ui_password, ui_command=self.ui_command, ui_username=self.ui_username)
         self.register_outputs(outputs)
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

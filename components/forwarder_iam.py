@@ -51,14 +51,20 @@ def service_account_subject(namespace: str, service_account: str) -> str:
     return f"system:serviceaccount:{namespace}:{service_account}"
 
 
-def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:
+def irsa_trust_policy(
+    oidc_provider_arn: str,
+    oidc_issuer: str,
+    namespace: str,
+    service_account: str,
+    sid: str = "ForwarderServiceAccountOnly",
+) -> dict[str, Any]:
     """Trust policy that lets only `namespace/service_account`, via the cluster's OIDC provider, assume the role."""
     issuer = issuer_host_path(oidc_issuer)
     return {
         "Version": POLICY_VERSION,
         "Statement": [
             {
-                "Sid": "ForwarderServiceAccountOnly",
+                "Sid": sid,
                 "Effect": "Allow",
                 "Principal": {"Federated": oidc_provider_arn},
                 "Action": "sts:AssumeRoleWithWebIdentity",

@@ -25,6 +25,18 @@ from typing import Any, Literal, cast
 
 import pulumi
 
+from .alert_destinations import look_up_destinations
+from .alert_outputs import (
+    CREATE,
+    DEFAULT_ALERT_LOG_RETENTION_DAYS,
+    AlertOutputs,
+    AlertPriority,
+    ChatAlerts,
+    LogGroupAlerts,
+    SecurityLakeAlerts,
+    SnsAlerts,
+    WebhookAlerts,
+)
 from .args import AuditSource
 from .audit_stream import MAX_SHARDS, KinesisSettings
 from .cluster import (
@@ -32,7 +44,7 @@ from .cluster import (
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_NODE_COUNT,
     DEFAULT_NODE_INSTANCE_TYPE,
-    AuditedClusterArgs,
+    AuditedClusterSettings,
     check_role_arn,
 )
 from .errors import ConfigError
@@ -41,7 +53,7 @@ from .falco import (
     DEFAULT_AUDIT_EVENTS_PER_SECOND,
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
-    FalcoArgs,
+    FalcoSettings,
 )
 from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
@@ -80,7 +92,7 @@ class Setting:
     """What the setting does (Pulumi.yaml carries the same text)."""
 
 
-SETTINGS: tuple[Setting, ...] = (
+_LAB_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "clusterName",
         "string",
@@ -198,7 +210,8 @@ SETTINGS: tuple[Setting, ...] = (
         "boolean",
         True,
         "falco.sidekick_ui",
-        "Install Falcosidekick and its web UI (ClusterIP, reached with kubectl port-forward, generated password).",
+        "Install Falcosidekick's web UI (ClusterIP, reached with kubectl port-forward, generated password). "
+        "Falcosidekick itself is installed when the UI or any alert output (alert* settings) is on.",
     ),
     Setting(
         "falcoAdminIdentities",
@@ -284,8 +297,192 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-# The field an args class names in its errors (the last part of the path) -> the config key.
-_KEY_OF_FIELD: dict[str, str] = {s.field.rpartition(".")[2]: s.key for s in SETTINGS}
+
+# The alert outputs: each is off while its first key is empty; the others then keep their defaults.
+_ALERTS = "falco.alert_outputs"
+ALERT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "alertSnsTopic",
+        "string",
+        "",
+        f"{_ALERTS}.sns.topic",
+        f"Publish alerts to SNS: '{CREATE}' (the stack creates an encrypted topic only Falcosidekick may publish to) "
+        "or an existing standard topic's ARN in the stack's account and region. Empty: off.",
+    ),
+    Setting(
+        "alertSnsKmsKeyArn",
+        "string",
+        "",
+        f"{_ALERTS}.sns.kms_key_arn",
+        "With alertSnsTopic: ARN of the customer-managed KMS key that encrypts the topic. Empty: the AWS-managed key "
+        "alias/aws/sns.",
+    ),
+    Setting(
+        "alertSnsMinimumPriority",
+        "string",
+        AlertPriority.WARNING.value,
+        f"{_ALERTS}.sns.minimum_priority",
+        "With alertSnsTopic: the least Falco priority an alert needs to be published (debug, informational, notice, "
+        "warning, error, critical, alert, emergency).",
+    ),
+    Setting(
+        "alertLogGroup",
+        "string",
+        "",
+        f"{_ALERTS}.cloud_watch_logs.log_group",
+        f"Write alerts to CloudWatch Logs: '{CREATE}' (the stack creates /falco-eks/<clusterName>/alerts, removed on "
+        "destroy) or an existing log group's name in the stack's region. Empty: off.",
+    ),
+    Setting(
+        "alertLogGroupRetentionDays",
+        "integer",
+        DEFAULT_ALERT_LOG_RETENTION_DAYS,
+        f"{_ALERTS}.cloud_watch_logs.retention_days",
+        f"With alertLogGroup '{CREATE}': days the log group keeps alerts (a value CloudWatch Logs accepts).",
+    ),
+    Setting(
+        "alertLogGroupKmsKeyArn",
+        "string",
+        "",
+        f"{_ALERTS}.cloud_watch_logs.kms_key_arn",
+        f"With alertLogGroup '{CREATE}': ARN of a customer-managed KMS key that encrypts the log group (its key "
+        "policy must allow logs.<region>.amazonaws.com). Empty: CloudWatch's own encryption.",
+    ),
+    Setting(
+        "alertLogMinimumPriority",
+        "string",
+        AlertPriority.NOTICE.value,
+        f"{_ALERTS}.cloud_watch_logs.minimum_priority",
+        "With alertLogGroup: the least Falco priority an alert needs to be logged.",
+    ),
+    Setting(
+        "alertSecurityLakeLocation",
+        "string",
+        "",
+        f"{_ALERTS}.security_lake.location",
+        "Write alerts to an Amazon Security Lake custom source: its S3 location s3://<bucket>/<prefix>/ in the "
+        "stack's region (OCSF Parquet files every 5 minutes). Empty: off.",
+    ),
+    Setting(
+        "alertSecurityLakeAccountId",
+        "string",
+        "",
+        f"{_ALERTS}.security_lake.account_id",
+        "With alertSecurityLakeLocation: the account ID the alerts are filed under. Empty: the stack's account.",
+    ),
+    Setting(
+        "alertSecurityLakeKmsKeyArn",
+        "string",
+        "",
+        f"{_ALERTS}.security_lake.kms_key_arn",
+        "With alertSecurityLakeLocation: ARN of the customer-managed KMS key the lake's bucket encrypts with, if any.",
+    ),
+    Setting(
+        "alertSecurityLakeMinimumPriority",
+        "string",
+        AlertPriority.NOTICE.value,
+        f"{_ALERTS}.security_lake.minimum_priority",
+        "With alertSecurityLakeLocation: the least Falco priority an alert needs to be written.",
+    ),
+    Setting(
+        "alertSlackSecret",
+        "string",
+        "",
+        f"{_ALERTS}.slack.secret_name",
+        "Post alerts to Slack: the name of a Kubernetes Secret in Falco's namespace holding the incoming webhook's "
+        "URL (you create it; the URL never enters the stack's config or state). Empty: off.",
+    ),
+    Setting(
+        "alertSlackSecretKey",
+        "string",
+        "url",
+        f"{_ALERTS}.slack.secret_key",
+        "With alertSlackSecret: the key of the URL in that Secret.",
+    ),
+    Setting(
+        "alertSlackMinimumPriority",
+        "string",
+        AlertPriority.WARNING.value,
+        f"{_ALERTS}.slack.minimum_priority",
+        "With alertSlackSecret: the least Falco priority an alert needs to be posted.",
+    ),
+    Setting(
+        "alertTeamsSecret",
+        "string",
+        "",
+        f"{_ALERTS}.teams.secret_name",
+        "Post alerts to Microsoft Teams: the name of a Kubernetes Secret in Falco's namespace holding the incoming "
+        "webhook's URL. Empty: off.",
+    ),
+    Setting(
+        "alertTeamsSecretKey",
+        "string",
+        "url",
+        f"{_ALERTS}.teams.secret_key",
+        "With alertTeamsSecret: the key of the URL in that Secret.",
+    ),
+    Setting(
+        "alertTeamsMinimumPriority",
+        "string",
+        AlertPriority.WARNING.value,
+        f"{_ALERTS}.teams.minimum_priority",
+        "With alertTeamsSecret: the least Falco priority an alert needs to be posted.",
+    ),
+    Setting(
+        "alertWebhookSecret",
+        "string",
+        "",
+        f"{_ALERTS}.webhook.secret_name",
+        "Send every alert as JSON to a webhook: the name of a Kubernetes Secret in Falco's namespace holding its URL. "
+        "Empty: off.",
+    ),
+    Setting(
+        "alertWebhookSecretKey",
+        "string",
+        "url",
+        f"{_ALERTS}.webhook.secret_key",
+        "With alertWebhookSecret: the key of the URL in that Secret.",
+    ),
+    Setting(
+        "alertWebhookHeadersSecretKey",
+        "string",
+        "",
+        f"{_ALERTS}.webhook.headers_secret_key",
+        "With alertWebhookSecret: the key, in the same Secret, of extra headers as 'Name:value,Name:value'. Empty: "
+        "none.",
+    ),
+    Setting(
+        "alertWebhookPort",
+        "integer",
+        443,
+        f"{_ALERTS}.webhook.port",
+        "With alertWebhookSecret: the TCP port of the webhook's URL (Falcosidekick's NetworkPolicy opens it).",
+    ),
+    Setting(
+        "alertWebhookMinimumPriority",
+        "string",
+        AlertPriority.NOTICE.value,
+        f"{_ALERTS}.webhook.minimum_priority",
+        "With alertWebhookSecret: the least Falco priority an alert needs to be sent.",
+    ),
+)
+
+# output -> (its args class, the field whose key turns it on)
+_ALERT_OUTPUTS: dict[str, tuple[type, str]] = {
+    "sns": (SnsAlerts, "topic"),
+    "cloud_watch_logs": (LogGroupAlerts, "log_group"),
+    "security_lake": (SecurityLakeAlerts, "location"),
+    "slack": (ChatAlerts, "secret_name"),
+    "teams": (ChatAlerts, "secret_name"),
+    "webhook": (WebhookAlerts, "secret_name"),
+}
+
+SETTINGS: tuple[Setting, ...] = _LAB_SETTINGS + ALERT_SETTINGS
+"""Every setting, in Pulumi.yaml's order."""
+
+# The field an args class names in its errors (the last part of the path) -> the config key; the alert outputs'
+# fields repeat across outputs, so their errors are named by their full path.
+_KEY_OF_FIELD: dict[str, str] = {s.field.rpartition(".")[2]: s.key for s in SETTINGS if s not in ALERT_SETTINGS}
 _KEY_OF_PATH: dict[str, str] = {s.field: s.key for s in SETTINGS}
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -348,20 +545,62 @@ def read_lab_args(
     if values["cluster.kubeconfig_role_arn"] is None:
         values["cluster.kubeconfig_role_arn"] = assumed_role(aws_config)
 
+    alert_values = {path: values.pop(path) for path in [s.field for s in ALERT_SETTINGS]}
+    alert_outputs = _alert_outputs(alert_values)
     groups: dict[str, dict[str, Any]] = {"cluster": {}, "falco": {}, "kinesis": {}, "": {}}
     for path, value in values.items():
         group, _, name = path.rpartition(".")
         groups[group][name] = value
     try:
-        cluster = AuditedClusterArgs(**groups["cluster"], tags=stack_tags(project, stack))
+        cluster = AuditedClusterSettings(**groups["cluster"], tags=stack_tags(project, stack))
         return FalcoEksLabArgs(
             cluster=cluster,
-            falco=FalcoArgs(**groups["falco"]),
+            falco=FalcoSettings(**groups["falco"], alert_outputs=alert_outputs),
             kinesis=KinesisSettings(**groups["kinesis"]),
             **groups[""],
         )
     except ConfigError as err:
         raise _as_config_key(err) from err
+
+
+def _alert_outputs(values: dict[str, Any]) -> AlertOutputs:
+    """The alert outputs from their settings (full field path -> value): an output is on when its first key is set;
+    its other keys must keep their defaults while it is off. Errors name the config key."""
+    defaults = {s.field: s.default for s in ALERT_SETTINGS}
+    outputs: dict[str, Any] = {}
+    for output, (kind, switch) in _ALERT_OUTPUTS.items():
+        prefix = f"{_ALERTS}.{output}."
+        fields = {path[len(prefix) :]: value for path, value in values.items() if path.startswith(prefix)}
+        if fields[switch] == "":
+            for name, value in fields.items():
+                if value != defaults[prefix + name]:
+                    raise ConfigError(
+                        _KEY_OF_PATH[prefix + name],
+                        f"takes effect only with {_KEY_OF_PATH[prefix + switch]}: set that too, or remove this",
+                    )
+            continue
+        # Empty optional strings mean "unset".
+        args = {name: (None if value == "" and name != switch else value) for name, value in fields.items()}
+        try:
+            outputs[output] = kind(**args)
+        except ConfigError as err:
+            raise ConfigError(_KEY_OF_PATH.get(prefix + err.setting, err.setting), err.message) from err
+    try:
+        return AlertOutputs(**outputs)
+    except ConfigError as err:
+        raise ConfigError(_KEY_OF_PATH.get(f"{_ALERTS}.{err.setting}", err.setting), err.message) from err
+
+
+def check_alert_destinations(args: FalcoEksLabArgs, opts: pulumi.InvokeOptions | None = None) -> None:
+    """Ask AWS whether the alert outputs' destinations can be used (account, region, existence), before anything is
+    created; errors name the config key (alertSnsTopic, ...)."""
+    outputs = args.falco.alert_outputs
+    if not outputs.uses_aws:
+        return
+    try:
+        look_up_destinations(outputs, opts or pulumi.InvokeOptions(), _ALERTS)
+    except ConfigError as err:
+        raise ConfigError(_KEY_OF_PATH.get(err.setting, err.setting), err.message) from err
 
 
 def stack_region(aws_config: pulumi.Config, environ: Mapping[str, str]) -> str:

@@ -6,6 +6,12 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError, ProfileNotFound
+
+from .config import ConfigError
+
+NO_REGION = ("no AWS Region: give --region REGION (or set FORWARDER_REGION or AWS_REGION), or set a region in the "
+             "AWS profile")
 
 
 def build_client(service: str, region: str | None, timeout_seconds: float, *, max_pool_connections: int) -> Any:
@@ -21,4 +27,9 @@ def build_client(service: str, region: str | None, timeout_seconds: float, *, ma
         user_agent_extra="falco-eks-forwarder",
         max_pool_connections=max_pool_connections,
     )
-    return boto3.session.Session().client(service, region_name=region, config=config)
+    try:
+        return boto3.session.Session().client(service, region_name=region, config=config)
+    except NoRegionError as exc:  # boto3's chain found none (it reads AWS_DEFAULT_REGION and the profile only)
+        raise ConfigError("--region", NO_REGION) from exc
+    except ProfileNotFound as exc:
+        raise ConfigError("AWS_PROFILE", f"{exc} (unset it, or name a profile of the AWS config file)") from exc

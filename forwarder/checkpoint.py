@@ -1,18 +1,20 @@
-"""Where the checkpoint lives: two files, or two Kubernetes ConfigMaps. What it holds: checkpoint_codec.py;
-when it is saved: checkpoint_policy.py.
+"""Where the checkpoint lives: two files, or Kubernetes ConfigMaps. What it holds: checkpoint_codec.py; when it
+is saved: checkpoint_policy.py.
 
 Two parts, stored apart because they are saved at different cadences: the positions (small, what a
 restart needs to lose nothing) and the remembered hashes (up to about a megabyte, only against
-duplicates after a restart). Each save replaces one part atomically: a crash leaves the old or the
+duplicates after a restart). Each write replaces one object atomically: a crash leaves the old or the
 new version of it, never a mix.
 
 - ``file:PATH``: ``PATH`` (positions, JSON) and ``PATH.hashes``; written to a temporary file, fsynced,
   renamed, directory fsynced.
-- ``configmap:NAMESPACE/NAME``: ConfigMap ``NAME`` (key ``positions.json``, readable with kubectl) and
-  ``NAME-hashes`` (binary key ``hashes.bin``), through the pod's service account, with optimistic
-  concurrency (resourceVersion), fenced by the Lease when replicas share it. On EKS every write is itself
-  an audit event in the log the forwarder reads: ``self_writes`` says what those look like, so the policy
-  can tell them apart.
+- ``configmap:NAMESPACE/NAME``: ConfigMap ``NAME`` (key ``positions.json``, readable with kubectl) and the
+  remembered hashes in ``NAME-hashes-0`` to ``NAME-hashes-6`` (binary key ``hashes.bin``), one part each by time,
+  so that a save rewrites only the parts that changed; any mix of old and new parts after a crash holds only
+  events that were delivered. Created by the stack (the forwarder may not create objects), written through the
+  pod's service account with optimistic concurrency (resourceVersion), fenced by the Lease when replicas share
+  it. On EKS every write is itself an audit event in the log the forwarder reads: ``self_writes`` says what
+  those look like, so the policy can tell them apart.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .checkpoint_codec import (
+    HASH_SHARDS,
     Checkpoint,
     CodecError,
     Positions,
@@ -40,6 +43,9 @@ from .checkpoint_codec import (
     decode_remembered,
     encode_positions,
     encode_remembered,
+    fingerprint,
+    merge_remembered,
+    split_remembered,
 )
 from .clock import Clock, SystemClock
 from .kube import SERVICE_ACCOUNT_DIR, KubeApi, KubeError
@@ -71,6 +77,8 @@ class Saved:
     """What went to the store (request body or file size)."""
     hashes_dropped: int = 0
     """Remembered hashes left out so the part fits (oldest first)."""
+    pending: bool = False
+    """Changes left for the next save (the store writes at most its byte budget at once)."""
 
 
 class CheckpointStore(Protocol):
@@ -91,11 +99,15 @@ class CheckpointStore(Protocol):
     def save_remembered(self, remembered: Remembered) -> Saved: ...
 
 
-def _decode(positions: bytes, remembered: bytes | None, where: str, hint: str) -> Checkpoint:
+def _decode_positions(positions: bytes, where: str, hint: str) -> Positions:
     try:
-        decoded = decode_positions(positions)
+        return decode_positions(positions)
     except CodecError as exc:
         raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
+
+
+def _decode(positions: bytes, remembered: bytes | None, where: str, hint: str) -> Checkpoint:
+    decoded = _decode_positions(positions, where, hint)
     hashes: Remembered | None = None
     if remembered:
         try:
@@ -189,17 +201,25 @@ class FileCheckpointStore:
 
 POSITIONS_KEY = "positions.json"
 HASHES_KEY = "hashes.bin"
-HASHES_SUFFIX = "-hashes"
+HASHES_SUFFIX = "-hashes-"
+"""Part ``i`` of the remembered hashes is ConfigMap NAME + HASHES_SUFFIX + ``i`` (checkpoint_codec.shard_of)."""
 V1_KEY = "checkpoint.json.zlib"
 """The single key of the version 1 checkpoint (read for its positions on upgrade)."""
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
 HOLDER_ANNOTATION = "falco-eks-forwarder/lease-holder"
+# Only on a ConfigMap the forwarder creates itself; one the stack created keeps the labels it has.
+CREATED_LABELS = {"app.kubernetes.io/managed-by": "falco-eks-forwarder"}
 # A ConfigMap's data must stay under 1 MiB (the API server's check on data + binaryData); leave room.
 DEFAULT_CONFIGMAP_MAX_BYTES = 900 * 1024
 # The remembered hashes are saved so that their requests stay under this many bytes a minute on average.
 REMEMBERED_BYTES_PER_MINUTE = 900 * 1024
 CONFLICT_RETRY = Backoff(initial_seconds=0.05, max_seconds=1.0)
 CONFLICT_ATTEMPTS = 4
+
+
+def hashes_names(name: str) -> tuple[str, ...]:
+    """The ConfigMaps of the remembered hashes of checkpoint ConfigMap ``name``, part 0 first."""
+    return tuple(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))
 
 
 class FencedError(CheckpointError):
@@ -228,23 +248,37 @@ def term_of(doc: Mapping[str, Any] | None) -> Term | None:
 
 
 class _ConflictError(Exception):
-    pass
+    """Written meanwhile, or deleted: try again (the current version, or the object itself, is fetched first)."""
+
+
+Stored = tuple[str, str, frozenset[tuple[int, int]]]
+"""What a part of the remembered hashes holds: (log group, stream prefix, checkpoint_codec.fingerprint)."""
 
 
 class ConfigMapCheckpointStore:
-    """The two parts in two ConfigMaps, through the pod's service account (kube.py).
+    """The positions in ConfigMap NAME, the remembered hashes in HASH_SHARDS ConfigMaps NAME-hashes-<i> by time
+    (checkpoint_codec.py), through the pod's service account (kube.py).
 
-    Needs RBAC ``get`` and ``update`` on ``configmaps`` named NAME and NAME-hashes, and ``create`` on
-    ``configmaps`` in the namespace (RBAC cannot limit ``create`` by name). Updates carry the
-    resourceVersion last seen.
+    The stack creates them, empty (an empty ConfigMap is no checkpoint yet), and grants ``get`` and ``update`` on
+    these names only: RBAC cannot limit ``create`` by name. Where the service account may create them (an older
+    stack, ``kubectl proxy``), a missing one is created empty; where not, the error names it and what to do. Every
+    write replaces the object (PUT) with the resourceVersion last seen, keeping its labels and annotations (the
+    stack's) and changing only the data and this forwarder's annotations, as field manager ``falco-eks-forwarder``.
 
-    Without ``fence`` this forwarder is the only writer: on 409 Conflict the current version is fetched
-    and the write repeated. With ``fence`` (a Lease, lease.py) several replicas share the checkpoint and it
-    is fenced: every write carries the writer's term (the Lease's transitions counter when it acquired it)
-    in an annotation, a new holder first rewrites both ConfigMaps in its term (``claim``), and a write that
-    conflicts with one of a newer term raises FencedError instead of being repeated. So once the new
-    holder has claimed the checkpoint, nothing a deposed holder sends can overwrite it, however late it
-    arrives (a pause, a partition, a process stopped between its check and its write).
+    A save of the remembered hashes writes only the parts whose buckets changed since this store last wrote or read
+    them: at a steady rate the newest one or two, after a takeover none until something changes; and at most a
+    minute's byte budget of them at once, newest first (the rest at the next save).
+
+    Without ``fence`` this forwarder is the only writer: on 409 Conflict the current version is fetched and the
+    write repeated. With ``fence`` (a Lease, lease.py) several replicas share the checkpoint and it is fenced:
+    every write carries the writer's term (the Lease's transitions counter when it acquired it) in an annotation,
+    a new holder first rewrites the positions in its term (``claim``), and a write that conflicts with the
+    positions of another term raises FencedError instead of being repeated. So once the new holder has claimed the
+    checkpoint, nothing a deposed holder sends can overwrite the positions, however late it arrives (a pause, a
+    partition, a process stopped between its check and its write). A late write of a part of the remembered
+    hashes can land (the new holder does not rewrite them when it claims): it holds only events the deposed holder
+    delivered, so it costs at most duplicates after a restart, and the new holder writes over it when it saves
+    that part.
     """
 
     remembered_bytes_per_minute: int | None = REMEMBERED_BYTES_PER_MINUTE
@@ -267,7 +301,7 @@ class ConfigMapCheckpointStore:
     ) -> None:
         self.namespace = namespace
         self.name = name
-        self.hashes_name = name + HASHES_SUFFIX
+        self.hashes_names = hashes_names(name)
         self.max_bytes = max_bytes
         self._clock = clock if clock is not None else SystemClock()
         self.fence = fence
@@ -278,9 +312,13 @@ class ConfigMapCheckpointStore:
             except KubeError as exc:
                 raise CheckpointError(f"configmap:{namespace}/{name}: {exc}") from exc
         self.api = api
-        self._versions: dict[str, str | None] = {}
-        objects = (("configmaps", namespace, name), ("configmaps", namespace, self.hashes_name), *also_own)
-        self.self_writes: SelfWrites | None = SelfWrites(objects, api.username)
+        self._seen: dict[str, dict[str, Any]] = {}
+        """The last version of each ConfigMap read or written: its resourceVersion, and the metadata a write keeps."""
+        self._stored: list[Stored | None] = [None] * HASH_SHARDS
+        """What each part of the remembered hashes holds in the store, as far as this store knows (None: nothing
+        known, written as soon as it has buckets)."""
+        objects = tuple(("configmaps", namespace, n) for n in (name, *self.hashes_names))
+        self.self_writes: SelfWrites | None = SelfWrites((*objects, *also_own), api.username)
 
     def _path(self, name: str | None = None) -> str:
         return self.api.path("api/v1", self.namespace, "configmaps", name)
@@ -294,77 +332,114 @@ class ConfigMapCheckpointStore:
     def _fail(self, method: str, name: str, status: int, doc: Mapping[str, Any]) -> CheckpointError:
         hint = ""
         if status in (401, 403):
-            hint = (f" (the service account needs get and update on configmaps {self.name} and {self.hashes_name}, "
-                    "and create on configmaps, in this namespace)")
+            hint = (f" (the service account needs get and update on it: the AuditForwarder component of the same "
+                    f"version grants them on {self.name} and {self.name}{HASHES_SUFFIX}0 to {HASH_SHARDS - 1})")
         return CheckpointError(
-            f"{method} configmap {self.namespace}/{name}: HTTP {status} {doc.get('message', '')}{hint}".rstrip()
+            f"{method} configmap {self.namespace}/{name}: HTTP {status} {doc.get('message', '')}".rstrip() + hint
         )
+
+    # --- the objects ------------------------------------------------------------------------------------
 
     def _get(self, name: str) -> dict[str, Any] | None:
         status, doc = self._request("GET", self._path(name))
         if status == 404:
-            self._versions[name] = None
+            self._seen.pop(name, None)
             return None
         if status != 200:
             raise self._fail("GET", name, status, doc)
-        self._versions[name] = doc.get("metadata", {}).get("resourceVersion")
+        self._seen[name] = doc
         return doc
 
-    def _decode(self, doc: Mapping[str, Any] | None, hashes_doc: Mapping[str, Any] | None) -> Checkpoint | None:
-        if doc is None:
-            return None
-        data, binary = doc.get("data") or {}, doc.get("binaryData") or {}
+    def _create(self, name: str) -> dict[str, Any]:
+        """Create ConfigMap ``name`` empty, as the stack does; a clear error where this service account may not."""
+        body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": name, "namespace": self.namespace, "labels": dict(CREATED_LABELS)}}, separators=(",", ":"))
+        status, doc = self._request("POST", self._path(), body.encode())
+        if status == 201:
+            self._seen[name] = doc
+            return doc
+        if status == 409 and (found := self._get(name)) is not None:
+            return found  # created meanwhile
+        if status in (401, 403):
+            raise CheckpointError(
+                f"configmap {self.namespace}/{name} does not exist, and this service account may not create it: the "
+                f"stack creates it (deleted by hand? pulumi up --refresh creates it again), or create it empty: "
+                f"kubectl -n {self.namespace} create configmap {name}")
+        raise self._fail("POST", name, status, doc)
+
+    def _ensure(self, name: str) -> dict[str, Any]:
+        doc = self._get(name)
+        return doc if doc is not None else self._create(name)
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def _decode(self, doc: Mapping[str, Any] | None, parts: list[dict[str, Any] | None]) -> Checkpoint | None:
         where = f"configmap {self.namespace}/{self.name}"
-        hint = "delete the ConfigMap to start afresh"
+        hint = "replace its data with nothing to start afresh"
+        remembered: list[Remembered] = []
+        for i, part in enumerate(parts):
+            self._stored[i] = None
+            raw = ((part or {}).get("binaryData") or {}).get(HASHES_KEY)
+            if raw is None:
+                continue
+            try:
+                decoded = decode_remembered(base64.b64decode(raw))
+            except (ValueError, binascii.Error) as exc:
+                # Only duplicates depend on it: say so and go on without (rewritten when it has buckets again).
+                log.warning("remembered hashes unreadable; events of their time may be sent again",
+                            extra={"where": f"configmap {self.namespace}/{self.hashes_names[i]}", "error": str(exc)})
+                continue
+            self._stored[i] = (decoded.log_group, decoded.stream_prefix, fingerprint(decoded))
+            remembered.append(decoded)
+        data, binary = (doc or {}).get("data") or {}, (doc or {}).get("binaryData") or {}
         if POSITIONS_KEY in data:
-            positions = str(data[POSITIONS_KEY]).encode()
+            raw_positions = str(data[POSITIONS_KEY]).encode()
         elif V1_KEY in binary:
             try:
-                positions = zlib.decompress(base64.b64decode(binary[V1_KEY]))
+                raw_positions = zlib.decompress(base64.b64decode(binary[V1_KEY]))
             except (ValueError, binascii.Error, zlib.error) as exc:
                 raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
         else:
-            return None
-        hashes = None
-        if hashes_doc is not None and HASHES_KEY in (hashes_doc.get("binaryData") or {}):
-            try:
-                hashes = base64.b64decode(hashes_doc["binaryData"][HASHES_KEY])
-            except (ValueError, binascii.Error):
-                hashes = None
-        return _decode(positions, hashes, where, hint)
+            return None  # missing, or empty as the stack creates it: no checkpoint yet
+        positions = _decode_positions(raw_positions, where, hint)
+        ours = (positions.log_group, positions.stream_prefix)
+        own = [r for r in remembered if (r.log_group, r.stream_prefix) == ours]
+        return Checkpoint(positions, merge_remembered(own))
 
     def load(self) -> Checkpoint | None:
-        doc = self._get(self.name)
-        return None if doc is None else self._decode(doc, self._get(self.hashes_name))
+        """The checkpoint as stored (a missing ConfigMap counts as empty); creates and writes nothing."""
+        return self._decode(self._get(self.name), [self._get(n) for n in self.hashes_names])
 
     def claim(self) -> Checkpoint | None:
-        """Load the checkpoint and rewrite both ConfigMaps, unchanged, in this holder's term: from then on a
-        deposed holder's writes fail. If one of its writes slips in first, load and claim again."""
-        if self.fence is None:
-            return self.load()
+        """Load the checkpoint, creating a missing ConfigMap where allowed (else an error naming it); with a Lease,
+        rewrite the positions, unchanged, in this holder's term: from then on a deposed holder's writes of them
+        fail. If one of its writes slips in first, load and claim again. The remembered hashes are read, not
+        rewritten (a takeover writes no hashes until they change)."""
         for _ in range(CONFLICT_ATTEMPTS):
-            docs = {name: self._get(name) for name in (self.name, self.hashes_name)}
-            try:
-                for name, doc in docs.items():
-                    if doc is not None:
-                        self._write(name, doc.get("data") or {}, doc.get("binaryData") or {}, claiming=True)
-            except _ConflictError:
-                continue
-            return self._decode(docs[self.name], docs[self.hashes_name])
+            doc = self._ensure(self.name)
+            parts: list[dict[str, Any] | None] = [self._ensure(n) for n in self.hashes_names]
+            if self.fence is not None:
+                try:
+                    self._write(self.name, doc.get("data") or {}, doc.get("binaryData") or {}, claiming=True)
+                except _ConflictError:
+                    continue
+            return self._decode(doc, parts)
         raise CheckpointError(f"configmap {self.namespace}/{self.name}: still conflicting after "
                               f"{CONFLICT_ATTEMPTS} attempts to claim it")
 
+    # --- writing ------------------------------------------------------------------------------------------
+
     def _body(self, name: str, data: Mapping[str, str], binary: Mapping[str, str], term: Term | None) -> bytes:
-        metadata: dict[str, Any] = {
-            "name": name,
-            "namespace": self.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "falco-eks-forwarder"},
-        }
+        seen = self._seen[name].get("metadata") or {}
+        metadata: dict[str, Any] = {"name": name, "namespace": self.namespace}
+        for key in ("labels", "annotations"):
+            if seen.get(key):
+                metadata[key] = dict(seen[key])
         if term is not None:
-            metadata["annotations"] = {TERM_ANNOTATION: str(term.number), HOLDER_ANNOTATION: term.holder}
-        version = self._versions.get(name)
-        if version is not None:
-            metadata["resourceVersion"] = version
+            metadata["annotations"] = {**metadata.get("annotations", {}), TERM_ANNOTATION: str(term.number),
+                                       HOLDER_ANNOTATION: term.holder}
+        if seen.get("resourceVersion"):
+            metadata["resourceVersion"] = seen["resourceVersion"]
         doc: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
         if data:
             doc["data"] = dict(data)
@@ -373,35 +448,39 @@ class ConfigMapCheckpointStore:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _write(self, name: str, data: Mapping[str, str], binary: Mapping[str, str], claiming: bool = False) -> int:
-        """One create or replace of ConfigMap ``name``: its bytes, or _ConflictError (the current version is then
-        known), or FencedError when the ConfigMap now belongs to another term."""
+        """One replace of ConfigMap ``name``: its bytes, or _ConflictError (the current version is then known), or
+        FencedError when the checkpoint now belongs to another term."""
         term = self.fence() if self.fence is not None else None
+        if name not in self._seen:
+            self._ensure(name)
         body = self._body(name, data, binary, term)
-        exists = self._versions.get(name) is not None
-        method = "PUT" if exists else "POST"
-        status, doc = self._request(method, self._path(name) if exists else self._path(), body)
-        if status in (200, 201):
-            self._versions[name] = doc.get("metadata", {}).get("resourceVersion")
+        status, doc = self._request("PUT", self._path(name), body)
+        if status == 200:
+            self._seen[name] = doc
             return len(body)
-        if status == 404 and exists:  # deleted under us: create it again
-            self._versions[name] = None
+        if status == 404:  # deleted under us: created again (where allowed) at the next attempt
+            self._seen.pop(name, None)
             raise _ConflictError
         if status != 409:
-            raise self._fail(method, name, status, doc)
-        # Written meanwhile (or created before our first load): take its version, unless another term wrote it.
-        # Once a holder has claimed the checkpoint only it can write (everyone else's resourceVersion is stale), so
-        # a write of another term means a newer holder claimed it: stop. Not "a higher term": a deleted Lease is
-        # created again from term 0. Only a claim overwrites another term's write (a deposed holder's, late).
+            raise self._fail("PUT", name, status, doc)
+        # Written meanwhile: take its version, unless another term owns the checkpoint now. Once a holder has claimed
+        # it, only it can write the positions (everyone else's resourceVersion is stale), so positions of another term
+        # mean a newer holder claimed them: stop. Not "a higher term": a deleted Lease is created again from term 0.
+        # Only a claim overwrites another term's positions (a deposed holder's, late); anyone's late part of the
+        # hashes is overwritten by the holder.
         current = self._get(name)
-        stored = term_of(current)
-        if term is not None and not claiming and stored is not None and stored != term:
-            raise FencedError(f"configmap {self.namespace}/{name} was written by {stored.holder or 'another replica'} "
-                              f"in term {stored.number} of the Lease (this replica's term is {term.number}): it no "
-                              "longer holds the Lease")
+        if term is not None and not claiming:
+            positions = current if name == self.name else self._get(self.name)
+            owner = term_of(positions)
+            if owner is not None and owner != term:
+                who = owner.holder or "another replica"
+                raise FencedError(f"configmap {self.namespace}/{self.name} was written by {who} in term "
+                                  f"{owner.number} of the Lease (this replica's term is {term.number}): it no longer "
+                                  "holds the Lease")
         raise _ConflictError
 
     def _put(self, name: str, data: dict[str, str], binary: dict[str, str]) -> int:
-        """Create or replace ConfigMap ``name``; the bytes of the request that succeeded."""
+        """Replace ConfigMap ``name``; the bytes of the request that succeeded."""
         retrier = Retrier(CONFLICT_RETRY, self._clock, log, max_attempts=CONFLICT_ATTEMPTS)
         while True:
             try:
@@ -418,8 +497,24 @@ class ConfigMapCheckpointStore:
         return Saved(self._put(self.name, {POSITIONS_KEY: encode_positions(positions).decode()}, {}))
 
     def save_remembered(self, remembered: Remembered) -> Saved:
-        data, _, dropped = encode_remembered(remembered, self.max_bytes)
-        written = self._put(self.hashes_name, {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
+        """Write the parts whose buckets changed, the newest first, until a minute's byte budget is written (at least
+        one part); the others are left for the next save (Saved.pending). Saved(0): none changed."""
+        changed: list[tuple[int, int, Remembered, Stored]] = []
+        for i, part in enumerate(split_remembered(remembered)):
+            now = (part.log_group, part.stream_prefix, fingerprint(part))
+            stored = self._stored[i]
+            if (not part.buckets) if stored is None else (stored[:2] == now[:2] and now[2] <= stored[2]):
+                continue  # nothing new in it: unchanged, or only buckets forgotten since
+            changed.append((max((b.start_ms for b in part.buckets), default=0), i, part, now))
+        changed.sort(reverse=True)
+        written = dropped = 0
+        for _, i, part, now in changed:
+            if written >= REMEMBERED_BYTES_PER_MINUTE:
+                return Saved(written, dropped, pending=True)
+            data, _, lost = encode_remembered(part, self.max_bytes)
+            written += self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
+            dropped += lost
+            self._stored[i] = now
         return Saved(written, dropped)
 
 

@@ -11,6 +11,14 @@ own encoding:
   ``bucket_ms`` and per bucket ``[start_ms, hashes, events, bytes]``), then the packed hashes in bucket
   order. Random 64-bit hashes do not compress: none is attempted.
 
+The remembered hashes may be kept in ``HASH_SHARDS`` parts by time (a ConfigMap each, checkpoint.py): a bucket
+belongs to part ``(start_ms // SHARD_MS) % HASH_SHARDS``, so the buckets of the last two minutes share one part and
+a save rewrites only the parts whose buckets changed (at a steady rate, the newest one or two), not every
+remembered hash. Each part is an ordinary remembered-hashes encoding of its buckets; ``merge_remembered`` joins
+them again. The parts wrap around every ``HASH_SHARDS x SHARD_MS`` (14 minutes, more than the 11 minutes a bucket
+stays open with the default lateness window): a part is rewritten over its buckets of the round before, by then
+forgotten. A longer window only makes the parts larger.
+
 A version 1 checkpoint (one document of segments, from earlier forwarders) is read for its positions:
 every stage resumes from its oldest open segment; its hashes are not carried over, so the events of
 that window are sent once more after the upgrade, never lost.
@@ -29,6 +37,8 @@ FORMAT_VERSION = 2
 SOURCE_CLOUDWATCH_POLL = "cloudwatch-poll"
 MAGIC = b"FWDHASH2"
 HASH_BYTES = 8
+HASH_SHARDS = 7
+SHARD_MS = 120_000
 
 
 class CodecError(ValueError):
@@ -176,3 +186,42 @@ def decode_remembered(data: bytes) -> Remembered:
                           _int(header["bucket_ms"], "bucket_ms"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(str(exc)) from exc
+
+
+# --- remembered hashes in parts by time -------------------------------------------------------------
+
+
+def shard_of(bucket_start_ms: int) -> int:
+    """The part (0 to HASH_SHARDS - 1) that keeps the bucket starting at ``bucket_start_ms``."""
+    return (bucket_start_ms // SHARD_MS) % HASH_SHARDS
+
+
+def split_remembered(remembered: Remembered) -> list[Remembered]:
+    """``remembered`` in HASH_SHARDS parts by time (shard_of); a part without buckets is empty."""
+    parts: list[list[BucketState]] = [[] for _ in range(HASH_SHARDS)]
+    for bucket in remembered.buckets:
+        parts[shard_of(bucket.start_ms)].append(bucket)
+    return [Remembered(remembered.log_group, remembered.stream_prefix, tuple(part), remembered.bucket_ms)
+            for part in parts]
+
+
+def merge_remembered(parts: list[Remembered]) -> Remembered | None:
+    """The parts joined again, oldest bucket first (None without any); of a bucket found twice (parts written under
+    other settings) the copy with more hashes."""
+    if not parts:
+        return None
+    buckets: dict[int, BucketState] = {}
+    for part in parts:
+        for bucket in part.buckets:
+            known = buckets.get(bucket.start_ms)
+            if known is None or len(bucket.hashes) > len(known.hashes):
+                buckets[bucket.start_ms] = bucket
+    first = parts[0]
+    return Remembered(first.log_group, first.stream_prefix, tuple(buckets[s] for s in sorted(buckets)),
+                      first.bucket_ms)
+
+
+def fingerprint(remembered: Remembered) -> frozenset[tuple[int, int]]:
+    """What a part holds, as (bucket start, hashes): a bucket's hashes only grow (ledger.py), so a part needs no
+    write while every pair of the ledger's is in the stored one's (unchanged, or only buckets forgotten since)."""
+    return frozenset((b.start_ms, len(b.hashes) // HASH_BYTES) for b in remembered.buckets)

@@ -82,12 +82,19 @@ class LeaseSpec:
     name: str
 
 
+# The first start (no checkpoint yet) reads back this far: the audit log written while the lab came up (the
+# cluster, its nodes and Falco come before the forwarder, 10 to 25 minutes; Helm may wait 10 more), or before the
+# forwarder was added to a running cluster. The source bounds it: CloudWatch holds what its retention keeps, and
+# Kinesis starts a shard at its oldest record when the time is older (GetShardIterator, AT_TIMESTAMP).
+DEFAULT_LOOKBACK_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class StartAt:
     """Where to start reading when there is no checkpoint yet."""
 
-    kind: Literal["now", "ago", "time"] = "now"
-    seconds_ago: float = 0.0
+    kind: Literal["now", "ago", "time"] = "ago"
+    seconds_ago: float = DEFAULT_LOOKBACK_SECONDS
     """For ``ago``: how far before the start of the process."""
     epoch_ms: int = 0
     """For ``time``: an absolute instant, in milliseconds since the epoch."""
@@ -110,7 +117,7 @@ class RunConfig:
     falco_url: str
     """The k8saudit webhook, e.g. ``http://falco-k8saudit-webhook:9765/k8s-audit``."""
     region: str | None = None
-    """AWS Region; ``None`` leaves it to boto3's standard chain (AWS_REGION, profile, IMDS)."""
+    """AWS Region; ``None`` leaves it to boto3's chain (AWS_DEFAULT_REGION, the profile's region)."""
     stream_prefix: str = DEFAULT_STREAM_PREFIX
     checkpoint: CheckpointSpec | None = None
     start_at: StartAt = field(default_factory=StartAt)
@@ -199,11 +206,13 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--source", "SPEC",
             "cloudwatch (poll the log group with FilterLogEvents) or kinesis:STREAM_ARN (read the log group's "
             "subscription records from that Kinesis Data Stream)", "cloudwatch"),
-    _Option("--region", "REGION", "AWS Region (default: the stream ARN's, else boto3's chain, e.g. AWS_REGION)"),
+    _Option("--region", "REGION", "AWS Region (default: the stream ARN's, else AWS_REGION, else boto3's chain: "
+            "AWS_DEFAULT_REGION, the profile's region)"),
     _Option("--stream-prefix", "PREFIX", "read every log stream whose name starts with this", DEFAULT_STREAM_PREFIX),
     _Option("--checkpoint", "SPEC", "file:PATH or configmap:NAMESPACE/NAME (default: no checkpoint)"),
-    _Option("--start-at", "WHEN", "first start without checkpoint: now, a duration ago (30m, 2h, 90s), or RFC3339",
-            "now"),
+    _Option("--start-at", "WHEN", "where the first start (no checkpoint yet) reads from: now, a duration ago (30m, 2h, "
+            "90s), or an RFC3339 time; the source keeps what it keeps (CloudWatch: the log group's retention; Kinesis: "
+            "the stream's, from its oldest record)", f"{DEFAULT_LOOKBACK_SECONDS // 60}m"),
     _Option("--poll-interval", "SECONDS", "pause between polls once caught up", "2"),
     _Option("--max-lateness", "SECONDS", "events arriving up to this long after their timestamp are delivered", "600"),
     _Option("--max-requests-per-second", "RATE", "hard cap on CloudWatch API calls per second", "3"),
@@ -223,8 +232,9 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
             "deliveries in flight at once, each on its own keep-alive connection, spread over every address the "
             f"--falco-url host resolves to (1 to {MAX_FALCO_CONNECTIONS})", "1"),
     _Option("--lease", "NAMESPACE/NAME",
-            "run as one of several replicas: only the holder of this coordination.k8s.io Lease (created if missing) "
-            "reads, delivers and writes the checkpoint; needs --checkpoint configmap:... (default: one replica)"),
+            "run as one of several replicas: only the holder of this coordination.k8s.io Lease (the stack creates it; "
+            "created here if missing, where allowed) reads, delivers and writes the checkpoint; needs --checkpoint "
+            "configmap:... (default: one replica)"),
     _Option("--lease-duration", "SECONDS", "a standby takes over at most this long after the holder stops renewing",
             f"{DEFAULT_LEASE_DURATION_SECONDS:g}"),
     _Option("--lease-identity", "ID", "this replica's name in the Lease (default: POD_NAME, else the host name)"),
@@ -550,7 +560,7 @@ def _kube_api_url(values: _Values) -> str | None:
 def _start_at(values: _Values) -> StartAt:
     text = values.required("start_at")
     if text.lower() == "now":
-        return StartAt(kind="now")
+        return StartAt(kind="now", seconds_ago=0.0)
     if _DURATION.fullmatch(text):
         return StartAt(kind="ago", seconds_ago=parse_duration(text))
     try:
@@ -561,6 +571,17 @@ def _start_at(values: _Values) -> StartAt:
             f"must be 'now', a duration ago such as 30m, 2h or 90s, or an RFC3339 time such as "
             f"2024-05-01T12:00:00Z, got {text!r}",
         )
+
+
+def _aws_region(environ: Mapping[str, str]) -> str | None:
+    """AWS_REGION, which the AWS CLI and the other SDKs read and boto3 does not (boto/boto3#3620); None when unset
+    (boto3's chain then: AWS_DEFAULT_REGION, the profile's region)."""
+    region = environ.get("AWS_REGION", "").strip()
+    if not region:
+        return None
+    if not _REGION.fullmatch(region):
+        raise ConfigError("AWS_REGION", f"must be an AWS Region such as us-west-2, got {region!r}")
+    return region
 
 
 def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
@@ -575,7 +596,7 @@ def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
         if source.region is not None and region != source.region:
             values.fail("region", f"is {region} but the Kinesis stream is in {source.region} (leave --region out)")
     else:
-        region = source.region
+        region = source.region or _aws_region(environ)
     prefix = values.required("stream_prefix")
     if len(prefix) > 512 or ":" in prefix or "*" in prefix:
         values.fail("stream_prefix", f"must be 1-512 characters without ':' or '*', got {prefix!r}")

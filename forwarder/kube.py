@@ -21,6 +21,8 @@ from urllib.parse import quote
 import urllib3
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+FIELD_MANAGER = "falco-eks-forwarder"
+"""How the forwarder's writes are named in an object's managedFields (the API server would take the User-Agent)."""
 
 
 class KubeError(Exception):
@@ -98,6 +100,8 @@ class KubeApi:
         kwargs: dict[str, Any] = {}
         if timeout_seconds is not None:
             kwargs["timeout"] = urllib3.Timeout(total=timeout_seconds)
+        if method in ("POST", "PUT", "PATCH"):
+            path += f"?fieldManager={FIELD_MANAGER}"
         try:
             response = self._http.request(method, self.url + path, body=data, headers=self._headers(), **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -15,9 +15,13 @@ That keeps two replicas from delivering at once when clocks and networks behave;
 not rely on it: every write carries the holder's *term* (``leaseTransitions`` when it acquired the
 Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint.py).
 
-On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. A
-deleted Lease ends the holder's term at its next renewal; a standby creates it anew (from term 0), once it
-has not been seen for the duration, as if it had expired.
+On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. The
+stack creates the Lease with an empty spec (free: the first standby takes it at once) and grants only ``get``
+and ``update`` on it; every write replaces it with the resourceVersion last seen, keeping its labels and
+annotations. A deleted Lease ends the holder's term at its next renewal; a standby that saw it takes it again
+(created anew where the service account may create it, from term 0; else once the stack has created it again)
+only once it has not been seen for the duration, as if it had expired. Where it may not be created, the log says
+so at the first look and every LOG_EVERY-th, naming the Lease and what to do.
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ class LeaseElector:
         """resourceVersion of our last successful write while holding."""
         self._seen: tuple[str | None, float] = (None, 0.0)
         """A standby's last observation: (resourceVersion, monotonic time of the read that first saw it)."""
+        self._free_after: float | None = None
+        """After a deletion this standby saw: when the Lease it last saw would have expired (monotonic). A Lease
+        created again meanwhile, free, is taken only then: its last holder may still believe it holds."""
+        self._metadata: dict[str, Any] = {}
+        """Labels and annotations of the Lease as last seen (the stack's): every write keeps them."""
         self._renew_failures = 0
         self._look_failures = 0
         """A standby's failed looks in a row (logged at the first and every LOG_EVERY-th)."""
@@ -140,9 +149,14 @@ class LeaseElector:
                  ) -> tuple[int, dict[str, Any]]:
         return self.api.request(method, self._path(named), body, timeout_seconds=self._timeout)
 
+    def _keep(self, doc: dict[str, Any]) -> None:
+        """Remember the labels and annotations of the Lease as the API server returned it."""
+        metadata = doc.get("metadata") or {}
+        self._metadata = {key: dict(metadata[key]) for key in ("labels", "annotations") if metadata.get(key)}
+
     def _body(self, version: str | None, transitions: int, holder: str | None) -> dict[str, Any]:
         now = micro_time(self.clock.time())
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace, **self._metadata}
         if version is not None:
             metadata["resourceVersion"] = version
         spec: dict[str, Any] = {"leaseDurationSeconds": math.ceil(self.duration),
@@ -162,17 +176,21 @@ class LeaseElector:
                 if wait > 0:
                     return wait
                 self._acquired_at = ""
+                self._metadata = {}
                 status, doc = self._request("POST", self._body(None, 0, self.identity), named=False)
                 if status == 201:
                     self._acquired(doc, started)
                     return self.renew_every
-                if status != 409:  # 409: created by another replica first
+                if status in (401, 403):
+                    self._missing()
+                elif status != 409:  # 409: created by another replica first
                     self._refused("POST", status, doc)
                 return self.poll
             if status != 200:
                 self._refused("GET", status, doc)
                 return self.poll
             self._look_failures = 0
+            self._keep(doc)
             metadata, spec = doc.get("metadata") or {}, doc.get("spec") or {}
             version = metadata.get("resourceVersion")
             if version != self._seen[0]:
@@ -182,8 +200,14 @@ class LeaseElector:
             holder = spec.get("holderIdentity") or None
             expires_in = self._expires_in(float(spec.get("leaseDurationSeconds") or self.duration))
             if holder is not None and expires_in > 0:
+                self._free_after = None  # held by someone live: its own expiry is what counts
                 return min(self.poll, expires_in)
-            transitions = int(spec.get("leaseTransitions") or 0) + 1
+            if holder is None and self._free_after is not None:
+                left = self._free_after - self.clock.monotonic()
+                if left > 0:
+                    return min(self.poll, left)  # created again after a deletion: wait as if it had expired
+            # A new term; a Lease never held (the stack's, with an empty spec) starts at 0, as one created here does.
+            transitions = int(spec.get("leaseTransitions") or 0) + 1 if "leaseTransitions" in spec else 0
             self._acquired_at = ""
             status, doc = self._request("PUT", self._body(version, transitions, self.identity))
             if status == 200:
@@ -206,6 +230,7 @@ class LeaseElector:
         if self._seen[0] is None:
             return 0.0  # never seen: a first start, nobody can hold it
         left = self._expires_in(self.duration)
+        self._free_after = self.clock.monotonic() + left  # when it would have expired, had it stayed
         return min(self.poll, left) if left > 0 else 0.0
 
     def _expires_in(self, duration: float) -> float:
@@ -224,6 +249,8 @@ class LeaseElector:
         spec = doc.get("spec") or {}
         term = Term(int(spec.get("leaseTransitions") or 0), self.identity)
         self._acquired_at = str(spec.get("acquireTime") or "")
+        self._free_after = None
+        self._keep(doc)
         with self._cond:
             self._term = term
             self._version = (doc.get("metadata") or {}).get("resourceVersion")
@@ -256,6 +283,7 @@ class LeaseElector:
                 spec = doc.get("spec") or {}
                 if status == 200 and spec.get("holderIdentity") == self.identity and int(
                         spec.get("leaseTransitions") or 0) == term.number:
+                    self._keep(doc)
                     with self._cond:
                         self._version = (doc.get("metadata") or {}).get("resourceVersion")
                     return 0.0
@@ -265,6 +293,7 @@ class LeaseElector:
                 raise KubeError(f"PUT lease: HTTP {status} {doc.get('message', '')}".rstrip())
         except KubeError as exc:
             return self._renew_failed(str(exc))
+        self._keep(doc)
         with self._cond:
             if self._term != term:
                 return 0.0  # stepped down meanwhile
@@ -307,13 +336,20 @@ class LeaseElector:
         if callback is not None:
             callback()
 
+    def _missing(self) -> None:
+        """The Lease does not exist and this service account may not create it (the stack creates it)."""
+        if self._look_failed():
+            log.error(f"Lease {self.namespace}/{self.name} does not exist, and this service account may not create it: "
+                      "the stack creates it (deleted by hand? pulumi up --refresh creates it again); standing by",
+                      extra={"lease": f"{self.namespace}/{self.name}", "attempt": self._look_failures})
+
     def _refused(self, method: str, status: int, doc: dict[str, Any]) -> None:
         if not self._look_failed():
             return
         hint = ""
         if status in (401, 403):
-            hint = (f" (the service account needs get and update on leases {self.name} and create on leases, in "
-                    f"namespace {self.namespace})")
+            hint = (f" (the service account needs get and update on leases {self.name} in namespace "
+                    f"{self.namespace}: the AuditForwarder component grants them)")
         log.error("the Kubernetes API refused a Lease request; retrying", extra={
             "lease": f"{self.namespace}/{self.name}", "method": method, "status": status,
             "error": f"{doc.get('message', '')}{hint}", "attempt": self._look_failures})

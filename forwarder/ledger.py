@@ -13,7 +13,8 @@ forgotten once the retention positions (the oldest reads) have confirmed past it
 return its events again (events of a forgotten bucket are then refused). A source without
 retention positions trims old buckets itself (``trim_before``): memory only, a later copy
 of such an event is then let through. Acknowledged hashes are also kept packed, per bucket,
-for the checkpoint (a restart must never take an unacknowledged event for delivered).
+for the checkpoint (a restart must never take an unacknowledged event for delivered), except those of
+the forwarder's own checkpoint writes (see Bucket.acked).
 
 Acknowledgements: every event handed out gets a sequence number; the *watermark* is the lowest one
 not yet acknowledged. An advance made when the next number was ``m`` is confirmed when the
@@ -71,7 +72,9 @@ class Bucket:
         self.seen = HashSet()
         """Hashes of every event handed out (pending, acknowledged or skipped)."""
         self.acked = bytearray()
-        """Packed hashes of the acknowledged ones: the checkpoint's part."""
+        """Packed hashes of the acknowledged ones: the checkpoint's part. Not of the forwarder's own checkpoint
+        writes read back (EventKey.material False): were they kept, every save would leave a part of the hashes
+        changed for the next, and after a restart they cost only a handful of events sent again."""
         self.events = 0
         self.bytes = 0
         """Size of those events as CloudWatch pages count it (message + EVENT_OVERHEAD_BYTES)."""
@@ -246,8 +249,9 @@ class Ledger:
             done = self._done
             done.update(map(_seq, keys))
             for key in keys:
-                ts = key.timestamp_ms
-                by_bucket.setdefault(ts - ts % BUCKET_MS, []).append(key.hash)
+                if key.material:  # the forwarder's own checkpoint writes, read back, are not kept for a restart
+                    ts = key.timestamp_ms
+                    by_bucket.setdefault(ts - ts % BUCKET_MS, []).append(key.hash)
             self.material_acks += sum(map(_material, keys))
             self.acks += len(keys)
             for start, hashes in by_bucket.items():

@@ -2,15 +2,22 @@
 
 All metrics live on one injectable registry (a fresh one per Metrics object by default), so
 tests read them with ``registry.get_sample_value`` and several instances never collide.
+
+Besides /metrics, /healthz and /readyz, the server answers GET /deliveries: when each of the last
+minutes' requests was acknowledged and the delivered total after it (DeliveryHistory), which `make
+pipeline` needs to find the request Falco's metrics snapshot stopped counting at.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -22,21 +29,87 @@ log = logging.getLogger("forwarder.metrics")
 LIVENESS_WINDOW_SECONDS = 60.0
 # Seconds: arrival delays and end-to-end latencies, from a fraction of a second to past the lateness window.
 DELAY_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 90, 120, 180, 300, 600, 900, 1800)
+# The requests /deliveries remembers: Falco writes a snapshot a minute and `make pipeline` reads the last three
+# minutes of its log; at most so many (tens of KB of JSON), whichever ends first.
+HISTORY_SECONDS = 300.0
+HISTORY_MAX_REQUESTS = 4096
+
+
+class DeliveryHistory:
+    """When the forwarder's recent requests were acknowledged, and the delivered total after each.
+
+    Falco's metrics snapshot counts the events it evaluated before the request whose first event came after
+    its timer ticked; matching that count against these totals around the snapshot's time tells what it had
+    of what was delivered. Thread-safe: deliveries in flight at once each record their own request."""
+
+    def __init__(self, keep_seconds: float = HISTORY_SECONDS, max_requests: int = HISTORY_MAX_REQUESTS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keep_seconds = keep_seconds
+        self.max_requests = max_requests
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._requests: deque[tuple[float, int]] = deque()
+        """(unix time of the acknowledgement, delivered total after it), oldest first."""
+        self._total = 0
+        self._since = clock()
+        """Every acknowledgement after this time is in _requests (the start, or the last one forgotten)."""
+        self._total_at_since = 0
+
+    def record(self, events: int) -> None:
+        """One request with `events` events was acknowledged now."""
+        now = self._clock()
+        with self._lock:
+            self._total += events
+            self._requests.append((now, self._total))
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        requests = self._requests
+        while requests and (len(requests) > self.max_requests or requests[0][0] < now - self.keep_seconds):
+            self._since, self._total_at_since = requests.popleft()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What /deliveries serves: `acknowledged` as [time, delivered total after it], complete after `since`
+        (when the total was `delivered_at_since`)."""
+        now = self._clock()
+        with self._lock:
+            self._forget(now)
+            return {
+                "now": round(now, 3),
+                "delivered_total": self._total,
+                "since": round(self._since, 3),
+                "delivered_at_since": self._total_at_since,
+                "acknowledged": [[round(at, 3), total] for at, total in self._requests],
+            }
+
+
+class _DeliveredCounter(Counter):
+    """forwarder_events_delivered_total. The delivery increments it once per request Falco acknowledged, with
+    that request's events: each increment also goes into the DeliveryHistory."""
+
+    history: DeliveryHistory
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        super().inc(amount, exemplar)
+        self.history.record(int(amount))
 
 
 class Metrics:
     """Every metric the forwarder exports. Counters end in ``_total``; drops are counted by reason."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_read_total = Counter(
             "forwarder_events_read_total",
             "Log events read (from CloudWatch Logs, or from Kinesis subscription records)", registry=r
         )
-        self.events_delivered_total = Counter(
+        self.deliveries = DeliveryHistory(clock=clock)
+        """The recent acknowledgements (GET /deliveries), kept by events_delivered_total."""
+        self.events_delivered_total = _DeliveredCounter(
             "forwarder_events_delivered_total", "Audit events Falco acknowledged", registry=r
         )
+        self.events_delivered_total.history = self.deliveries
         self.events_skipped_total = Counter(
             "forwarder_events_skipped_total",
             "Events not delivered, by reason (validation failures, or 'rejected' by Falco with a 4xx)",
@@ -282,6 +355,8 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/deliveries":
+                self._send(200, json.dumps(metrics.deliveries.snapshot()).encode(), "application/json")
             elif path == "/healthz":
                 stalled = health.stalled()
                 self._send(503 if stalled else 200,
@@ -307,7 +382,7 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
 
 
 def serve(port: int, metrics: Metrics, health: Health, host: str = "0.0.0.0") -> MetricsServer:  # noqa: S104
-    """Serve /metrics, /healthz and /readyz on ``host:port`` (port 0 picks a free port) in a daemon thread."""
+    """Serve /metrics, /healthz, /readyz and /deliveries on ``host:port`` (port 0: a free one) in a daemon thread."""
     httpd = ThreadingHTTPServer((host, port), _handler(metrics, health))
     httpd.daemon_threads = True
     # A short poll interval keeps shutdown() quick, which matters inside the SIGTERM budget.

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from components.stack_config import PROJECT_TAG, STACK_TAG
 
 from .errors import STEP_FAILED, LabError
+from .stack import config_hint
 
 Say = Callable[[str], None]
 
@@ -173,7 +174,7 @@ def clear_leftover_before_up(
     if group is None:
         return
     verdict = groups.ownership(group, cluster_name, ours, untagged_is_ours=name_is_derived)
-    rename = f"pulumi config set clusterName <another name> --stack {ours.stack}"
+    rename = config_hint(ours.stack, "clusterName", "<another name>", quote=False)
     if verdict is Ownership.THIS_STACK:
         why = (
             f"tagged {STACK_TAG}={ours.stack}"

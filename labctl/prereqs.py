@@ -1,9 +1,10 @@
-"""What `make up` / `make down` need on the machine, checked before anything else and reported all at once."""
+"""What the lab's commands need on the machine, checked before anything else and reported all at once."""
 
 from __future__ import annotations
 
 from .errors import MISSING_PREREQUISITE, LabError
 from .process import Runner
+from .stack import config_hint
 
 PULUMI = "Pulumi CLI: install it with 'curl -fsSL https://get.pulumi.com | sh' or 'brew install pulumi/tap/pulumi' \
 (https://www.pulumi.com/docs/install/)"
@@ -11,13 +12,17 @@ AWS_CLI = "AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-
 (the cluster's kubeconfig runs 'aws eks get-token')"
 
 
-def check_prerequisites(runner: Runner, command: str, stack: str, needs_docker: bool) -> str:
-    """Raise naming everything that is missing; return the AWS identity (ARN) the commands will act as."""
+def check_prerequisites(runner: Runner, command: str, stack: str, needs_docker: bool, needs_aws: bool = True) -> str:
+    """Raise naming everything that is missing; return the AWS identity (ARN) the commands will act as.
+
+    `needs_aws=False` (make config, make stack: the stack's settings only) checks the Pulumi CLI alone."""
     missing: list[str] = []
     identity = ""
     if runner.which("pulumi") is None:
         missing.append(PULUMI)
-    if runner.which("aws") is None:
+    if not needs_aws:
+        pass
+    elif runner.which("aws") is None:
         missing.append(AWS_CLI)
     else:
         answer = runner.capture(["aws", "sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
@@ -30,7 +35,7 @@ def check_prerequisites(runner: Runner, command: str, stack: str, needs_docker: 
             )
     # Docker only builds the forwarder image: not needed with forwarderImage or forwarderBuild=source.
     if needs_docker:
-        switch = f"run 'pulumi config set forwarderBuild source --stack {stack}' to run the forwarder without an image"
+        switch = f"run '{config_hint(stack, 'forwarderBuild', 'source')}' to run the forwarder without an image"
         if runner.which("docker") is None:
             missing.append(f"Docker (builds the forwarder image): install Docker, or {switch}")
         elif not runner.capture(["docker", "info"]).ok:

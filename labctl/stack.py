@@ -1,4 +1,13 @@
-"""The Pulumi side of `make up` / `make down`: project, stack settings, backend, passphrase, the CLI itself."""
+"""The Pulumi side of the lab's commands: project, stack settings, backend, passphrase, the CLI itself.
+
+The backend is chosen per command, never with `pulumi login` (which would change the backend of every other
+Pulumi project on the machine): every pulumi command labctl runs carries PULUMI_BACKEND_URL, which the Pulumi
+CLI puts before both Pulumi.yaml's `backend.url` and the stored login (pulumi/pulumi pkg/workspace/creds.go).
+Without a backend of the user's own, the stacks live in this clone (`.pulumi-state/`, git-ignored), and a
+mark there keeps every later command on it, whatever the user logs in to afterwards.
+
+Kept light (PyYAML and the standard library): `labctl env` runs before every workshop command.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +15,13 @@ import json
 import os
 import re
 import secrets
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from components.stack_config import default_cluster_name
 
 from .errors import BAD_INPUT, STEP_FAILED, LabError
 from .process import Result, Runner
@@ -24,6 +32,11 @@ Say = Callable[[str], None]
 _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
+BACKEND_URL = "PULUMI_BACKEND_URL"
+PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 - the variable's name, not a password
+PASSPHRASE_FILE = "PULUMI_CONFIG_PASSPHRASE_FILE"  # noqa: S105 - the variable's name
+
+
 def check_stack_name(stack: str) -> str:
     if not _STACK_NAME.match(stack):
         raise LabError(
@@ -31,6 +44,17 @@ def check_stack_name(stack: str) -> str:
             BAD_INPUT,
         )
     return stack
+
+
+def stack_arg(stack: str) -> str:
+    """What a make command needs to name `stack` (nothing for the default, dev)."""
+    return "" if stack == "dev" else f" STACK={stack}"
+
+
+def config_hint(stack: str, key: str, value: str, quote: bool = True) -> str:
+    """The `make config` command that sets `key` to `value` (`quote=False` keeps a placeholder such as <name>)."""
+    shown_key, shown_value = (shlex.quote(key), shlex.quote(value)) if quote else (key, value)
+    return f"make config KEY={shown_key} VALUE={shown_value}{stack_arg(stack)}"
 
 
 @dataclass(frozen=True)
@@ -53,8 +77,39 @@ class Project:
         """The local file backend and the generated passphrases (git-ignored)."""
         return self.root / ".pulumi-state"
 
+    @property
+    def local_backend_url(self) -> str:
+        return f"file://{self.state_dir}"
+
+    @property
+    def local_backend_mark(self) -> Path:
+        """Present once a command put this clone's stacks in its own backend: they stay there."""
+        return self.state_dir / "local-backend"
+
+    def uses_local_backend(self) -> bool:
+        return self.local_backend_mark.is_file()
+
+    def mark_local_backend(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.local_backend_mark.exists():
+            self.local_backend_mark.write_text(
+                "This clone's Pulumi stacks live in this folder (the backend "
+                f"{self.local_backend_url}): the lab's commands pass it to pulumi as PULUMI_BACKEND_URL.\n"
+                "To keep the stacks elsewhere, run 'make down' first, then remove this file and log in "
+                "(or set PULUMI_BACKEND_URL) before the next 'make up'.\n"
+            )
+
     def passphrase_file(self, stack: str) -> Path:
         return self.state_dir / f"passphrase-{stack}"
+
+    def settings_schema(self) -> dict[str, Mapping[str, Any]]:
+        """Pulumi.yaml's `config` block: each setting's type, items, default (empty when it declares none)."""
+        try:
+            document = yaml.safe_load((self.root / "Pulumi.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise LabError(f"Pulumi.yaml cannot be read: {err}", BAD_INPUT) from err
+        config = document.get("config") if isinstance(document, dict) else None
+        return {str(k): v for k, v in (config or {}).items() if isinstance(v, dict)}
 
     def stack_file(self, stack: str) -> Path:
         return self.root / f"Pulumi.{stack}.yaml"
@@ -114,6 +169,8 @@ class StackSettings:
     @property
     def cluster_name(self) -> str:
         """The cluster the stack makes: clusterName, else <project>-<stack> (as the program derives it)."""
+        from components.stack_config import default_cluster_name  # heavy (pulumi): only where needed
+
         return self.text("clusterName") or default_cluster_name(self.project, self.stack)
 
     @property
@@ -150,9 +207,6 @@ class Pulumi:
                 return line.split(":", 1)[1].strip() or None
         return None
 
-    def login(self, url: str) -> None:
-        self._checked("login", url)
-
     def select(self, create: bool) -> bool:
         """Select the stack (creating it if `create`); False if it does not exist."""
         if create:
@@ -166,8 +220,12 @@ class Pulumi:
             return None
         return result.stdout.strip() or None
 
-    def config_set(self, key: str, value: str) -> None:
-        self._checked("config", "set", key, value, "--stack", self.stack)
+    def config_set(self, key: str, value: str, path: bool = False) -> None:
+        # `--` ends the options: a value may start with '-'.
+        self._checked("config", "set", *(["--path"] if path else []), "--stack", self.stack, "--", key, value)
+
+    def config_remove(self, key: str, path: bool = False) -> None:
+        self._checked("config", "rm", *(["--path"] if path else []), "--stack", self.stack, "--", key)
 
     def outputs(self) -> dict[str, Any]:
         """The stack's outputs (secrets masked); empty when it has none or they cannot be read."""
@@ -196,15 +254,46 @@ class Pulumi:
 
 
 def select_backend(pulumi: Pulumi, project: Project, say: Say) -> str:
-    """The backend in use; without one, log in to a file backend in the project (no account needed)."""
-    backend = pulumi.runner.env.get("PULUMI_BACKEND_URL") or pulumi.backend_url()
+    """The backend of this clone's stacks, set as PULUMI_BACKEND_URL for every later pulumi command.
+
+    In this order: PULUMI_BACKEND_URL as the user set it; this clone's own backend once a command made it;
+    the backend the user is logged in to; else this clone's own backend, made now (no account needed).
+    Never `pulumi login`: that would move every other Pulumi project on the machine too."""
+    env = pulumi.runner.env
+    local = project.local_backend_url
+    backend, whose = env.get(BACKEND_URL), "from PULUMI_BACKEND_URL"
+    if not backend and project.uses_local_backend():
+        backend, whose = local, "this clone's own"
     if not backend:
-        project.state_dir.mkdir(parents=True, exist_ok=True)
-        backend = f"file://{project.state_dir}"
-        say(f"Not logged in to a Pulumi backend: using the local file backend {backend}")
-        pulumi.login(backend)
-    say(f"Pulumi backend: {backend}")
+        backend, whose = pulumi.backend_url(), "your Pulumi login"
+        if backend and backend.rstrip("/") == local:
+            # An earlier version ran `pulumi login` here: keep the stacks where they are, without the login.
+            project.mark_local_backend()
+            say(
+                f"Your Pulumi login points at this clone's backend ({backend}, from an earlier 'make up'); the lab "
+                "no longer needs it. 'pulumi logout' if other projects should not use it."
+            )
+    if not backend:
+        project.mark_local_backend()
+        backend, whose = local, "this clone's own"
+        say(f"No Pulumi login: the stacks live in this clone, {project.state_dir} (git-ignored)")
+    env[BACKEND_URL] = backend
+    say(f"Pulumi backend: {backend} ({whose})")
     return backend
+
+
+def own_env(project: Project, stack: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the user's own pulumi commands for `stack` need on top of `environ`, as the lab's commands use it.
+
+    Reads files only (no pulumi call): the mark of this clone's backend and the stack's generated passphrase.
+    Nothing for what `environ` already sets, nor for a backend the user's login provides."""
+    needed: dict[str, str] = {}
+    if not environ.get(BACKEND_URL) and project.uses_local_backend():
+        needed[BACKEND_URL] = project.local_backend_url
+    passphrase = project.passphrase_file(stack)
+    if not (environ.get(PASSPHRASE) or environ.get(PASSPHRASE_FILE)) and passphrase.is_file():
+        needed[PASSPHRASE_FILE] = str(passphrase)
+    return needed
 
 
 def select_passphrase(runner: Runner, backend: str, project: Project, stack: str, create: bool, say: Say) -> None:
@@ -214,7 +303,7 @@ def select_passphrase(runner: Runner, backend: str, project: Project, stack: str
     git-ignored state folder, generated only by `up` (`down` with a new one could not decrypt anything)."""
     if not backend.startswith("file://"):
         return
-    if runner.env.get("PULUMI_CONFIG_PASSPHRASE") or runner.env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+    if runner.env.get(PASSPHRASE) or runner.env.get(PASSPHRASE_FILE):
         say("Secrets passphrase: from PULUMI_CONFIG_PASSPHRASE(_FILE)")
         return
     path = project.passphrase_file(stack)
@@ -233,7 +322,7 @@ def select_passphrase(runner: Runner, backend: str, project: Project, stack: str
             handle.write(secrets.token_urlsafe(32) + "\n")
         say(f"Generated a secrets passphrase for stack {stack} in {path} (git-ignored).")
         say("Keep it: without it the stack's secrets cannot be read, nor the stack destroyed by Pulumi.")
-    runner.env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(path)
+    runner.env[PASSPHRASE_FILE] = str(path)
 
 
 def stack_region(pulumi: Pulumi, set_if_missing: bool, say: Say) -> str:
@@ -248,7 +337,7 @@ def stack_region(pulumi: Pulumi, set_if_missing: bool, say: Say) -> str:
         region = answer.stdout.strip() if answer.ok else ""
     if not region:
         raise LabError(
-            f"no AWS region: run 'pulumi config set aws:region us-west-2 --stack {pulumi.stack}' "
+            f"no AWS region: run '{config_hint(pulumi.stack, 'aws:region', 'us-west-2')}' "
             "(or export AWS_REGION) and try again",
             BAD_INPUT,
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
-from support.kube_api import FakeKubeApi, KubeWrite  # noqa: F401 (the stand-in lives in support/; re-exported)
+from support.kube_api import FakeKubeApi, KubeWrite, Rbac  # noqa: F401 (the stand-in lives in support/; re-exported)
 
 from forwarder.checkpoint import Saved
 from forwarder.checkpoint_codec import (
@@ -306,7 +306,7 @@ class MemoryStore:
         return sum(1 for at, p, _ in self.saves if t0 <= at < t1 and (part is None or p == part))
 
 
-SELF_NAMESPACE, SELF_CONFIGMAP = "forwarder", "audit-checkpoint"
+SELF_NAMESPACE, SELF_CONFIGMAP, SELF_LEASE = "forwarder", "audit-checkpoint", "audit-forwarder-leader"
 SELF_USERNAME = f"system:serviceaccount:{SELF_NAMESPACE}:audit-forwarder"
 # A service account token (JWT) whose "sub" is SELF_USERNAME; only that claim is ever read.
 SELF_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9yd2FyZGVyOmF1ZGl0LWZvcndhcmRlciJ9.c2ln"
@@ -314,22 +314,35 @@ SELF_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9yd
 
 class AuditedCluster:
     """A simulated clock and CloudWatch, and a Kubernetes API that, like EKS, writes an audit event into the
-    simulated log for every ConfigMap write it takes (visible 3 s later); with the ConfigMap store the
-    forwarder uses in the cluster, for real, over HTTP on 127.0.0.1."""
+    simulated log for every ConfigMap write it takes (visible 3 s later), enforcing the AuditForwarder
+    component's Roles, with the objects the stack creates (the checkpoint's ConfigMaps, the Lease); with the
+    ConfigMap store the forwarder uses in the cluster, for real, over HTTP on 127.0.0.1."""
 
     def __init__(self, token_dir: Any) -> None:
-        from forwarder.checkpoint import ConfigMapCheckpointStore
         from forwarder.clock import SystemClock
 
         self.clock = FakeClock()
         self.logs = FakeLogs(self.clock)
         self.writes: list[tuple[float, str, int]] = []
         """(simulated time, ConfigMap, request bytes) of every write the API server took."""
-        self.api = FakeKubeApi(SELF_TOKEN, on_write=self._audit)
-        token = token_dir / "token"
-        token.write_text(SELF_TOKEN)
-        self.store = ConfigMapCheckpointStore(SELF_NAMESPACE, SELF_CONFIGMAP, api_url=self.api.url,
-                                              token_path=str(token), ca_path=None, clock=SystemClock())
+        self.api = FakeKubeApi(SELF_TOKEN, on_write=self._audit, rbac=Rbac.forwarder(SELF_LEASE, SELF_CONFIGMAP),
+                               now=lambda: self.clock.now)
+        self.api.create_like_the_stack(SELF_NAMESPACE, SELF_CONFIGMAP, SELF_LEASE)
+        self.token = token_dir / "token"
+        self.token.write_text(SELF_TOKEN)
+        self.store = self.new_store(clock=SystemClock())
+
+    def kube(self) -> Any:
+        """A client of the stand-in with the service account's token."""
+        from forwarder.kube import KubeApi
+
+        return KubeApi(self.api.url, token_path=str(self.token), ca_path=None)
+
+    def new_store(self, **kwargs: Any) -> Any:
+        """The ConfigMap store the forwarder uses in the cluster (``fence``, ``also_own`` as it passes them)."""
+        from forwarder.checkpoint import ConfigMapCheckpointStore
+
+        return ConfigMapCheckpointStore(SELF_NAMESPACE, SELF_CONFIGMAP, api=self.kube(), **kwargs)
 
     def _audit(self, verb: str, name: str) -> None:
         self.writes.append((self.clock.now, name, self.api.bodies[-1][2]))
@@ -339,6 +352,12 @@ class AuditedCluster:
     def bytes_per_minute(self, start: float, minutes: int) -> list[int]:
         return [sum(size for at, _, size in self.writes if start + 60 * m <= at < start + 60 * (m + 1))
                 for m in range(minutes)]
+
+    def requests(self, start: float = float("-inf"), end: float = float("inf")) -> list[tuple[float, int]]:
+        """(simulated time, request bytes) of every write sent to the API server from ``start`` to ``end``: the
+        checkpoint's ConfigMaps and the Lease, refused ones included."""
+        return [(at, size) for at, (_, _, size) in zip(self.api.body_times, self.api.bodies, strict=True)
+                if start <= at <= end]
 
     def close(self) -> None:
         self.api.close()
@@ -377,3 +396,111 @@ def steady_load(h: Harness, rate: int, seconds: float, *, size: int = 300, delay
 
     h.run_until(end, on_step=feed)
     return ids
+
+
+class Feeder:
+    """Events arriving in the simulated log at ``rate`` a second (``size`` bytes, visible ``delay_s`` after their
+    timestamps) until ``feed`` is no longer called; their ids in ``ids``."""
+
+    def __init__(self, logs: FakeLogs, rate: int, *, size: int = 300, delay_s: float = 1.0,
+                 stream: str = "kube-apiserver-audit-0a0a") -> None:
+        self.logs, self.rate, self.delay_s, self.stream = logs, rate, delay_s, stream
+        self.body = "x" * size
+        self.next = logs.clock.now
+        self.ids: list[str] = []
+
+    def feed(self, now: float) -> None:
+        while self.next <= now:
+            for k in range(self.rate):
+                ts = int(self.next * 1000) + k * 1000 // self.rate
+                self.ids.append(self.logs.add(self.stream, ts, self.body, visible_at=ts / 1000 + self.delay_s))
+            self.next += 1
+
+
+def most_in_a_minute(writes: list[tuple[float, int]]) -> int:
+    """The most bytes among ``writes`` (time, bytes) in any 60 seconds."""
+    times = sorted(writes)
+    best = total = 0
+    first = 0
+    for at, size in times:
+        total += size
+        while times[first][0] <= at - 60:
+            total -= times[first][1]
+            first += 1
+        best = max(best, total)
+    return best
+
+
+def steady_bytes(cluster: AuditedCluster, rate: int = 100, minutes: int = 13) -> list[int]:
+    """Bytes a minute the checkpoint's ConfigMaps take at a steady ``rate``, one replica (the last minutes are the
+    steady state: 11 minutes of hashes remembered)."""
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
+    steady_load(h, rate, minutes * 60)
+    return cluster.bytes_per_minute(t0, minutes)
+
+
+def takeover_bytes(cluster: AuditedCluster, rate: int = 100, duration: float = 15.0) -> dict[str, Any]:
+    """Two replicas taking turns on the Lease while ``rate`` events/s arrive: the holder runs 12 minutes (its hashes
+    full), is killed right after it saved them (the worst moment), the standby takes over the Lease and the
+    checkpoint and runs 4 more minutes. The most bytes written to the API server (ConfigMaps and Lease) in any
+    minute from a minute before the kill to two after the claim; and what each replica delivered."""
+    from forwarder.lease import LeaseElector
+
+    clock = cluster.clock
+    feeder = Feeder(cluster.logs, rate)
+    own = (("leases", SELF_NAMESPACE, SELF_LEASE),)
+
+    def elector(identity: str) -> LeaseElector:
+        return LeaseElector(cluster.kube(), SELF_NAMESPACE, SELF_LEASE, identity, duration_seconds=duration,
+                            clock=clock, metrics=Metrics())
+
+    def replica(lease: LeaseElector) -> Harness:
+        store = cluster.new_store(fence=lease.fence, also_own=own)
+        checkpoint = store.claim()
+        return Harness(clock=clock, logs=cluster.logs, checkpoint=checkpoint).with_store(
+            store, resumed=checkpoint is not None)
+
+    def run(h: Harness, lease: LeaseElector, until: Any) -> None:
+        due = clock.now
+        while not until():
+            feeder.feed(clock.now)
+            if clock.now >= due:
+                due = clock.now + lease.step()
+            h.source.step(h.stop)
+            assert h.checkpointer is not None
+            h.checkpointer.tick()
+
+    a = elector("fwd-a")
+    a.step()
+    first = replica(a)
+    assert first.checkpointer is not None
+    t0 = clock.now
+    run(first, a, lambda: clock.now >= t0 + 12 * 60)
+    saves = first.checkpointer.saves["hashes"]
+    run(first, a, lambda: first.checkpointer.saves["hashes"] > saves)
+    killed = clock.now  # SIGKILL: the first replica is never stepped again
+    b = elector("fwd-b")
+    while not b.holding():
+        feeder.feed(clock.now)
+        clock.now += max(0.01, b.step())
+    second = replica(b)
+    claimed = clock.now
+    run(second, b, lambda: clock.now >= claimed + 4 * 60)
+    return {"most_in_a_minute": most_in_a_minute(cluster.requests(killed - 60, claimed + 120)),
+            "killed": killed, "claimed": claimed, "ids": feeder.ids, "first": first, "second": second}
+
+
+def idle_burst_bytes(cluster: AuditedCluster, rate: int = 100) -> dict[str, Any]:
+    """One replica: ``rate`` events/s for 12 minutes, 3 idle minutes (its last saves done), then a burst of four
+    events. The most bytes the checkpoint's ConfigMaps take in any minute after the burst came."""
+    h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
+    t0 = cluster.clock.now
+    steady_load(h, rate, 12 * 60)
+    h.run_until(t0 + 15 * 60)
+    burst = cluster.clock.now
+    ids = [cluster.logs.add("kube-apiserver-audit-0a0a", int(burst * 1000) + k, "x" * 300, visible_at=burst + 2)
+           for k in range(4)]
+    h.run_until(burst + 5 * 60)
+    after = [(at, size) for at, _, size in cluster.writes if at >= burst]
+    return {"most_in_a_minute": most_in_a_minute(after), "burst": burst, "ids": ids, "harness": h}

@@ -4,13 +4,19 @@
 every registration, and returns a `Recorded` with each resource's type, name, resolved inputs (a resource
 passed as an input recorded as its URN),
 parent URN, explicit dependencies and providers (read from the RegisterResource request itself, so the
-parent chain, `depends_on` and which provider serves a resource can be asserted as data), and every
-invoke with the provider it went to.
+parent chain, `depends_on` and which provider serves a resource can be asserted as data), the aliases it
+declared, and every invoke with the provider it went to.
+
+URNs are formed as the Pulumi engine forms them: a child's type part holds the full qualified type of its
+parent (every ancestor's type, `generateURN` in pulumi/pulumi pkg/resource/deploy/deployment.go), not only the
+immediate parent's type as Pulumi's own MockMonitor.make_urn does. A resource moved under another component
+therefore gets another URN here too, as it would in a real `pulumi up`.
 
 The mocked AWS answers the invokes the components make (zones, region, partition, caller identity, Kubernetes and
 add-on versions). It also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
 aws.iam.get_open_id_connect_provider and aws.cloudwatch.get_log_group answer for them as AWS would,
-including "not found" failures.
+including "not found" failures; and SNS topics and log groups that exist already (`LabMocks.topics`,
+`LabMocks.log_groups`), for aws.sns.get_topic and aws.cloudwatch.get_log_group.
 """
 
 from __future__ import annotations
@@ -98,6 +104,22 @@ class Registration:
     providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
     protect: bool = False  # `pulumi destroy` would refuse to delete it
     retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
+    aliases: list[RecordedAlias] = field(default_factory=list)  # as sent: alias specs or whole URNs
+    ignore_changes: list[str] = field(default_factory=list)  # properties a later `pulumi up` leaves as they are
+
+
+@dataclass(frozen=True)
+class RecordedAlias:
+    """One alias of a RegisterResource request (alias_pb2.Alias): a whole URN, or a spec whose empty fields mean
+    "the resource's own" (name, type, stack, project, parent), as the engine reads them."""
+
+    urn: str = ""
+    name: str = ""
+    type: str = ""
+    stack: str = ""
+    project: str = ""
+    parent_urn: str = ""
+    no_parent: bool = False
 
 
 @dataclass
@@ -182,6 +204,8 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
         service = typ.split(":")[1].split("/")[0]
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             out["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{resource_name}"
+        elif typ == "aws:sns/topic:Topic":
+            out["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{resource_name}"
         elif typ == "aws:iam/role:Role":
             out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{resource_name}"
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -234,9 +258,15 @@ class LabMocks(pulumi.runtime.Mocks):
     caller_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:user/test"
     """Who aws.get_caller_identity says is deploying."""
 
-    def __init__(self, *existing: ExistingCluster) -> None:
+    def __init__(
+        self, *existing: ExistingCluster, topics: tuple[str, ...] = (), log_groups: tuple[str, ...] = ()
+    ) -> None:
         self.existing = {cluster.name: cluster for cluster in existing}
         """The EKS clusters that exist outside the stack."""
+        self.topics = set(topics)
+        """Names of the SNS topics that exist outside the stack (in REGION and ACCOUNT_ID)."""
+        self.log_groups = set(log_groups)
+        """Names of other log groups that exist outside the stack."""
         self.invokes: list[Invoke] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -245,6 +275,17 @@ class LabMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         token = args.token
         self.invokes.append(Invoke(token, dict(args.args), args.provider))
+        if token == "aws:sns/getTopic:getTopic":
+            name = args.args.get("name", "")
+            if name not in self.topics:
+                return _not_found(f"SNS Topic ({name})")
+            arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
+            return {"id": arn, "arn": arn, "name": name, "tags": {}}
+        if token == "aws:cloudwatch/getLogGroup:getLogGroup" and args.args.get("name") in self.log_groups:
+            name = args.args["name"]
+            arn = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
+            return {"id": name, "name": name, "arn": arn, "retentionInDays": 30, "kmsKeyId": "",
+                    "logGroupClass": "STANDARD", "creationTime": 1700000000000, "tags": {}}
         if token in _EXISTING_CLUSTER_CALLS:
             return _EXISTING_CLUSTER_CALLS[token](self.existing, args.args)
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -361,6 +402,30 @@ _EXISTING_CLUSTER_CALLS = {
 }
 
 
+def engine_urn(stack: str, project: str, parent_urn: str, typ: str, name: str) -> str:
+    """The URN the engine gives a resource: the parent's whole qualified type (its type part, every ancestor's type
+    joined by `$`), unless the parent is the root stack (pulumi/pulumi `Deployment.generateURN` and `urn.New`)."""
+    if parent_urn:
+        qualified = parent_urn.split("::")[2]
+        if qualified != "pulumi:pulumi:Stack":
+            typ = f"{qualified}${typ}"
+    return f"urn:pulumi:{stack}::{project}::{typ}::{name}"
+
+
+def _alias(message: Any) -> RecordedAlias:
+    if message.urn:
+        return RecordedAlias(urn=message.urn)
+    spec = message.spec
+    return RecordedAlias(
+        name=spec.name,
+        type=spec.type,
+        stack=spec.stack,
+        project=spec.project,
+        parent_urn=spec.parentUrn,
+        no_parent=bool(spec.noParent),
+    )
+
+
 def _resource_references_as_urns(properties: struct_pb2.Struct) -> struct_pb2.Struct:
     """`properties` with every resource reference (a resource passed as an input, e.g. a security group to
     eks.Cluster) replaced by its URN: the mock monitor deserializes inputs in its own thread, where looking the
@@ -380,10 +445,20 @@ def _resource_references_as_urns(properties: struct_pb2.Struct) -> struct_pb2.St
     return result
 
 
-class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Pulumi's mock resource monitor, recording every registration into `recorded`. `stack` and `project` name
+    the URNs when the monitor serves another process (tests/support/package_plugin.py); by default they are the
+    mocked program's."""
+
+    def __init__(self, mocks: LabMocks, recorded: Recorded, stack: str | None = None, project: str | None = None):
         super().__init__(mocks)
         self.recorded = recorded
+        self.stack = stack
+        self.project = project
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        stack, project = self.stack or settings.get_stack(), self.project or settings.get_project()
+        return engine_urn(stack, project, parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         request.object.CopyFrom(_resource_references_as_urns(request.object))
@@ -405,6 +480,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     providers=dict(request.providers),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    aliases=[_alias(alias) for alias in request.aliases],
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
@@ -424,7 +501,7 @@ def run_program(
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = mocks or LabMocks()
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, recorded)
     )
 
     @pulumi.runtime.test

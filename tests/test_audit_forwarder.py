@@ -51,6 +51,7 @@ CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 RBAC_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+LEASE = "kubernetes:coordination.k8s.io/v1:Lease"
 POD_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/instance": "audit-forwarder"}
 
 
@@ -136,7 +137,13 @@ def _unwrap_secret(value: Any) -> tuple[Any, bool]:
 
 
 def _netpol(recorded: Recorded, namespace: str) -> dict[str, Any]:
-    found = [r for r in recorded.of_type(NETPOL) if r.inputs["metadata"]["namespace"] == namespace]
+    """The forwarder's policy in `namespace` (Falco's own, around Falcosidekick, are the Falco component's)."""
+    found = [
+        r
+        for r in recorded.of_type(NETPOL)
+        if r.inputs["metadata"]["namespace"] == namespace
+        and r.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "forwarder"
+    ]
     assert len(found) == 1, [r.inputs["metadata"] for r in recorded.of_type(NETPOL)]
     return found[0].inputs["spec"]
 
@@ -272,41 +279,92 @@ def test_namespace_enforces_the_restricted_pod_security_standard(given: Recorded
     assert resolve(given.result.namespace) == "falco-forwarder"
 
 
-def test_role_allows_only_the_checkpoint_configmaps(given: Recorded) -> None:
-    from components.audit_forwarder import HASHES_SUFFIX
-    from forwarder.checkpoint import HASHES_SUFFIX as FORWARDER_HASHES_SUFFIX
-
-    role = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
-    assert role["metadata"]["namespace"] == "falco-forwarder"
-    rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
-    # get/update: the checkpoint's two ConfigMaps by name (positions, remembered hashes); create: cannot be
-    # restricted by resourceNames in RBAC.
-    assert rules == [
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-        {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "resourceNames": ["audit-forwarder-checkpoint", "audit-forwarder-checkpoint-hashes"],
-            "verbs": ["get", "update"],
-        },
-    ]
-    assert HASHES_SUFFIX == FORWARDER_HASHES_SUFFIX
+def _checkpoint_objects(recorded: Recorded) -> list[Registration]:
+    """The checkpoint's ConfigMaps (not the source-mode one) and the Lease, as registered."""
+    return [r for r in recorded.resources if r.type == LEASE
+            or (r.type == CONFIGMAP and r.inputs["metadata"].get("name", "").startswith("audit-forwarder-checkpoint"))]
 
 
-def test_lease_role_allows_get_and_update_on_its_lease_only_and_create(given: Recorded) -> None:
-    role = given.one(RBAC_ROLE, "forwarder-leader").inputs
-    assert role["metadata"] == {**role["metadata"], "name": "audit-forwarder-leader", "namespace": "falco-forwarder"}
-    rules = sorted(role["rules"], key=lambda rule: rule["verbs"])
-    # create cannot be restricted by resourceNames in RBAC; it only lets the first replica make the Lease.
-    assert rules == [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "resourceNames": ["audit-forwarder-leader"],
-            "verbs": ["get", "update"],
-        },
-    ]
+def test_roles_grant_get_and_update_on_the_stacks_objects_by_name_and_no_create(given: Recorded) -> None:
+    from support.kube_api import forwarder_role_rules
+
+    from forwarder.checkpoint import hashes_names
+
+    checkpoint = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
+    leader = given.one(RBAC_ROLE, "forwarder-leader").inputs
+    assert checkpoint["metadata"]["namespace"] == leader["metadata"]["namespace"] == "falco-forwarder"
+    assert leader["metadata"]["name"] == "audit-forwarder-leader"
+    # Exactly what the Kubernetes API stand-in enforces in the forwarder's tests (support/kube_api.py): the
+    # checkpoint's positions and the parts of its remembered hashes (the forwarder's names), the Lease; get and
+    # update only. No create: RBAC cannot limit it by name, and the stack creates them.
+    assert checkpoint["rules"] + leader["rules"] == forwarder_role_rules(
+        "audit-forwarder-leader", "audit-forwarder-checkpoint")
+    assert checkpoint["rules"][0]["resourceNames"] == [
+        "audit-forwarder-checkpoint", *hashes_names("audit-forwarder-checkpoint")]
+    assert not [rule for role in (checkpoint, leader) for rule in role["rules"] if "create" in rule["verbs"]]
+
+
+def test_the_stack_creates_the_checkpoint_and_the_lease_empty_and_leaves_their_contents_to_the_forwarder(
+        given: Recorded) -> None:
+    from forwarder.checkpoint import hashes_names
+
+    objects = _checkpoint_objects(given)
+    names = ["audit-forwarder-checkpoint", *hashes_names("audit-forwarder-checkpoint")]
+    assert sorted((r.type, r.inputs["metadata"]["name"]) for r in objects) == sorted(
+        [*((CONFIGMAP, n) for n in names), (LEASE, "audit-forwarder-leader")])
+    component = given.one(COMPONENT).urn
+    for r in objects:
+        assert r.inputs["metadata"]["namespace"] == "falco-forwarder"
+        assert r.inputs["metadata"]["labels"]["app.kubernetes.io/part-of"] == "falco-eks-lab"
+        assert r.parent == component
+        # `pulumi destroy` deletes them (with the namespace they are in).
+        assert not r.protect and not r.retain_on_delete
+    configmaps = [r for r in objects if r.type == CONFIGMAP]
+    # No data: an empty ConfigMap is no checkpoint yet; what the forwarder writes, a later `pulumi up` keeps.
+    assert all(not {"data", "binaryData", "immutable"} & set(r.inputs) for r in configmaps)
+    assert all(r.ignore_changes == ["data", "binaryData"] for r in configmaps)
+    (lease,) = [r for r in objects if r.type == LEASE]
+    assert "spec" not in lease.inputs and lease.ignore_changes == ["spec"]  # free until a replica takes it
+
+
+def test_the_forwarder_runs_on_the_objects_and_within_the_roles_the_component_renders(
+        given: Recorded, tmp_path: Path) -> None:
+    """The rendered Roles enforced by the Kubernetes API stand-in, holding the rendered objects: the forwarder's
+    checkpoint and Lease work, and nothing it is not granted is asked for; a create is refused."""
+    from support.kube_api import FakeKubeApi, Rbac
+
+    from forwarder.checkpoint import CheckpointError, ConfigMapCheckpointStore
+    from forwarder.checkpoint_codec import Positions
+    from forwarder.clock import SystemClock
+    from forwarder.kube import KubeApi
+    from forwarder.lease import LeaseElector
+    from forwarder.metrics import Metrics
+
+    rules = [rule for role in given.of_type(RBAC_ROLE) for rule in role.inputs["rules"]]
+    api = FakeKubeApi(None, rbac=Rbac.from_rules(rules))
+    try:
+        for r in _checkpoint_objects(given):
+            kind = "Lease" if r.type == LEASE else "ConfigMap"
+            api.put(api.leases if r.type == LEASE else api.objects, r.inputs["metadata"]["name"],
+                    {"kind": kind, "metadata": r.inputs["metadata"]})
+        flags = _flags(_container(given))
+        namespace, name = flags["--checkpoint"].removeprefix("configmap:").split("/")
+        lease_ns, lease_name = flags["--lease"].split("/")
+        kube = KubeApi(api.url, token_path=str(tmp_path / "none"), ca_path=None)
+        elector = LeaseElector(kube, lease_ns, lease_name, "audit-forwarder-0", duration_seconds=15,
+                               clock=SystemClock(), metrics=Metrics())
+        elector.step()
+        assert elector.holding()
+        store = ConfigMapCheckpointStore(namespace, name, api=kube, fence=elector.fence)
+        assert store.claim() is None
+        store.save_positions(Positions(LOG_GROUP, "kube-apiserver-audit", {"head": 1}))
+        assert api.denied == []
+        del api.objects[name]
+        with pytest.raises(CheckpointError, match="may not create it"):
+            ConfigMapCheckpointStore(namespace, name, api=kube).claim()
+        assert [method for method, _ in api.denied] == ["POST"]
+    finally:
+        api.close()
 
 
 @pytest.mark.parametrize("role", ["forwarder-checkpoint", "forwarder-leader"])
@@ -376,6 +434,7 @@ def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None
         "--metrics-port": "9090",
         "--checkpoint-interval": "10",
         "--checkpoint-hashes-interval": "60",
+        "--start-at": "3600s",
         "--lease": "falco-forwarder/audit-forwarder-leader",
         "--falco-connections": "1",
     }
@@ -430,6 +489,7 @@ def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> N
         "audit-forwarder-checkpoint",
     )
     assert (config.checkpoint_interval_seconds, config.checkpoint_hashes_interval_seconds) == (10.0, 60.0)
+    assert config.start_at.resolve(10_000_000) == 10_000_000 - 3_600_000  # the first start reads back an hour
     values = _values_in(config)
     # --lease falco-forwarder/audit-forwarder-leader, whole or as namespace and name.
     assert "falco-forwarder/audit-forwarder-leader" in values or {"falco-forwarder", "audit-forwarder-leader"} <= values
@@ -530,11 +590,21 @@ def test_custom_ports_and_resources_flow_everywhere() -> None:
     assert _netpol(recorded, "falco")["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 19765}]
 
 
-def test_deployment_waits_for_its_permissions(given: Recorded) -> None:
+def test_deployment_waits_for_its_permissions_and_its_objects(given: Recorded) -> None:
     deps = set(given.one(DEPLOYMENT).dependencies)
     assert given.one(ROLE_POLICY).urn in deps
     assert {binding.urn for binding in given.of_type(ROLE_BINDING)} <= deps
     assert len(given.of_type(ROLE_BINDING)) == 2
+    # Created before the forwarder runs, deleted after it stopped.
+    assert {r.urn for r in _checkpoint_objects(given)} <= deps
+
+
+@pytest.mark.parametrize(("lookback", "flag"), [(0, "now"), (1800, "1800s"), (86_400, "86400s")])
+def test_the_first_starts_lookback_reaches_the_forwarder(lookback: int, flag: str) -> None:
+    recorded = _deploy(image=GIVEN_IMAGE, initial_lookback_seconds=lookback)
+    assert _flags(_container(recorded))["--start-at"] == flag
+    config = _parse_pod_command(recorded)
+    assert config.start_at.resolve(100_000_000) == 100_000_000 - lookback * 1000
 
 
 # --- network ----------------------------------------------------------------------------------
@@ -585,7 +655,8 @@ def test_forwarder_egress_only_dns_falco_and_https(given: Recorded) -> None:
 
 
 def test_given_image_builds_nothing(given: Recorded) -> None:
-    assert given.of_type(IMAGE) == [] and given.of_type(REPO) == [] and given.of_type(CONFIGMAP) == []
+    assert given.of_type(IMAGE) == [] and given.of_type(REPO) == []
+    assert [r for r in given.of_type(CONFIGMAP) if r not in _checkpoint_objects(given)] == []  # no source
     assert resolve(given.result.image) == GIVEN_IMAGE
 
 
@@ -643,7 +714,7 @@ def _bundled_files() -> dict[str, str]:
 
 def test_source_mode_ships_the_real_forwarder_source(source: Recorded) -> None:
     assert source.of_type(IMAGE) == [] and source.of_type(REPO) == []
-    configmap = source.one(CONFIGMAP).inputs
+    configmap = source.one(CONFIGMAP, "forwarder-source").inputs
     assert configmap["metadata"]["namespace"] == "falco-forwarder"
     assert configmap["immutable"] is True
     expected = _bundled_files()
@@ -652,7 +723,8 @@ def test_source_mode_ships_the_real_forwarder_source(source: Recorded) -> None:
     items = {item["key"]: item["path"] for item in volumes["source"]["configMap"]["items"]}
     shipped = {items[key]: text for key, text in configmap["data"].items()}
     assert shipped == expected
-    assert volumes["source"]["configMap"]["name"] == source.one(CONFIGMAP).outputs["metadata"]["name"]
+    shipped_in = source.one(CONFIGMAP, "forwarder-source").outputs["metadata"]["name"]
+    assert volumes["source"]["configMap"]["name"] == shipped_in
 
 
 def test_source_mode_installs_pinned_requirements_in_an_init_container(source: Recorded) -> None:
@@ -712,11 +784,11 @@ def test_source_mode_hash_follows_the_files(tmp_path: Path) -> None:
 
 
 def test_falco_url_is_the_one_the_falco_component_exposes() -> None:
-    from components.falco import Falco, FalcoArgs
+    from components.falco import Falco, FalcoSettings
 
     def build() -> tuple[Falco, AuditForwarder]:
         opts = _cluster_provider()
-        falco = Falco("falco", FalcoArgs(), opts=opts)
+        falco = Falco("falco", FalcoSettings(), opts=opts)
         forwarder = AuditForwarder(
             "forwarder",
             _args(
@@ -780,7 +852,10 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("namespace", {"namespace": "Falco_Forwarder"}),
     ("service_account_name", {"service_account_name": ""}),
     ("checkpoint_configmap_name", {"checkpoint_configmap_name": "Bad Name"}),
-    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "c" * 250}),  # no room for "-hashes"
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "c" * 245}),  # no room for "-hashes-6"
+    ("initial_lookback_seconds", {"initial_lookback_seconds": -1}),
+    ("initial_lookback_seconds", {"initial_lookback_seconds": 86_401}),  # more than the sources keep
+    ("initial_lookback_seconds", {"initial_lookback_seconds": 60.5}),
     ("checkpoint_interval_seconds", {"checkpoint_interval_seconds": -1}),
     ("checkpoint_hashes_interval_seconds", {"checkpoint_hashes_interval_seconds": "60"}),
     ("run_as_user", {"run_as_user": 0}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pulumi
@@ -13,6 +12,14 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi_mocks import Recorded, is_secret, resolve, run_program
 
+from components.alert_outputs import (
+    AlertOutputs,
+    ChatAlerts,
+    LogGroupAlerts,
+    SecurityLakeAlerts,
+    SnsAlerts,
+    WebhookAlerts,
+)
 from components.errors import ConfigError
 from components.falco import (
     CHART_RELEASES,
@@ -21,8 +28,8 @@ from components.falco import (
     OWNED_VALUES,
     PINNED_ARTIFACTS,
     Falco,
-    FalcoArgs,
     FalcoNames,
+    FalcoSettings,
     chart_fullname,
     chart_release,
     image_values,
@@ -31,6 +38,8 @@ from components.falco import (
 from components.falco_rules import RULES_FILE_NAME, rules_files
 from components.helm_values import check_overrides, deep_merge
 from components.rules import DETECTION_FILE_NAME
+from components.sidekick_config import output_config_values
+from components.sidekick_upstream import VERSION as SIDEKICK_VERSION
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"
@@ -44,7 +53,7 @@ def _provider() -> k8s.Provider:
 
 def _deploy(**overrides: Any) -> Recorded:
     def build() -> Falco:
-        args = FalcoArgs(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        args = FalcoSettings(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
         return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
 
     return run_program(build)
@@ -147,13 +156,13 @@ def test_the_webhook_service_is_headless_so_its_name_resolves_to_every_audit_pod
 )
 def test_audit_replicas_follow_the_expected_load(events_per_second: int, replicas: int) -> None:
     # 1,100 events/s per replica: what Falco 0.44.1 evaluated under a 1-CPU quota, its request.
-    assert FalcoArgs(audit_events_per_second=events_per_second).audit_replica_count == replicas
-    values = release_values(FalcoArgs(audit_events_per_second=events_per_second), NAMES, {})[1]
+    assert FalcoSettings(audit_events_per_second=events_per_second).audit_replica_count == replicas
+    values = release_values(FalcoSettings(audit_events_per_second=events_per_second), NAMES, {})[1]
     assert values["controller"]["deployment"]["replicas"] == replicas
 
 
 def test_an_explicit_replica_count_wins_over_the_load() -> None:
-    assert FalcoArgs(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
+    assert FalcoSettings(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
     recorded = _deploy(audit_events_per_second=5000)
     assert _values(recorded, "falco-audit")["controller"]["deployment"]["replicas"] == 5
     assert recorded.result.audit_replicas == 5
@@ -288,7 +297,7 @@ def test_audit_pod_labels_are_the_chart_selector_labels_of_the_audit_release(lab
 
 def test_audit_release_loads_the_lab_rules_for_the_admin_identities(lab: Recorded) -> None:
     values = _values(lab, "falco-audit")
-    # A company's FalcoArgs: no admin-access alerts unless asked for.
+    # A company's FalcoSettings: no admin-access alerts unless asked for.
     assert values["customRules"] == rules_files((ADMIN_ROLE, ADMIN_SESSION), (), admin_access_alerts=False)
     assert sorted(values["customRules"]) == [DETECTION_FILE_NAME, RULES_FILE_NAME]  # rules.d loads them by name
     identities = next(
@@ -394,7 +403,7 @@ def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Re
     component = lab.one("falco-eks:index:Falco")
     provider = lab.one("pulumi:providers:kubernetes")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
-    assert len(children) == 6
+    assert len(children) == 9  # namespace, password, UI login Secret, hostile list, 2 releases, 3 NetworkPolicies
     for child in children:
         assert component in lab.parent_chain(child), child.name
         if child.type.startswith("kubernetes:"):
@@ -434,7 +443,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
     def build() -> None:
         with pytest.raises(ConfigError) as caught:
-            FalcoArgs(**overrides)
+            FalcoSettings(**overrides)
         assert caught.value.setting == setting
         assert str(caught.value).startswith(f"{setting}: ")
 
@@ -486,9 +495,21 @@ def test_the_audit_falco_runs_as_falcoctls_non_root_user(lab: Recorded) -> None:
 
 
 def _merged(**args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    falco = FalcoArgs(**args)
+    falco = FalcoSettings(**args)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
-    return release_values(falco, names, rules_files(falco.admin_identities))
+    config = output_config_values(falco.alert_outputs, ROLE_ARN, "us-west-2", "123456789012")
+    return release_values(falco, names, rules_files(falco.admin_identities), config)
+
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/sidekick"
+EVERY_OUTPUT = AlertOutputs(
+    sns=SnsAlerts(topic="arn:aws:sns:us-west-2:123456789012:alerts"),
+    cloud_watch_logs=LogGroupAlerts(log_group="/falco/alerts"),
+    security_lake=SecurityLakeAlerts(location="s3://aws-security-data-lake-us-west-2-abc/ext/falco/"),
+    slack=ChatAlerts(secret_name="falco-chat", secret_key="slack"),
+    teams=ChatAlerts(secret_name="falco-chat", secret_key="teams"),
+    webhook=WebhookAlerts(secret_name="falco-webhook", headers_secret_key="headers"),
+)
 
 
 def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:
@@ -543,7 +564,7 @@ def test_an_override_of_an_owned_path_is_refused_naming_it(
     extra: dict[str, Any], path: str, owned: str, setting: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: extra})
+        FalcoSettings(**{setting: extra})
     assert caught.value.setting == f"{setting}.{path}"
     assert f"{owned} is set by the component and cannot be overridden: {OWNED_VALUES[owned]}" in str(caught.value)
 
@@ -557,14 +578,14 @@ def test_owned_paths_not_touched_by_neighbours() -> None:
 
 def test_extra_values_must_be_a_mapping_with_string_keys() -> None:
     with pytest.raises(ConfigError, match="^audit_values: must be a mapping"):
-        FalcoArgs(audit_values=["x"])  # type: ignore[arg-type]
+        FalcoSettings(audit_values=["x"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="^syscall_values: Helm value keys are strings"):
-        FalcoArgs(syscall_values={"a": {1: "x"}})
+        FalcoSettings(syscall_values={"a": {1: "x"}})
 
 
 def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
     """OWNED_VALUES names real keys: each one the component sets is there in one release or the other."""
-    syscall, audit = _merged()
+    syscall, audit = _merged(alert_outputs=EVERY_OUTPUT, sidekick_role_arn=ROLE_ARN)
 
     def has(values: dict[str, Any], path: str) -> bool:
         node: Any = values
@@ -576,6 +597,9 @@ def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
 
     unset = {"nameOverride", "fullnameOverride", "falcosidekick.nameOverride", "falcosidekick.fullnameOverride",
              "falco.webserver", "falcosidekick.webui.ingress.enabled"}
+    # Owned to stay empty: URLs and the env Secret come from the caller's Secret (extraEnv), never from values.
+    unset |= {f"falcosidekick.config.{path}" for path in (
+        "slack.webhookurl", "teams.webhookurl", "webhook.address", "webhook.customHeaders", "existingSecret")}
     for path in OWNED_VALUES:
         if path not in unset:
             assert has(syscall, path) or has(audit, path), path
@@ -586,9 +610,11 @@ def test_an_image_mirror_sets_every_images_registry_and_nothing_else() -> None:
     mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub"
     sidekick = syscall["falcosidekick"]
     for image in (syscall["image"], syscall["falcoctl"]["image"], audit["image"], audit["falcoctl"]["image"],
-                  sidekick["image"], sidekick["webui"]["image"], sidekick["webui"]["initContainer"]["image"],
+                  sidekick["webui"]["image"], sidekick["webui"]["initContainer"]["image"],
                   sidekick["webui"]["redis"]["image"]):
         assert image == {"registry": mirror}  # repositories and tags stay the chart's
+    # Falcosidekick's tag is the component's (see test_alert_outputs.py), its repository the chart's.
+    assert sidekick["image"] == {"registry": mirror, "tag": SIDEKICK_VERSION}
     assert audit["falcosidekick"] == {"enabled": False}
     # Merged into the component's own subchart values, not over them.
     assert sidekick["webui"]["existingSecret"] == "falco-falcosidekick-ui-login"
@@ -633,14 +659,5 @@ def test_the_chart_comes_from_an_https_mirror_by_name() -> None:
 )
 def test_mirrors_are_checked(setting: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: value})
+        FalcoSettings(**{setting: value})
     assert caught.value.setting == setting
-
-
-def test_the_readme_lists_every_owned_path() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    listing = readme[readme.index("`OWNED_VALUES` in `components/falco.py`:") : readme.index("An override may set")]
-    listed = set(re.findall(r"`([A-Za-z_.]+)`", listing.split(":", 1)[1]))
-    assert listed == set(OWNED_VALUES)

@@ -297,24 +297,24 @@ def test_another_iam_identity_is_still_reported_and_eks_components_are_not() -> 
     assert not _user_matches(ALLOWED_USERS_MACRO, recorded["output_fields"]["ka.user.name"], ())
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+WORKSHOP_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "workshop.md"
 _SHOWN_ALERT = re.compile(r"^(\S+Z)  (\w+)\s+(.+?)  \[k8s_audit [^\]]+\]$")
 
 
-def test_the_readme_shows_what_the_real_falco_printed_under_the_shipped_settings() -> None:
+def test_the_workshop_guide_shows_what_the_real_falco_printed_under_the_shipped_settings() -> None:
     shipped = [parse_line(json.dumps(alert)) for alert in _alerts_under_the_shipped_rules(RECORDED_ADMINS)]
     printed = {(a.time, a.priority, a.rule, a.message) for a in shipped if a is not None}
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = WORKSHOP_GUIDE.read_text(encoding="utf-8").splitlines()
     shown = [
         (*match.groups(), message.strip())
         for header, message in zip(lines, lines[1:], strict=False)
         if (match := _SHOWN_ALERT.match(header))
     ]
     for entry in shown:
-        assert entry in printed, f"README shows an alert the shipped settings would not print: {entry}"
+        assert entry in printed, f"the workshop guide shows an alert the shipped settings would not print: {entry}"
     assert set(EXAMPLE_RULES.values()) <= {rule for _, _, rule, _ in shown}
     # "The recorded run printed 8 such lines for this example": the admin-access window's admin alerts.
-    (count,) = re.findall(r"The recorded run printed (\d+) such lines", README.read_text(encoding="utf-8"))
+    (count,) = re.findall(r"The recorded run printed (\d+) such lines", WORKSHOP_GUIDE.read_text(encoding="utf-8"))
     window = [
         a
         for a in shipped

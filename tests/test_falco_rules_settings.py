@@ -18,10 +18,10 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi_mocks import Recorded, run_program
 
-from components.cluster import AuditedClusterArgs
+from components.cluster import AuditedClusterSettings
 from components.detection import FalcoDetectionArgs
 from components.errors import ConfigError
-from components.falco import HOSTILE_SOURCES_DIR, HOSTILE_SOURCES_FILE, Falco, FalcoArgs
+from components.falco import HOSTILE_SOURCES_DIR, HOSTILE_SOURCES_FILE, Falco, FalcoSettings
 from components.falco_rules import ADMIN_RULE, RULES_FILE_NAME
 from components.lab import FalcoEksLabArgs
 from components.rules import hostile_sources_file, source_match
@@ -34,7 +34,7 @@ TOR_EXIT = "185.220.101.34"
 def _deploy(**args: Any) -> Recorded:
     def build() -> Falco:
         provider = k8s.Provider("cluster", kubeconfig="{}")
-        return Falco("falco", FalcoArgs(**args), opts=pulumi.ResourceOptions(provider=provider))
+        return Falco("falco", FalcoSettings(**args), opts=pulumi.ResourceOptions(provider=provider))
 
     return run_program(build)
 
@@ -118,7 +118,7 @@ def test_mounts_of_the_callers_own_are_kept_beside_it() -> None:
 )
 def test_bad_settings_are_refused_by_field_before_anything_exists(setting: str, value: Any, says: str) -> None:
     def build() -> None:
-        FalcoArgs(**{setting: value})
+        FalcoSettings(**{setting: value})
 
     with pytest.raises(ConfigError) as refused:
         run_program(build)
@@ -130,9 +130,9 @@ def _overrides(recorded: Recorded) -> list[dict[str, Any]]:
 
 
 def test_full_admin_access_alerts_are_a_choice_off_for_a_company_and_on_in_the_lab() -> None:
-    assert FalcoArgs().admin_access_alerts is False
+    assert FalcoSettings().admin_access_alerts is False
     assert FalcoDetectionArgs(cluster_name="prod").falco.admin_access_alerts is False
-    assert FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="lab")).falco.admin_access_alerts is True
+    assert FalcoEksLabArgs(cluster=AuditedClusterSettings(cluster_name="lab")).falco.admin_access_alerts is True
     off = _deploy(admin_identities=("arn:aws:iam::123456789012:role/Admin",))
     on = _deploy(admin_identities=("arn:aws:iam::123456789012:role/Admin",), admin_access_alerts=True)
     assert ADMIN_RULE not in {item.get("rule") for item in _overrides(off)}

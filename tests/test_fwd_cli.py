@@ -142,6 +142,61 @@ def test_python_dash_m_forwarder_exits_2_on_a_bad_option() -> None:
     assert result.stdout == ""
 
 
+def no_aws_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The child's environment with no AWS setting at all: no AWS_* variable, and empty AWS config files."""
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    env = {k: v for k, v in child_env().items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(empty), AWS_SHARED_CREDENTIALS_FILE=str(empty), **extra)
+    return env
+
+
+def run_without_region(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "forwarder", "run", "--cluster-name", "lab", "--falco-url", URL, "--metrics-port", "0"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )
+
+
+def test_without_a_region_the_real_cli_exits_2_with_one_line_naming_what_to_set(tmp_path: Path) -> None:
+    result = run_without_region(no_aws_env(tmp_path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "forwarder: error: --region: no AWS Region: give --region REGION (or set FORWARDER_REGION or AWS_REGION), "
+        "or set a region in the AWS profile"
+    ]
+    assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize(("extra", "names"), [
+    ({"AWS_REGION": "mars-1"}, "AWS_REGION: must be an AWS Region"),
+    ({"AWS_PROFILE": "nobody"}, "AWS_PROFILE: The config profile (nobody) could not be found"),
+])
+def test_a_bad_aws_region_or_profile_in_the_environment_is_one_line_naming_it(
+        tmp_path: Path, extra: dict[str, str], names: str) -> None:
+    result = run_without_region(no_aws_env(tmp_path, **extra))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"forwarder: error: {names}"), lines
+
+
+def test_aws_region_is_read_as_the_aws_cli_reads_it_which_boto3_does_not() -> None:
+    from forwarder.config import parse
+
+    base = ["run", "--cluster-name", "lab", "--falco-url", URL]
+    config = parse(base, {"AWS_REGION": "eu-west-1"})
+    assert isinstance(config, RunConfig) and config.region == "eu-west-1"
+    # A flag wins, and so does the Region of a Kinesis stream's ARN.
+    config = parse([*base, "--region", "us-east-2"], {"AWS_REGION": "eu-west-1"})
+    assert isinstance(config, RunConfig) and config.region == "us-east-2"
+    arn = "arn:aws:kinesis:ap-south-1:123456789012:stream/audit"
+    config = parse([*base, "--source", f"kinesis:{arn}"], {"AWS_REGION": "eu-west-1"})
+    assert isinstance(config, RunConfig) and config.region == "ap-south-1"
+    # Unset: left to boto3's chain (AWS_DEFAULT_REGION, the profile).
+    config = parse(base, {})
+    assert isinstance(config, RunConfig) and config.region is None
+
+
 # --- run: wiring around the pipeline -------------------------------------------------------------
 
 

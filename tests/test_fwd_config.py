@@ -38,7 +38,7 @@ def test_defaults_match_the_contract() -> None:
     assert config.region is None
     assert config.stream_prefix == "kube-apiserver-audit"
     assert config.checkpoint is None
-    assert config.start_at == StartAt(kind="now")
+    assert config.start_at == StartAt(kind="ago", seconds_ago=3600)  # the first start reads back an hour
     assert config.poll_interval_seconds == 2.0
     assert config.max_lateness_seconds == 600.0
     assert config.max_requests_per_second == 3.0

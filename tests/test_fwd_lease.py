@@ -1,5 +1,9 @@
 """LeaseElector (forwarder/lease.py) against the Kubernetes API stand-in, on a simulated clock: acquiring,
-renewing, two candidates, the end of a term, release, and the fenced checkpoint (checkpoint.py)."""
+renewing, two candidates, the end of a term, release, and the fenced checkpoint (checkpoint.py).
+
+The stand-in enforces the AuditForwarder component's Roles (get and update by name, no create) and holds what
+the stack creates (the empty Lease and ConfigMaps); the ``older`` stand-in is a stack from before, which let the
+forwarder create them (the create paths, still taken where allowed)."""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ from typing import Any
 
 import pytest
 from fwd_fakes import FakeClock
-from support.kube_api import FakeKubeApi, Rbac
+from support.kube_api import STACK_LABELS, FakeKubeApi, Rbac
 
-from forwarder.checkpoint import ConfigMapCheckpointStore, FencedError, Term
-from forwarder.checkpoint_codec import Positions
+from forwarder.checkpoint import ConfigMapCheckpointStore, FencedError, Term, hashes_names
+from forwarder.checkpoint_codec import BucketState, Positions, Remembered
 from forwarder.config import ConfigError, LeaseSpec, RunConfig, parse
 from forwarder.kube import KubeApi
 from forwarder.lease import LeaseElector
@@ -26,6 +30,17 @@ DURATION = 15.0
 @pytest.fixture
 def api() -> Iterator[FakeKubeApi]:
     server = FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT))
+    server.create_like_the_stack(NS, CHECKPOINT, LEASE)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def older() -> Iterator[FakeKubeApi]:
+    """A stack from before: no Lease yet, and the forwarder may create one."""
+    server = FakeKubeApi(None, rbac=Rbac.older_stack(LEASE, CHECKPOINT))
     try:
         yield server
     finally:
@@ -61,7 +76,7 @@ def _positions(marker: int) -> Positions:
     return Positions(log_group="/aws/eks/lab/cluster", stream_prefix="kube-apiserver-audit", positions={"s": marker})
 
 
-def test_first_candidate_creates_the_lease_and_holds_it(api: FakeKubeApi) -> None:
+def test_the_first_candidate_takes_the_stacks_empty_lease_at_once_and_keeps_its_labels(api: FakeKubeApi) -> None:
     clock = FakeClock()
     a = _elector(api, clock, "fwd-a")
     assert not a.holding() and _value(a, "forwarder_active") == 0
@@ -74,8 +89,20 @@ def test_first_candidate_creates_the_lease_and_holds_it(api: FakeKubeApi) -> Non
     assert a.holding() and a.fence() == Term(0, "fwd-a")
     assert _value(a, "forwarder_active") == 1 and _value(a, "forwarder_lease_term") == 0
     assert _value(a, "forwarder_lease_events_total", event="acquired") == 1
-    assert [(w.method, w.status) for w in api.writes] == [("POST", 201)]
+    assert [(w.method, w.status, w.field_manager) for w in api.writes] == [("PUT", 200, "falco-eks-forwarder")]
     assert api.denied == []
+    # Renewals and a release keep what the stack put on it (a later `pulumi up --refresh` sees no change).
+    clock.now += a.renew_every
+    a.step()
+    a.release()
+    assert api.leases[LEASE]["metadata"]["labels"] == STACK_LABELS
+
+
+def test_where_the_forwarder_may_create_it_the_first_candidate_creates_the_lease(older: FakeKubeApi) -> None:
+    a = _elector(older, FakeClock(), "fwd-a")
+    a.step()
+    assert a.holding() and a.fence() == Term(0, "fwd-a")
+    assert [(w.method, w.status) for w in older.writes] == [("POST", 201)]
 
 
 def test_holder_renews_with_its_resource_version_and_keeps_the_lease_past_its_duration(api: FakeKubeApi) -> None:
@@ -91,7 +118,8 @@ def test_holder_renews_with_its_resource_version_and_keeps_the_lease_past_its_du
     assert spec["acquireTime"] == first["acquireTime"] and spec["renewTime"] > first["renewTime"]
     puts = [w for w in api.writes if w.method == "PUT"]
     assert puts and all(w.ok and w.version is not None for w in puts), "every renewal is a compare-and-swap"
-    assert _value(a, "forwarder_lease_events_total", event="renewed") == len(puts)
+    # The first PUT took the stack's Lease; every later one renewed it.
+    assert _value(a, "forwarder_lease_events_total", event="renewed") == len(puts) - 1
 
 
 def test_standby_waits_while_the_holder_renews_and_takes_over_within_the_duration_once_it_stops(
@@ -133,7 +161,8 @@ def test_a_standby_configured_with_a_longer_duration_follows_the_holders(api: Fa
     assert not a.holding()
 
 
-def test_of_two_candidates_racing_for_the_lease_only_one_wins(api: FakeKubeApi) -> None:
+def test_of_two_candidates_racing_for_the_lease_only_one_wins(older: FakeKubeApi) -> None:
+    api = older
     clock = FakeClock()
     b = _elector(api, clock, "fwd-b")
 
@@ -233,7 +262,8 @@ def test_a_term_that_ended_stays_ended_when_the_replica_holds_the_lease_again(ap
     assert a.holding(a.fence()) and not a.holding(first)
 
 
-def test_a_deleted_lease_ends_the_term_at_the_next_renewal_and_is_created_again(api: FakeKubeApi) -> None:
+def test_a_deleted_lease_ends_the_term_at_the_next_renewal_and_is_created_again(older: FakeKubeApi) -> None:
+    api = older
     clock = FakeClock()
     a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
     a.step()
@@ -246,7 +276,8 @@ def test_a_deleted_lease_ends_the_term_at_the_next_renewal_and_is_created_again(
 
 
 def test_a_standby_that_saw_the_lease_waits_a_duration_after_its_deletion_so_no_two_replicas_deliver(
-        api: FakeKubeApi) -> None:
+        older: FakeKubeApi) -> None:
+    api = older
     # The holder is paused (SIGSTOP) when the Lease is deleted: it cannot learn of it, and resumes believing
     # it holds until its own renewal deadline. The standby must not take over before that.
     clock = FakeClock()
@@ -263,6 +294,48 @@ def test_a_standby_that_saw_the_lease_waits_a_duration_after_its_deletion_so_no_
     assert not a.holding(), "the standby took over while the paused holder still believed it held the Lease"
     assert clock.now >= renewed + DURATION - DURATION / 10
     assert b.fence() == Term(0, "fwd-b")
+
+
+def test_a_lease_created_again_free_after_a_deletion_is_taken_only_when_the_old_one_would_have_expired(
+        api: FakeKubeApi) -> None:
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
+    a.step()
+    renewed = clock.now
+    clock.now += 1.0
+    b.step()  # sees fwd-a holding
+    del api.leases[LEASE]  # kubectl delete lease; fwd-a is paused and does not know
+    clock.now += b.step()
+    api.create_like_the_stack(NS, CHECKPOINT, LEASE)  # pulumi up --refresh: created again at once, free
+    while not b.holding():
+        assert not (a.holding() and b.holding())
+        clock.now += b.step()
+        assert clock.now < renewed + 2 * DURATION
+    assert not a.holding(), "the standby took the Lease while the paused holder still believed it held it"
+    assert clock.now >= renewed + DURATION - DURATION / 10
+    assert b.fence() == Term(0, "fwd-b")
+
+
+def test_a_missing_lease_the_forwarder_may_not_create_is_named_in_one_line_at_the_first_and_every_tenth_look(
+        api: FakeKubeApi, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    del api.leases[LEASE]  # deleted by hand, or never created
+    b = _elector(api, clock, "fwd-b")
+    with caplog.at_level(logging.ERROR, logger="forwarder.lease"):
+        while len(api.denied) < 25:
+            clock.now += b.step()
+    assert not b.holding()
+    # Each look tries to create it and is refused (RBAC cannot grant create by name; the stack creates it).
+    assert {method for method, _ in api.denied} == {"POST"}
+    missing = [r for r in caplog.records if "does not exist" in r.getMessage()]
+    assert [r.attempt for r in missing] == [1, 11, 21]  # type: ignore[attr-defined]
+    assert missing[0].getMessage() == (
+        f"Lease {NS}/{LEASE} does not exist, and this service account may not create it: the stack creates it "
+        "(deleted by hand? pulumi up --refresh creates it again); standing by")
+    assert len(caplog.records) == len(missing) and all(r.exc_info is None for r in caplog.records)
+    api.create_like_the_stack(NS, CHECKPOINT, LEASE)
+    b.step()
+    assert b.holding()
 
 
 def test_an_unreachable_api_ends_the_term_when_the_lease_runs_out_not_before(
@@ -436,3 +509,43 @@ def test_a_deposed_holder_cannot_overwrite_the_checkpoint_even_after_the_lease_w
     loaded = store_b.load()
     assert loaded is not None and loaded.positions.positions == {"s": 2}
     store_b.save_positions(_positions(3))  # the holder itself goes on writing
+
+
+def _remembered(start_ms: int, hashes: bytes) -> Remembered:
+    return Remembered("/aws/eks/lab/cluster", "kube-apiserver-audit", (BucketState(start_ms, hashes, 1, 100),))
+
+
+def test_a_takeover_claims_the_positions_and_reads_the_remembered_hashes_without_writing_them(
+        api: FakeKubeApi) -> None:
+    clock = FakeClock()
+    a, b = _elector(api, clock, "fwd-a"), _elector(api, clock, "fwd-b")
+    a.step()
+    store_a = _store(api, a.fence)
+    store_a.claim()
+    store_a.save_positions(_positions(1))
+    store_a.save_remembered(_remembered(0, b"\x01" * 8 * 1000))
+    clock.now += DURATION + 1  # a paused; b takes over
+    _step_until(b, clock, b.holding, limit=2 * DURATION)
+    before = len(api.writes)
+    claimed = _store(api, b.fence).claim()
+    assert claimed is not None and claimed.hash_count() == 1000
+    configmap_writes = [w for w in api.writes[before:] if w.resource == "configmaps"]
+    assert [(w.name, w.term, w.holder) for w in configmap_writes] == [(CHECKPOINT, 1, "fwd-b")]
+
+
+def test_a_deposed_holders_late_write_of_remembered_hashes_is_written_over_by_the_holder_who_is_not_fenced_by_it(
+        api: FakeKubeApi) -> None:
+    store_a = _store(api, lambda: Term(0, "fwd-a"))  # still believes it holds term 0 (paused)
+    store_a.claim()
+    store_a.save_positions(_positions(1))
+    store_b = _store(api, lambda: Term(1, "fwd-b"))
+    store_b.claim()
+    part = hashes_names(CHECKPOINT)[0]
+    store_a.save_remembered(_remembered(0, b"\x02" * 8))  # lands: its version of that part is still current
+    assert api.objects[part]["metadata"]["annotations"]["falco-eks-forwarder/lease-term"] == "0"
+    store_b.save_remembered(_remembered(0, b"\x03" * 16))  # 409, the positions are b's: written over
+    loaded = store_b.load()
+    assert loaded is not None and loaded.remembered is not None
+    assert loaded.remembered.buckets[0].hashes == b"\x03" * 16
+    with pytest.raises(FencedError, match="fwd-b in term 1"):
+        store_a.save_remembered(_remembered(0, b"\x04" * 24))  # now stale: the positions name b's term

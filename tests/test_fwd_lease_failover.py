@@ -1,5 +1,6 @@
 """Two real forwarder processes (`python -m forwarder run --lease ...`) sharing one Lease and one checkpoint in
-the Kubernetes API stand-in (support/kube_api.py, enforcing the forwarder's RBAC), reading moto in server mode,
+the Kubernetes API stand-in (support/kube_api.py, enforcing the forwarder's RBAC, holding the objects the stack
+creates), reading moto in server mode,
 each delivering to its own receiver (so the receivers say which replica delivered what).
 
 The Lease duration is 2 s. The takeover is checked on the Lease's writes as the stand-in recorded them (who,
@@ -41,6 +42,7 @@ TIMEOUT = 60.0  # generous: the suite may share 2 cores with others; a pass is a
 @pytest.fixture
 def kube() -> Iterator[FakeKubeApi]:
     api = FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT))
+    api.create_like_the_stack(NS, CHECKPOINT, LEASE)  # as the AuditForwarder component does
     try:
         yield api
     finally:

@@ -1,8 +1,10 @@
-"""`make up` / `make down` as a user runs them: the real commands with stand-in `pulumi`, `aws`, `docker`.
+"""`make up` / `make down` / `make config` as a user runs them: the real commands with stand-in CLIs.
 
-Each test runs `python -m labctl` (and once `make down` itself) in a child process whose PATH holds only
-the stand-ins (tests/support/standin_cli.py: they record every argument list and fail on command), with
-AWS pointed at moto in server mode for the log group clean-up.
+Each test runs `python -m labctl` (and `make down` and `make config` themselves once) in a child process
+whose PATH holds only the stand-ins (tests/support/standin_cli.py: they record every argument list with the
+backend and passphrase it ran with, keep the stacks in one backend, check passphrases, and fail on command),
+with AWS pointed at moto in server mode for the log group clean-up. `make config` and `make stack` are in
+test_labctl_config.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from support.moto_server import MotoServer, moto, moto_server  # noqa: F401  (py
 from support.standin_cli import LOG_GROUP_TYPE, StandIns
 
 from labctl.commands import next_steps
-from labctl.process import Runner
 from labctl.stack import Project, StackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,8 @@ class Lab:
     def __init__(self, root: Path, moto: MotoServer) -> None:  # noqa: F811
         self.project = root / "project"
         self.project.mkdir()
-        (self.project / "Pulumi.yaml").write_text("name: falco-eks-lab\nruntime: python\n")
+        # The lab's own Pulumi.yaml: its config block is what `make config` checks keys and types against.
+        (self.project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
         self.cli = StandIns(root / "bin")
         self.moto = moto
         self.logs = moto.client("logs")
@@ -193,12 +195,12 @@ def test_up_removes_what_an_earlier_cluster_of_this_stack_left_then_runs_pulumi_
     assert "Removing log group /aws/eks/falco-eks-lab-dev/cluster" in done.stdout
     calls = [call[1:] for call in lab.cli.calls("pulumi")]
     assert ["stack", "select", "--create", "dev"] in calls
-    assert ["config", "set", "aws:region", "us-west-2", "--stack", "dev"] in calls  # from AWS_REGION
+    assert ["config", "set", "--stack", "dev", "--", "aws:region", "us-west-2"] in calls  # from AWS_REGION
     assert calls[-1] == ["up", "--stack", "dev"]
     assert lab.cli.calls("docker") == []  # forwarderBuild=source needs no Docker
     # Next steps, with how to narrow the API endpoint from 0.0.0.0/0.
     assert "aws eks update-kubeconfig --region us-west-2 --name falco-eks-lab-dev" in done.stdout
-    assert "pulumi config set --path 'apiPublicAccessCidrs[0]'" in done.stdout
+    assert "make config KEY='apiPublicAccessCidrs[0]' VALUE=\"$(curl" in done.stdout
 
 
 def test_up_never_touches_a_log_group_another_stack_owns(lab):
@@ -209,7 +211,7 @@ def test_up_never_touches_a_log_group_another_stack_owns(lab):
     done = lab.run("up")
     assert done.returncode == 1
     assert "belongs to stack falco-eks-lab/qa" in done.stderr
-    assert "pulumi config set clusterName <another name> --stack dev" in done.stderr
+    assert "make config KEY=clusterName VALUE=<another name>" in done.stderr
     assert lab.group_exists(group)
     assert pulumi_calls(lab, "up") == []
 
@@ -231,7 +233,7 @@ def test_up_warns_before_a_new_cluster_name_would_replace_the_running_cluster(la
     done = lab.run("up")
     assert done.returncode == 0, done.stderr
     assert "this stack's cluster is falco-lab, but its settings now name falco-eks-lab-dev" in done.stdout
-    assert "pulumi config set clusterName falco-lab --stack dev" in done.stdout
+    assert "make config KEY=clusterName VALUE=falco-lab" in done.stdout
 
 
 def test_failed_up_says_how_to_go_on(lab):
@@ -262,22 +264,55 @@ def test_nothing_installed_names_every_tool(lab):
     assert "Docker" not in done.stderr  # `down` builds nothing
 
 
-def test_local_backend_gets_a_private_passphrase_that_down_reuses(lab):
+def test_local_backend_gets_a_private_passphrase_that_down_reuses_without_any_login(lab):
     lab.cli.install(backend=None, stacks={})
     lab.settings(forwarderBuild="source")
     up = lab.run("up")
     assert up.returncode == 0, up.stderr
     state = lab.project / ".pulumi-state"
-    assert lab.cli.state["backend"] == f"file://{state}"
+    assert lab.cli.state["stacks_backend"] == f"file://{state}"
+    assert lab.cli.state.get("backend") is None  # the machine's Pulumi login is untouched
     passphrase = state / "passphrase-dev"
     assert stat.S_IMODE(passphrase.stat().st_mode) == 0o600
     assert len(passphrase.read_text().strip()) >= 32
     assert f"export PULUMI_CONFIG_PASSPHRASE_FILE={passphrase}" in up.stdout
+    assert f"export PULUMI_BACKEND_URL=file://{state}" in up.stdout
     down = lab.run("down")
     assert down.returncode == 0, down.stderr
-    # Every pulumi call after the login carried the stack's passphrase file, in both commands.
+    # Only up's first question (whoami: is there a login?) ran without the backend and the passphrase.
+    entries = lab.cli.entries()
+    assert [e["argv"][1:] for e in entries if e["backend_url"] is None] == [["whoami", "--verbose"]]
+    assert {e["backend_url"] for e in entries[1:]} == {f"file://{state}"}
     assert lab.cli.passphrase_files() == {None, str(passphrase)}
+    assert not any(e["argv"][1] == "login" for e in entries)
     assert pulumi_calls(lab, "destroy") == [["destroy", "--stack", "dev"]]
+
+
+def test_up_keeps_the_users_login_and_passes_it_to_every_command(lab):
+    lab.cli.install(backend=CLOUD, stacks={})
+    lab.settings(forwarderBuild="source")
+    done = lab.run("up")
+    assert done.returncode == 0, done.stderr
+    entries = lab.cli.entries()
+    assert entries[0]["argv"][1:] == ["whoami", "--verbose"] and entries[0]["backend_url"] is None
+    assert {e["backend_url"] for e in entries[1:]} == {CLOUD}
+    assert not (lab.project / ".pulumi-state").exists()
+    assert "PULUMI_BACKEND_URL" not in done.stdout  # nothing for the user to export: their login reaches it
+
+
+def test_an_earlier_global_login_to_this_clone_is_kept_as_the_clones_own_backend(lab):
+    """What the lab's earlier `pulumi login file://<clone>/.pulumi-state` left: the stacks stay there."""
+    state = lab.project / ".pulumi-state"
+    lab.cli.install(backend=f"file://{state}", stacks={})
+    lab.settings(forwarderBuild="source")
+    assert lab.run("up").returncode == 0
+    assert (state / "local-backend").is_file()
+    # The user logs in elsewhere afterwards: the lab's stacks are still found where they are.
+    lab.cli.install(backend=CLOUD, stacks=lab.cli.state["stacks"], stacks_backend=f"file://{state}")
+    down = lab.run("down")
+    assert down.returncode == 0, down.stderr
+    assert pulumi_calls(lab, "destroy") == [["destroy", "--stack", "dev"]]
+    assert pulumi_calls(lab, "whoami") == []
 
 
 def test_down_without_the_passphrase_it_was_created_with_stops(lab):
@@ -293,7 +328,7 @@ def test_up_without_any_region_says_how_to_set_one(lab):
     lab.settings(forwarderBuild="source")
     done = lab.run("up", AWS_REGION="", AWS_DEFAULT_REGION="")
     assert done.returncode == 2
-    assert "pulumi config set aws:region us-west-2 --stack dev" in done.stderr
+    assert "make config KEY=aws:region VALUE=us-west-2" in done.stderr
     assert pulumi_calls(lab, "up") == []
 
 
@@ -314,13 +349,15 @@ def steps(tmp_path: Path, **values: object) -> str:
     (tmp_path / "Pulumi.qa.yaml").write_text(
         yaml.safe_dump({"config": {f"falco-eks-lab:{k}": v for k, v in values.items()}})
     )
-    return next_steps(Runner({}, tmp_path), StackSettings.read(project, "qa"), "eu-west-1")
+    return next_steps(StackSettings.read(project, "qa"), "eu-west-1", {})
 
 
 def test_next_steps_say_how_to_narrow_an_endpoint_open_to_all(tmp_path):
     text = steps(tmp_path)
     assert "accepts connections from any address" in text
     assert "--stack qa" in text and "make up STACK=qa" in text and "make down STACK=qa" in text
+    narrow = "make config KEY='apiPublicAccessCidrs[0]' VALUE=\"$(curl -fsS https://checkip.amazonaws.com)/32\""
+    assert f"{narrow} STACK=qa" in text
     assert "aws eks update-kubeconfig --region eu-west-1 --name falco-eks-lab-qa" in text
 
 
@@ -362,8 +399,8 @@ def test_makefile_needs_nothing_newer_than_gnu_make_381_and_bash_32():
     found = [p for p in NEWER_THAN_MAKE_381 if re.search(p, text, re.MULTILINE)]
     found += [p for p in NEWER_THAN_BASH_32 + GNU_ONLY if re.search(p, recipes)]
     assert found == []
-    # make up / make down are one command each: labctl does the work, in Python.
-    for target in ("up", "down"):
+    # The lab's commands are one line each: labctl does the work, in Python.
+    for target in ("up", "down", "config", "stack", "env"):
         recipe = re.search(rf"^{target}:[^\n]*\n((?:\t[^\n]*\n)+)", text, re.MULTILINE)
         assert recipe is not None
         assert recipe[1].strip() == f'@$(BIN)/python -m labctl {target} --stack "$(STACK)"'

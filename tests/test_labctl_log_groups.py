@@ -205,7 +205,7 @@ def test_untagged_group_under_an_explicit_name_is_kept_and_up_says_what_to_do(gr
     message = caught.value.message
     assert "make down STACK=dev" in message
     assert "aws logs delete-log-group --log-group-name /aws/eks/workshop/cluster --region us-west-2" in message
-    assert "pulumi config set clusterName" in message
+    assert "make config KEY=clusterName" in message
 
 
 def test_group_another_stack_owns_stops_up_and_is_kept(groups):
@@ -214,7 +214,7 @@ def test_group_another_stack_owns_stops_up_and_is_kept(groups):
         clear_leftover_before_up(groups, GROUP, CLUSTER, OURS, managed=False, name_is_derived=True, say=print)
     assert exists(groups)
     assert "belongs to stack falco-eks-lab/qa" in caught.value.message
-    assert "pulumi config set clusterName <another name> --stack dev" in caught.value.message
+    assert "make config KEY=clusterName VALUE=<another name>" in caught.value.message
 
 
 def test_group_of_a_running_cluster_stops_up_and_is_kept(groups):

@@ -165,6 +165,25 @@ def test_the_kinesis_audit_source_comes_up_with_the_stack(monkeypatch):
     assert args[args.index("--falco-connections") + 1] == "8"
 
 
+def test_alert_outputs_come_up_with_the_stack(monkeypatch):
+    recorded, exported = run_stack(
+        monkeypatch,
+        {"aws:region": "us-west-2", "alertSnsTopic": "create", "alertLogGroup": "create", "falcoSidekickUi": "false"},
+    )
+    assert recorded.result is None
+    assert set(exported) == (EXPORTS - {"falcoUiCommand", "falcoUiUsername", "falcoUiPassword"}) | {
+        "alertTopicArn", "alertLogGroupName", "sidekickRoleArn"
+    }
+    topic = recorded.one("aws:sns/topic:Topic")
+    assert resolve(exported["alertTopicArn"]) == topic.outputs["arn"]
+    assert topic.inputs["tags"] == {"pulumi:project": PROJECT, "pulumi:stack": "test"}
+    assert resolve(exported["alertLogGroupName"]) == "/falco-eks/falco-eks-lab-test/alerts"
+    syscall = next(r for r in recorded.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "falco")
+    sidekick = syscall.inputs["values"]["falcosidekick"]
+    assert sidekick["enabled"] is True and sidekick["webui"] == {"enabled": False}
+    assert sidekick["config"]["aws"]["rolearn"] == resolve(exported["sidekickRoleArn"])
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -175,6 +194,9 @@ def test_the_kinesis_audit_source_comes_up_with_the_stack(monkeypatch):
         ("forwarderBuild", "podman"),
         ("auditSource", "push"),
         ("kinesisShardCount", "3"),  # without auditSource kinesis
+        ("alertSnsTopic", "arn:aws:sns:eu-west-1:123456789012:paging"),  # another region than the stack's
+        ("alertSnsTopic", f"arn:aws:sns:us-west-2:{ACCOUNT_ID}:missing"),  # not there
+        ("alertSlackSecret", "Slack_URL"),
     ],
 )
 def test_bad_config_is_refused_by_name_before_anything_is_created(monkeypatch, key, value):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pulumi_mocks import run_program
 
-from components.cluster import AuditedClusterArgs
+from components.cluster import AuditedClusterSettings
 from components.errors import ConfigError
 from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLabArgs
@@ -396,7 +396,7 @@ def test_default_cluster_name_is_project_dash_stack():
 def test_default_cluster_name_fits_eks_and_keeps_stacks_apart(stack, other):
     name = default_cluster_name("falco-eks-lab", stack)
     assert name != default_cluster_name("falco-eks-lab", other)
-    assert AuditedClusterArgs(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
+    assert AuditedClusterSettings(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
     assert len(name) <= 100
     assert name.startswith("falco-eks-lab-")
 
@@ -436,3 +436,122 @@ def test_without_eks_the_calendar_decides():
     with pytest.raises(ConfigError) as caught:
         check_kubernetes_version(args, None, today=date(2025, 7, 23))
     assert caught.value.setting == "kubernetesVersion"
+
+
+# --- alert outputs ------------------------------------------------------------------------------------------
+
+ALERT_KEY = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_every_alert_output_is_off_by_default():
+    outputs = read(REGION).falco.alert_outputs
+    assert not outputs.enabled
+
+
+def test_every_alert_setting_is_read_into_its_output():
+    outputs = read(
+        {
+            **REGION,
+            "alertSnsTopic": "create",
+            "alertSnsKmsKeyArn": ALERT_KEY,
+            "alertSnsMinimumPriority": "Critical",
+            "alertLogGroup": "create",
+            "alertLogGroupRetentionDays": "90",
+            "alertLogGroupKmsKeyArn": ALERT_KEY,
+            "alertLogMinimumPriority": "info",
+            "alertSecurityLakeLocation": "s3://aws-security-data-lake-eu-central-1-ab/ext/falco/",
+            "alertSecurityLakeAccountId": "210987654321",
+            "alertSecurityLakeKmsKeyArn": ALERT_KEY,
+            "alertSecurityLakeMinimumPriority": "error",
+            "alertSlackSecret": "falco-chat",
+            "alertSlackSecretKey": "slack",
+            "alertSlackMinimumPriority": "alert",
+            "alertTeamsSecret": "falco-chat",
+            "alertTeamsSecretKey": "teams",
+            "alertTeamsMinimumPriority": "emergency",
+            "alertWebhookSecret": "siem",
+            "alertWebhookSecretKey": "endpoint",
+            "alertWebhookHeadersSecretKey": "headers",
+            "alertWebhookPort": "8443",
+            "alertWebhookMinimumPriority": "debug",
+        }
+    ).falco.alert_outputs
+    assert outputs.sns is not None and outputs.cloud_watch_logs is not None and outputs.security_lake is not None
+    sns = outputs.sns
+    assert (sns.topic, sns.kms_key_arn, sns.minimum_priority) == ("create", ALERT_KEY, "critical")
+    logs = outputs.cloud_watch_logs
+    assert (logs.log_group, logs.retention_days, logs.kms_key_arn, logs.minimum_priority) == (
+        "create", 90, ALERT_KEY, "informational"
+    )
+    lake = outputs.security_lake
+    assert (lake.bucket, lake.prefix, lake.account_id, lake.minimum_priority) == (
+        "aws-security-data-lake-eu-central-1-ab", "ext/falco", "210987654321", "error"
+    )
+    assert outputs.slack is not None and outputs.teams is not None and outputs.webhook is not None
+    assert (outputs.slack.secret_name, outputs.slack.secret_key, outputs.slack.minimum_priority) == (
+        "falco-chat", "slack", "alert"
+    )
+    assert (outputs.teams.secret_key, outputs.teams.minimum_priority) == ("teams", "emergency")
+    webhook = outputs.webhook
+    assert (webhook.secret_name, webhook.secret_key, webhook.headers_secret_key, webhook.port) == (
+        "siem", "endpoint", "headers", 8443
+    )
+
+
+def test_optional_alert_settings_left_empty_are_unset():
+    outputs = read({**REGION, "alertSnsTopic": "create", "alertSecurityLakeLocation": "s3://lake-1/ext/f/",
+                    "alertWebhookSecret": "siem"}).falco.alert_outputs
+    assert outputs.sns is not None and outputs.sns.kms_key_arn is None
+    assert outputs.security_lake is not None and outputs.security_lake.account_id is None
+    assert outputs.webhook is not None and outputs.webhook.headers_secret_key is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "switch"),
+    [
+        ("alertSnsMinimumPriority", "critical", "alertSnsTopic"),
+        ("alertLogGroupRetentionDays", "90", "alertLogGroup"),
+        ("alertSecurityLakeAccountId", "210987654321", "alertSecurityLakeLocation"),
+        ("alertSlackSecretKey", "slack", "alertSlackSecret"),
+        ("alertWebhookPort", "8443", "alertWebhookSecret"),
+    ],
+)
+def test_a_setting_of_an_output_that_is_off_is_refused_naming_what_turns_it_on(key, value, switch):
+    error = refused({key: value})
+    assert error.setting == key and switch in error.message
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"alertSnsTopic": "arn:aws:sns:eu-central-1:123456789012:alerts.fifo"}, "alertSnsTopic"),
+        ({"alertSnsTopic": "create", "alertSnsMinimumPriority": "high"}, "alertSnsMinimumPriority"),
+        ({"alertLogGroup": "create", "alertLogGroupRetentionDays": "10"}, "alertLogGroupRetentionDays"),
+        ({"alertLogGroup": "/platform/falco", "alertLogGroupKmsKeyArn": ALERT_KEY}, "alertLogGroupKmsKeyArn"),
+        ({"alertSecurityLakeLocation": "s3://aws-security-data-lake-x"}, "alertSecurityLakeLocation"),
+        ({"alertSlackSecret": "Falco_Slack"}, "alertSlackSecret"),
+        ({"alertTeamsSecret": "chat", "alertTeamsSecretKey": "a/b"}, "alertTeamsSecretKey"),
+        ({"alertWebhookSecret": "siem", "alertWebhookPort": "70000"}, "alertWebhookPort"),
+        ({"alertSlackSecret": "chat", "alertTeamsSecret": "chat"}, "alertTeamsSecretKey"),
+    ],
+)
+def test_a_bad_alert_setting_is_refused_by_its_key(values, key):
+    assert refused(values).setting == key
+
+
+def test_a_topic_elsewhere_is_refused_by_its_key_before_anything_is_created():
+    from components.stack_config import check_alert_destinations
+
+    args = read({**REGION, "alertSnsTopic": "arn:aws:sns:eu-west-1:123456789012:paging"})
+
+    def program():
+        try:
+            check_alert_destinations(args)
+        except ConfigError as err:
+            return err
+        return None
+
+    recorded = run_program(program)
+    assert isinstance(recorded.result, ConfigError)
+    assert recorded.result.setting == "alertSnsTopic" and "eu-west-1" in recorded.result.message
+    assert recorded.resources == []

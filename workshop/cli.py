@@ -96,7 +96,7 @@ def main(
                     forwarder_deployment=args.forwarder_deployment,
                 )
                 forwarder, falco = pipeline.read_pipeline(kubectl, targets, now=time.time())
-                pipeline.print_report(forwarder, falco, out)
+                pipeline.print_report(forwarder, falco, out, targets)
     except WorkshopError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code

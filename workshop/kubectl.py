@@ -227,8 +227,9 @@ def kubeconfig_file(explicit: str | None, stack: str | None, runner: Runner = su
     if result.returncode != 0 or not result.stdout.strip():
         raise WorkshopError(
             "could not read the stack's kubeconfig with `pulumi stack output kubeconfig --show-secrets`"
-            f" ({result.stderr.strip() or 'empty output'}); run from the project folder after `pulumi up`,"
-            " or pass --kubeconfig PATH"
+            f" ({result.stderr.strip() or 'empty output'}); run from the project folder after `make up`"
+            " (`make trigger`, `make alerts`, `make pipeline` pass the stack's backend and passphrase on; run"
+            " directly, first `eval \"$(make -s env)\"`), or pass --kubeconfig PATH"
         )
     fd, path = tempfile.mkstemp(prefix="falco-lab-kubeconfig-", suffix=".json")  # created 0600
     try:

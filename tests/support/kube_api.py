@@ -5,8 +5,13 @@ checkpoint store and LeaseElector use them, with the API server's rules that mat
   refused with 409 Conflict, one without any is unconditional (as on the real server); a create (POST) of
   an existing name is 409 AlreadyExists, with a resourceVersion it is refused; a missing object is 404;
 - each compare-and-swap is atomic (several forwarder processes race on it);
-- optionally a bearer token (401 without it) and RBAC (403 for any verb on any object not granted), e.g. the
-  forwarder's Role: ``Rbac.forwarder(...)``.
+- optionally a bearer token (401 without it) and RBAC (403 for any verb on any object not granted), from Role
+  rules as Kubernetes writes them: ``Rbac.from_rules``; ``Rbac.forwarder(...)`` is what the AuditForwarder
+  component's Roles grant (get and update by name, no create: tests/test_audit_forwarder.py checks that the
+  rendered Roles are exactly these rules), so a create is refused as the real server refuses it; the objects
+  then come from the stack: ``create_like_the_stack``;
+- the ``fieldManager`` query parameter of a write is recorded (KubeWrite.field_manager), as the API server keeps
+  it in managedFields.
 
 Every write is recorded (KubeWrite) with the lease term/holder it carries, so tests can check the order in
 which terms wrote. Point a real forwarder at it with ``--kube-api-url URL``: without a service account
@@ -20,13 +25,18 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from support.loopback_http import LoopbackServer, QuietHandler
 
+from forwarder.checkpoint import hashes_names
+
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
+STACK_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/part-of": "falco-eks-lab"}
+"""Labels the stack puts on the objects it creates (a few of the component's)."""
 HOLDER_ANNOTATION = "falco-eks-forwarder/lease-holder"
 
 
@@ -48,16 +58,34 @@ class KubeWrite:
     """The resourceVersion the request carried (None: an unconditional update, or a create)."""
     wall: float = 0.0
     """time.time() when it was answered (to order it against other servers' records)."""
+    field_manager: str | None = None
+    """The request's fieldManager query parameter."""
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
 
+_API_GROUPS = {"configmaps": "", "leases": "coordination.k8s.io"}
+
+
+def forwarder_role_rules(lease: str, checkpoint: str) -> list[dict[str, Any]]:
+    """The rules of the AuditForwarder component's two Roles, as Kubernetes writes them: get and update on the
+    checkpoint's ConfigMaps and on the Lease, by name. No create: RBAC cannot limit it by name, and the stack
+    creates the objects."""
+    return [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [checkpoint, *hashes_names(checkpoint)],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+         "verbs": ["get", "update"]},
+    ]
+
+
 @dataclass(frozen=True)
 class Rbac:
     """Granted (verb, resource, names) rules in the one namespace; names None: any name. Verbs as RBAC's: get,
-    list (GET of a collection), create (POST), update (PUT), patch, delete."""
+    list (GET of a collection), create (POST), update (PUT), patch, delete. A create names no object when it is
+    authorized, so a rule with names never allows it (as in Kubernetes)."""
 
     rules: tuple[tuple[str, str, tuple[str, ...] | None], ...]
 
@@ -65,9 +93,25 @@ class Rbac:
         return any(verb == v and resource == r and (names is None or name in names) for v, r, names in self.rules)
 
     @classmethod
+    def from_rules(cls, rules: Iterable[Mapping[str, Any]]) -> Rbac:
+        """From Role rules (apiGroups, resources, resourceNames, verbs), for the resources the stand-in serves."""
+        granted: list[tuple[str, str, tuple[str, ...] | None]] = []
+        for rule in rules:
+            names = tuple(rule["resourceNames"]) if rule.get("resourceNames") else None
+            for resource in rule["resources"]:
+                if _API_GROUPS.get(resource) in rule["apiGroups"]:
+                    granted += [(verb, resource, names) for verb in rule["verbs"]]
+        return cls(tuple(granted))
+
+    @classmethod
     def forwarder(cls, lease: str, checkpoint: str) -> Rbac:
-        """What the components' Role grants the forwarder (ISSUE12_CONTRACT.md): get/update on its Lease and its two
-        checkpoint ConfigMaps by name, create on both kinds (RBAC cannot limit create by name)."""
+        """What the AuditForwarder component's Roles grant (forwarder_role_rules)."""
+        return cls.from_rules(forwarder_role_rules(lease, checkpoint))
+
+    @classmethod
+    def older_stack(cls, lease: str, checkpoint: str) -> Rbac:
+        """What the component granted before the stack created the objects: get/update on the Lease and on the
+        ConfigMaps NAME and NAME-hashes, and create on leases and configmaps of any name."""
         configmaps = (checkpoint, checkpoint + "-hashes")
         return cls((("get", "leases", (lease,)), ("update", "leases", (lease,)), ("create", "leases", None),
                     ("get", "configmaps", configmaps), ("update", "configmaps", configmaps),
@@ -91,8 +135,11 @@ class FakeKubeApi:
     ``denied``)."""
 
     def __init__(self, token: str | None, on_write: Callable[[str, str], None] | None = None,
-                 rbac: Rbac | None = None, tls: ssl.SSLContext | None = None) -> None:
+                 rbac: Rbac | None = None, tls: ssl.SSLContext | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.token = token
+        self.now = now
+        """The clock of ``body_times`` (a simulation's)."""
         self.rbac = rbac
         self.objects: dict[str, dict[str, Any]] = {}
         """ConfigMaps by name."""
@@ -104,6 +151,8 @@ class FakeKubeApi:
         """(method, path) of every request RBAC refused."""
         self.bodies: list[tuple[str, str, int]] = []
         """(method, object name, request body bytes) of every write."""
+        self.body_times: list[float] = []
+        """When each of ``bodies`` came (``now``)."""
         self.writes: list[KubeWrite] = []
         self.conflict_next_put = 0
         self.before_write: Callable[[str, str, str], None] | None = None
@@ -128,13 +177,16 @@ class FakeKubeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
+                path, _, query = self.path.partition("?")
+                manager = (parse_qs(query).get("fieldManager") or [None])[0]
                 with api.lock:
-                    api.requests.append((self.command, self.path))
+                    api.requests.append((self.command, path))
                     if body is not None:
                         api.bodies.append((self.command, body["metadata"]["name"], len(raw)))
-                    status, doc = api.handle(self.command, self.path, self.headers.get("Authorization"), body)
+                        api.body_times.append(api.now())
+                    status, doc = api.handle(self.command, path, self.headers.get("Authorization"), body)
                     if body is not None:
-                        api.record(self.command, self.path, body, status)
+                        api.record(self.command, path, body, status, manager)
                 self._reply(status, doc)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
@@ -193,7 +245,7 @@ class FakeKubeApi:
             self.written("update", name)
         return 200, objects[name]
 
-    def record(self, method: str, path: str, body: dict[str, Any], status: int) -> None:
+    def record(self, method: str, path: str, body: dict[str, Any], status: int, manager: str | None = None) -> None:
         match = _KUBE_PATHS.match(path)
         resource = match["resource"] if match else "?"
         if resource == "leases":
@@ -204,7 +256,7 @@ class FakeKubeApi:
             raw_term = annotations.get(TERM_ANNOTATION)
             term, holder = (None if raw_term is None else int(raw_term)), annotations.get(HOLDER_ANNOTATION)
         self.writes.append(KubeWrite(time.monotonic(), method, resource, body["metadata"]["name"], status, term,
-                                     holder, body["metadata"].get("resourceVersion"), time.time()))
+                                     holder, body["metadata"].get("resourceVersion"), time.time(), manager))
 
     def written(self, verb: str, name: str) -> None:
         if self.on_write is not None:
@@ -222,6 +274,19 @@ class FakeKubeApi:
     def store(self, name: str, body: dict[str, Any]) -> None:
         """Put ConfigMap ``name`` in place, as if written by someone else."""
         self.put(self.objects, name, body)
+
+    def create_like_the_stack(self, namespace: str, checkpoint: str, lease: str | None = None,
+                              labels: Mapping[str, str] | None = None) -> None:
+        """Create what the AuditForwarder component creates, as Pulumi would: the checkpoint's ConfigMaps without
+        data and, given its name, the Lease without a spec, each with the stack's labels."""
+        labels = dict(labels if labels is not None else STACK_LABELS)
+        with self.lock:
+            for name in (checkpoint, *hashes_names(checkpoint)):
+                self.put(self.objects, name, {"apiVersion": "v1", "kind": "ConfigMap",
+                                              "metadata": {"name": name, "namespace": namespace, "labels": labels}})
+            if lease is not None:
+                self.put(self.leases, lease, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                              "metadata": {"name": lease, "namespace": namespace, "labels": labels}})
 
     def lease(self, name: str) -> dict[str, Any]:
         """The spec of Lease ``name`` as stored now ({} when there is none)."""
