@@ -19,6 +19,18 @@ their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
 `templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
 `templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 
+The audit release loads the upstream k8saudit rules, the lab's (`customRules`: its own rules and its changes to
+upstream's, components/falco_rules.py) and, last, the hostile source addresses from a ConfigMap of their own, mounted
+as a folder. A new list changes that ConfigMap only, not the release: with the Kubernetes provider's defaults Pulumi
+replaces it (deletes, then creates it under the same name; in place with `enableConfigMapMutable`), the kubelet
+writes the new content into each audit pod's folder at its next sync of the volume (about a minute, plus its
+ConfigMap cache: up to about two; a not-yet-recreated ConfigMap leaves the old content in place), swapping a symlink
+in that folder; Falco (`watch_config_files`) sees the folder change through inotify, checks the new rules in a dry
+run and restarts its engine in the same process (its pod stays up). During that restart the k8saudit webhook
+closes and reopens: the forwarder's requests meet a refused connection and are retried, and request bodies the
+webhook had already acknowledged but not yet parsed are lost. A list that does not load is not taken: Falco keeps
+the rules it runs and writes "Falco internal: hot restart failure".
+
 Callers add Helm values per release (`syscall_values`, `audit_values`), deep-merged over the component's;
 the paths in OWNED_VALUES stay the component's. The chart and the images can come from a mirror.
 The Kubernetes children use the provider the caller passes in the resource options (inherited through
@@ -40,10 +52,11 @@ from .alert_outputs import CREATE, AlertOutputs, AwsPlace, check_places
 from .args import check_whole_number, from_inputs, schema_args
 from .cluster import check_role_arn
 from .errors import ConfigError
-from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
+from .falco_rules import admin_matchers, rules_files
 from .helm_values import check_overrides, deep_merge
 from .mirror import check_chart_source, check_registry, is_oci
 from .renamed import renamed
+from .rules import hostile_sources_file, source_match
 from .sidekick_config import output_config_values
 from .sidekick_network import HTTPS_PORT, sidekick_network_policies
 from .sidekick_upstream import VERSION as SIDEKICK_VERSION
@@ -77,7 +90,11 @@ METRICS_PORT = 8765
 """Falco's webserver: /healthz and, with metrics on, Prometheus /metrics."""
 METRICS_SNAPSHOT_INTERVAL = "1m"
 """How often the audit instance logs its "Falco internal: metrics snapshot" (evaluated events per source)."""
-AUDIT_RULES_FILES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
+HOSTILE_SOURCES_DIR = "/etc/falco/hostile-sources.d"
+"""Where the audit pods mount the ConfigMap holding the hostile source addresses (as a rules file)."""
+HOSTILE_SOURCES_FILE = "hostile-sources.yaml"
+AUDIT_RULES_FILES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d", HOSTILE_SOURCES_DIR)
+"""Upstream's rules, the lab's (customRules: its own rules, then its changes to upstream's), the hostile list."""
 RULE_MATCHING = "all"
 """Both releases: every rule that matches an event alerts, so a generic rule never hides a specific one."""
 
@@ -304,6 +321,20 @@ class FalcoSettings:
     """Identities for "Full K8s Administrative Access": IAM role/assumed-role/user ARNs or Kubernetes user
     names. A role matches every session of it."""
 
+    admin_access_alerts: bool = False
+    """Raise "Full K8s Administrative Access" for every request by one of `adminIdentities`: the workshop shows it
+    (the lab turns it on), a company cluster would drown in it. Off, `adminIdentities` are only spared by
+    "Disallowed K8s User" and trusted to change kube-system/aws-auth and to port-forward."""
+
+    allowed_identities: Sequence[str] = ()
+    """Identities "Disallowed K8s User" does not report besides `adminIdentities`, e.g. CI/CD roles and developers:
+    IAM role, assumed-role or user ARNs or Kubernetes user names; a role matches every session of it."""
+
+    hostile_source_addresses: Sequence[str] = ()
+    """IPv4 and IPv6 addresses and CIDRs (Tor exits, a threat feed) whose API requests raise "Request From Hostile
+    Source Address". They sit in a ConfigMap of their own that Falco reloads within about two minutes of a
+    change, without a new Helm release or a pod restart."""
+
     syscall_values: Mapping[str, Any] = field(default_factory=dict)
     """Extra Helm values for the syscall release, deep-merged over the component's (e.g. nodeSelector,
     resources, imagePullSecrets). Paths the component sets itself are refused, each with its reason."""
@@ -350,6 +381,15 @@ class FalcoSettings:
             raise ConfigError("admin_identities", "must be a list of identities, not one string")
         object.__setattr__(self, "admin_identities", tuple(self.admin_identities))
         admin_matchers(self.admin_identities, "admin_identities")  # raises ConfigError naming the field
+        if not isinstance(self.admin_access_alerts, bool):
+            raise ConfigError("admin_access_alerts", f"must be true or false, got {self.admin_access_alerts!r}")
+        for setting in ("allowed_identities", "hostile_source_addresses"):
+            value = getattr(self, setting)
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ConfigError(setting, "must be a list, not one string")
+            object.__setattr__(self, setting, tuple(value))
+        admin_matchers(self.allowed_identities, "allowed_identities")
+        source_match(self.hostile_source_addresses, "hostile_source_addresses")
         for setting in ("syscall_values", "audit_values"):
             check_overrides(setting, getattr(self, setting), OWNED_VALUES)
         for setting in ("syscall_release_name", "audit_release_name"):
@@ -419,6 +459,10 @@ class FalcoNames:
     def audit_pod_labels(self) -> dict[str, str]:
         # _helpers.tpl falco.selectorLabels: name (chart name, no nameOverride) and instance (release name).
         return {"app.kubernetes.io/name": CHART, "app.kubernetes.io/instance": self.audit_release}
+
+    @property
+    def hostile_sources_configmap(self) -> str:
+        return f"{self.audit_fullname}-hostile-sources"
 
     @property
     def sidekick_fullname(self) -> str:
@@ -573,7 +617,7 @@ def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: Mapping[s
 
 
 def audit_values(
-    names: FalcoNames, release: ChartRelease, custom_rules: str, sidekick: bool, replicas: int = 1
+    names: FalcoNames, release: ChartRelease, custom_rules: Mapping[str, str], sidekick: bool, replicas: int = 1
 ) -> dict[str, Any]:
     """Values of the audit release: `replicas` without driver or collectors, k8saudit + json plugins, a headless
     webhook Service."""
@@ -620,9 +664,12 @@ def audit_values(
                 "ports": [{"name": "webhook", "port": WEBHOOK_PORT, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}],
             }
         ],
-        "customRules": {RULES_FILE_NAME: custom_rules},
+        "customRules": dict(custom_rules),
         "falco": {
             **_falco_config(names, sidekick, list(AUDIT_RULES_FILES)),
+            # Falco watches the folders of its rules files (inotify) and reloads when one changes: the hostile
+            # list's ConfigMap folder changes when the kubelet swaps in a new version of it.
+            "watch_config_files": True,
             "plugins": [
                 {
                     "name": "k8saudit",
@@ -657,11 +704,26 @@ def image_values(registry: str | None, sidekick: bool, ui: bool = True) -> dict[
     return values
 
 
+def with_hostile_sources_mount(values: dict[str, Any], names: FalcoNames) -> dict[str, Any]:
+    """`values` with the hostile source addresses' ConfigMap mounted as a folder of the audit pods (not a subPath,
+    which the kubelet never updates), read-only, next to any mounts the caller's audit_values add."""
+    mounts = dict(values.get("mounts") or {})
+    volume = {"name": "hostile-sources", "configMap": {"name": names.hostile_sources_configmap}}
+    mount = {"name": "hostile-sources", "mountPath": HOSTILE_SOURCES_DIR, "readOnly": True}
+    mounts["volumes"] = [*(mounts.get("volumes") or []), volume]
+    mounts["volumeMounts"] = [*(mounts.get("volumeMounts") or []), mount]
+    return {**values, "mounts": mounts}
+
+
 def release_values(
-    args: FalcoSettings, names: FalcoNames, rules: str, sidekick_config: Mapping[str, Any] | None = None
+    args: FalcoSettings,
+    names: FalcoNames,
+    rules: Mapping[str, str],
+    sidekick_config: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top.
-    `sidekick_config` is Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
+    """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top; the
+    audit pods also mount the hostile source addresses (beside any mounts the caller adds). `sidekick_config` is
+    Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
     release = chart_release(args.chart_version)
     sidekick = sidekick_values(names, args.sidekick_ui, sidekick_config) if args.sidekick else None
     mirror = image_values(args.image_registry, args.sidekick, args.sidekick_ui)
@@ -673,7 +735,7 @@ def release_values(
         ),
         args.audit_values,
     )
-    return syscall, audit
+    return syscall, with_hostile_sources_mount(audit, names)
 
 
 def alert_config(args: FalcoSettings, opts: pulumi.InvokeOptions) -> dict[str, Any]:
@@ -729,9 +791,8 @@ class Falco(pulumi.ComponentResource):
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
         # Checked before the first child: a refusal leaves nothing behind.
         sidekick_config = alert_config(args, pulumi.InvokeOptions(parent=self)) if args.sidekick else None
-        syscall_release_values, audit_release_values = release_values(
-            args, names, lab_rules(args.admin_identities), sidekick_config
-        )
+        rules = rules_files(args.admin_identities, args.allowed_identities, args.admin_access_alerts)
+        syscall_release_values, audit_release_values = release_values(args, names, rules, sidekick_config)
         k8s_opts = pulumi.ResourceOptions(parent=self)
 
         ns = k8s.core.v1.Namespace(
@@ -801,6 +862,22 @@ class Falco(pulumi.ComponentResource):
             # The UI pod reads its login from the Secret at start.
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=syscall_depends_on)),
         )
+        # Its own ConfigMap, outside the release's values: a new list changes this object only, and the audit pods'
+        # Falco reloads it (watch_config_files) once the kubelet has swapped the new version into their folder.
+        self.hostile_sources = k8s.core.v1.ConfigMap(
+            f"{name}-hostile-sources",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.hostile_sources_configmap,
+                namespace=namespace,
+                labels={"app.kubernetes.io/part-of": "falco-eks-lab"},
+            ),
+            data={
+                HOSTILE_SOURCES_FILE: hostile_sources_file(
+                    source_match(args.hostile_source_addresses, "hostile_source_addresses")
+                )
+            },
+            opts=k8s_opts,
+        )
         audit = k8s.helm.v3.Release(
             f"{name}-audit",
             k8s.helm.v3.ReleaseArgs(
@@ -813,7 +890,8 @@ class Falco(pulumi.ComponentResource):
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),
-            opts=k8s_opts,
+            # The pods mount the ConfigMap (not optional: a pod waits for it rather than start without the list).
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.hostile_sources])),
         )
 
         if args.sidekick:

@@ -51,9 +51,9 @@ class FalcoEksLabArgs:
     cluster: AuditedClusterSettings
     """The audited EKS cluster. Its `clusterAdminArns` also count as admin identities for Falco's rules."""
 
-    falco: FalcoSettings = field(default_factory=FalcoSettings)
+    falco: FalcoSettings = field(default_factory=lambda: FalcoSettings(admin_access_alerts=True))
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs, admin identities,
-    extra Helm values per release."""
+    extra Helm values per release. By default with `adminAccessAlerts` on, as the workshop shows it."""
 
     forwarder_image: pulumi.Input[str] | None = None
     """A ready forwarder image to run; unset, the lab gets one as `forwarderBuild` says."""

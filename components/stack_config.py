@@ -222,6 +222,30 @@ _LAB_SETTINGS: tuple[Setting, ...] = (
         "identity is always added.",
     ),
     Setting(
+        "falcoAdminAccessAlerts",
+        "boolean",
+        True,
+        "falco.admin_access_alerts",
+        "Raise 'Full K8s Administrative Access' for every API call of the admin identities, as the workshop shows "
+        "it; turn it off where admins work every day.",
+    ),
+    Setting(
+        "falcoAllowedIdentities",
+        "array",
+        [],
+        "falco.allowed_identities",
+        "IAM role, assumed-role or user ARNs or Kubernetes user names (CI/CD roles, developers) that 'Disallowed "
+        "K8s User' does not report; a role covers all its sessions.",
+    ),
+    Setting(
+        "hostileSourceAddresses",
+        "array",
+        [],
+        "falco.hostile_source_addresses",
+        "IPv4/IPv6 addresses and CIDRs (Tor exits, a threat feed) whose API requests raise 'Request From Hostile "
+        "Source Address'. A change updates one ConfigMap, which Falco reloads within minutes: no Falco redeploy.",
+    ),
+    Setting(
         "auditEventsPerSecond",
         "integer",
         DEFAULT_AUDIT_EVENTS_PER_SECOND,

@@ -31,6 +31,9 @@ KNOWN_WHILE_RUNNING: dict[str, str] = {
     "AuditedClusterSettings.clusterAdminArns": "one EKS access entry per ARN, and checked for repeats",
     "AuditedClusterSettings.clusterViewerArns": "one EKS access entry per ARN, and checked for repeats",
     "FalcoSettings.adminIdentities": "written into Falco's rules while the program runs",
+    "FalcoSettings.allowedIdentities": "checked and written into Falco's rules while the program runs",
+    "FalcoSettings.hostileSourceAddresses": "checked as addresses and CIDRs before anything is created, and written "
+    "into the hostile list's rules file",
 }
 """Lists that must be known while the program runs (`plain` in the schema), with why; every other list accepts a
 whole output of another resource. The component resources' own inputs repeat their args types' lists."""
