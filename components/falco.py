@@ -351,8 +351,9 @@ class FalcoSettings:
 
     audit_events_per_second: int = DEFAULT_AUDIT_EVENTS_PER_SECOND
     """Audit events per second the cluster writes at its busiest: the audit release runs ceil(this / 1,100)
-    replicas, 1,100 being what one replica (1 CPU) evaluates. Above about 1,000, read the log with the Kinesis
-    source: polling cannot follow more."""
+    replicas of one CPU each. 1,100 is a sizing choice, below what one replica evaluated under a 1-CPU quota on a
+    real Falco, which leaves headroom to catch up after a backlog. Above about 1,000, set `auditSource` to
+    `kinesis`: polling cannot follow more."""
 
     audit_replicas: int | None = None
     """Replicas of the audit release, e.g. 2 for a spare at low load; unset: sized from `auditEventsPerSecond`."""

@@ -1,5 +1,6 @@
 """Tables in docs/ written from the code: the stack settings (Pulumi.yaml's `config:`), the
-forwarder's flags (its argument parser) and the Helm values the Falco component owns.
+forwarder's flags (its argument parser), the Helm values the Falco component owns, and the names the
+component package's SDKs get in each language (from the schema it serves).
 
 Each table sits between two marker comments in its page, e.g.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +153,97 @@ def owned_values_from(root: Path) -> str:
     return owned_values_table(OWNED_VALUES)
 
 
+# --- the component package: its SDK names and types -------------------------------------------------------
+
+SDK_EXAMPLE_COMPONENT = "FalcoDetection"
+SDK_EXAMPLE_SETTINGS = "FalcoSettings"
+SDK_EXAMPLE_ENUM = ("ForwarderBuild", "source")
+"""The component, settings type and enum value the SDK names table shows."""
+
+
+def _first_sentence(text: str) -> str:
+    found = re.match(r"(.*?\.)(?:\s|$)", " ".join(text.split()))
+    return (found[1] if found else text).replace("`", "")
+
+
+def sdk_names_table(schema: Mapping[str, Any]) -> str:
+    """What `pulumi package add` generates in each language, named by the rules of Pulumi's code generators
+    (tests/sdk_names.py, which the examples' tests check against the same schema), then every schema type."""
+    from tests.sdk_names import names_of, yaml_types
+
+    names = names_of(schema)
+    types = {token.split(":")[-1]: spec for token, spec in schema.get("types", {}).items()}
+    component, settings = SDK_EXAMPLE_COMPONENT, SDK_EXAMPLE_SETTINGS
+    enum, value = SDK_EXAMPLE_ENUM
+    if f"{schema['name']}:index:{component}" not in schema["resources"] or settings not in types:
+        raise DocsError(f"the schema has no {component} or {settings}: change SDK_EXAMPLE_* in docs_tools")
+    members = {m["value"]: m["name"] for m in types.get(enum, {}).get("enum", [])}
+    if value not in members:
+        raise DocsError(f"the schema's {enum} has no value {value!r}: change SDK_EXAMPLE_ENUM in docs_tools")
+    member, quoted = members[value], json.dumps(value)
+    ts, py, go, dotnet = names.nodejs_import, names.python_alias, names.go_package, names.dotnet
+    short, full = sorted(yaml_types(f"{schema['name']}:index:{component}"), key=len)
+    folder = f" in {code(names.folder)}"
+    # One tab per language, labelled as the examples' tabs are, so that choosing one chooses both.
+    languages: list[tuple[str, list[tuple[str, str]]]] = [
+        ("TypeScript", [
+            ("SDK", f"npm package {code(names.nodejs)}{folder}"),
+            ("Import", code(f'import * as {ts} from "{names.nodejs}";')),
+            ("A component", code(f"new {ts}.{component}(...)")),
+            ("A settings type", code(f"{ts}.types.input.{settings}Args")),
+            ("An enum value", f"{code(f'{ts}.{enum}.{member}')} or {code(quoted)}"),
+        ]),
+        ("Python", [
+            ("SDK", f"package {code(names.python)}{folder} (a Python program can also use the components "
+                    "themselves, see [Python](#python))"),
+            ("Import", code(f"import {names.python} as {py}")),
+            ("A component", code(f"{py}.{component}(...)")),
+            ("A settings type", code(f"{py}.{settings}Args")),
+            ("An enum value", code(quoted)),
+        ]),
+        ("YAML", [
+            ("A component", f"{code(f'type: {short}')} (or {code(full)})"),
+            ("A settings type", "a mapping"),
+            ("An enum value", code(value)),
+        ]),
+        ("Go", [
+            ("SDK", f"module {code(names.go_module)}{folder}"),
+            ("Import", code(f'import "{names.go_import}"')),
+            ("A component", code(f"{go}.New{component}(...)")),
+            ("A settings type", code(f"{go}.{settings}Args")),
+            ("An enum value", code(f"{go}.{enum}{member}")),
+        ]),
+        ("C#", [
+            ("SDK", f"namespace {code(dotnet)}{folder}"),
+            ("A component", code(f"new {dotnet}.{component}(...)")),
+            ("A settings type", code(f"{dotnet}.Inputs.{settings}Args")),
+            ("An enum value", code(f"{dotnet}.{enum}.{member}")),
+        ]),
+    ]
+    rows: list[str] = []
+    for language, facts in languages:
+        rows += [f'=== "{language}"', "", f"    | | In {language} |", "    |---|---|"]
+        rows += [f"    | {aspect} | {name} |" for aspect, name in facts]
+        rows.append("")
+    rows += ["| Schema type | In the SDKs | What it is |", "|---|---|---|"]
+    for name, spec in types.items():
+        if "enum" in spec:
+            listed = ", ".join(f"{code(m['name'])} ({code(json.dumps(m['value']))})" for m in spec["enum"])
+            generated = f"enum {code(name)}: {listed}"
+        else:
+            generated = code(f"{name}Args")
+        rows.append(f"| {code(name)} | {generated} | {cell(_first_sentence(spec.get('description', '')))} |")
+    return "\n".join(rows) + "\n"
+
+
+def sdk_names_from(root: Path) -> str:
+    from components.package import ComponentPackage
+
+    with (root / "pyproject.toml").open("rb") as project:
+        version = str(tomllib.load(project)["project"]["version"])
+    return sdk_names_table(ComponentPackage(version).schema_spec)
+
+
 # --- the blocks and their pages -----------------------------------------------------------------------------
 
 
@@ -174,6 +267,7 @@ BLOCKS = (
     Block("settings", "settings.md", "Pulumi.yaml", settings_from),
     Block("forwarder-flags", "forwarder.md", "forwarder/config.py", forwarder_flags_from),
     Block("owned-values", "reuse.md", "components/falco.py OWNED_VALUES", owned_values_from),
+    Block("sdk-names", "reuse.md", "the schema components/package.py serves", sdk_names_from),
 )
 
 
