@@ -174,6 +174,7 @@ class KinesisReader:
         if after is not None:
             params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=str(after))
         else:
+            # botocore sends the time in whole seconds (its default precision): up to a second early, never late.
             params.update(ShardIteratorType="AT_TIMESTAMP",
                           Timestamp=datetime.fromtimestamp((at_ms or 0) / 1000, tz=UTC))
         return str(self._call(GET_SHARD_ITERATOR, lambda: self.client.get_shard_iterator(**params))["ShardIterator"])
