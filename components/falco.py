@@ -238,6 +238,7 @@ OWNED_VALUES: dict[str, str] = {
     "falco.json_include_output_property": "alerts are JSON lines (the workshop and Falcosidekick read them)",
     "falco.http_output": "both releases send alerts to the one Falcosidekick",
     "falco.webserver": "health checks and Prometheus metrics on port 8765",
+    "falco.watch_config_files": "a new hostile source list reaches Falco by a reload of its rules, without a restart",
     "metrics": "Prometheus metrics and the audit instance's event-count snapshots",
     "falcoctl.artifact.install.enabled": _WHY_ARTIFACTS,
     "falcoctl.artifact.follow.enabled": _WHY_ARTIFACTS,
