@@ -217,6 +217,22 @@ CONFLICT_RETRY = Backoff(initial_seconds=0.05, max_seconds=1.0)
 CONFLICT_ATTEMPTS = 4
 
 
+def positions_in(doc: Mapping[str, Any] | None, where: str, hint: str) -> Positions | None:
+    """The positions a checkpoint ConfigMap holds (key positions.json, or a version 1 checkpoint's); None when it
+    holds none (missing, or empty as the stack creates it); CheckpointError naming ``where`` when they are not valid."""
+    data, binary = (doc or {}).get("data") or {}, (doc or {}).get("binaryData") or {}
+    if POSITIONS_KEY in data:
+        raw = str(data[POSITIONS_KEY]).encode()
+    elif V1_KEY in binary:
+        try:
+            raw = zlib.decompress(base64.b64decode(binary[V1_KEY]))
+        except (ValueError, binascii.Error, zlib.error) as exc:
+            raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
+    else:
+        return None
+    return _decode_positions(raw, where, hint)
+
+
 def hashes_names(name: str) -> tuple[str, ...]:
     """The ConfigMaps of the remembered hashes of checkpoint ConfigMap ``name``, part 0 first."""
     return tuple(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))
@@ -391,17 +407,9 @@ class ConfigMapCheckpointStore:
                 continue
             self._stored[i] = (decoded.log_group, decoded.stream_prefix, fingerprint(decoded))
             remembered.append(decoded)
-        data, binary = (doc or {}).get("data") or {}, (doc or {}).get("binaryData") or {}
-        if POSITIONS_KEY in data:
-            raw_positions = str(data[POSITIONS_KEY]).encode()
-        elif V1_KEY in binary:
-            try:
-                raw_positions = zlib.decompress(base64.b64decode(binary[V1_KEY]))
-            except (ValueError, binascii.Error, zlib.error) as exc:
-                raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
-        else:
+        positions = positions_in(doc, where, hint)
+        if positions is None:
             return None  # missing, or empty as the stack creates it: no checkpoint yet
-        positions = _decode_positions(raw_positions, where, hint)
         ours = (positions.log_group, positions.stream_prefix)
         own = [r for r in remembered if (r.log_group, r.stream_prefix) == ours]
         return Checkpoint(positions, merge_remembered(own))
