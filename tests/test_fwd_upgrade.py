@@ -16,6 +16,7 @@ import logging
 import re
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -235,6 +236,19 @@ def test_a_start_after_a_crash_before_the_positions_were_written_carries_the_che
     api.store(STATE, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": STATE, "namespace": NS}})
     assert _store(api).claim() == old
     assert decode_positions(api.objects[STATE]["data"]["positions.json"].encode()) == old.positions
+
+
+def test_a_0_2_checkpoint_of_the_same_name_is_carried_over_for_its_positions(api: FakeKubeApi) -> None:
+    """Release 0.2 (cff263f) kept one ConfigMap of the same name, a version 1 document of segments (zlib, binary key
+    checkpoint.json.zlib), and no Lease: every stage resumes from its oldest open segment, read again, never lost."""
+    v1 = {"version": 1, "log_group": GROUP, "stream_prefix": PREFIX, "head_ms": 1_700_000_400_000, "seq": 9,
+          "segments": [{"start_ms": 1_700_000_100_000, "end_ms": 1_700_000_400_000, "hashes": ""}]}
+    raw = base64.b64encode(zlib.compress(json.dumps(v1).encode(), 6)).decode()
+    api.store(v03.CHECKPOINT, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": v03.CHECKPOINT},
+                               "binaryData": {"checkpoint.json.zlib": raw}})
+    assert _store(api).claim() == Checkpoint(Positions(GROUP, PREFIX, {"final": 1_700_000_100_000}), None)
+    assert decode_positions(api.objects[STATE]["data"]["positions.json"].encode()).positions == {
+        "final": 1_700_000_100_000}
 
 
 def test_unreadable_0_3_hashes_cost_only_duplicates_and_the_positions_are_carried_over(
