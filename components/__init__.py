@@ -5,16 +5,19 @@ Installed, they are ``falco_eks.components``: a company stack imports what it ne
 the whole lab with ``FalcoEksLab``. The same components are served to other languages by provider/.
 """
 
+from typing import Any
+
 from .args import Architecture, AuditSource, ForwarderBuild
 from .audit_forwarder import AuditForwarder, AuditForwarderArgs
 from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
-from .cluster import AuditedCluster, AuditedClusterArgs
+from .cluster import AuditedCluster, AuditedClusterSettings
 from .detection import ClusterNotReadyError, FalcoDetection, FalcoDetectionArgs, KnownCluster
 from .errors import ConfigError
-from .falco import OWNED_VALUES, Falco, FalcoArgs
+from .falco import OWNED_VALUES, Falco, FalcoSettings
 from .forwarder_workload import Resources
 from .lab import FalcoEksLab, FalcoEksLabArgs
 from .network import LabVpc, LabVpcArgs
+from .renamed import renamed
 
 COMPONENTS = (FalcoEksLab, AuditedCluster, FalcoDetection, Falco, AuditForwarder, AuditStream, LabVpc)
 """Every component, as the component package (provider/) hosts them."""
@@ -29,11 +32,11 @@ __all__ = [
     "AuditStream",
     "AuditStreamArgs",
     "AuditedCluster",
-    "AuditedClusterArgs",
+    "AuditedClusterSettings",
     "ClusterNotReadyError",
     "ConfigError",
     "Falco",
-    "FalcoArgs",
+    "FalcoSettings",
     "FalcoDetection",
     "FalcoDetectionArgs",
     "FalcoEksLab",
@@ -45,3 +48,8 @@ __all__ = [
     "LabVpcArgs",
     "Resources",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

@@ -16,10 +16,11 @@ Also the enumerations the arguments use: the schema has enums, not Literal types
 """
 
 import dataclasses
+import difflib
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Optional, TypeVar, Union
 
@@ -43,8 +44,8 @@ class ForwarderBuild(StrEnum):
     """How the forwarder's image comes about when no ready image is given."""
 
     DOCKER = "docker"
-    """Built from forwarder/Dockerfile where `pulumi up` runs (needs a Docker engine), pushed to a stack-owned
-    ECR repository."""
+    """Built from the bundled forwarder's Dockerfile where `pulumi up` runs (needs a Docker engine), pushed to a
+    stack-owned ECR repository."""
     SOURCE = "source"
     """No build: the official Python image runs the bundled source from a ConfigMap."""
 
@@ -124,6 +125,14 @@ def _takes_outputs(hint: Any) -> bool:
     return any(typing.get_origin(m) is pulumi.Output or isinstance(m, typing.ForwardRef) for m in members)
 
 
+def unknown_setting(key: str, known: Iterable[str]) -> str:
+    """Why `key` is refused, with the nearest known name in the caller's spelling (camelCase or snake_case)."""
+    camel = "_" not in key and key != key.lower()
+    names = {(_camel(name) if camel else name): name for name in known}
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    return f"unknown setting; did you mean {close[0]}?" if close else "unknown setting"
+
+
 def from_inputs(cls: type[A], value: A | Mapping[str, Any]) -> A:
     """`value` as a `cls`: as is when it already is one, else built from the dict the provider host passes.
 
@@ -142,7 +151,7 @@ def _build(cls: type[A], value: object) -> A:
     declared = _declared(cls)
     unknown = sorted(set(value) - set(declared))
     if unknown:
-        raise ConfigError(unknown[0], f"is not an argument of {cls.__name__}")
+        raise ConfigError(unknown[0], unknown_setting(unknown[0], declared))
     fields: dict[str, Any] = {}
     for name, item in value.items():
         hint = declared[name]

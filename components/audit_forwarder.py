@@ -148,34 +148,34 @@ class AuditForwarderArgs:
     region: pulumi.Input[str]
     """AWS region of the cluster and its log group."""
     falco_url: pulumi.Input[str]
-    """URL of Falco's k8saudit webhook (Falco.webhook_url)."""
+    """URL of Falco's k8saudit webhook (Falco's `webhookUrl`)."""
     falco_namespace: pulumi.Input[str]
-    """Namespace of the Falco audit instance (Falco.namespace)."""
+    """Namespace of the Falco audit instance (Falco's `namespace`)."""
     falco_pod_labels: Mapping[str, str]
-    """Labels that select only the Falco audit instance's pods (Falco.audit_pod_labels)."""
+    """Labels that select only the Falco audit instance's pods (Falco's `auditPodLabels`)."""
     falco_port: int = 9765
-    """Port of the webhook on those pods (Falco.webhook_port)."""
+    """Port of the webhook on those pods (Falco's `webhookPort`)."""
     falco_connections: int = 1
-    """Deliveries in flight at once, each on its own keep-alive connection, spread over every address falco_url's
+    """Deliveries in flight at once, each on its own keep-alive connection, spread over every address `falcoUrl`'s
     host resolves to: with Falco's headless Service, over every audit replica. At least the number of replicas."""
     kinesis_stream_arn: pulumi.Input[str] | None = None
-    """A Kinesis Data Stream that a subscription filter fills from the log group (AuditStream.stream_arn): the
-    forwarder reads it (`--source kinesis:<ARN>`) and its role may read that stream and nothing else. None: it polls
-    the log group with FilterLogEvents."""
+    """A Kinesis Data Stream that a subscription filter fills from the log group (AuditStream's `streamArn`): the
+    forwarder reads it (`--source kinesis:<ARN>`) and its role may read that stream and nothing else. Unset: it
+    polls the log group with FilterLogEvents."""
     kinesis_kms_key_arn: pulumi.Input[str] | None = None
-    """The customer-managed KMS key of that stream, which the role may then decrypt with; None for the AWS-managed
+    """The customer-managed KMS key of that stream, which the role may then decrypt with; unset for the AWS-managed
     key (or without a stream)."""
     replicas: int = 2
     """Forwarder pods: one holds the Lease and reads, the others stand by to take over within the Lease duration
     (15 s). 1 runs a single pod, which a node failure stops until Kubernetes reschedules it."""
     image: pulumi.Input[str] | None = None
-    """Forwarder image to run; None builds the bundled forwarder/ as `build` says."""
+    """Forwarder image to run; unset, the bundled forwarder is built or shipped as `build` says."""
     build: ForwarderBuild = ForwarderBuild.DOCKER
     """Without `image`: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine where
     `pulumi up` runs); "source" needs no Docker: the official Python image runs the bundled source from a ConfigMap
     and installs the pinned requirements from PyPI when the pod starts."""
     node_architecture: Architecture = Architecture.AMD64
-    """CPU architecture of the nodes (AuditedCluster.node_architecture); the built image's platform."""
+    """CPU architecture of the nodes (AuditedCluster's `nodeArchitecture`); the built image's platform."""
     namespace: str = "falco-forwarder"
     """Namespace the component creates for the forwarder."""
     service_account_name: str = "audit-forwarder"
@@ -211,9 +211,10 @@ class AuditForwarderArgs:
     resources: Resources = field(default_factory=lambda: Resources("50m", "128Mi", "500m", "384Mi"))
     """CPU and memory requests and limits of the forwarder container."""
     source_mode_image: str = DEFAULT_SOURCE_MODE_IMAGE
-    """Python image of build="source" (pinned tag)."""
+    """Python image of `build` "source" (pinned tag)."""
     source_dir: str | None = None
-    """Forwarder package to build or ship; None is the bundled forwarder/ next to components/."""
+    """Folder of the forwarder's source to build or ship, on the machine that runs `pulumi up`; unset: the forwarder
+    bundled with the components."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """AWS tags for the role and the ECR repository."""
 

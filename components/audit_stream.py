@@ -49,15 +49,15 @@ WRITER_ACTIONS: tuple[str, ...] = ("kinesis:PutRecord", "kinesis:PutRecords")
 @schema_args
 @dataclass(frozen=True)
 class KinesisSettings:
-    """The Kinesis Data Stream of audit_source "kinesis"."""
+    """The Kinesis Data Stream of `auditSource` "kinesis"."""
 
     shard_count: int | None = None
-    """Shards of a provisioned stream (each takes in 1 MB/s of compressed log records); None: on-demand, which
+    """Shards of a provisioned stream (each takes in 1 MB/s of compressed log records); unset: on-demand, which
     scales by itself and bills per GB plus an hourly charge per stream."""
 
     kms_key_arn: pulumi.Input[str] | None = None
     """ARN of a customer-managed KMS key that encrypts the stream (its key policy must let the account's IAM
-    policies grant its use); None: the AWS-managed key alias/aws/kinesis."""
+    policies grant its use); unset: the AWS-managed key alias/aws/kinesis."""
 
     def __post_init__(self) -> None:
         if self.shard_count is not None:

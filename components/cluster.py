@@ -42,6 +42,7 @@ import pulumi_kubernetes as k8s
 from .args import Architecture, from_inputs, schema_args
 from .errors import ConfigError
 from .network import LabVpc, LabVpcArgs
+from .renamed import renamed
 
 COMPONENT_TYPE = "falco-eks:index:AuditedCluster"
 
@@ -181,12 +182,13 @@ def ami_type_for(architecture: Architecture) -> str:
 
 @schema_args
 @dataclass(frozen=True)
-class AuditedClusterArgs:
-    """Arguments of AuditedCluster. Checked when built; errors name the field."""
+class AuditedClusterSettings:
+    """Settings of an AuditedCluster (FalcoEksLab's `cluster`): its name, Kubernetes version, nodes, log group,
+    network, API endpoint and access. Checked before anything is created; an error names the setting."""
 
     cluster_name: str
     """The EKS cluster's name (1-100 letters, digits, '-' or '_', starting with a letter or digit).
-    It also names the log group: /aws/eks/<cluster_name>/cluster."""
+    It also names the log group: /aws/eks/<clusterName>/cluster."""
 
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     """The control plane's Kubernetes version, "1.<minor>". Pick one in EKS standard support: versions in
@@ -199,10 +201,10 @@ class AuditedClusterArgs:
     """Desired number of nodes (at least 1)."""
 
     node_min_count: int | None = None
-    """Smallest size of the node group; None means node_count."""
+    """Smallest size of the node group; unset means `nodeCount`."""
 
     node_max_count: int | None = None
-    """Largest size of the node group; None means node_count."""
+    """Largest size of the node group; unset means `nodeCount`."""
 
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     """How long CloudWatch keeps the control-plane logs; one of the values CloudWatch accepts."""
@@ -212,39 +214,41 @@ class AuditedClusterArgs:
     controllerManager, scheduler. Each one adds CloudWatch ingestion cost."""
 
     log_kms_key_arn: pulumi.Input[str] | None = None
-    """KMS key that encrypts the log group; None uses CloudWatch's own encryption. The key policy
+    """KMS key that encrypts the log group; unset uses CloudWatch's own encryption. The key policy
     must allow the logs.<region>.amazonaws.com service principal."""
 
     vpc_id: pulumi.Input[str] | None = None
-    """The caller's VPC; None creates a dedicated VPC. Given together with private_subnet_ids."""
+    """The caller's VPC; unset creates a dedicated VPC. Given together with `privateSubnetIds`."""
 
-    public_subnet_ids: Sequence[pulumi.Input[str]] | None = None
-    """The caller's public subnets (internet-facing load balancers); optional with vpc_id."""
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    """The caller's public subnets (internet-facing load balancers); optional with `vpcId`. A whole list from
+    another resource works too (an awsx Vpc's publicSubnetIds)."""
 
-    private_subnet_ids: Sequence[pulumi.Input[str]] | None = None
+    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
     """The caller's private subnets for the nodes, in at least two availability zones, with egress to
-    the internet (falcoctl downloads Falco's rules and plugins when the pods start)."""
+    the internet (falcoctl downloads Falco's rules and plugins when the pods start). A whole list from another
+    resource works too (an awsx Vpc's privateSubnetIds); its length is then checked once it is known."""
 
     vpc_cidr: str = "10.0.0.0/16"
-    """IPv4 range of the dedicated VPC (ignored with vpc_id)."""
+    """IPv4 range of the dedicated VPC (ignored with `vpcId`)."""
 
     api_public_access_cidrs: Sequence[str] = DEFAULT_API_PUBLIC_ACCESS_CIDRS
     """Address ranges allowed to reach the cluster's public API endpoint (kubectl and Pulumi run from
     outside the VPC). Narrow it to your own address where you can. Leave the default with
-    api_private_only: there is no public endpoint then."""
+    `apiPrivateOnly`: there is no public endpoint then."""
 
     api_private_only: bool = False
     """Serve the Kubernetes API only inside the VPC: no public endpoint at all. Pulumi (which installs
-    workloads through the API) and kubectl must then run from an address in api_private_access_cidrs
+    workloads through the API) and kubectl must then run from an address in `apiPrivateAccessCidrs`
     that routes into the VPC (a host in it, a peered VPC, a VPN)."""
 
     api_private_access_cidrs: Sequence[str] = ()
     """Address ranges in the VPC or in networks connected to it (VPN, peering) allowed to reach the API's
-    private endpoint on port 443; the nodes always can. Required with api_private_only."""
+    private endpoint on port 443; the nodes always can. Required with `apiPrivateOnly`."""
 
     kubeconfig_role_arn: str | None = None
     """IAM role the kubeconfig assumes for its token (`aws eks get-token --role-arn`): give the role your AWS
-    provider assumes, so kubectl and the Kubernetes provider act as that role, not as whoever runs them. None:
+    provider assumes, so kubectl and the Kubernetes provider act as that role, not as whoever runs them. Unset:
     the token comes from whatever AWS credentials are current where the kubeconfig is used (a profile name is
     never written into it)."""
 
@@ -403,10 +407,8 @@ class AuditedClusterArgs:
             return
         if self.private_subnet_ids is None or isinstance(self.private_subnet_ids, str):
             raise ConfigError("private_subnet_ids", "a list of private subnet IDs is required with vpc_id")
-        if len(self.private_subnet_ids) < 2:
-            raise ConfigError(
-                "private_subnet_ids", "EKS needs subnets in at least two availability zones: give two or more"
-            )
+        if isinstance(self.private_subnet_ids, Sequence):  # another resource's whole list: checked when known
+            enough_subnets(self.private_subnet_ids)
         if isinstance(self.public_subnet_ids, str):
             raise ConfigError("public_subnet_ids", "must be a list of subnet IDs, not one string")
 
@@ -441,6 +443,15 @@ class AuditedClusterArgs:
         return [(arn, ADMIN_ACCESS_POLICY) for arn in self.cluster_admin_arns] + [
             (arn, VIEW_ACCESS_POLICY) for arn in self.cluster_viewer_arns
         ]
+
+
+def enough_subnets(subnet_ids: Sequence[Any] | None) -> Sequence[Any]:
+    """The caller's private subnets, if there are at least two (EKS needs two availability zones)."""
+    if subnet_ids is None or len(subnet_ids) < 2:
+        raise ConfigError(
+            "private_subnet_ids", "EKS needs subnets in at least two availability zones: give two or more"
+        )
+    return subnet_ids
 
 
 def _cidrs(setting: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -500,14 +511,9 @@ def endpoint_and_certificate(kubeconfig: str) -> tuple[str, str]:
 
 class AuditedCluster(pulumi.ComponentResource):
     """An EKS cluster with its audit log in a stack-owned CloudWatch log group, IRSA, enforced
-    NetworkPolicies and an Amazon Linux 2023 managed node group.
+    NetworkPolicies and an Amazon Linux 2023 managed node group."""
 
-    The class annotations below are the component's outputs (in its schema for other languages too). For
-    Python callers it also holds its children: `cluster` (the pulumi-eks cluster, a remote component),
-    `log_group`, `node_group`, `node_role`, `node_launch_template`, `coredns` (the add-on), `network` (the
-    dedicated VPC, None with the caller's), `api_security_group` (None without private access ranges),
-    `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node group, so
-    workloads have nodes."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     vpc_id: pulumi.Output[str]
     """The VPC the cluster runs in."""
@@ -517,7 +523,7 @@ class AuditedCluster(pulumi.ComponentResource):
 
     kubeconfig: pulumi.Output[str]
     """Kubeconfig (JSON) for the cluster; it runs `aws eks get-token` with the current AWS credentials
-    (or kubeconfig_role_arn). Secret."""
+    (or as `kubeconfigRoleArn`). Secret."""
 
     oidc_provider_arn: pulumi.Output[str]
     """ARN of the cluster's IAM OIDC provider (IRSA trust policies use it as the federated principal)."""
@@ -534,8 +540,13 @@ class AuditedCluster(pulumi.ComponentResource):
     node_architecture: Architecture
     """CPU architecture of the nodes, "amd64" or "arm64", from the instance type."""
 
-    def __init__(self, name: str, args: AuditedClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        args = from_inputs(AuditedClusterArgs, args)
+    def __init__(self, name: str, args: AuditedClusterSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `cluster` (the pulumi-eks cluster, a remote component),
+        `log_group`, `node_group`, `node_role`, `node_launch_template`, `coredns` (the add-on), `network` (the
+        dedicated VPC, None with the caller's), `api_security_group` (None without private access ranges),
+        `access_entries`, and `provider`, the Kubernetes provider for the cluster; it waits for the node group, so
+        workloads have nodes."""
+        args = from_inputs(AuditedClusterSettings, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         tags = dict(args.tags)
         self.node_architecture = node_architecture_of(args.node_instance_type)
@@ -548,12 +559,13 @@ class AuditedCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             vpc_id: pulumi.Input[str] = self.network.vpc_id
-            public_subnet_ids: Sequence[pulumi.Input[str]] | None = self.network.public_subnet_ids
-            private_subnet_ids: Sequence[pulumi.Input[str]] = self.network.private_subnet_ids
+            public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = self.network.public_subnet_ids
+            private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] = self.network.private_subnet_ids
         else:
             vpc_id = args.vpc_id
             public_subnet_ids = args.public_subnet_ids
-            private_subnet_ids = args.private_subnet_ids or []
+            # A whole list from another resource (an awsx Vpc's privateSubnetIds) is checked once it is known.
+            private_subnet_ids = pulumi.Output.from_input(args.private_subnet_ids).apply(enough_subnets)
 
         # Created before the cluster, so EKS writes into it instead of creating an unmanaged one.
         self.log_group = aws.cloudwatch.LogGroup(
@@ -707,7 +719,7 @@ class AuditedCluster(pulumi.ComponentResource):
                 desired_size=args.node_count, min_size=args.min_size, max_size=args.max_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            subnet_ids=list(private_subnet_ids),
+            subnet_ids=private_subnet_ids,
             tags=tags,
             # After the whole cluster (a remote component: depending on it waits for its add-ons and
             # OIDC provider too), and after the role has its policies: without the CNI policy nodes
@@ -796,7 +808,7 @@ class AuditedCluster(pulumi.ComponentResource):
         )
 
 
-def _kubeconfig_json(args: AuditedClusterArgs, eks_kubeconfig: str, region: str) -> str:
+def _kubeconfig_json(args: AuditedClusterSettings, eks_kubeconfig: str, region: str) -> str:
     endpoint, certificate = endpoint_and_certificate(eks_kubeconfig)
     document = kubeconfig_document(
         cluster_name=args.cluster_name,
@@ -806,3 +818,8 @@ def _kubeconfig_json(args: AuditedClusterArgs, eks_kubeconfig: str, region: str)
         role_arn=args.kubeconfig_role_arn,
     )
     return json.dumps(document)
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

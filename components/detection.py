@@ -44,7 +44,7 @@ from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditFor
 from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
-from .falco import Falco, FalcoArgs, FalcoNames
+from .falco import Falco, FalcoNames, FalcoSettings
 from .forwarder_iam import STS_AUDIENCE, issuer_host_path
 from .mirror import check_image_reference, mirrored
 
@@ -109,29 +109,29 @@ class FalcoDetectionArgs:
     """The EKS cluster to install into. Without `cluster`, it must exist, with audit logging and an IAM OIDC
     provider, in the region of the AWS provider."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    falco: FalcoSettings = field(default_factory=FalcoSettings)
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs (the component
     creates a "create" topic or log group, and Falcosidekick's role), admin identities, extra Helm values per
     release."""
 
     forwarder_image: pulumi.Input[str] | None = None
-    """A ready forwarder image to run; None gets one as forwarder_build says."""
+    """A ready forwarder image to run; unset, the component gets one as `forwarderBuild` says."""
 
     forwarder_build: ForwarderBuild = ForwarderBuild.DOCKER
-    """Without forwarder_image: "docker" builds the bundled forwarder and pushes it to a stack-owned ECR repository
+    """Without `forwarderImage`: "docker" builds the bundled forwarder and pushes it to a stack-owned ECR repository
     (needs Docker where `pulumi up` runs); "source" runs the bundled source on the official Python image (pulled
-    through falco.image_registry when set)."""
+    through `falco.imageRegistry` when set)."""
 
     node_architecture: Architecture = Architecture.AMD64
     """CPU architecture of the nodes the forwarder runs on: the platform of the image built with "docker"."""
 
     kubeconfig_role_arn: str | None = None
     """IAM role the component's own kubeconfig assumes for its token (made only without a Kubernetes provider in
-    the resource options): give the role your AWS provider assumes. None: the credentials current at the time."""
+    the resource options): give the role your AWS provider assumes. Unset: the credentials current at the time."""
 
     cluster: KnownCluster | None = None
-    """The cluster's facts, for a cluster the same stack creates; None looks them up by cluster_name. Given, pass
-    the cluster's Kubernetes provider in the resource options."""
+    """The cluster's facts, for a cluster the same stack creates; unset, they are looked up by `clusterName`. Given,
+    pass the cluster's Kubernetes provider in the resource options."""
 
     audit_source: AuditSource = AuditSource.POLL
     """Where the forwarder reads the audit log: "poll" (FilterLogEvents on the log group; about 1,000 events/s per
@@ -140,7 +140,7 @@ class FalcoDetectionArgs:
     must have room for one more."""
 
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)
-    """The stream's capacity mode and key, with audit_source "kinesis"."""
+    """The stream's capacity and key, with `auditSource` "kinesis"."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
     """AWS tags for the forwarder's IAM role and ECR repository, the Kinesis stream and its role, and the alert
@@ -150,8 +150,8 @@ class FalcoDetectionArgs:
         check_cluster_name("cluster_name", self.cluster_name)
         check_audit_source(self.audit_source, self.kinesis)
         object.__setattr__(self, "audit_source", AuditSource(self.audit_source))
-        if not isinstance(self.falco, FalcoArgs):
-            raise ConfigError("falco", "must be a FalcoArgs")
+        if not isinstance(self.falco, FalcoSettings):
+            raise ConfigError("falco", "must be a FalcoSettings")
         if self.falco.sidekick_role_arn is not None:
             raise ConfigError(
                 "falco.sidekick_role_arn",
@@ -296,10 +296,10 @@ def _issuer(cluster: Any) -> str:
 
 class FalcoDetection(pulumi.ComponentResource):
     """Falco (syscall DaemonSet, k8saudit instance, optionally Falcosidekick and its UI) and the audit forwarder,
-    with its IRSA role and NetworkPolicies, on an EKS cluster.
+    with its IRSA role and NetworkPolicies, on an EKS cluster: one that exists (looked up by its name), or one the
+    same stack creates (its facts given as `cluster`)."""
 
-    The annotations below are its outputs. Python callers also reach the children: `falco` (Falco), `forwarder`
-    (AuditForwarder) and `kubernetes_provider` (the provider the component made, or None with the caller's)."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     falco_namespace: pulumi.Output[str]
     """Namespace of Falco."""
@@ -308,13 +308,13 @@ class FalcoDetection(pulumi.ComponentResource):
     """In-cluster URL of Falco's k8saudit webhook."""
 
     falco_ui_command: pulumi.Output[str] | None
-    """kubectl command that opens the Falcosidekick UI on localhost; None without the UI."""
+    """kubectl command that opens the Falcosidekick UI on localhost; unset without the UI."""
 
     falco_ui_username: str | None
-    """Login of the Falcosidekick UI; None without the UI."""
+    """Login of the Falcosidekick UI; unset without the UI."""
 
     falco_ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None without the UI."""
+    """Generated password of the Falcosidekick UI (secret); unset without the UI."""
 
     audit_log_group_name: pulumi.Output[str]
     """The CloudWatch log group the forwarder reads."""
@@ -335,7 +335,7 @@ class FalcoDetection(pulumi.ComponentResource):
     """The image the forwarder runs."""
 
     audit_stream_arn: pulumi.Output[str] | None
-    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
+    """ARN of the Kinesis Data Stream the forwarder reads (`auditSource` "kinesis"); unset when it polls."""
 
     alert_topic_arn: pulumi.Output[str] | None
     """ARN of the SNS topic Falcosidekick publishes alerts to; unset without the SNS output."""
@@ -347,6 +347,8 @@ class FalcoDetection(pulumi.ComponentResource):
     """IAM role Falcosidekick runs as (IRSA); unset without an AWS alert output."""
 
     def __init__(self, name: str, args: FalcoDetectionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `falco` (Falco), `forwarder` (AuditForwarder) and
+        `kubernetes_provider` (the provider the component made, or None with the caller's)."""
         args = from_inputs(FalcoDetectionArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
         given_kubernetes = self.get_provider("kubernetes:index:Provider")

@@ -19,6 +19,18 @@ their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
 `templates/_helpers.tpl` (fullname, selector labels, sidekick URL, metrics), `templates/services.yaml`,
 `templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 
+The audit release loads the upstream k8saudit rules, the lab's (`customRules`: its own rules and its changes to
+upstream's, components/falco_rules.py) and, last, the hostile source addresses from a ConfigMap of their own, mounted
+as a folder. A new list changes that ConfigMap only, not the release: with the Kubernetes provider's defaults Pulumi
+replaces it (deletes, then creates it under the same name; in place with `enableConfigMapMutable`), the kubelet
+writes the new content into each audit pod's folder at its next sync of the volume (about a minute, plus its
+ConfigMap cache: up to about two; a not-yet-recreated ConfigMap leaves the old content in place), swapping a symlink
+in that folder; Falco (`watch_config_files`) sees the folder change through inotify, checks the new rules in a dry
+run and restarts its engine in the same process (its pod stays up). During that restart the k8saudit webhook
+closes and reopens: the forwarder's requests meet a refused connection and are retried, and request bodies the
+webhook had already acknowledged but not yet parsed are lost. A list that does not load is not taken: Falco keeps
+the rules it runs and writes "Falco internal: hot restart failure".
+
 Callers add Helm values per release (`syscall_values`, `audit_values`), deep-merged over the component's;
 the paths in OWNED_VALUES stay the component's. The chart and the images can come from a mirror.
 The Kubernetes children use the provider the caller passes in the resource options (inherited through
@@ -40,9 +52,11 @@ from .alert_outputs import CREATE, AlertOutputs, AwsPlace, check_places
 from .args import check_whole_number, from_inputs, schema_args
 from .cluster import check_role_arn
 from .errors import ConfigError
-from .falco_rules import RULES_FILE_NAME, admin_matchers, lab_rules
+from .falco_rules import admin_matchers, rules_files
 from .helm_values import check_overrides, deep_merge
 from .mirror import check_chart_source, check_registry, is_oci
+from .renamed import renamed
+from .rules import hostile_sources_file, source_match
 from .sidekick_config import output_config_values
 from .sidekick_network import HTTPS_PORT, sidekick_network_policies
 from .sidekick_upstream import VERSION as SIDEKICK_VERSION
@@ -60,10 +74,11 @@ ClusterIP entry's name ("k8saudit-webhook"): a Service's clusterIP cannot change
 Service with this one instead of failing on it."""
 
 AUDIT_EVENTS_PER_REPLICA = 1100
-"""Audit events per second one audit replica evaluates, for sizing: a real Falco 0.44.1 with the upstream audit
-rules and useAsync off evaluated about 1,100 real audit events/s of 1.4 KB under a 1-CPU quota (issue 12; 1,300/s
-in shared/corpus/real-falco/README.md) and 2,300/s with 2 CPUs. Each replica requests 1 CPU
-(AUDIT_FALCO_RESOURCES); its 1.5-CPU limit is headroom to catch up after a backlog, not planned load."""
+"""Audit events per second one audit replica evaluates, for sizing: a real Falco 0.44.1 with the lab's rules and
+settings (useAsync off) evaluated 1,380-1,702 real workshop audit events/s under a 1-CPU quota, 2,666/s under 1.5 CPU
+and 2,103-2,439/s on 2 CPUs (shared/corpus/real-falco/README.md, docs/data/recordings.yaml); this is a sizing choice
+below the 1-CPU range. Each replica requests 1 CPU (AUDIT_FALCO_RESOURCES); its 1.5-CPU limit is headroom to catch
+up after a backlog, not planned load."""
 DEFAULT_AUDIT_EVENTS_PER_SECOND = 1000
 """The design load when nothing else is said: about what one account can poll (FilterLogEvents' quota)."""
 MAX_AUDIT_REPLICAS = 100
@@ -75,7 +90,11 @@ METRICS_PORT = 8765
 """Falco's webserver: /healthz and, with metrics on, Prometheus /metrics."""
 METRICS_SNAPSHOT_INTERVAL = "1m"
 """How often the audit instance logs its "Falco internal: metrics snapshot" (evaluated events per source)."""
-AUDIT_RULES_FILES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
+HOSTILE_SOURCES_DIR = "/etc/falco/hostile-sources.d"
+"""Where the audit pods mount the ConfigMap holding the hostile source addresses (as a rules file)."""
+HOSTILE_SOURCES_FILE = "hostile-sources.yaml"
+AUDIT_RULES_FILES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d", HOSTILE_SOURCES_DIR)
+"""Upstream's rules, the lab's (customRules: its own rules, then its changes to upstream's), the hostile list."""
 RULE_MATCHING = "all"
 """Both releases: every rule that matches an event alerts, so a generic rule never hides a specific one."""
 
@@ -263,15 +282,17 @@ output is on",
 
 @schema_args
 @dataclass(frozen=True)
-class FalcoArgs:
-    """Settings of the Falco component. Its Kubernetes children use the Kubernetes provider the caller passes in
-    the resource options (`provider=` or `providers=`), inherited from a parent otherwise."""
+class FalcoSettings:
+    """Settings of Falco (the `falco` of FalcoEksLab and FalcoDetection): chart, image mirror, Falcosidekick UI,
+    admin identities, extra Helm values, sizing. Falco's Kubernetes objects go through the Kubernetes provider of
+    the resource options (`provider` or `providers`), or a parent's."""
 
     namespace: str = "falco"
     """Namespace the component creates and owns; both releases and Falcosidekick live there."""
 
     chart_version: str = DEFAULT_CHART_VERSION
-    """Pinned version of the `falco` chart; one of CHART_RELEASES (the falcoctl artifacts follow it)."""
+    """Pinned version of the `falco` chart: one the component knows (it pins the falcoctl artifacts and its rule
+    overrides per chart version); another is refused with the list of known ones."""
 
     chart_repository: str = DEFAULT_CHART_REPOSITORY
     """Where the chart comes from: a Helm repository (https://) or an OCI registry path (oci://host/path, holding
@@ -280,7 +301,7 @@ class FalcoArgs:
     image_registry: str | None = None
     """Registry mirror for every image (Falco, falcoctl, Falcosidekick, its UI and Redis), e.g.
     123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub; images keep their Docker Hub path under it
-    (falcosecurity/falco). None pulls from Docker Hub."""
+    (falcosecurity/falco). Unset pulls from Docker Hub."""
 
     sidekick_ui: bool = True
     """Install Falcosidekick's web UI (ClusterIP, reached by port-forward). Falcosidekick itself, fed by both
@@ -298,15 +319,29 @@ class FalcoArgs:
 
     admin_identities: Sequence[str] = ()
     """Identities for "Full K8s Administrative Access": IAM role/assumed-role/user ARNs or Kubernetes user
-    names. A role matches every session of it (see components/falco_rules.py)."""
+    names. A role matches every session of it."""
+
+    admin_access_alerts: bool = False
+    """Raise "Full K8s Administrative Access" for every request by one of `adminIdentities`: the workshop shows it
+    (the lab turns it on), a company cluster would drown in it. Off, `adminIdentities` are only spared by
+    "Disallowed K8s User" and trusted to change kube-system/aws-auth and to port-forward."""
+
+    allowed_identities: Sequence[str] = ()
+    """Identities "Disallowed K8s User" does not report besides `adminIdentities`, e.g. CI/CD roles and developers:
+    IAM role, assumed-role or user ARNs or Kubernetes user names; a role matches every session of it."""
+
+    hostile_source_addresses: Sequence[str] = ()
+    """IPv4 and IPv6 addresses and CIDRs (Tor exits, a threat feed) whose API requests raise "Request From Hostile
+    Source Address". They sit in a ConfigMap of their own that Falco reloads within about two minutes of a
+    change, without a new Helm release or a pod restart."""
 
     syscall_values: Mapping[str, Any] = field(default_factory=dict)
     """Extra Helm values for the syscall release, deep-merged over the component's (e.g. nodeSelector,
-    resources, imagePullSecrets). Paths in OWNED_VALUES are refused."""
+    resources, imagePullSecrets). Paths the component sets itself are refused, each with its reason."""
 
     audit_values: Mapping[str, Any] = field(default_factory=dict)
-    """Extra Helm values for the audit release, deep-merged over the component's. Paths in OWNED_VALUES are
-    refused."""
+    """Extra Helm values for the audit release, deep-merged over the component's. Paths the component sets itself
+    are refused, each with its reason."""
 
     syscall_release_name: str = "falco"
     """Helm release of the syscall DaemonSet (also carries Falcosidekick when it is installed)."""
@@ -320,7 +355,7 @@ class FalcoArgs:
     source: polling cannot follow more."""
 
     audit_replicas: int | None = None
-    """Replicas of the audit release, e.g. 2 for a spare at low load; None: sized from audit_events_per_second."""
+    """Replicas of the audit release, e.g. 2 for a spare at low load; unset: sized from `auditEventsPerSecond`."""
 
     ui_username: str = "admin"
     """Login of the Falcosidekick UI; its password is generated by the stack."""
@@ -345,6 +380,15 @@ class FalcoArgs:
             raise ConfigError("admin_identities", "must be a list of identities, not one string")
         object.__setattr__(self, "admin_identities", tuple(self.admin_identities))
         admin_matchers(self.admin_identities, "admin_identities")  # raises ConfigError naming the field
+        if not isinstance(self.admin_access_alerts, bool):
+            raise ConfigError("admin_access_alerts", f"must be true or false, got {self.admin_access_alerts!r}")
+        for setting in ("allowed_identities", "hostile_source_addresses"):
+            value = getattr(self, setting)
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ConfigError(setting, "must be a list, not one string")
+            object.__setattr__(self, setting, tuple(value))
+        admin_matchers(self.allowed_identities, "allowed_identities")
+        source_match(self.hostile_source_addresses, "hostile_source_addresses")
         for setting in ("syscall_values", "audit_values"):
             check_overrides(setting, getattr(self, setting), OWNED_VALUES)
         for setting in ("syscall_release_name", "audit_release_name"):
@@ -414,6 +458,10 @@ class FalcoNames:
     def audit_pod_labels(self) -> dict[str, str]:
         # _helpers.tpl falco.selectorLabels: name (chart name, no nameOverride) and instance (release name).
         return {"app.kubernetes.io/name": CHART, "app.kubernetes.io/instance": self.audit_release}
+
+    @property
+    def hostile_sources_configmap(self) -> str:
+        return f"{self.audit_fullname}-hostile-sources"
 
     @property
     def sidekick_fullname(self) -> str:
@@ -487,7 +535,7 @@ def k8saudit_init_config() -> dict[str, Any]:
     """The k8saudit plugin's init_config (keys of plugins/k8saudit/pkg/k8saudit/config.go)."""
     return {
         # The plugin's async extraction (default on) busy-waits between Falco and the Go side: on
-        # 2 vCPUs a real Falco 0.44.1 then evaluated ~1 audit event/s, with it off 1,300-2,200/s.
+        # 2 CPUs a real Falco 0.44.1 then evaluated 1.4-2.6 audit events/s, with it off 2,103-2,439/s.
         # The audit pod runs under a CPU limit on small nodes, where that spin would starve it.
         "useAsync": False,
         # The plugin's own defaults, stated so they stay equal to the forwarder's --max-event-bytes
@@ -568,7 +616,7 @@ def syscall_values(names: FalcoNames, release: ChartRelease, sidekick: Mapping[s
 
 
 def audit_values(
-    names: FalcoNames, release: ChartRelease, custom_rules: str, sidekick: bool, replicas: int = 1
+    names: FalcoNames, release: ChartRelease, custom_rules: Mapping[str, str], sidekick: bool, replicas: int = 1
 ) -> dict[str, Any]:
     """Values of the audit release: `replicas` without driver or collectors, k8saudit + json plugins, a headless
     webhook Service."""
@@ -615,9 +663,12 @@ def audit_values(
                 "ports": [{"name": "webhook", "port": WEBHOOK_PORT, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}],
             }
         ],
-        "customRules": {RULES_FILE_NAME: custom_rules},
+        "customRules": dict(custom_rules),
         "falco": {
             **_falco_config(names, sidekick, list(AUDIT_RULES_FILES)),
+            # Falco watches the folders of its rules files (inotify) and reloads when one changes: the hostile
+            # list's ConfigMap folder changes when the kubelet swaps in a new version of it.
+            "watch_config_files": True,
             "plugins": [
                 {
                     "name": "k8saudit",
@@ -652,11 +703,26 @@ def image_values(registry: str | None, sidekick: bool, ui: bool = True) -> dict[
     return values
 
 
+def with_hostile_sources_mount(values: dict[str, Any], names: FalcoNames) -> dict[str, Any]:
+    """`values` with the hostile source addresses' ConfigMap mounted as a folder of the audit pods (not a subPath,
+    which the kubelet never updates), read-only, next to any mounts the caller's audit_values add."""
+    mounts = dict(values.get("mounts") or {})
+    volume = {"name": "hostile-sources", "configMap": {"name": names.hostile_sources_configmap}}
+    mount = {"name": "hostile-sources", "mountPath": HOSTILE_SOURCES_DIR, "readOnly": True}
+    mounts["volumes"] = [*(mounts.get("volumes") or []), volume]
+    mounts["volumeMounts"] = [*(mounts.get("volumeMounts") or []), mount]
+    return {**values, "mounts": mounts}
+
+
 def release_values(
-    args: FalcoArgs, names: FalcoNames, rules: str, sidekick_config: Mapping[str, Any] | None = None
+    args: FalcoSettings,
+    names: FalcoNames,
+    rules: Mapping[str, str],
+    sidekick_config: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top.
-    `sidekick_config` is Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
+    """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top; the
+    audit pods also mount the hostile source addresses (beside any mounts the caller adds). `sidekick_config` is
+    Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
     release = chart_release(args.chart_version)
     sidekick = sidekick_values(names, args.sidekick_ui, sidekick_config) if args.sidekick else None
     mirror = image_values(args.image_registry, args.sidekick, args.sidekick_ui)
@@ -668,10 +734,10 @@ def release_values(
         ),
         args.audit_values,
     )
-    return syscall, audit
+    return syscall, with_hostile_sources_mount(audit, names)
 
 
-def alert_config(args: FalcoArgs, opts: pulumi.InvokeOptions) -> dict[str, Any]:
+def alert_config(args: FalcoSettings, opts: pulumi.InvokeOptions) -> dict[str, Any]:
     """Falcosidekick's `config` for `args.alert_outputs`, after checking them: Falco creates no destination and no
     role, and AWS destinations must be in the AWS provider's account and Region (asked with plain invokes)."""
     outputs = args.alert_outputs
@@ -712,21 +778,20 @@ class Falco(pulumi.ComponentResource):
     audit_replicas: int
     """Replicas of the audit instance (the forwarder opens connections to all of them)."""
     ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None when sidekick_ui is off."""
+    """Generated password of the Falcosidekick UI (secret); unset when `sidekickUi` is off."""
     ui_username: str | None
-    """Login of the Falcosidekick UI; None when sidekick_ui is off."""
+    """Login of the Falcosidekick UI; unset when `sidekickUi` is off."""
     ui_command: pulumi.Output[str] | None
-    """kubectl port-forward command that opens the UI on http://localhost:2802; None when off."""
+    """kubectl port-forward command that opens the UI on http://localhost:2802; unset when `sidekickUi` is off."""
 
-    def __init__(self, name: str, args: FalcoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        args = from_inputs(FalcoArgs, args)
+    def __init__(self, name: str, args: FalcoSettings, opts: pulumi.ResourceOptions | None = None) -> None:
+        args = from_inputs(FalcoSettings, args)
         super().__init__("falco-eks:index:Falco", name, None, opts)
         names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
         # Checked before the first child: a refusal leaves nothing behind.
         sidekick_config = alert_config(args, pulumi.InvokeOptions(parent=self)) if args.sidekick else None
-        syscall_release_values, audit_release_values = release_values(
-            args, names, lab_rules(args.admin_identities), sidekick_config
-        )
+        rules = rules_files(args.admin_identities, args.allowed_identities, args.admin_access_alerts)
+        syscall_release_values, audit_release_values = release_values(args, names, rules, sidekick_config)
         k8s_opts = pulumi.ResourceOptions(parent=self)
 
         ns = k8s.core.v1.Namespace(
@@ -796,6 +861,22 @@ class Falco(pulumi.ComponentResource):
             # The UI pod reads its login from the Secret at start.
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=syscall_depends_on)),
         )
+        # Its own ConfigMap, outside the release's values: a new list changes this object only, and the audit pods'
+        # Falco reloads it (watch_config_files) once the kubelet has swapped the new version into their folder.
+        self.hostile_sources = k8s.core.v1.ConfigMap(
+            f"{name}-hostile-sources",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=names.hostile_sources_configmap,
+                namespace=namespace,
+                labels={"app.kubernetes.io/part-of": "falco-eks-lab"},
+            ),
+            data={
+                HOSTILE_SOURCES_FILE: hostile_sources_file(
+                    source_match(args.hostile_source_addresses, "hostile_source_addresses")
+                )
+            },
+            opts=k8s_opts,
+        )
         audit = k8s.helm.v3.Release(
             f"{name}-audit",
             k8s.helm.v3.ReleaseArgs(
@@ -808,7 +889,8 @@ class Falco(pulumi.ComponentResource):
                 timeout=args.release_timeout_seconds,
                 cleanup_on_fail=True,
             ),
-            opts=k8s_opts,
+            # The pods mount the ConfigMap (not optional: a pod waits for it rather than start without the list).
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.hostile_sources])),
         )
 
         if args.sidekick:
@@ -849,3 +931,8 @@ class Falco(pulumi.ComponentResource):
         if self.ui_password is not None:
             outputs.update(ui_password=self.ui_password, ui_command=self.ui_command, ui_username=self.ui_username)
         self.register_outputs(outputs)
+
+
+def __getattr__(name: str) -> Any:
+    # Old names of renamed classes (components/renamed.py).
+    return renamed(__name__, name)

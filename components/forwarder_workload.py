@@ -30,10 +30,16 @@ class PodIdentity:
 
 @dataclass(frozen=True)
 class Resources:
+    """CPU and memory requests and limits of a container, as Kubernetes quantities."""
+
     cpu_request: str
+    """CPU the container is guaranteed, e.g. 50m (a twentieth of a CPU)."""
     memory_request: str
+    """Memory the container is guaranteed, e.g. 128Mi."""
     cpu_limit: str
+    """Most CPU the container may use, e.g. 500m."""
     memory_limit: str
+    """Most memory the container may use, e.g. 384Mi; above it the container is restarted."""
 
     def args(self) -> k8s.core.v1.ResourceRequirementsArgs:
         return k8s.core.v1.ResourceRequirementsArgs(

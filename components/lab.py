@@ -15,12 +15,29 @@ import pulumi
 from .alert_destinations import look_up_destinations
 from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
 from .audit_stream import KinesisSettings
-from .cluster import AuditedCluster, AuditedClusterArgs, node_architecture_of
+from .cluster import AuditedCluster, AuditedClusterSettings, node_architecture_of
 from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster, check_audit_source
 from .errors import ConfigError
-from .falco import FalcoArgs
+from .falco import FalcoSettings
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
+
+MOVED_UNDER_DETECTION = frozenset({"falco-eks:index:Falco", "falco-eks:index:AuditForwarder"})
+"""Up to 0.2 these were the lab's own children; since 0.3 FalcoDetection holds them (same names)."""
+
+
+def _moved_from(lab: pulumi.Resource) -> pulumi.ResourceTransformation:
+    """A transformation for the lab's FalcoDetection: its Falco and AuditForwarder were the lab's children up to
+    0.2, so each also answers to its old place (an alias with the lab as parent). The engine then finds every
+    resource below them at its old place too, and an upgrade from 0.2 takes them over instead of replacing them."""
+
+    def alias_old_place(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        if args.type_ not in MOVED_UNDER_DETECTION or not isinstance(args.opts.parent, FalcoDetection):
+            return None
+        moved = pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=lab)])
+        return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, moved))
+
+    return alias_old_place
 
 
 @schema_args
@@ -31,33 +48,33 @@ class FalcoEksLabArgs:
     Everything that can be checked without a cluster is checked here, so a bad value fails before any resource
     is registered."""
 
-    cluster: AuditedClusterArgs
-    """The audited EKS cluster. Its cluster admins also count as admin identities for Falco's rules."""
+    cluster: AuditedClusterSettings
+    """The audited EKS cluster. Its `clusterAdminArns` also count as admin identities for Falco's rules."""
 
-    falco: FalcoArgs = field(default_factory=FalcoArgs)
+    falco: FalcoSettings = field(default_factory=lambda: FalcoSettings(admin_access_alerts=True))
     """Falco's settings: chart version and source, image mirror, Falcosidekick UI, alert outputs, admin identities,
-    extra Helm values per release."""
+    extra Helm values per release. By default with `adminAccessAlerts` on, as the workshop shows it."""
 
     forwarder_image: pulumi.Input[str] | None = None
-    """A ready forwarder image to run; None gets one as forwarder_build says."""
+    """A ready forwarder image to run; unset, the lab gets one as `forwarderBuild` says."""
 
     forwarder_build: ForwarderBuild = ForwarderBuild.DOCKER
-    """Without forwarder_image: "docker" builds and pushes to a stack-owned ECR repository (needs a Docker engine);
-    "source" runs the bundled source on the official Python image."""
+    """Without `forwarderImage`: "docker" builds the forwarder and pushes it to a stack-owned ECR repository (needs a
+    Docker engine where `pulumi up` runs); "source" runs the bundled source on the official Python image."""
 
     audit_source: AuditSource = AuditSource.POLL
     """Where the forwarder reads the audit log: "poll" (FilterLogEvents; about 1,000 events/s per account at most)
-    or "kinesis" (the lab adds the log group's subscription filter into a Kinesis Data Stream it creates; a log
-    group takes at most two subscription filters)."""
+    or "kinesis" (the lab subscribes a Kinesis Data Stream it creates to the log group; a log group takes at most
+    two subscription filters)."""
 
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)
-    """The stream's capacity mode and key, with audit_source "kinesis"."""
+    """The stream's capacity and key, with `auditSource` "kinesis"."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.cluster, AuditedClusterArgs):
-            raise ConfigError("cluster", "must be an AuditedClusterArgs")
-        if not isinstance(self.falco, FalcoArgs):
-            raise ConfigError("falco", "must be a FalcoArgs")
+        if not isinstance(self.cluster, AuditedClusterSettings):
+            raise ConfigError("cluster", "must be an AuditedClusterSettings")
+        if not isinstance(self.falco, FalcoSettings):
+            raise ConfigError("falco", "must be a FalcoSettings")
         check_audit_source(self.audit_source, self.kinesis)
         checked = self.detection_args()  # raises ConfigError naming the field
         object.__setattr__(self, "forwarder_build", checked.forwarder_build)
@@ -80,10 +97,10 @@ class FalcoEksLabArgs:
 
 
 class FalcoEksLab(pulumi.ComponentResource):
-    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them.
+    """The whole lab: an audited EKS cluster, Falco on it, and the audit forwarder between them, all under this one
+    component, so `pulumi destroy` removes them together."""
 
-    The annotations below are its outputs. Python callers also reach the children: `cluster` (AuditedCluster) and
-    `detection` (FalcoDetection, holding `falco` and `forwarder`)."""
+    # The annotations below are the component's outputs (in its schema for other languages too).
 
     cluster_name: pulumi.Output[str]
     """The EKS cluster's name."""
@@ -101,13 +118,13 @@ class FalcoEksLab(pulumi.ComponentResource):
     """In-cluster URL of Falco's k8saudit webhook."""
 
     falco_ui_command: pulumi.Output[str] | None
-    """kubectl command that opens the Falcosidekick UI on localhost; None without the UI."""
+    """kubectl command that opens the Falcosidekick UI on localhost; unset without the UI."""
 
     falco_ui_username: str | None
-    """Login of the Falcosidekick UI; None without the UI."""
+    """Login of the Falcosidekick UI; unset without the UI."""
 
     falco_ui_password: pulumi.Output[str] | None
-    """Generated password of the Falcosidekick UI (secret); None without the UI."""
+    """Generated password of the Falcosidekick UI (secret); unset without the UI."""
 
     forwarder_role_arn: pulumi.Output[str]
     """IAM role the forwarder runs as (IRSA)."""
@@ -125,7 +142,7 @@ class FalcoEksLab(pulumi.ComponentResource):
     """The image the forwarder runs."""
 
     audit_stream_arn: pulumi.Output[str] | None
-    """ARN of the Kinesis Data Stream the forwarder reads (audit source "kinesis"); None when it polls."""
+    """ARN of the Kinesis Data Stream the forwarder reads (`auditSource` "kinesis"); unset when it polls."""
 
     alert_topic_arn: pulumi.Output[str] | None
     """ARN of the SNS topic Falcosidekick publishes alerts to; unset without the SNS output."""
@@ -137,6 +154,8 @@ class FalcoEksLab(pulumi.ComponentResource):
     """IAM role Falcosidekick runs as (IRSA); unset without an AWS alert output."""
 
     def __init__(self, name: str, args: FalcoEksLabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Python callers also reach the children: `cluster` (AuditedCluster) and `detection` (FalcoDetection,
+        holding `falco` and `forwarder`)."""
         args = from_inputs(FalcoEksLabArgs, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
 
@@ -154,7 +173,11 @@ class FalcoEksLab(pulumi.ComponentResource):
         self.detection = FalcoDetection(
             name,
             args.detection_args(known),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.provider}),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                providers={"kubernetes": self.cluster.provider},
+                transformations=[_moved_from(self)],
+            ),
         )
 
         self.cluster_name = self.cluster.cluster_name

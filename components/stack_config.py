@@ -44,7 +44,7 @@ from .cluster import (
     DEFAULT_LOG_RETENTION_DAYS,
     DEFAULT_NODE_COUNT,
     DEFAULT_NODE_INSTANCE_TYPE,
-    AuditedClusterArgs,
+    AuditedClusterSettings,
     check_role_arn,
 )
 from .errors import ConfigError
@@ -53,7 +53,7 @@ from .falco import (
     DEFAULT_AUDIT_EVENTS_PER_SECOND,
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
-    FalcoArgs,
+    FalcoSettings,
 )
 from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .lab import FalcoEksLabArgs
@@ -220,6 +220,30 @@ _LAB_SETTINGS: tuple[Setting, ...] = (
         "falco.admin_identities",
         "IAM ARNs or Kubernetes user names whose API calls raise 'Full K8s Administrative Access'; the deploying "
         "identity is always added.",
+    ),
+    Setting(
+        "falcoAdminAccessAlerts",
+        "boolean",
+        True,
+        "falco.admin_access_alerts",
+        "Raise 'Full K8s Administrative Access' for every API call of the admin identities, as the workshop shows "
+        "it; turn it off where admins work every day.",
+    ),
+    Setting(
+        "falcoAllowedIdentities",
+        "array",
+        [],
+        "falco.allowed_identities",
+        "IAM role, assumed-role or user ARNs or Kubernetes user names (CI/CD roles, developers) that 'Disallowed "
+        "K8s User' does not report; a role covers all its sessions.",
+    ),
+    Setting(
+        "hostileSourceAddresses",
+        "array",
+        [],
+        "falco.hostile_source_addresses",
+        "IPv4/IPv6 addresses and CIDRs (Tor exits, a threat feed) whose API requests raise 'Request From Hostile "
+        "Source Address'. A change updates one ConfigMap, which Falco reloads within minutes: no Falco redeploy.",
     ),
     Setting(
         "auditEventsPerSecond",
@@ -528,10 +552,10 @@ def read_lab_args(
         group, _, name = path.rpartition(".")
         groups[group][name] = value
     try:
-        cluster = AuditedClusterArgs(**groups["cluster"], tags=stack_tags(project, stack))
+        cluster = AuditedClusterSettings(**groups["cluster"], tags=stack_tags(project, stack))
         return FalcoEksLabArgs(
             cluster=cluster,
-            falco=FalcoArgs(**groups["falco"], alert_outputs=alert_outputs),
+            falco=FalcoSettings(**groups["falco"], alert_outputs=alert_outputs),
             kinesis=KinesisSettings(**groups["kinesis"]),
             **groups[""],
         )

@@ -221,7 +221,7 @@ def next_steps(settings: StackSettings, region: str, needed_env: Mapping[str, st
             "  make config KEY='apiPublicAccessCidrs[0]' "
             f'VALUE="$(curl -fsS https://checkip.amazonaws.com)/32"{stack_arg(stack)}',
             f"  make up{stack_arg(stack)}",
-            "More ranges go in 'apiPublicAccessCidrs[1]' and so on; the README's Settings has a private-only endpoint.",
+            "More ranges go in 'apiPublicAccessCidrs[1]' and so on; a private-only endpoint: docs/settings.md.",
         ]
     lines += ["", f"Tear it down with: make down{stack_arg(stack)}"]
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Pulumi runs this file (`python <this folder> <engine address>`) when a program that added the package
 previews or deploys, and to read the package's schema when the package is added. The components are the
-repository's own ../components, so the package is whatever commit `pulumi package add` fetched.
+repository's own ../components, so the package is whatever commit `pulumi package add` fetched. What the
+package serves (name, namespace, schema, strict inputs) is components/package.py.
 """
 
 import sys
@@ -10,12 +11,10 @@ import tomllib
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-PACKAGE_NAME = "falco-eks"
-"""The package's name: the first part of every type token, `falco-eks:index:FalcoEksLab`."""
 
 
 def package_version() -> str:
-    """The project's version (pyproject.toml), so generated SDKs carry it."""
+    """The project's version (pyproject.toml, the one place it is set), so generated SDKs carry it."""
     with (REPOSITORY / "pyproject.toml").open("rb") as project:
         return str(tomllib.load(project)["project"]["version"])
 
@@ -23,11 +22,9 @@ def package_version() -> str:
 def main() -> None:
     # components/ and the forwarder source it ships sit beside this folder; import them from there.
     sys.path.insert(0, str(REPOSITORY))
-    from pulumi.provider.experimental import component_provider_host
+    from components.package import serve
 
-    from components import COMPONENTS
-
-    component_provider_host(components=list(COMPONENTS), name=PACKAGE_NAME, version=package_version())
+    serve(package_version())
 
 
 if __name__ == "__main__":

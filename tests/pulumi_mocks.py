@@ -4,8 +4,13 @@
 every registration, and returns a `Recorded` with each resource's type, name, resolved inputs (a resource
 passed as an input recorded as its URN),
 parent URN, explicit dependencies and providers (read from the RegisterResource request itself, so the
-parent chain, `depends_on` and which provider serves a resource can be asserted as data), and every
-invoke with the provider it went to.
+parent chain, `depends_on` and which provider serves a resource can be asserted as data), the aliases it
+declared, and every invoke with the provider it went to.
+
+URNs are formed as the Pulumi engine forms them: a child's type part holds the full qualified type of its
+parent (every ancestor's type, `generateURN` in pulumi/pulumi pkg/resource/deploy/deployment.go), not only the
+immediate parent's type as Pulumi's own MockMonitor.make_urn does. A resource moved under another component
+therefore gets another URN here too, as it would in a real `pulumi up`.
 
 The mocked AWS answers the invokes the components make (zones, region, partition, caller identity, Kubernetes and
 add-on versions). It also knows EKS clusters that exist already (`ExistingCluster`): aws.eks.get_cluster,
@@ -99,7 +104,22 @@ class Registration:
     providers: dict[str, str] = field(default_factory=dict)  # package -> reference, sent for components
     protect: bool = False  # `pulumi destroy` would refuse to delete it
     retain_on_delete: bool = False  # `pulumi destroy` would leave it in the cloud
+    aliases: list[RecordedAlias] = field(default_factory=list)  # as sent: alias specs or whole URNs
     ignore_changes: list[str] = field(default_factory=list)  # properties a later `pulumi up` leaves as they are
+
+
+@dataclass(frozen=True)
+class RecordedAlias:
+    """One alias of a RegisterResource request (alias_pb2.Alias): a whole URN, or a spec whose empty fields mean
+    "the resource's own" (name, type, stack, project, parent), as the engine reads them."""
+
+    urn: str = ""
+    name: str = ""
+    type: str = ""
+    stack: str = ""
+    project: str = ""
+    parent_urn: str = ""
+    no_parent: bool = False
 
 
 @dataclass
@@ -382,6 +402,30 @@ _EXISTING_CLUSTER_CALLS = {
 }
 
 
+def engine_urn(stack: str, project: str, parent_urn: str, typ: str, name: str) -> str:
+    """The URN the engine gives a resource: the parent's whole qualified type (its type part, every ancestor's type
+    joined by `$`), unless the parent is the root stack (pulumi/pulumi `Deployment.generateURN` and `urn.New`)."""
+    if parent_urn:
+        qualified = parent_urn.split("::")[2]
+        if qualified != "pulumi:pulumi:Stack":
+            typ = f"{qualified}${typ}"
+    return f"urn:pulumi:{stack}::{project}::{typ}::{name}"
+
+
+def _alias(message: Any) -> RecordedAlias:
+    if message.urn:
+        return RecordedAlias(urn=message.urn)
+    spec = message.spec
+    return RecordedAlias(
+        name=spec.name,
+        type=spec.type,
+        stack=spec.stack,
+        project=spec.project,
+        parent_urn=spec.parentUrn,
+        no_parent=bool(spec.noParent),
+    )
+
+
 def _resource_references_as_urns(properties: struct_pb2.Struct) -> struct_pb2.Struct:
     """`properties` with every resource reference (a resource passed as an input, e.g. a security group to
     eks.Cluster) replaced by its URN: the mock monitor deserializes inputs in its own thread, where looking the
@@ -401,10 +445,20 @@ def _resource_references_as_urns(properties: struct_pb2.Struct) -> struct_pb2.St
     return result
 
 
-class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: LabMocks, recorded: Recorded) -> None:
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Pulumi's mock resource monitor, recording every registration into `recorded`. `stack` and `project` name
+    the URNs when the monitor serves another process (tests/support/package_plugin.py); by default they are the
+    mocked program's."""
+
+    def __init__(self, mocks: LabMocks, recorded: Recorded, stack: str | None = None, project: str | None = None):
         super().__init__(mocks)
         self.recorded = recorded
+        self.stack = stack
+        self.project = project
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        stack, project = self.stack or settings.get_stack(), self.project or settings.get_project()
+        return engine_urn(stack, project, parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC name)
         request.object.CopyFrom(_resource_references_as_urns(request.object))
@@ -426,6 +480,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     providers=dict(request.providers),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    aliases=[_alias(alias) for alias in request.aliases],
                     ignore_changes=list(request.ignoreChanges),
                 )
             )
@@ -446,7 +501,7 @@ def run_program(
     pulumi.runtime.set_all_config(dict(config or {}))
     mocks = mocks or LabMocks()
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, recorded)
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=RecordingMonitor(mocks, recorded)
     )
 
     @pulumi.runtime.test

@@ -20,10 +20,10 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
-from components.cluster import AuditedClusterArgs
+from components.cluster import AuditedClusterSettings
 from components.detection import FalcoDetection, FalcoDetectionArgs
 from components.errors import ConfigError
-from components.falco import Falco, FalcoArgs
+from components.falco import Falco, FalcoSettings
 from components.lab import FalcoEksLab, FalcoEksLabArgs
 from components.sidekick_upstream import LOG_STREAM
 
@@ -48,7 +48,7 @@ def detect(outputs: AlertOutputs, mocks: LabMocks | None = None, **falco: Any) -
                 "falco",
                 FalcoDetectionArgs(
                     cluster_name=PROD.name,
-                    falco=FalcoArgs(alert_outputs=outputs, **falco),
+                    falco=FalcoSettings(alert_outputs=outputs, **falco),
                     forwarder_image="registry.example.com/fwd:1",
                     tags={"team": "sec"},
                 ),
@@ -236,8 +236,8 @@ def test_the_lab_refuses_before_its_cluster() -> None:
             return FalcoEksLab(
                 "lab",
                 FalcoEksLabArgs(
-                    cluster=AuditedClusterArgs(cluster_name="lab"),
-                    falco=FalcoArgs(
+                    cluster=AuditedClusterSettings(cluster_name="lab"),
+                    falco=FalcoSettings(
                         alert_outputs=AlertOutputs(sns=SnsAlerts(topic=f"arn:aws:sns:eu-west-1:{ACCOUNT_ID}:t"))
                     ),
                     forwarder_image="registry.example.com/fwd:1",
@@ -254,7 +254,7 @@ def test_the_lab_refuses_before_its_cluster() -> None:
 def test_falcodetection_makes_falcosidekicks_role_itself() -> None:
     with pytest.raises(ConfigError, match="^falco.sidekick_role_arn: is made by FalcoDetection"):
         FalcoDetectionArgs(
-            cluster_name="prod", falco=FalcoArgs(sidekick_role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/mine")
+            cluster_name="prod", falco=FalcoSettings(sidekick_role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/mine")
         )
 
 
@@ -266,7 +266,7 @@ def falco_alone(outputs: AlertOutputs, **args: Any) -> Recorded:
         try:
             provider = k8s.Provider("cluster", kubeconfig="{}")
             opts = pulumi.ResourceOptions(provider=provider)
-            return Falco("falco", FalcoArgs(alert_outputs=outputs, **args), opts=opts)
+            return Falco("falco", FalcoSettings(alert_outputs=outputs, **args), opts=opts)
         except ConfigError as err:
             return err
 

@@ -27,8 +27,8 @@ from components.alert_outputs import (
     check_priority,
 )
 from components.errors import ConfigError
-from components.falco import OWNED_VALUES, FalcoArgs, FalcoNames, release_values, sidekick_values
-from components.falco_rules import lab_rules
+from components.falco import OWNED_VALUES, FalcoNames, FalcoSettings, release_values, sidekick_values
+from components.falco_rules import rules_files
 from components.forwarder_iam import log_reader_policy, stream_reader_policy
 from components.helm_values import check_overrides, set_paths
 from components.sidekick_config import output_config_values, secret_env
@@ -84,7 +84,7 @@ def _leaves(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_every_output_is_off_by_default() -> None:
     outputs = AlertOutputs()
     assert not outputs.enabled and not outputs.uses_aws and not outputs.creates
-    assert FalcoArgs().alert_outputs == outputs
+    assert FalcoSettings().alert_outputs == outputs
     assert _config(outputs) == {}
 
 
@@ -305,9 +305,9 @@ def test_chat_outputs_alone_need_no_aws_identity() -> None:
 
 
 def test_outputs_without_the_ui_install_falcosidekick_alone() -> None:
-    falco = FalcoArgs(sidekick_ui=False, alert_outputs=AlertOutputs(teams=ChatAlerts(secret_name="chat")))
+    falco = FalcoSettings(sidekick_ui=False, alert_outputs=AlertOutputs(teams=ChatAlerts(secret_name="chat")))
     assert falco.sidekick
-    syscall, audit = release_values(falco, NAMES, lab_rules(()), _config(falco.alert_outputs))
+    syscall, audit = release_values(falco, NAMES, rules_files(), _config(falco.alert_outputs))
     sidekick = syscall["falcosidekick"]
     assert sidekick["enabled"] is True and sidekick["webui"] == {"enabled": False}
     assert sidekick["config"]["teams"] == {"minimumpriority": "warning"}

@@ -829,11 +829,11 @@ def test_source_mode_hash_follows_the_files(tmp_path: Path) -> None:
 
 
 def test_falco_url_is_the_one_the_falco_component_exposes() -> None:
-    from components.falco import Falco, FalcoArgs
+    from components.falco import Falco, FalcoSettings
 
     def build() -> tuple[Falco, AuditForwarder]:
         opts = _cluster_provider()
-        falco = Falco("falco", FalcoArgs(), opts=opts)
+        falco = Falco("falco", FalcoSettings(), opts=opts)
         forwarder = AuditForwarder(
             "forwarder",
             _args(

@@ -25,7 +25,7 @@ from pulumi_mocks import (
 from components.cluster import (
     CLOUDWATCH_RETENTION_DAYS,
     AuditedCluster,
-    AuditedClusterArgs,
+    AuditedClusterSettings,
     ami_type_for,
     kubeconfig_document,
     node_architecture_of,
@@ -51,7 +51,7 @@ def unwrap(value: Any) -> Any:
 
 
 def build(**overrides: Any) -> tuple[Recorded, AuditedCluster]:
-    args = AuditedClusterArgs(**{"cluster_name": "falco-lab", **overrides})
+    args = AuditedClusterSettings(**{"cluster_name": "falco-lab", **overrides})
     recorded = run_program(lambda: AuditedCluster("lab", args))
     return recorded, recorded.result
 
@@ -364,7 +364,7 @@ def test_every_child_is_under_the_component(default):
 
 def bad(setting: str, **overrides: Any) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        AuditedClusterArgs(**{"cluster_name": "falco-lab", **overrides})
+        AuditedClusterSettings(**{"cluster_name": "falco-lab", **overrides})
     assert caught.value.setting == setting
     assert str(caught.value).startswith(f"{setting}: ")
     return caught.value
@@ -378,7 +378,7 @@ def test_retention_must_be_one_cloudwatch_accepts(retention):
 
 def test_every_cloudwatch_retention_is_accepted():
     for days in sorted(CLOUDWATCH_RETENTION_DAYS):
-        assert AuditedClusterArgs(cluster_name="x", log_retention_days=days).log_retention_days == days
+        assert AuditedClusterSettings(cluster_name="x", log_retention_days=days).log_retention_days == days
 
 
 @pytest.mark.parametrize("count", [0, -1, 101, 2.5, "2"])
@@ -438,13 +438,13 @@ def test_vpc_cidr_is_checked():
 
 
 def test_node_group_name_prefix_fits_eks_limit_for_long_cluster_names():
-    assert AuditedClusterArgs(cluster_name="lab").node_group_name_prefix == "lab-nodes-"
-    long_name = AuditedClusterArgs(cluster_name="c" * 100).node_group_name_prefix
+    assert AuditedClusterSettings(cluster_name="lab").node_group_name_prefix == "lab-nodes-"
+    long_name = AuditedClusterSettings(cluster_name="c" * 100).node_group_name_prefix
     assert len(long_name) + 26 <= 63
 
 
 def test_args_are_normalised():
-    args = AuditedClusterArgs(cluster_name="lab", extra_log_types=["scheduler", "scheduler"])  # type: ignore[arg-type]
+    args = AuditedClusterSettings(cluster_name="lab", extra_log_types=["scheduler", "scheduler"])  # type: ignore[arg-type]
     assert args.extra_log_types == ("scheduler",)
     assert args.log_types == ["audit", "scheduler"]
     assert args.log_group_name == "/aws/eks/lab/cluster"
@@ -572,7 +572,7 @@ def test_an_explicit_aws_provider_serves_every_child_the_eks_component_and_the_i
         )
         return AuditedCluster(
             "lab",
-            AuditedClusterArgs(cluster_name="falco-lab", kubeconfig_role_arn=role),
+            AuditedClusterSettings(cluster_name="falco-lab", kubeconfig_role_arn=role),
             opts=pulumi.ResourceOptions(providers={"aws": provider}),
         )
 
@@ -691,7 +691,7 @@ def test_other_identities_are_granted_access_beside_the_creator():
 
 
 def test_a_root_creator_is_accepted_and_matches_no_listed_identity():
-    args = AuditedClusterArgs(
+    args = AuditedClusterSettings(
         cluster_name="falco-lab",
         cluster_creator_arn="arn:aws:iam::123456789012:root",
         cluster_admin_arns=("arn:aws:iam::123456789012:role/Admin",),

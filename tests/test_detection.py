@@ -16,9 +16,9 @@ from pulumi_mocks import ExistingCluster, LabMocks, Recorded, Registration, reso
 from components import (
     AuditSource,
     ClusterNotReadyError,
-    FalcoArgs,
     FalcoDetection,
     FalcoDetectionArgs,
+    FalcoSettings,
     KinesisSettings,
     KnownCluster,
 )
@@ -165,7 +165,7 @@ def test_the_callers_providers_serve_every_child_and_every_lookup() -> None:
 
 def test_settings_reach_falco_and_the_forwarder() -> None:
     recorded = install(
-        falco=FalcoArgs(sidekick_ui=False, image_registry="registry.example.com/hub"),
+        falco=FalcoSettings(sidekick_ui=False, image_registry="registry.example.com/hub"),
         forwarder_build="source",
         tags={"team": "security"},
     )
@@ -349,7 +349,7 @@ def test_a_customer_key_reaches_the_stream_and_both_roles() -> None:
 
 @pytest.mark.parametrize(("events_per_second", "connections"), [(1000, "2"), (3000, "6"), (12_000, "22")])
 def test_the_forwarder_opens_two_connections_per_audit_replica(events_per_second: int, connections: str) -> None:
-    recorded = install(audit_source="kinesis", falco=FalcoArgs(audit_events_per_second=events_per_second))
+    recorded = install(audit_source="kinesis", falco=FalcoSettings(audit_events_per_second=events_per_second))
     assert _forwarder_flags(recorded)["--falco-connections"] == connections
 
 
@@ -376,7 +376,7 @@ def test_polling_a_load_it_cannot_follow_is_warned_about(monkeypatch: pytest.Mon
     assert polling_warning(AuditSource.KINESIS, 50_000) is None
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
-    recorded = install(falco=FalcoArgs(audit_events_per_second=1001))
+    recorded = install(falco=FalcoSettings(audit_events_per_second=1001))
     assert isinstance(recorded.result, FalcoDetection)  # a warning, not a refusal
     (warning,) = warnings
     assert "follows about 1000 events/s" in warning and "1001/s" in warning and "'kinesis'" in warning

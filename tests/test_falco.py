@@ -28,15 +28,16 @@ from components.falco import (
     OWNED_VALUES,
     PINNED_ARTIFACTS,
     Falco,
-    FalcoArgs,
     FalcoNames,
+    FalcoSettings,
     chart_fullname,
     chart_release,
     image_values,
     release_values,
 )
-from components.falco_rules import RULES_FILE_NAME, lab_rules
+from components.falco_rules import RULES_FILE_NAME, rules_files
 from components.helm_values import check_overrides, deep_merge
+from components.rules import DETECTION_FILE_NAME
 from components.sidekick_config import output_config_values
 from components.sidekick_upstream import VERSION as SIDEKICK_VERSION
 
@@ -52,7 +53,7 @@ def _provider() -> k8s.Provider:
 
 def _deploy(**overrides: Any) -> Recorded:
     def build() -> Falco:
-        args = FalcoArgs(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
+        args = FalcoSettings(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
         return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
 
     return run_program(build)
@@ -129,7 +130,10 @@ def test_audit_release_is_a_driverless_deployment_with_the_k8saudit_plugin(lab: 
     assert plugins["k8saudit"]["open_params"] == "http://:9765/k8s-audit"
     assert plugins["json"]["library_path"] == "libjson.so"
     assert falco["load_plugins"] == ["k8saudit", "json"]
-    assert falco["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
+    # Upstream's rules, the lab's (customRules), then the hostile source addresses' folder.
+    assert falco["rules_files"] == [
+        "/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d", "/etc/falco/hostile-sources.d",
+    ]  # fmt: skip
     artifact = values["falcoctl"]["config"]["artifact"]
     assert artifact["install"]["refs"] == ["k8saudit-rules:0.16.1", "k8saudit:0.16.1"]
 
@@ -152,13 +156,13 @@ def test_the_webhook_service_is_headless_so_its_name_resolves_to_every_audit_pod
 )
 def test_audit_replicas_follow_the_expected_load(events_per_second: int, replicas: int) -> None:
     # 1,100 events/s per replica: what Falco 0.44.1 evaluated under a 1-CPU quota, its request.
-    assert FalcoArgs(audit_events_per_second=events_per_second).audit_replica_count == replicas
-    values = release_values(FalcoArgs(audit_events_per_second=events_per_second), NAMES, "rules")[1]
+    assert FalcoSettings(audit_events_per_second=events_per_second).audit_replica_count == replicas
+    values = release_values(FalcoSettings(audit_events_per_second=events_per_second), NAMES, {})[1]
     assert values["controller"]["deployment"]["replicas"] == replicas
 
 
 def test_an_explicit_replica_count_wins_over_the_load() -> None:
-    assert FalcoArgs(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
+    assert FalcoSettings(audit_events_per_second=100, audit_replicas=2).audit_replica_count == 2
     recorded = _deploy(audit_events_per_second=5000)
     assert _values(recorded, "falco-audit")["controller"]["deployment"]["replicas"] == 5
     assert recorded.result.audit_replicas == 5
@@ -293,9 +297,11 @@ def test_audit_pod_labels_are_the_chart_selector_labels_of_the_audit_release(lab
 
 def test_audit_release_loads_the_lab_rules_for_the_admin_identities(lab: Recorded) -> None:
     values = _values(lab, "falco-audit")
-    assert values["customRules"] == {RULES_FILE_NAME: lab_rules((ADMIN_ROLE, ADMIN_SESSION))}
+    # A company's FalcoSettings: no admin-access alerts unless asked for.
+    assert values["customRules"] == rules_files((ADMIN_ROLE, ADMIN_SESSION), (), admin_access_alerts=False)
+    assert sorted(values["customRules"]) == [DETECTION_FILE_NAME, RULES_FILE_NAME]  # rules.d loads them by name
     identities = next(
-        item["condition"] for item in yaml.safe_load(values["customRules"][RULES_FILE_NAME])
+        item["condition"] for item in yaml.safe_load(values["customRules"][DETECTION_FILE_NAME])
         if item.get("macro") == "eks_lab_admin_identities"
     )  # fmt: skip
     # The role's path is dropped (assumed-role ARNs carry no path) and any session matches.
@@ -397,7 +403,7 @@ def test_every_child_reaches_the_component_and_uses_the_cluster_provider(lab: Re
     component = lab.one("falco-eks:index:Falco")
     provider = lab.one("pulumi:providers:kubernetes")
     children = [r for r in lab.resources if r.type not in ("falco-eks:index:Falco", "pulumi:providers:kubernetes")]
-    assert len(children) == 8  # namespace, password, UI login Secret, 2 releases, 3 NetworkPolicies
+    assert len(children) == 9  # namespace, password, UI login Secret, hostile list, 2 releases, 3 NetworkPolicies
     for child in children:
         assert component in lab.parent_chain(child), child.name
         if child.type.startswith("kubernetes:"):
@@ -437,7 +443,7 @@ def test_custom_release_names_move_the_webhook_url_and_labels() -> None:
 def test_bad_args_name_the_field(overrides: dict[str, Any], setting: str) -> None:
     def build() -> None:
         with pytest.raises(ConfigError) as caught:
-            FalcoArgs(**overrides)
+            FalcoSettings(**overrides)
         assert caught.value.setting == setting
         assert str(caught.value).startswith(f"{setting}: ")
 
@@ -489,10 +495,10 @@ def test_the_audit_falco_runs_as_falcoctls_non_root_user(lab: Recorded) -> None:
 
 
 def _merged(**args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    falco = FalcoArgs(**args)
+    falco = FalcoSettings(**args)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
     config = output_config_values(falco.alert_outputs, ROLE_ARN, "us-west-2", "123456789012")
-    return release_values(falco, names, lab_rules(falco.admin_identities), config)
+    return release_values(falco, names, rules_files(falco.admin_identities), config)
 
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/sidekick"
@@ -558,7 +564,7 @@ def test_an_override_of_an_owned_path_is_refused_naming_it(
     extra: dict[str, Any], path: str, owned: str, setting: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: extra})
+        FalcoSettings(**{setting: extra})
     assert caught.value.setting == f"{setting}.{path}"
     assert f"{owned} is set by the component and cannot be overridden: {OWNED_VALUES[owned]}" in str(caught.value)
 
@@ -572,9 +578,9 @@ def test_owned_paths_not_touched_by_neighbours() -> None:
 
 def test_extra_values_must_be_a_mapping_with_string_keys() -> None:
     with pytest.raises(ConfigError, match="^audit_values: must be a mapping"):
-        FalcoArgs(audit_values=["x"])  # type: ignore[arg-type]
+        FalcoSettings(audit_values=["x"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="^syscall_values: Helm value keys are strings"):
-        FalcoArgs(syscall_values={"a": {1: "x"}})
+        FalcoSettings(syscall_values={"a": {1: "x"}})
 
 
 def test_every_owned_path_that_the_component_sets_is_in_its_values() -> None:
@@ -653,5 +659,5 @@ def test_the_chart_comes_from_an_https_mirror_by_name() -> None:
 )
 def test_mirrors_are_checked(setting: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        FalcoArgs(**{setting: value})
+        FalcoSettings(**{setting: value})
     assert caught.value.setting == setting

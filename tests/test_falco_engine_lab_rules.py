@@ -1,25 +1,36 @@
-"""The lab's generated rules file (components/falco_rules.py) under the evaluator, without the upstream file.
+"""The lab's changes to the upstream rules (components/falco_rules.py) under the evaluator, without the upstream file.
 
 The upstream k8saudit rules may not be committed, so these tests load a stand-in written here, in
 the project's own words, that defines exactly the upstream names the lab file overrides or uses,
-with the meaning the lab relies on (the replay test checks the real pair against a real Falco when
-the upstream file is available). A test fails when the lab file starts to use another upstream
-name, so the stand-in cannot drift out of step silently.
+with the meaning the lab relies on where it relies on one (the replay test checks the real pair
+against a real Falco when the upstream file is available); the rules the lab only switches off or
+tags stand in as rules that match nothing. A test fails when the lab file starts to use another
+upstream name, so the stand-in cannot drift out of step silently. The lab's own rules file loads
+between the two, as in Falco's rules.d.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
 
 import pytest
 from support.falco_engine import FalcoEngine, Settings
 
-from components.falco_rules import ADMIN_RULE, DISALLOWED_USER_RULE, lab_rules, references
+from components.falco_rules import (
+    ADMIN_RULE,
+    DISALLOWED_USER_RULE,
+    RULES_FILE_NAME,
+    UPSTREAM_CHANGES,
+    references,
+    rules_files,
+)
+from components.rules import DETECTION_FILE_NAME
 
 ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "arn:aws:iam::111122223333:user/alice")
 ADMIN_SESSION = "arn:aws:sts::111122223333:assumed-role/WorkshopAdmin/session-1"
 
-STAND_IN = """\
+MEANINGFUL = """\
 # A stand-in for the upstream k8saudit rules, written for these tests: the names the lab file needs.
 - macro: k8s_audit_never_true
   condition: (ka.auditid = "")
@@ -45,7 +56,21 @@ STAND_IN = """\
   output: full admin at work (user=%ka.user.name verb=%ka.verb uri=%ka.uri)
   priority: WARNING
   source: k8s_audit
+- rule: Pod Created in Kube Namespace
+  desc: a pod created in kube-system
+  condition: kevt and ka.target.resource = pods and ka.verb = create and ka.target.namespace = kube-system
+  output: pod in kube-system (user=%ka.user.name pod=%ka.target.name)
+  priority: WARNING
+  source: k8s_audit
 """
+_MEANINGFUL_RULES = {ADMIN_RULE, DISALLOWED_USER_RULE, "Pod Created in Kube Namespace"}
+# Rules the lab only switches off or tags: their conditions do not matter here, so they match nothing.
+STAND_IN = MEANINGFUL + "".join(
+    f"- rule: {change.rule}\n  desc: stand-in\n  condition: k8s_audit_never_true\n  output: stand-in\n"
+    "  priority: WARNING\n  source: k8s_audit\n"
+    for change in UPSTREAM_CHANGES
+    if change.rule not in _MEANINGFUL_RULES
+)
 
 
 def request(user: str, stage: str = "ResponseComplete") -> str:
@@ -66,10 +91,12 @@ def request(user: str, stage: str = "ResponseComplete") -> str:
     )
 
 
+@cache
 def lab_engine(identities: tuple[str, ...] = ADMINS) -> FalcoEngine:
     engine = FalcoEngine(Settings(rule_matching="all", json_output=True))
     engine.load_rules(STAND_IN, "k8s_audit_rules.yaml")
-    engine.load_rules(lab_rules(identities), "rules.d/falco-eks-lab-rules.yaml")
+    for name, text in rules_files(identities, admin_access_alerts=True).items():
+        engine.load_rules(text, f"rules.d/{name}")
     engine.check_plugin_requirements()
     return engine
 
@@ -79,18 +106,23 @@ def fired(user: str, identities: tuple[str, ...] = ADMINS, stage: str = "Respons
 
 
 def test_the_stand_in_defines_exactly_the_upstream_names_the_lab_file_relies_on() -> None:
-    refs = references(lab_rules(ADMINS))
+    files = rules_files(ADMINS, admin_access_alerts=True)
+    refs, lab = references(files[RULES_FILE_NAME]), references(files[DETECTION_FILE_NAME])
     needed = (refs.words - refs.defined["macro"] - refs.defined["list"]) | refs.overridden["rule"]
     needed |= refs.overridden["macro"] | refs.overridden["list"]
+    needed -= set().union(*lab.defined.values())  # the lab's own names come from its own file
     stand_in = references(STAND_IN)
     defined = set().union(*stand_in.defined.values()) - {"stand_in_allowed_users"}
     assert defined == needed
 
 
-def test_the_lab_file_loads_on_the_stand_in_without_warnings() -> None:
+def test_the_lab_files_load_on_the_stand_in_without_warnings() -> None:
     engine = lab_engine()
     assert engine.warnings == []
-    assert [rule.name for rule in engine.rules] == [DISALLOWED_USER_RULE, ADMIN_RULE]
+    enabled = [rule.name for rule in engine.rules if rule.enabled and rule.name in _MEANINGFUL_RULES]
+    assert enabled == [DISALLOWED_USER_RULE, ADMIN_RULE, "Pod Created in Kube Namespace"]
+    switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
+    assert {rule.name for rule in engine.rules if not rule.enabled} == switched_off
 
 
 @pytest.mark.parametrize(

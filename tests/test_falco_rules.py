@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from support.audit_events import shared_corpus_file
+from support.falco_engine import FalcoEngine, Settings
 
 import components.k8saudit_upstream as upstream
 from components.falco_rules import (
@@ -23,11 +24,15 @@ from components.falco_rules import (
     ALLOWED_USERS_MACRO,
     DISALLOWED_USER_RULE,
     IDENTITY_MACRO,
+    LAB_RULE_CHANGES,
+    UPSTREAM_CHANGES,
     admin_matcher,
     lab_rules,
     references,
+    rules_files,
     unknown_references,
 )
+from components.rules import DETECTION_FILE_NAME, detection_rules
 from workshop.alerts import parse_line
 
 # The identities the recordings were made with: admin_access_rules([WorkshopAdmin role, user alice]).
@@ -42,7 +47,18 @@ EXAMPLE_RULES = {
 
 
 def _items(rules_text: str) -> dict[str, dict[str, Any]]:
-    return {item.get("rule") or item.get("macro") or item["list"]: item for item in yaml.safe_load(rules_text)}
+    return {
+        item.get("rule") or item.get("macro") or item["list"]: item
+        for item in yaml.safe_load(rules_text)
+        if "required_plugin_versions" not in item
+    }
+
+
+def _detection_items(identities: tuple[str, ...], allowed: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    return _items(rules_files(identities, allowed)[DETECTION_FILE_NAME])
+
+
+SWITCHED_OFF = frozenset(change.rule for change in UPSTREAM_CHANGES if not change.enabled)
 
 
 # --- the generated file, as data ------------------------------------------------------------------
@@ -56,16 +72,24 @@ def test_full_admin_access_is_switched_on_for_every_session_of_the_admin_roles()
         "override": {"condition": "replace"},
     }
     rule = items[ADMIN_RULE]
-    assert rule["override"] == {"condition": "replace"}
+    assert rule["override"] == {"condition": "replace", "tags": "append"}
     # Upstream's condition with the lab's identities added to full_admin_k8s_users.
     assert rule["condition"] == (
         "kevt and non_system_user and (ka.user.name in (full_admin_k8s_users) or eks_lab_admin_identities)"
         " and not allowed_full_admin_users"
     )
-    assert items[IDENTITY_MACRO]["condition"] == (
+    lab = _detection_items(("arn:aws:iam::123456789012:role/ops/Admin", "arn:aws:iam::123456789012:user/alice"))
+    assert lab[IDENTITY_MACRO]["condition"] == (
         '(ka.user.name startswith "arn:aws:sts::123456789012:assumed-role/Admin/"'
         ' or ka.user.name = "arn:aws:iam::123456789012:user/alice")'
     )
+
+
+def test_full_admin_access_stays_off_unless_asked_for() -> None:
+    items = _items(lab_rules(RECORDED_ADMINS, admin_access_alerts=False))
+    assert "allowed_full_admin_users" not in items and ADMIN_RULE not in items
+    # The admins are still spared by "Disallowed K8s User".
+    assert items[DISALLOWED_USER_RULE]["condition"] == f"and not {ALLOWED_USERS_MACRO}"
 
 
 def test_disallowed_k8s_user_allows_the_admins_and_eks_users_by_appending_to_upstream() -> None:
@@ -75,15 +99,20 @@ def test_disallowed_k8s_user_allows_the_admins_and_eks_users_by_appending_to_ups
     assert items[DISALLOWED_USER_RULE] == {
         "rule": DISALLOWED_USER_RULE,
         "condition": f"and not {ALLOWED_USERS_MACRO}",
-        "override": {"condition": "append"},
+        "tags": ["T1078"],
+        "override": {"condition": "append", "tags": "append"},
     }
-    assert items[ALLOWED_USERS_MACRO]["condition"] == f'(ka.user.name startswith "eks:" or {IDENTITY_MACRO})'
-    assert "override" not in items[ALLOWED_USERS_MACRO] and "override" not in items[IDENTITY_MACRO]
+    lab = _detection_items(RECORDED_ADMINS)
+    assert lab[ALLOWED_USERS_MACRO]["condition"] == (
+        f"(eks_lab_eks_user or {IDENTITY_MACRO} or eks_lab_allowed_identities)"
+    )
+    assert "override" not in lab[ALLOWED_USERS_MACRO] and "override" not in lab[IDENTITY_MACRO]
 
 
 def test_rules_without_identities_match_no_user() -> None:
-    items = _items(lab_rules(()))
-    assert items[IDENTITY_MACRO]["condition"] == "(k8s_audit_never_true)"
+    items = _detection_items(())
+    assert items[IDENTITY_MACRO]["condition"] == "eks_lab_never"
+    assert items["eks_lab_allowed_identities"]["condition"] == "eks_lab_never"
     assert unknown_references(lab_rules(())) == []
 
 
@@ -105,18 +134,27 @@ def test_admin_matcher_kinds() -> None:
 )
 def test_every_name_the_generated_rules_touch_exists_upstream_or_in_the_file(identities: tuple[str, ...]) -> None:
     text = lab_rules(identities)
-    assert unknown_references(text) == []
+    assert unknown_references(text, detection_rules()) == []
     refs = references(text)
+    changed = {change.rule for change in (*UPSTREAM_CHANGES, *LAB_RULE_CHANGES)}
     assert refs.overridden == {
-        "rule": frozenset({ADMIN_RULE, DISALLOWED_USER_RULE}),
+        "rule": frozenset({ADMIN_RULE, DISALLOWED_USER_RULE} | changed),
         "macro": frozenset({"allowed_full_admin_users"}),
         "list": frozenset(),
     }
-    # What the file relies on upstream, so a rename of any of these is caught.
-    assert refs.words - refs.defined["macro"] == {
+    assert refs.defined == {"rule": frozenset(), "macro": frozenset(), "list": frozenset()}
+    # What the file relies on upstream, so a rename of any of these is caught ...
+    assert refs.words - refs.defined["macro"] - references(detection_rules()).defined["macro"] == {
         "kevt", "non_system_user", "full_admin_k8s_users", "allowed_full_admin_users", "k8s_audit_never_true",
     }  # fmt: skip
+    # ... and what it uses of the lab's own file, which loads before it.
+    assert refs.words - upstream.MACROS - upstream.LISTS == {
+        IDENTITY_MACRO, ALLOWED_USERS_MACRO, "eks_lab_trusted_creator", "eks_lab_own_component",
+        "eks_lab_controller", "eks_lab_pod_create",
+    }  # fmt: skip
     assert refs.fields == {"ka.user.name"}
+    # Only lab rules and upstream rules are overridden: nothing the lab's own file lacks.
+    assert refs.overridden["rule"] - upstream.RULES == {change.rule for change in LAB_RULE_CHANGES}
 
 
 @pytest.mark.parametrize(
@@ -127,7 +165,14 @@ def test_every_name_the_generated_rules_touch_exists_upstream_or_in_the_file(ide
         (("rule: Disallowed K8s User", "rule: Disallowed K8s Users"), "rule 'Disallowed K8s Users'"),
         (("macro: allowed_full_admin_users", "macro: allowed_full_admin_user"), "macro 'allowed_full_admin_user'"),
         (("ka.user.name in", "ka.username in"), "field 'ka.username'"),
-        (("macro: eks_lab_admin_identities", "macro: kevt"), "macro 'kevt' redefined without an override"),
+        (
+            ("- rule: Disallowed K8s User", "- macro: kevt\n  condition: ka.verb = get\n- rule: Disallowed K8s User"),
+            "macro 'kevt' redefined without an override",
+        ),
+        (
+            ("and not eks_lab_trusted_creator", "and not eks_lab_trusted_creators"),
+            "macro or list 'eks_lab_trusted_creators'",
+        ),
     ],
 )
 def test_an_override_that_no_longer_fits_upstream_is_reported(edit: tuple[str, str], reported: str) -> None:
@@ -159,34 +204,41 @@ def _recorded_alerts(matching: str) -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
-def _user_matches(macro: str, user: str, items: dict[str, dict[str, Any]]) -> bool:
-    """Evaluate one of the file's own identity macros for `user`: `(term or term ...)` of the shapes it
-    generates (ka.user.name = / startswith "...", its own macros, k8s_audit_never_true); anything else fails."""
-    condition = items[macro]["condition"]
-    assert condition.startswith("(") and condition.endswith(")"), condition
-    for term in condition[1:-1].split(" or "):
-        shape = re.fullmatch(r'ka\.user\.name (=|startswith) "([^"]*)"', term)
-        if shape:
-            operator, value = shape.groups()
-            if (user == value) if operator == "=" else user.startswith(value):
-                return True
-        elif term in items:
-            if _user_matches(term, user, items):
-                return True
-        elif term != "k8s_audit_never_true":
-            raise AssertionError(f"unexpected term {term!r} in {macro}")
-    return False
+@cache
+def _probe(macro: str, identities: tuple[str, ...]) -> FalcoEngine:
+    """The lab's own rules file and one rule that is just `macro`, under the evaluator."""
+    engine = FalcoEngine(Settings(rule_matching="all"))
+    engine.load_rules(rules_files(identities)[DETECTION_FILE_NAME], DETECTION_FILE_NAME)
+    engine.load_rules(
+        f"- rule: probe\n  desc: probe\n  condition: {macro}\n  output: probe\n  priority: WARNING\n"
+        "  source: k8s_audit\n",
+        "probe.yaml",
+    )
+    return engine
+
+
+def _user_matches(macro: str, user: str, identities: tuple[str, ...]) -> bool:
+    """Whether the lab's identity macro `macro` holds for a request by `user` (a name as the alerts show it)."""
+    event = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "0c9b7a52-3c59-4d38-9b3c-0d5c3a1e2f40",
+        "stage": "ResponseComplete", "requestURI": "/api", "verb": "get", "user": {"username": user},
+        "stageTimestamp": "2026-12-01T14:40:00.000000Z",
+    }  # fmt: skip
+    return bool(_probe(macro, identities).process(json.dumps(event)))
 
 
 def _alerts_under_the_shipped_rules(identities: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rule_matching_all recording as the lab's rules change it: "Disallowed K8s User" only fires
-    where upstream's condition held (the recorded alerts) and the appended `not` does not hold."""
-    items = _items(lab_rules(identities))
+    """The rule_matching_all recording as the lab's rules change it: the rules the lab switches off write
+    nothing, and "Disallowed K8s User" only fires where upstream's condition held (the recorded alerts) and
+    the appended `not` does not hold. (The lab's own rules add alerts, which these tests do not look for.)"""
     return [
         alert
         for alert in _recorded_alerts("all")
-        if alert["rule"] != DISALLOWED_USER_RULE
-        or not _user_matches(ALLOWED_USERS_MACRO, alert["output_fields"]["ka.user.name"], items)
+        if alert["rule"] not in SWITCHED_OFF
+        and (
+            alert["rule"] != DISALLOWED_USER_RULE
+            or not _user_matches(ALLOWED_USERS_MACRO, alert["output_fields"]["ka.user.name"], identities)
+        )
     ]
 
 
@@ -215,31 +267,34 @@ def test_every_example_rule_fires_for_the_admin_and_disallowed_user_no_longer_do
     assert set(EXAMPLE_RULES.values()) <= fired
     assert DISALLOWED_USER_RULE not in fired
     recorded_disallowed = [a for a in _recorded_alerts("all") if a["rule"] == DISALLOWED_USER_RULE]
-    assert len(recorded_disallowed) == 43 and len(_recorded_alerts("all")) - len(shipped) == 43
+    switched_off = [a for a in _recorded_alerts("all") if a["rule"] in SWITCHED_OFF]
+    assert len(recorded_disallowed) == 43
+    assert len(_recorded_alerts("all")) - len(shipped) == 43 + len(switched_off)
 
 
 def test_the_admin_macro_matches_exactly_the_users_the_real_falco_reported_as_full_admins() -> None:
-    items = _items(lab_rules(RECORDED_ADMINS))
     admin_alerts = [a for a in _recorded_alerts("all") if a["rule"] == ADMIN_RULE]
     assert len(admin_alerts) == 43
     for alert in admin_alerts:
-        assert _user_matches(IDENTITY_MACRO, alert["output_fields"]["ka.user.name"], items)
+        assert _user_matches(IDENTITY_MACRO, alert["output_fields"]["ka.user.name"], RECORDED_ADMINS)
     # The same requests were "Disallowed K8s User" upstream: one identity, both rules.
     disallowed = {a["output_fields"]["evt.time"] for a in _recorded_alerts("all") if a["rule"] == DISALLOWED_USER_RULE}
     assert {a["output_fields"]["evt.time"] for a in admin_alerts} == disallowed
 
 
 def test_another_iam_identity_is_still_reported_and_eks_components_are_not() -> None:
-    items = _items(lab_rules(RECORDED_ADMINS))
-    assert not _user_matches(ALLOWED_USERS_MACRO, OTHER_IAM_USER, items)
+    assert not _user_matches(ALLOWED_USERS_MACRO, OTHER_IAM_USER, RECORDED_ADMINS)
     # Another role of the same account, and a role whose name starts like the admin role's.
-    assert not _user_matches(ALLOWED_USERS_MACRO, "arn:aws:sts::111122223333:assumed-role/WorkshopAdminRO/x", items)
-    assert not _user_matches(ALLOWED_USERS_MACRO, "arn:aws:sts::444455556666:assumed-role/WorkshopAdmin/x", items)
+    for other in (
+        "arn:aws:sts::111122223333:assumed-role/WorkshopAdminRO/x",
+        "arn:aws:sts::444455556666:assumed-role/WorkshopAdmin/x",
+    ):
+        assert not _user_matches(ALLOWED_USERS_MACRO, other, RECORDED_ADMINS)
     for eks_user in ("eks:node-manager", "eks:coredns-autoscaler", "eks:kube-proxy-windows"):
-        assert _user_matches(ALLOWED_USERS_MACRO, eks_user, items)
+        assert _user_matches(ALLOWED_USERS_MACRO, eks_user, RECORDED_ADMINS)
     # Under the shipped rules a recorded request by another IAM identity would still alert.
     recorded = next(a for a in _recorded_alerts("all") if a["rule"] == DISALLOWED_USER_RULE)
-    assert not _user_matches(ALLOWED_USERS_MACRO, recorded["output_fields"]["ka.user.name"], _items(lab_rules(())))
+    assert not _user_matches(ALLOWED_USERS_MACRO, recorded["output_fields"]["ka.user.name"], ())
 
 
 WORKSHOP_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "workshop.md"

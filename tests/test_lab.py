@@ -12,7 +12,7 @@ import pulumi_aws as aws
 import pytest
 from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_program
 
-from components import AuditedCluster, AuditedClusterArgs, AuditForwarder, AuditForwarderArgs, Falco, FalcoArgs
+from components import AuditedCluster, AuditedClusterSettings, AuditForwarder, AuditForwarderArgs, Falco, FalcoSettings
 from components.args import AuditSource, ForwarderBuild
 from components.audit_stream import KinesisSettings
 from components.errors import ConfigError
@@ -25,7 +25,7 @@ WEBHOOK_URL = "http://falco-k8saudit-k8saudit-webhook-headless.falco.svc.cluster
 
 
 def lab_args(**overrides: Any) -> FalcoEksLabArgs:
-    cluster = overrides.pop("cluster", AuditedClusterArgs(cluster_name="falco-lab"))
+    cluster = overrides.pop("cluster", AuditedClusterSettings(cluster_name="falco-lab"))
     return FalcoEksLabArgs(cluster=cluster, **overrides)
 
 
@@ -37,7 +37,7 @@ def build(**overrides: Any) -> tuple[Recorded, FalcoEksLab]:
 
 @pytest.fixture(scope="module")
 def default() -> tuple[Recorded, FalcoEksLab]:
-    return build(falco=FalcoArgs(admin_identities=("arn:aws:iam::123456789012:role/Admin",)))
+    return build(falco=FalcoSettings(admin_identities=("arn:aws:iam::123456789012:role/Admin",)))
 
 
 def test_every_resource_hangs_under_the_lab(default):
@@ -119,7 +119,7 @@ def test_the_callers_aws_provider_serves_the_whole_lab():
 
 
 def test_falco_settings_reach_the_releases():
-    recorded, lab = build(falco=FalcoArgs(chart_version="9.0.0", sidekick_ui=False))
+    recorded, lab = build(falco=FalcoSettings(chart_version="9.0.0", sidekick_ui=False))
     assert {r.inputs["version"] for r in recorded.of_type(RELEASE)} == {"9.0.0"}
     assert recorded.of_type("random:index/randomPassword:RandomPassword") == []
     assert lab.falco_ui_password is None
@@ -128,13 +128,13 @@ def test_falco_settings_reach_the_releases():
 
 def test_cluster_admins_count_as_admin_identities_for_falcos_rules():
     admin = "arn:aws:iam::123456789012:role/platform/OnCall"
-    recorded, _ = build(cluster=AuditedClusterArgs(cluster_name="falco-lab", cluster_admin_arns=(admin,)))
+    recorded, _ = build(cluster=AuditedClusterSettings(cluster_name="falco-lab", cluster_admin_arns=(admin,)))
     values = json.dumps([r.inputs.get("values") for r in recorded.of_type(RELEASE)])
     assert "arn:aws:sts::123456789012:assumed-role/OnCall/" in values
 
 
 def test_arm64_nodes_get_an_arm64_forwarder_image():
-    recorded, _ = build(cluster=AuditedClusterArgs(cluster_name="falco-lab", node_instance_type="t4g.large"))
+    recorded, _ = build(cluster=AuditedClusterSettings(cluster_name="falco-lab", node_instance_type="t4g.large"))
     assert recorded.one("docker-build:index:Image").inputs["platforms"] == ["linux/arm64"]
 
 
@@ -223,7 +223,7 @@ def test_components_compose_without_the_umbrella_in_a_company_stack():
     def company_stack() -> AuditForwarder:
         cluster = AuditedCluster(
             "prod",
-            AuditedClusterArgs(
+            AuditedClusterSettings(
                 cluster_name="prod-eu",
                 node_instance_type="m7g.large",
                 node_count=3,
@@ -240,7 +240,7 @@ def test_components_compose_without_the_umbrella_in_a_company_stack():
         )
         falco = Falco(
             "falco",
-            FalcoArgs(admin_identities=("arn:aws:iam::123456789012:role/PlatformAdmin",)),
+            FalcoSettings(admin_identities=("arn:aws:iam::123456789012:role/PlatformAdmin",)),
             opts=pulumi.ResourceOptions(provider=cluster.provider),
         )
         return AuditForwarder(

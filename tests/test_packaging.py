@@ -106,7 +106,7 @@ COMPANY_PROGRAM = textwrap.dedent(
     import components  # the company's own package, in this directory
     assert components.OWNER == "company", components.__file__
 
-    from falco_eks.components import AuditedClusterArgs, FalcoEksLab, FalcoEksLabArgs
+    from falco_eks.components import AuditedClusterSettings, FalcoEksLab, FalcoEksLabArgs
 
     # Every declared dependency is satisfied by what this environment has (pip check, by hand).
     unmet = [r for r in map(Requirement, distribution("falco-eks").requires or [])
@@ -117,7 +117,7 @@ COMPANY_PROGRAM = textwrap.dedent(
     mocks = importlib.util.module_from_spec(spec)
     sys.modules["pulumi_mocks"] = mocks
     spec.loader.exec_module(mocks)
-    args = FalcoEksLabArgs(cluster=AuditedClusterArgs(cluster_name="company-lab"))
+    args = FalcoEksLabArgs(cluster=AuditedClusterSettings(cluster_name="company-lab"))
     recorded = mocks.run_program(lambda: FalcoEksLab("lab", args))
 
     # The component package's schema, from the installed modules (the analyzer reads their source).

@@ -31,8 +31,8 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
-from components.falco import CHART_RELEASES, FalcoArgs, FalcoNames, release_values
-from components.falco_rules import lab_rules
+from components.falco import CHART_RELEASES, FalcoNames, FalcoSettings, release_values
+from components.falco_rules import rules_files
 from components.sidekick_config import output_config_values
 from components.sidekick_network import REDIS_PORT, SIDEKICK_PORT, UI_PORT, sidekick_pod_labels
 from components.sidekick_upstream import CHART_ENV, CHART_VERSION, READ_ENV, SDK_ENV, VERSION
@@ -85,10 +85,10 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rendered(tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    falco = FalcoArgs(alert_outputs=OUTPUTS, sidekick_role_arn=ROLE)
+    falco = FalcoSettings(alert_outputs=OUTPUTS, sidekick_role_arn=ROLE)
     names = FalcoNames(falco.namespace, falco.syscall_release_name, falco.audit_release_name)
     config = output_config_values(OUTPUTS, ROLE, REGION, ACCOUNT)
-    syscall, audit = release_values(falco, names, lab_rules(()), config)
+    syscall, audit = release_values(falco, names, rules_files(), config)
     return _render(tmp_path, syscall, "falco"), _render(tmp_path, audit, "falco-k8saudit")
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pulumi_mocks import run_program
 
-from components.cluster import AuditedClusterArgs
+from components.cluster import AuditedClusterSettings
 from components.errors import ConfigError
 from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLabArgs
@@ -121,6 +121,23 @@ def test_defaults_when_the_stack_sets_only_the_region():
     assert args.audit_source == "poll"
     assert args.kinesis.shard_count is None and args.kinesis.kms_key_arn is None
     assert args.falco.audit_events_per_second == 1000 and args.falco.audit_replica_count == 1
+    # The workshop shows every admin request; nothing allowed or hostile until the operator says so.
+    assert args.falco.admin_access_alerts is True
+    assert args.falco.allowed_identities == () and args.falco.hostile_source_addresses == ()
+
+
+def test_the_detection_settings_are_read_with_their_types():
+    args = read(
+        {
+            **REGION,
+            "falcoAdminAccessAlerts": "false",
+            "falcoAllowedIdentities": '["arn:aws:iam::123456789012:role/CICDDeployRole", "jenkins"]',
+            "hostileSourceAddresses": '["185.220.101.34", "198.51.100.0/24", "2001:db8:beef::/48"]',
+        }
+    )
+    assert args.falco.admin_access_alerts is False
+    assert args.falco.allowed_identities == ("arn:aws:iam::123456789012:role/CICDDeployRole", "jenkins")
+    assert args.falco.hostile_source_addresses == ("185.220.101.34", "198.51.100.0/24", "2001:db8:beef::/48")
 
 
 def test_every_setting_is_read_with_its_type():
@@ -265,6 +282,12 @@ def test_a_provider_role_the_kubeconfig_cannot_assume_is_refused(roles, says):
         ("falcoChartVersion", "latest"),
         ("falcoSidekickUi", "maybe"),
         ("falcoAdminIdentities", '["arn:aws:iam::123:nonsense"]'),
+        ("falcoAdminAccessAlerts", "maybe"),
+        ("falcoAllowedIdentities", '["arn:aws:iam::123:nonsense"]'),
+        ("falcoAllowedIdentities", '"arn:aws:iam::123456789012:role/CI"'),
+        ("hostileSourceAddresses", '["tor-exit.example.org"]'),
+        ("hostileSourceAddresses", '["10.0.0.1/8"]'),
+        ("hostileSourceAddresses", '["fe80::1%eth0"]'),
         ("forwarderImage", "has space:1"),
         ("forwarderBuild", "podman"),
         ("clusterAdminArns", '["arn:aws:sts::123456789012:assumed-role/Admin/alice"]'),
@@ -373,7 +396,7 @@ def test_default_cluster_name_is_project_dash_stack():
 def test_default_cluster_name_fits_eks_and_keeps_stacks_apart(stack, other):
     name = default_cluster_name("falco-eks-lab", stack)
     assert name != default_cluster_name("falco-eks-lab", other)
-    assert AuditedClusterArgs(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
+    assert AuditedClusterSettings(cluster_name=name).cluster_name == name  # EKS's rules: the args check them
     assert len(name) <= 100
     assert name.startswith("falco-eks-lab-")
 

@@ -34,7 +34,7 @@ from support.falco_snapshots import Request, delivered_by, deliveries, log_text,
 from support.loopback_http import LoopbackServer, QuietHandler
 
 from components.audit_forwarder import LEASE_SUFFIX, AuditForwarderArgs
-from components.falco import METRICS_PORT, FalcoArgs, chart_fullname
+from components.falco import METRICS_PORT, FalcoSettings, chart_fullname
 from forwarder.batching import Batch
 from forwarder.delivery import FalcoClient
 from forwarder.metrics import DeliveryHistory, Health, Metrics, serve
@@ -410,7 +410,7 @@ def test_prometheus_text_parser_reads_labels_escapes_and_exponents() -> None:
 
 
 def test_pipeline_defaults_are_the_components_defaults() -> None:
-    falco_defaults = {f.name: f.default for f in dataclasses.fields(FalcoArgs)}
+    falco_defaults = {f.name: f.default for f in dataclasses.fields(FalcoSettings)}
     forwarder_defaults = {f.name: f.default for f in dataclasses.fields(AuditForwarderArgs)}
     targets = pipeline.Targets()
     assert targets.falco_namespace == falco_defaults["namespace"]
