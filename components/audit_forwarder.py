@@ -3,13 +3,14 @@
 What it creates (every one a child of the component):
   - an IAM role for the forwarder's ServiceAccount only (IRSA), allowed to read the one audit log group
     (FilterLogEvents), or with the Kinesis source the one stream (ListShards, GetShardIterator, GetRecords);
-  - its own namespace (Pod Security "restricted"), ServiceAccount, the ConfigMaps of its checkpoint and its leader
-    Lease, created empty (their contents are the forwarder's: a later `pulumi up` leaves them as they are), and
-    Roles that allow only get and update on exactly these (RBAC cannot limit `create` by name: the forwarder is
-    granted none);
-  - a Deployment of two replicas on different nodes where it can: one holds the Lease `<deployment>-leader` and
-    reads, the other waits to take over; the checkpoint is written only by the Lease's holder. A rolling update
-    never leaves it without a replica, and a PodDisruptionBudget lets a drain take only one at a time;
+  - its own namespace (Pod Security "restricted"), ServiceAccount, the ConfigMaps of its checkpoint
+    (`<deployment>-state`, `<deployment>-state-hashes-0` to `-6`) and its Lease (`<deployment>-lease`), created
+    empty (their contents are the forwarder's: a later `pulumi up` leaves them as they are), and Roles that allow
+    only get and update on exactly these (RBAC cannot limit `create` by name: the forwarder is granted none), and on
+    the objects a 0.3 forwarder created itself (below);
+  - a Deployment of two replicas on different nodes where it can: one holds the Lease and reads, the other waits to
+    take over; the checkpoint is written only by the Lease's holder. A rolling update never leaves it without a
+    replica, and a PodDisruptionBudget lets a drain take only one at a time;
   - NetworkPolicies: only the forwarder reaches Falco's audit webhook, and the forwarder reaches only DNS,
     that webhook and HTTPS;
   - the image: given by the caller, or built from forwarder/ and pushed to a stack-owned ECR repository
@@ -18,6 +19,12 @@ What it creates (every one a child of the component):
 
 AWS and Kubernetes children use the providers the caller passes in the resource options (inherited through
 ``parent=self``).
+
+Upgrading from 0.3: a 0.3 forwarder created its checkpoint's ConfigMaps (`<checkpoint_configmap_name>` and `-hashes`)
+and its Lease (`<deployment>-leader`) itself. The stack's own objects have other names (a create of a name in use
+fails the update), and the forwarder takes over from those once (forwarder/upgrade.py): it waits until the 0.3 Lease
+is free for good before it takes its own, and a first start carries the 0.3 checkpoint over. They stay, unused, until
+`pulumi destroy` deletes the namespace.
 """
 
 import json
@@ -61,8 +68,16 @@ DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
 # forwarder, a test keeps the two equal).
 HASHES_SUFFIX = "-hashes-"
 HASH_SHARDS = 7
-# The Lease the replicas take turns on is named after the Deployment plus this (the contract with the forwarder).
-LEASE_SUFFIX = "-leader"
+# The stack's objects are named after the Deployment: the checkpoint's ConfigMap plus this, the Lease the replicas take
+# turns on plus LEASE_SUFFIX. Neither is a name a 0.3 forwarder gave the objects it created itself.
+STATE_SUFFIX = "-state"
+LEASE_SUFFIX = "-lease"
+# What a 0.3 forwarder created itself, which today's forwarder only reads (forwarder/upgrade.py): its hashes
+# ConfigMap, the checkpoint ConfigMap's name plus this, and its Lease, the Deployment's name plus the other.
+PREVIOUS_HASHES_SUFFIX = "-hashes"
+PREVIOUS_LEASE_SUFFIX = "-leader"
+# The Role for the Leases keeps its 0.3 name (the 0.3 Lease's): a new name would replace it and its binding.
+LEASE_ROLE_SUFFIX = "-leader"
 MAX_REPLICAS = 5
 MAX_FALCO_CONNECTIONS = 256
 # The first start reads back at most a day: the Kinesis stream's retention (AuditStream) and CloudWatch's shortest.
@@ -72,6 +87,12 @@ MAX_INITIAL_LOOKBACK_SECONDS = 86_400
 def checkpoint_configmap_names(name: str) -> list[str]:
     """The checkpoint's ConfigMaps: the positions (``name``), then each part of the remembered hashes."""
     return [name, *(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))]
+
+
+def previous_configmap_names(checkpoint_configmap_name: str) -> list[str]:
+    """The ConfigMaps a 0.3 forwarder created itself: its positions, then all its remembered hashes."""
+    return [checkpoint_configmap_name, checkpoint_configmap_name + PREVIOUS_HASHES_SUFFIX]
+
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -160,11 +181,16 @@ class AuditForwarderArgs:
     service_account_name: str = "audit-forwarder"
     """ServiceAccount the IAM role trusts."""
     deployment_name: str = "audit-forwarder"
-    """Name of the Deployment (and the prefix of the other Kubernetes objects)."""
+    """Name of the Deployment, and the prefix of the other Kubernetes objects: the forwarder keeps its checkpoint's
+    positions in the ConfigMap `<deploymentName>-state` and its remembered hashes in `<deploymentName>-state-hashes-0`
+    to `-6`, and its replicas take turns on the Lease `<deploymentName>-lease`. The stack creates them empty and the
+    forwarder fills them; its Roles allow get and update on exactly these."""
     checkpoint_configmap_name: str = "audit-forwarder-checkpoint"
-    """ConfigMap where the forwarder keeps its checkpoint's positions; its remembered hashes go to the seven
-    ConfigMaps of the same name plus "-hashes-0" to "-hashes-6". The stack creates them empty and the forwarder
-    fills them; its Role allows get and update on exactly these."""
+    """The ConfigMap where a forwarder of release 0.3 kept its checkpoint (it created that one and the one of the same
+    name plus "-hashes" itself): on its first start the forwarder carries that checkpoint over into its own, so an
+    upgraded lab resumes where it was. Keep what the 0.3 stack had; a stack that never ran 0.3 can leave the
+    default. The forwarder only reads it (and its Role grants get and update on it, which 0.3 replicas use until the
+    upgrade's rolling update stops them)."""
     initial_lookback_seconds: int = 3600
     """How far back the forwarder reads on its first start, before it has a checkpoint: the audit log written while
     the cluster, its nodes and Falco came up (10 to 25 minutes in the lab), or before the forwarder was added to a
@@ -240,11 +266,19 @@ class AuditForwarderArgs:
         for setting in ("namespace", "service_account_name", "deployment_name"):
             _check_dns_label(setting, getattr(self, setting))
         name = self.checkpoint_configmap_name
-        longest = len(checkpoint_configmap_names("")[-1])
+        longest = len(PREVIOUS_HASHES_SUFFIX)
         if not isinstance(name, str) or len(name) + longest > 253 or not _DNS_SUBDOMAIN.match(name):
             raise ConfigError(
                 "checkpoint_configmap_name",
                 f"must be a DNS-1123 subdomain of at most {253 - longest} characters, got {name!r}",
+            )
+        # The 0.3 ConfigMaps exist beside the stack's own on an upgraded lab: the same name would fail the update.
+        ours = checkpoint_configmap_names(self.deployment_name + STATE_SUFFIX)
+        if clash := [n for n in previous_configmap_names(name) if n in ours]:
+            raise ConfigError(
+                "checkpoint_configmap_name",
+                f"names the 0.3 forwarder's checkpoint, which must not be one of the stack's own ConfigMaps "
+                f"({ours[0]}, {ours[1]} to {ours[-1]}), got {name!r} ({clash[0]})",
             )
         check_whole_number("initial_lookback_seconds", self.initial_lookback_seconds, 0, MAX_INITIAL_LOOKBACK_SECONDS)
         for setting in ("checkpoint_interval_seconds", "checkpoint_hashes_interval_seconds"):
@@ -382,7 +416,9 @@ class AuditForwarder(pulumi.ComponentResource):
         # manager (the forwarder, field manager "falco-eks-forwarder") owns. The forwarder replaces them with the
         # resourceVersion it last saw and keeps their labels, so nothing else changes under Pulumi. `pulumi destroy`
         # deletes them, after the Deployment.
-        configmap_names = checkpoint_configmap_names(args.checkpoint_configmap_name)
+        state_name = args.deployment_name + STATE_SUFFIX
+        configmap_names = checkpoint_configmap_names(state_name)
+        previous_configmaps = previous_configmap_names(args.checkpoint_configmap_name)
         checkpoint_objects: list[pulumi.Resource] = [
             k8s.core.v1.ConfigMap(
                 f"{name}-checkpoint" + (f"-hashes-{part - 1}" if part else ""),
@@ -392,6 +428,7 @@ class AuditForwarder(pulumi.ComponentResource):
             for part, cm_name in enumerate(configmap_names)
         ]
         lease_name = args.deployment_name + LEASE_SUFFIX
+        previous_lease = args.deployment_name + PREVIOUS_LEASE_SUFFIX
         checkpoint_objects.append(
             k8s.coordination.v1.Lease(
                 f"{name}-leader",
@@ -410,17 +447,33 @@ class AuditForwarder(pulumi.ComponentResource):
                     resource_names=configmap_names,
                     verbs=["get", "update"],
                 ),
+                # A 0.3 forwarder's own checkpoint: today's forwarder only reads it, once (forwarder/upgrade.py). The
+                # 0.3 replicas still running while the Deployment rolls (this Role changes first) keep writing it
+                # under this same ServiceAccount until they stop: without update they would fail and re-send more.
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""],
+                    resources=["configmaps"],
+                    resource_names=previous_configmaps,
+                    verbs=["get", "update"],
+                ),
             ],
         )
-        # The Lease the replicas take turns on: get/update on it by name; nothing else in coordination.k8s.io.
+        # The Lease the replicas take turns on: get/update on it by name; nothing else in coordination.k8s.io. And the
+        # 0.3 Lease: read by today's forwarder until it is free, renewed by the 0.3 replicas until they stop.
         lease_binding = bind_role(
             "leader",
-            lease_name,
+            args.deployment_name + LEASE_ROLE_SUFFIX,
             [
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=["coordination.k8s.io"],
                     resources=["leases"],
                     resource_names=[lease_name],
+                    verbs=["get", "update"],
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["coordination.k8s.io"],
+                    resources=["leases"],
+                    resource_names=[previous_lease],
                     verbs=["get", "update"],
                 ),
             ],
@@ -496,7 +549,7 @@ class AuditForwarder(pulumi.ComponentResource):
             "--falco-url",
             args.falco_url,
             "--checkpoint",
-            ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}"),
+            ns_name.apply(lambda n: f"configmap:{n}/{state_name}"),
             "--metrics-port",
             str(args.metrics_port),
             "--checkpoint-interval",
@@ -509,6 +562,11 @@ class AuditForwarder(pulumi.ComponentResource):
             ns_name.apply(lambda n: f"{n}/{lease_name}"),
             "--falco-connections",
             str(args.falco_connections),
+            # Taking over from a 0.3 forwarder, where one ran (forwarder/upgrade.py); a fresh install has neither.
+            "--migrate-from",
+            ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}"),
+            "--wait-for-lease",
+            ns_name.apply(lambda n: f"{n}/{previous_lease}"),
         ]
         # The forwarder's Deployment (others may depend on it).
         self.deployment = k8s.apps.v1.Deployment(

@@ -14,7 +14,8 @@ new version of it, never a mix.
   events that were delivered. Created by the stack (the forwarder may not create objects), written through the
   pod's service account with optimistic concurrency (resourceVersion), fenced by the Lease when replicas share
   it. On EKS every write is itself an audit event in the log the forwarder reads: ``self_writes`` says what
-  those look like, so the policy can tell them apart.
+  those look like, so the policy can tell them apart. A first start after an upgrade from release 0.3 carries that
+  forwarder's checkpoint over into them (upgrade.py).
 """
 
 from __future__ import annotations
@@ -217,6 +218,22 @@ CONFLICT_RETRY = Backoff(initial_seconds=0.05, max_seconds=1.0)
 CONFLICT_ATTEMPTS = 4
 
 
+def positions_in(doc: Mapping[str, Any] | None, where: str, hint: str) -> Positions | None:
+    """The positions a checkpoint ConfigMap holds (key positions.json, or a version 1 checkpoint's); None when it
+    holds none (missing, or empty as the stack creates it); CheckpointError naming ``where`` when they are not valid."""
+    data, binary = (doc or {}).get("data") or {}, (doc or {}).get("binaryData") or {}
+    if POSITIONS_KEY in data:
+        raw = str(data[POSITIONS_KEY]).encode()
+    elif V1_KEY in binary:
+        try:
+            raw = zlib.decompress(base64.b64decode(binary[V1_KEY]))
+        except (ValueError, binascii.Error, zlib.error) as exc:
+            raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
+    else:
+        return None
+    return _decode_positions(raw, where, hint)
+
+
 def hashes_names(name: str) -> tuple[str, ...]:
     """The ConfigMaps of the remembered hashes of checkpoint ConfigMap ``name``, part 0 first."""
     return tuple(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))
@@ -298,10 +315,13 @@ class ConfigMapCheckpointStore:
         clock: Clock | None = None,
         fence: Fence | None = None,
         also_own: tuple[tuple[str, str, str], ...] = (),
+        previous: Callable[[], Checkpoint | None] | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.hashes_names = hashes_names(name)
+        self.previous = previous
+        """Reads the checkpoint of the forwarder before an upgrade (upgrade.py), carried over by a first ``claim``."""
         self.max_bytes = max_bytes
         self._clock = clock if clock is not None else SystemClock()
         self.fence = fence
@@ -391,17 +411,9 @@ class ConfigMapCheckpointStore:
                 continue
             self._stored[i] = (decoded.log_group, decoded.stream_prefix, fingerprint(decoded))
             remembered.append(decoded)
-        data, binary = (doc or {}).get("data") or {}, (doc or {}).get("binaryData") or {}
-        if POSITIONS_KEY in data:
-            raw_positions = str(data[POSITIONS_KEY]).encode()
-        elif V1_KEY in binary:
-            try:
-                raw_positions = zlib.decompress(base64.b64decode(binary[V1_KEY]))
-            except (ValueError, binascii.Error, zlib.error) as exc:
-                raise CheckpointError(f"{where} is not a valid checkpoint ({exc}); {hint}") from exc
-        else:
+        positions = positions_in(doc, where, hint)
+        if positions is None:
             return None  # missing, or empty as the stack creates it: no checkpoint yet
-        positions = _decode_positions(raw_positions, where, hint)
         ours = (positions.log_group, positions.stream_prefix)
         own = [r for r in remembered if (r.log_group, r.stream_prefix) == ours]
         return Checkpoint(positions, merge_remembered(own))
@@ -410,11 +422,19 @@ class ConfigMapCheckpointStore:
         """The checkpoint as stored (a missing ConfigMap counts as empty); creates and writes nothing."""
         return self._decode(self._get(self.name), [self._get(n) for n in self.hashes_names])
 
+    def has_checkpoint(self) -> bool:
+        """The positions ConfigMap holds a checkpoint: one read, nothing written."""
+        where = f"configmap {self.namespace}/{self.name}"
+        return positions_in(self._get(self.name), where, "replace its data with nothing to start afresh") is not None
+
     def claim(self) -> Checkpoint | None:
         """Load the checkpoint, creating a missing ConfigMap where allowed (else an error naming it); with a Lease,
         rewrite the positions, unchanged, in this holder's term: from then on a deposed holder's writes of them
         fail. If one of its writes slips in first, load and claim again. The remembered hashes are read, not
-        rewritten (a takeover writes no hashes until they change)."""
+        rewritten (a takeover writes no hashes until they change).
+
+        With ``previous``, a first start (no positions yet) carries over the checkpoint of the forwarder before an
+        upgrade when there is one (``_adopt``)."""
         for _ in range(CONFLICT_ATTEMPTS):
             doc = self._ensure(self.name)
             parts: list[dict[str, Any] | None] = [self._ensure(n) for n in self.hashes_names]
@@ -423,9 +443,25 @@ class ConfigMapCheckpointStore:
                     self._write(self.name, doc.get("data") or {}, doc.get("binaryData") or {}, claiming=True)
                 except _ConflictError:
                     continue
-            return self._decode(doc, parts)
+            checkpoint = self._decode(doc, parts)
+            if checkpoint is None and self.previous is not None and (carried := self.previous()) is not None:
+                return self._adopt(carried)
+            return checkpoint
         raise CheckpointError(f"configmap {self.namespace}/{self.name}: still conflicting after "
                               f"{CONFLICT_ATTEMPTS} attempts to claim it")
+
+    def _adopt(self, carried: Checkpoint) -> Checkpoint:
+        """Make ``carried`` (the previous forwarder's checkpoint) this store's: every part of the remembered hashes that
+        has buckets, whatever the byte budget (once), then the positions. The positions go last: until they are
+        written this store holds no checkpoint, so a start after a crash in between carries it over again."""
+        if carried.remembered is not None:
+            for i, part in enumerate(split_remembered(carried.remembered)):
+                if part.buckets:
+                    data, _, _ = encode_remembered(part, self.max_bytes)
+                    self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
+                    self._stored[i] = (part.log_group, part.stream_prefix, fingerprint(part))
+        self.save_positions(carried.positions)
+        return carried
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -520,9 +556,11 @@ class ConfigMapCheckpointStore:
 
 def open_store(kind: str, *, path: str | None = None, namespace: str | None = None, name: str | None = None,
                api: KubeApi | None = None, clock: Clock | None = None, fence: Fence | None = None,
-               also_own: tuple[tuple[str, str, str], ...] = ()) -> CheckpointStore:
-    """The store for a ``--checkpoint`` spec (``file`` or ``configmap``); ``fence`` and ``also_own`` (objects
-    whose reads and writes are also this forwarder's own, e.g. its Lease) only for ConfigMaps."""
+               also_own: tuple[tuple[str, str, str], ...] = (),
+               previous: Callable[[], Checkpoint | None] | None = None) -> CheckpointStore:
+    """The store for a ``--checkpoint`` spec (``file`` or ``configmap``); ``fence``, ``also_own`` (objects whose reads
+    and writes are also this forwarder's own, e.g. its Lease) and ``previous`` (the checkpoint before an upgrade, to
+    carry over) only for ConfigMaps."""
     if kind == "file":
         if not path:
             raise CheckpointError("file checkpoint needs a path")
@@ -530,5 +568,6 @@ def open_store(kind: str, *, path: str | None = None, namespace: str | None = No
     if kind == "configmap":
         if not namespace or not name:
             raise CheckpointError("configmap checkpoint needs NAMESPACE/NAME")
-        return ConfigMapCheckpointStore(namespace, name, api=api, clock=clock, fence=fence, also_own=also_own)
+        return ConfigMapCheckpointStore(namespace, name, api=api, clock=clock, fence=fence, also_own=also_own,
+                                        previous=previous)
     raise CheckpointError(f"unknown checkpoint kind {kind!r}")

@@ -149,6 +149,12 @@ class RunConfig:
     """Deliveries in flight at once, each on its own keep-alive connection, spread over the webhook's addresses."""
     kube_api_url: str | None = None
     """The Kubernetes API for the ConfigMap checkpoint and the Lease; None: in-cluster (service account)."""
+    migrate_from: CheckpointSpec | None = None
+    """The checkpoint of the forwarder before an upgrade (release 0.3: ConfigMap NAME and NAME-hashes), carried over
+    into ``checkpoint`` on a first start (upgrade.py); only read."""
+    wait_for_lease: LeaseSpec | None = None
+    """The Lease of the replicas before an upgrade: this replica takes its own Lease (without one: starts) only once
+    that one is free for good (upgrade.py); only read."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,14 @@ _RUN_OPTIONS: tuple[_Option, ...] = (
     _Option("--lease-duration", "SECONDS", "a standby takes over at most this long after the holder stops renewing",
             f"{DEFAULT_LEASE_DURATION_SECONDS:g}"),
     _Option("--lease-identity", "ID", "this replica's name in the Lease (default: POD_NAME, else the host name)"),
+    _Option("--migrate-from", "SPEC",
+            "on the first start (--checkpoint holds no checkpoint yet), carry over the checkpoint a forwarder of "
+            "release 0.3 kept: configmap:NAMESPACE/NAME (its ConfigMaps NAME and NAME-hashes, only read; missing: "
+            "nothing to carry over); needs --checkpoint configmap:... (default: none)"),
+    _Option("--wait-for-lease", "NAMESPACE/NAME",
+            "before taking --lease (or, without it, before reading), wait until this Lease of the replicas before an "
+            "upgrade (release 0.3) is free for good: released or expired, then left alone for half its duration (only "
+            "read; missing: nothing to wait for) (default: none)"),
     _Option("--kube-api-url", "URL",
             "Kubernetes API for the ConfigMap checkpoint and the Lease, e.g. http://127.0.0.1:8001 with kubectl "
             "proxy (default: in-cluster, with the pod's service account)"),
@@ -542,6 +556,40 @@ def _lease(values: _Values, checkpoint: CheckpointSpec | None, environ: Mapping[
     return LeaseSpec(namespace, name), duration, identity
 
 
+def _is_own_configmap(name: str, checkpoint: CheckpointSpec) -> bool:
+    """``name`` is one of the ConfigMaps of ``checkpoint``: NAME, or NAME-hashes-<part> (checkpoint.py)."""
+    own = checkpoint.name or ""
+    return name == own or re.fullmatch(re.escape(own) + r"-hashes-\d+", name) is not None
+
+
+def _migrate_from(values: _Values, checkpoint: CheckpointSpec | None) -> CheckpointSpec | None:
+    text = values.raw("migrate_from")
+    if text is None or not text.strip():
+        return None
+    kind, sep, rest = text.strip().partition(":")
+    if not sep or kind != "configmap":
+        values.fail("migrate_from", f"must be configmap:NAMESPACE/NAME (release 0.3's checkpoint), got {text!r}")
+    namespace, name = _object_ref(values, "migrate_from", rest, "configmap", text)
+    if checkpoint is None or checkpoint.kind != "configmap":
+        values.fail("migrate_from", "needs --checkpoint configmap:NAMESPACE/NAME (the checkpoint it is carried into)")
+    if namespace == checkpoint.namespace and (
+            _is_own_configmap(name, checkpoint) or _is_own_configmap(name + "-hashes", checkpoint)):
+        values.fail("migrate_from", f"names ConfigMaps of --checkpoint itself ({name} and {name}-hashes must be "
+                                    f"neither {checkpoint.name} nor {checkpoint.name}-hashes-<part>), got {text!r}")
+    return CheckpointSpec(kind="configmap", namespace=namespace, name=name)
+
+
+def _wait_for_lease(values: _Values, lease: LeaseSpec | None) -> LeaseSpec | None:
+    text = values.raw("wait_for_lease")
+    if text is None or not text.strip():
+        return None
+    namespace, name = _object_ref(values, "wait_for_lease", text.strip(), "Lease", text)
+    if lease == LeaseSpec(namespace, name):
+        values.fail("wait_for_lease", f"is --lease itself; give the Lease of the replicas before the upgrade, got "
+                                      f"{text!r}")
+    return LeaseSpec(namespace, name)
+
+
 def _kube_api_url(values: _Values) -> str | None:
     url = values.raw("kube_api_url")
     if url is None or not url.strip():
@@ -631,6 +679,8 @@ def _run_config(values: _Values, environ: Mapping[str, str]) -> RunConfig:
         lease_identity=lease_identity,
         falco_connections=values.integer("falco_connections", minimum=1, maximum=MAX_FALCO_CONNECTIONS),
         kube_api_url=_kube_api_url(values),
+        migrate_from=_migrate_from(values, checkpoint),
+        wait_for_lease=_wait_for_lease(values, lease),
     )
 
 

@@ -22,6 +22,9 @@ With ``--lease`` (lease.py) all of that is one *term*: a standby waits until it 
 the checkpoint, and runs a term; when the Lease is lost the term ends at once, without delivering what is
 queued or saving anything (the new holder resumes from the checkpoint), and the replica stands by again.
 A clean stop ends the term as above and then releases the Lease.
+
+After an upgrade from release 0.3 (upgrade.py), ``--wait-for-lease`` keeps a replica from looking at its Lease (or,
+without one, from reading) until the 0.3 replicas are gone, and the first claim carries their checkpoint over.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .metrics import Health, Metrics
 from .model import LogEvent
 from .retry import Backoff, Retrier
 from .source import Source, build_source, source_kind
+from .upgrade import PREVIOUS_HASHES_SUFFIX, PreviousLease, read_previous_checkpoint
 from .validation import REASONS, validate
 
 log = logging.getLogger("forwarder.pipeline")
@@ -468,9 +472,28 @@ class Pipeline:
         return 0 if self._failure is None else 1
 
 
+def _wait_for_previous(previous: PreviousLease, store: CheckpointStore | None, *, health: Health,
+                       stop: threading.Event) -> bool:
+    """Before the first term (or, without a Lease, the run): True once the replicas of the forwarder before an upgrade
+    are gone, False on ``stop``. They are when their Lease is free for good (upgrade.py), or when this checkpoint holds
+    positions already: only a replica that waited for them writes it."""
+    health.set_ready(True)  # waiting is this replica's job now: the rolling update goes on, and stops the old ones
+    if isinstance(store, ConfigMapCheckpointStore):
+        try:
+            if store.has_checkpoint():
+                return True
+        except CheckpointError:
+            pass  # not known: wait
+    return previous.wait(stop)
+
+
 def _run_terms(config: RunConfig, lease: LeaseElector, *, health: Health, stop: threading.Event,
-               make: Callable[[threading.Event, Term], Pipeline]) -> int:
-    """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it."""
+               make: Callable[[threading.Event, Term], Pipeline],
+               before_first: Callable[[], bool] | None = None) -> int:
+    """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it. The Lease
+    is not looked at before ``before_first()`` is True (0 without taking it when it is not: stopped)."""
+    if before_first is not None and not before_first():
+        return 0
     lease_stop = threading.Event()
     elector = threading.Thread(target=_watched(health, "lease", partial(lease.run, lease_stop)),
                                name="forwarder-lease", daemon=True)
@@ -510,6 +533,28 @@ def _watched(health: Health, name: str, body: Callable[[], None]) -> Callable[[]
     return target
 
 
+def _also_own(config: RunConfig) -> tuple[tuple[str, str, str], ...]:
+    """Objects besides the checkpoint's whose requests, read back from the audit log, are this forwarder's own: its
+    Lease, and what it only reads of the forwarder before an upgrade."""
+    own: list[tuple[str, str, str]] = []
+    if config.lease is not None:
+        own.append(("leases", config.lease.namespace, config.lease.name))
+    if config.wait_for_lease is not None:
+        own.append(("leases", config.wait_for_lease.namespace, config.wait_for_lease.name))
+    if config.migrate_from is not None and config.migrate_from.namespace and config.migrate_from.name:
+        namespace, name = config.migrate_from.namespace, config.migrate_from.name
+        own += [("configmaps", namespace, name), ("configmaps", namespace, name + PREVIOUS_HASHES_SUFFIX)]
+    return tuple(own)
+
+
+def _previous_checkpoint(config: RunConfig, kube: KubeApi | None) -> Callable[[], Checkpoint | None] | None:
+    """Reads the checkpoint of the forwarder before an upgrade (``--migrate-from``), or None."""
+    spec = config.migrate_from
+    if spec is None or kube is None or not spec.namespace or not spec.name:
+        return None
+    return partial(read_previous_checkpoint, kube, spec.namespace, spec.name)
+
+
 def run(
     config: RunConfig,
     *,
@@ -531,8 +576,10 @@ def run(
         aws_client = logs_client or build_logs_client(config.region, config.request_timeout_seconds)
     lease: LeaseElector | None = None
     kube: KubeApi | None = None
+    previous: PreviousLease | None = None
     spec = config.checkpoint
-    if (spec is not None and spec.kind == "configmap" and store is None) or config.lease is not None:
+    if ((spec is not None and spec.kind == "configmap" and store is None) or config.lease is not None
+            or config.wait_for_lease is not None):
         try:
             kube = KubeApi(config.kube_api_url, timeout_seconds=config.request_timeout_seconds)
         except KubeError as exc:
@@ -541,11 +588,14 @@ def run(
             assert config.lease_identity is not None
             lease = LeaseElector(kube, config.lease.namespace, config.lease.name, config.lease_identity,
                                  duration_seconds=config.lease_duration_seconds, clock=clock, metrics=metrics)
+        if config.wait_for_lease is not None:
+            previous = PreviousLease(kube, config.wait_for_lease.namespace, config.wait_for_lease.name, clock=clock,
+                                     duration_seconds=config.lease_duration_seconds)
     if store is None and spec is not None:
-        own = () if config.lease is None else (("leases", config.lease.namespace, config.lease.name),)
         store = open_store(spec.kind, path=spec.path, namespace=spec.namespace, name=spec.name,
                            api=kube if spec.kind == "configmap" else None, clock=clock,
-                           fence=None if lease is None else lease.fence, also_own=own)
+                           fence=None if lease is None else lease.fence, also_own=_also_own(config),
+                           previous=_previous_checkpoint(config, kube))
     owns_falco = falco is None
     if falco is None:
         falco = FalcoClient(config.falco_url, metrics, timeout_seconds=config.request_timeout_seconds, clock=clock,
@@ -556,11 +606,14 @@ def run(
         return Pipeline(config, metrics=metrics, health=health, stop=term_stop, shutdown=stop, aws_client=aws_client,
                         falco=falco, store=store, clock=clock, lease=lease, term=term)
 
+    before_first = None if previous is None else partial(_wait_for_previous, previous, store, health=health, stop=stop)
     try:
         if lease is None:
+            if before_first is not None and not before_first():
+                return 0
             metrics.active.set(1)
             return make(stop).run()
-        return _run_terms(config, lease, health=health, stop=stop, make=make)
+        return _run_terms(config, lease, health=health, stop=stop, make=make, before_first=before_first)
     finally:
         if owns_falco:
             falco.close()

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -282,10 +283,11 @@ def test_namespace_enforces_the_restricted_pod_security_standard(given: Recorded
 def _checkpoint_objects(recorded: Recorded) -> list[Registration]:
     """The checkpoint's ConfigMaps (not the source-mode one) and the Lease, as registered."""
     return [r for r in recorded.resources if r.type == LEASE
-            or (r.type == CONFIGMAP and r.inputs["metadata"].get("name", "").startswith("audit-forwarder-checkpoint"))]
+            or (r.type == CONFIGMAP and r.inputs["metadata"].get("name", "").startswith("audit-forwarder-state"))]
 
 
-def test_roles_grant_get_and_update_on_the_stacks_objects_by_name_and_no_create(given: Recorded) -> None:
+def test_roles_grant_get_and_update_on_the_stacks_objects_and_the_0_3_ones_by_name_and_no_create(
+        given: Recorded) -> None:
     from support.kube_api import forwarder_role_rules
 
     from forwarder.checkpoint import hashes_names
@@ -293,15 +295,46 @@ def test_roles_grant_get_and_update_on_the_stacks_objects_by_name_and_no_create(
     checkpoint = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
     leader = given.one(RBAC_ROLE, "forwarder-leader").inputs
     assert checkpoint["metadata"]["namespace"] == leader["metadata"]["namespace"] == "falco-forwarder"
+    # The Roles keep their 0.3 names: another name would replace them and their bindings on an upgrade.
+    assert checkpoint["metadata"]["name"] == "audit-forwarder-checkpoint"
     assert leader["metadata"]["name"] == "audit-forwarder-leader"
     # Exactly what the Kubernetes API stand-in enforces in the forwarder's tests (support/kube_api.py): the
-    # checkpoint's positions and the parts of its remembered hashes (the forwarder's names), the Lease; get and
-    # update only. No create: RBAC cannot limit it by name, and the stack creates them.
+    # checkpoint's positions and the parts of its remembered hashes (the forwarder's names), the Lease; and what a
+    # 0.3 forwarder created itself, which the forwarder reads on an upgrade and the 0.3 replicas write until the
+    # rolling update stops them (tests/test_fwd_upgrade_rollout.py). Get and update only. No create: RBAC cannot
+    # limit it by name, and the stack creates the objects.
     assert checkpoint["rules"] + leader["rules"] == forwarder_role_rules(
-        "audit-forwarder-leader", "audit-forwarder-checkpoint")
-    assert checkpoint["rules"][0]["resourceNames"] == [
-        "audit-forwarder-checkpoint", *hashes_names("audit-forwarder-checkpoint")]
+        "audit-forwarder-lease", "audit-forwarder-state", previous_checkpoint="audit-forwarder-checkpoint",
+        previous_lease="audit-forwarder-leader")
+    assert checkpoint["rules"][0]["resourceNames"] == ["audit-forwarder-state", *hashes_names("audit-forwarder-state")]
+    assert checkpoint["rules"][1]["resourceNames"] == [
+        "audit-forwarder-checkpoint", "audit-forwarder-checkpoint-hashes"]
     assert not [rule for role in (checkpoint, leader) for rule in role["rules"] if "create" in rule["verbs"]]
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # the lab's
+    {"deployment_name": "team-forwarder", "checkpoint_configmap_name": "team-checkpoint"},  # a 0.3 program's own
+])
+def test_no_object_the_stack_creates_has_the_name_of_one_a_0_3_forwarder_created_itself(
+        settings: dict[str, str]) -> None:
+    """On a 0.3 lab those objects exist, created by the 0.3 forwarder and not in Pulumi's state: a create of the same
+    kind and name fails the upgrade's `pulumi up` with AlreadyExists (pulumi-kubernetes creates client-side since
+    4.29). A 0.3 program keeps its settings, so with the same settings no name may be one of them; the forwarder takes
+    over from exactly those (its flags name them)."""
+    from support.release_0_3 import SELF_CREATED
+
+    recorded = _deploy(image=GIVEN_IMAGE, **settings)
+    deployment = settings.get("deployment_name", "audit-forwarder")
+    checkpoint = settings.get("checkpoint_configmap_name", "audit-forwarder-checkpoint")
+    created_by_0_3 = {(kind, name.format(checkpoint=checkpoint, deployment=deployment)) for kind, name in SELF_CREATED}
+    ours = {(r.type.rsplit(":", 1)[-1], r.inputs["metadata"]["name"]) for r in recorded.resources
+            if r.type.startswith("kubernetes:") and (r.inputs.get("metadata") or {}).get("name")}
+    assert {kind for kind, _ in ours} >= {"ConfigMap", "Lease", "Role", "Deployment"}
+    assert ours & created_by_0_3 == set()
+    flags = _flags(_container(recorded))
+    assert {("ConfigMap", flags["--migrate-from"].rsplit("/", 1)[1]), ("Lease", flags["--wait-for-lease"].split("/")[1])
+            } == {(kind, name) for kind, name in created_by_0_3 if not name.endswith("-hashes")}
 
 
 def test_the_stack_creates_the_checkpoint_and_the_lease_empty_and_leaves_their_contents_to_the_forwarder(
@@ -309,9 +342,9 @@ def test_the_stack_creates_the_checkpoint_and_the_lease_empty_and_leaves_their_c
     from forwarder.checkpoint import hashes_names
 
     objects = _checkpoint_objects(given)
-    names = ["audit-forwarder-checkpoint", *hashes_names("audit-forwarder-checkpoint")]
+    names = ["audit-forwarder-state", *hashes_names("audit-forwarder-state")]
     assert sorted((r.type, r.inputs["metadata"]["name"]) for r in objects) == sorted(
-        [*((CONFIGMAP, n) for n in names), (LEASE, "audit-forwarder-leader")])
+        [*((CONFIGMAP, n) for n in names), (LEASE, "audit-forwarder-lease")])
     component = given.one(COMPONENT).urn
     for r in objects:
         assert r.inputs["metadata"]["namespace"] == "falco-forwarder"
@@ -339,6 +372,7 @@ def test_the_forwarder_runs_on_the_objects_and_within_the_roles_the_component_re
     from forwarder.kube import KubeApi
     from forwarder.lease import LeaseElector
     from forwarder.metrics import Metrics
+    from forwarder.upgrade import PreviousLease, read_previous_checkpoint
 
     rules = [rule for role in given.of_type(RBAC_ROLE) for rule in role.inputs["rules"]]
     api = FakeKubeApi(None, rbac=Rbac.from_rules(rules))
@@ -355,10 +389,16 @@ def test_the_forwarder_runs_on_the_objects_and_within_the_roles_the_component_re
                                clock=SystemClock(), metrics=Metrics())
         elector.step()
         assert elector.holding()
-        store = ConfigMapCheckpointStore(namespace, name, api=kube, fence=elector.fence)
+        # The first start looks for a 0.3 forwarder's objects (none: a fresh install), as the flags say.
+        _, previous = flags["--migrate-from"].removeprefix("configmap:").split("/")
+        previous_lease = flags["--wait-for-lease"].split("/")[1]
+        assert PreviousLease(kube, lease_ns, previous_lease, clock=SystemClock(), duration_seconds=15).step() == 0
+        store = ConfigMapCheckpointStore(namespace, name, api=kube, fence=elector.fence,
+                                         previous=partial(read_previous_checkpoint, kube, namespace, previous))
         assert store.claim() is None
         store.save_positions(Positions(LOG_GROUP, "kube-apiserver-audit", {"head": 1}))
         assert api.denied == []
+        assert ("GET", f"/api/v1/namespaces/{namespace}/configmaps/{previous}") in api.requests
         del api.objects[name]
         with pytest.raises(CheckpointError, match="may not create it"):
             ConfigMapCheckpointStore(namespace, name, api=kube).claim()
@@ -415,7 +455,7 @@ def test_a_single_replica_has_no_disruption_budget() -> None:
     recorded = _deploy(image=GIVEN_IMAGE, replicas=1)
     assert recorded.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
     assert recorded.of_type(PDB) == []
-    assert _flags(_container(recorded))["--lease"] == "falco-forwarder/audit-forwarder-leader"
+    assert _flags(_container(recorded))["--lease"] == "falco-forwarder/audit-forwarder-lease"
 
 
 def test_each_replica_knows_its_pod_name(given: Recorded) -> None:
@@ -430,13 +470,16 @@ def test_command_reads_the_log_group_and_posts_to_falco(given: Recorded) -> None
         "--log-group": LOG_GROUP,
         "--region": REGION,
         "--falco-url": FALCO_URL,
-        "--checkpoint": "configmap:falco-forwarder/audit-forwarder-checkpoint",
+        "--checkpoint": "configmap:falco-forwarder/audit-forwarder-state",
         "--metrics-port": "9090",
         "--checkpoint-interval": "10",
         "--checkpoint-hashes-interval": "60",
         "--start-at": "3600s",
-        "--lease": "falco-forwarder/audit-forwarder-leader",
+        "--lease": "falco-forwarder/audit-forwarder-lease",
         "--falco-connections": "1",
+        # What a 0.3 forwarder created itself, taken over on an upgrade (nothing there on a fresh install).
+        "--migrate-from": "configmap:falco-forwarder/audit-forwarder-checkpoint",
+        "--wait-for-lease": "falco-forwarder/audit-forwarder-leader",
     }
 
 
@@ -445,7 +488,7 @@ def test_with_kinesis_the_command_reads_the_stream(kinesis: Recorded) -> None:
     assert flags["--source"] == f"kinesis:{STREAM_ARN}"
     # The Kinesis source keeps only this log group's audit streams: the group stays on the command line.
     assert flags["--log-group"] == LOG_GROUP and flags["--region"] == REGION
-    assert flags["--lease"] == "falco-forwarder/audit-forwarder-leader"
+    assert flags["--lease"] == "falco-forwarder/audit-forwarder-lease"
     assert flags["--falco-connections"] == "4"
 
 
@@ -486,13 +529,15 @@ def test_the_forwarder_accepts_the_deployment_command_line(given: Recorded) -> N
     assert (config.checkpoint.kind, config.checkpoint.namespace, config.checkpoint.name) == (
         "configmap",
         "falco-forwarder",
-        "audit-forwarder-checkpoint",
+        "audit-forwarder-state",
     )
     assert (config.checkpoint_interval_seconds, config.checkpoint_hashes_interval_seconds) == (10.0, 60.0)
     assert config.start_at.resolve(10_000_000) == 10_000_000 - 3_600_000  # the first start reads back an hour
     values = _values_in(config)
-    # --lease falco-forwarder/audit-forwarder-leader, whole or as namespace and name.
-    assert "falco-forwarder/audit-forwarder-leader" in values or {"falco-forwarder", "audit-forwarder-leader"} <= values
+    # --lease, --wait-for-lease and --migrate-from, whole or as namespace and name.
+    for ref in ("falco-forwarder/audit-forwarder-lease", "falco-forwarder/audit-forwarder-leader"):
+        assert ref in values or set(ref.split("/")) <= values
+    assert "audit-forwarder-checkpoint" in values
     assert not any(isinstance(v, str) and v.startswith("kinesis") for v in values)  # the polling source
 
 
@@ -852,7 +897,11 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("namespace", {"namespace": "Falco_Forwarder"}),
     ("service_account_name", {"service_account_name": ""}),
     ("checkpoint_configmap_name", {"checkpoint_configmap_name": "Bad Name"}),
-    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "c" * 245}),  # no room for "-hashes-6"
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "c" * 247}),  # no room for 0.3's "-hashes"
+    # The 0.3 checkpoint beside the stack's own: one name for both would fail the update of a 0.3 lab.
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "audit-forwarder-state"}),
+    ("checkpoint_configmap_name", {"checkpoint_configmap_name": "audit-forwarder-state-hashes-3"}),
+    ("checkpoint_configmap_name", {"deployment_name": "fwd", "checkpoint_configmap_name": "fwd-state"}),
     ("initial_lookback_seconds", {"initial_lookback_seconds": -1}),
     ("initial_lookback_seconds", {"initial_lookback_seconds": 86_401}),  # more than the sources keep
     ("initial_lookback_seconds", {"initial_lookback_seconds": 60.5}),

@@ -53,8 +53,8 @@ FALCO_METRICS_PORT = 8765
 FORWARDER_NAMESPACE = "falco-forwarder"
 FORWARDER_DEPLOYMENT = "audit-forwarder"
 FORWARDER_METRICS_PORT = 9090
-LEASE_SUFFIX = "-leader"
-"""The forwarder replicas' Lease is `<deployment>-leader`; its holderIdentity is the active pod's name."""
+LEASE_SUFFIX = "-lease"
+"""The forwarder replicas' Lease is `<deployment>-lease`; its holderIdentity is the active pod's name."""
 
 FALCO_MIN_EVENTS_PER_SECOND = 1000.0
 """The slowest a healthy audit Falco evaluates: one CPU does 1,380-1,700 audit events/s with the shipped

@@ -36,18 +36,21 @@ def run_cli(
 class ForwarderProcess:
     """`python -m forwarder run ...` in the background; output goes to `log_path`."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path, metrics_port: int | None = None):
+    def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path, metrics_port: int | None = None,
+                 cwd: Path = REPO_ROOT):
         self.metrics_port = metrics_port or free_port()
         self.args = [*args, "--metrics-port", str(self.metrics_port)]
         self.env = dict(env)
         self.log_path = log_path
+        self.cwd = cwd
+        """Where ``python -m forwarder`` finds the package (another release's, checked out elsewhere)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ForwarderProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "forwarder", *self.args],
-                cwd=REPO_ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

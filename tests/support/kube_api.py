@@ -69,16 +69,26 @@ class KubeWrite:
 _API_GROUPS = {"configmaps": "", "leases": "coordination.k8s.io"}
 
 
-def forwarder_role_rules(lease: str, checkpoint: str) -> list[dict[str, Any]]:
+def forwarder_role_rules(lease: str, checkpoint: str, *, previous_checkpoint: str | None = None,
+                         previous_lease: str | None = None) -> list[dict[str, Any]]:
     """The rules of the AuditForwarder component's two Roles, as Kubernetes writes them: get and update on the
-    checkpoint's ConfigMaps and on the Lease, by name. No create: RBAC cannot limit it by name, and the stack
-    creates the objects."""
-    return [
+    checkpoint's ConfigMaps and on the Lease, by name; with ``previous_*``, also on what a 0.3 forwarder created itself
+    (its checkpoint NAME and NAME-hashes, its Lease), which today's forwarder reads and the 0.3 replicas write until
+    the rolling update stops them. No create: RBAC cannot limit it by name, and the stack creates the objects."""
+    rules: list[dict[str, Any]] = [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [checkpoint, *hashes_names(checkpoint)],
          "verbs": ["get", "update"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
-         "verbs": ["get", "update"]},
     ]
+    if previous_checkpoint is not None:
+        rules.append({"apiGroups": [""], "resources": ["configmaps"],
+                      "resourceNames": [previous_checkpoint, previous_checkpoint + "-hashes"],
+                      "verbs": ["get", "update"]})
+    rules.append({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+                  "verbs": ["get", "update"]})
+    if previous_lease is not None:
+        rules.append({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [previous_lease],
+                      "verbs": ["get", "update"]})
+    return rules
 
 
 @dataclass(frozen=True)
@@ -104,14 +114,16 @@ class Rbac:
         return cls(tuple(granted))
 
     @classmethod
-    def forwarder(cls, lease: str, checkpoint: str) -> Rbac:
+    def forwarder(cls, lease: str, checkpoint: str, *, previous_checkpoint: str | None = None,
+                  previous_lease: str | None = None) -> Rbac:
         """What the AuditForwarder component's Roles grant (forwarder_role_rules)."""
-        return cls.from_rules(forwarder_role_rules(lease, checkpoint))
+        return cls.from_rules(forwarder_role_rules(lease, checkpoint, previous_checkpoint=previous_checkpoint,
+                                                   previous_lease=previous_lease))
 
     @classmethod
     def older_stack(cls, lease: str, checkpoint: str) -> Rbac:
-        """What the component granted before the stack created the objects: get/update on the Lease and on the
-        ConfigMaps NAME and NAME-hashes, and create on leases and configmaps of any name."""
+        """What the component granted before the stack created the objects (release 0.3): get/update on the Lease and
+        on the ConfigMaps NAME and NAME-hashes, and create on leases and configmaps of any name."""
         configmaps = (checkpoint, checkpoint + "-hashes")
         return cls((("get", "leases", (lease,)), ("update", "leases", (lease,)), ("create", "leases", None),
                     ("get", "configmaps", configmaps), ("update", "configmaps", configmaps),
