@@ -38,24 +38,24 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
-from .batching import Batch, Batcher
-from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
-from .checkpoint_codec import Checkpoint
-from .checkpoint_policy import Checkpointer, SelfWriteFilter
+from .checkpoint.codec import Checkpoint
+from .checkpoint.ledger import EventKey
+from .checkpoint.policy import Checkpointer, SelfWriteFilter
+from .checkpoint.store import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
 from .clock import Clock, SystemClock
-from .cloudwatch import SKIP_MALFORMED_RECORD, build_logs_client
 from .config import RunConfig
-from .delivery import SKIP_REASON_REJECTED, FalcoClient, Sender
-from .kinesis import build_kinesis_client
+from .delivery.batching import Batch, Batcher
+from .delivery.sender import SKIP_REASON_REJECTED, FalcoClient, Sender
+from .delivery.validation import REASONS, validate
 from .kube import KubeApi, KubeError
-from .lease import LeaseElector
-from .ledger import EventKey
 from .metrics import Health, Metrics
 from .model import LogEvent
+from .replicas.lease import LeaseElector
+from .replicas.upgrade import PREVIOUS_HASHES_SUFFIX, PreviousLease, read_previous_checkpoint
 from .retry import Backoff, Retrier
-from .source import Source, build_source, source_kind
-from .upgrade import PREVIOUS_HASHES_SUFFIX, PreviousLease, read_previous_checkpoint
-from .validation import REASONS, validate
+from .sources.cloudwatch import SKIP_MALFORMED_RECORD, build_logs_client
+from .sources.kinesis import build_kinesis_client
+from .sources.source import Source, build_source, source_kind
 
 log = logging.getLogger("forwarder.pipeline")
 

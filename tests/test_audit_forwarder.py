@@ -290,7 +290,7 @@ def test_roles_grant_get_and_update_on_the_stacks_objects_and_the_0_3_ones_by_na
         given: Recorded) -> None:
     from support.kube_api import forwarder_role_rules
 
-    from forwarder.checkpoint import hashes_names
+    from forwarder.checkpoint.store import hashes_names
 
     checkpoint = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
     leader = given.one(RBAC_ROLE, "forwarder-leader").inputs
@@ -339,7 +339,7 @@ def test_no_object_the_stack_creates_has_the_name_of_one_a_0_3_forwarder_created
 
 def test_the_stack_creates_the_checkpoint_and_the_lease_empty_and_leaves_their_contents_to_the_forwarder(
         given: Recorded) -> None:
-    from forwarder.checkpoint import hashes_names
+    from forwarder.checkpoint.store import hashes_names
 
     objects = _checkpoint_objects(given)
     names = ["audit-forwarder-state", *hashes_names("audit-forwarder-state")]
@@ -366,13 +366,13 @@ def test_the_forwarder_runs_on_the_objects_and_within_the_roles_the_component_re
     checkpoint and Lease work, and nothing it is not granted is asked for; a create is refused."""
     from support.kube_api import FakeKubeApi, Rbac
 
-    from forwarder.checkpoint import CheckpointError, ConfigMapCheckpointStore
-    from forwarder.checkpoint_codec import Positions
+    from forwarder.checkpoint.codec import Positions
+    from forwarder.checkpoint.store import CheckpointError, ConfigMapCheckpointStore
     from forwarder.clock import SystemClock
     from forwarder.kube import KubeApi
-    from forwarder.lease import LeaseElector
     from forwarder.metrics import Metrics
-    from forwarder.upgrade import PreviousLease, read_previous_checkpoint
+    from forwarder.replicas.lease import LeaseElector
+    from forwarder.replicas.upgrade import PreviousLease, read_previous_checkpoint
 
     rules = [rule for role in given.of_type(RBAC_ROLE) for rule in role.inputs["rules"]]
     api = FakeKubeApi(None, rbac=Rbac.from_rules(rules))

@@ -31,10 +31,10 @@ from fwd_fakes import (
 )
 from support.audit_events import make_event
 
-from forwarder.checkpoint import FileCheckpointStore, Saved, SelfWrites, hashes_names
-from forwarder.checkpoint_codec import Remembered
-from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
-from forwarder.ledger import Ledger
+from forwarder.checkpoint.codec import Remembered
+from forwarder.checkpoint.ledger import Ledger
+from forwarder.checkpoint.policy import Checkpointer, SelfWriteFilter
+from forwarder.checkpoint.store import FileCheckpointStore, Saved, SelfWrites, hashes_names
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
 

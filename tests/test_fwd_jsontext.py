@@ -9,7 +9,7 @@ import random
 import pytest
 from support.falco_receiver import json_levels
 
-from forwarder.jsontext import FASTJSON_MAX_DEPTH, compact, deeper_than, value_levels
+from forwarder.delivery.jsontext import FASTJSON_MAX_DEPTH, compact, deeper_than, value_levels
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,12 @@ import pytest
 from fwd_fakes import FakeClock
 from support.kube_api import STACK_LABELS, FakeKubeApi, Rbac
 
-from forwarder.checkpoint import ConfigMapCheckpointStore, FencedError, Term, hashes_names
-from forwarder.checkpoint_codec import BucketState, Positions, Remembered
+from forwarder.checkpoint.codec import BucketState, Positions, Remembered
+from forwarder.checkpoint.store import ConfigMapCheckpointStore, FencedError, Term, hashes_names
 from forwarder.config import ConfigError, LeaseSpec, RunConfig, parse
 from forwarder.kube import KubeApi
-from forwarder.lease import LeaseElector
 from forwarder.metrics import Metrics
+from forwarder.replicas.lease import LeaseElector
 
 NS, LEASE, CHECKPOINT = "forwarder", "audit-forwarder-leader", "audit-checkpoint"
 DURATION = 15.0

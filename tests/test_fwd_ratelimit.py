@@ -7,7 +7,7 @@ import threading
 import pytest
 from fwd_fakes import FakeClock
 
-from forwarder.ratelimit import RECOVERY_PER_SECOND, RateLimiter
+from forwarder.sources.ratelimit import RECOVERY_PER_SECOND, RateLimiter
 
 
 class SharedQuota:

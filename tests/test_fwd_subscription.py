@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from zlib_ng import zlib_ng
 
-from forwarder import subscription
 from forwarder.model import LogEvent
-from forwarder.subscription import CONTROL, DATA, MALFORMED, OTHER_LOG_GROUP, OTHER_STREAM, decode
+from forwarder.sources import subscription
+from forwarder.sources.subscription import CONTROL, DATA, MALFORMED, OTHER_LOG_GROUP, OTHER_STREAM, decode
 
 GROUP = "/aws/eks/lab/cluster"
 PREFIX = "kube-apiserver-audit-"

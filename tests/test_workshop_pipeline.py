@@ -35,8 +35,8 @@ from support.loopback_http import LoopbackServer, QuietHandler
 
 from components.audit_forwarder import LEASE_SUFFIX, AuditForwarderArgs
 from components.falco import METRICS_PORT, FalcoSettings, chart_fullname
-from forwarder.batching import Batch
-from forwarder.delivery import FalcoClient
+from forwarder.delivery.batching import Batch
+from forwarder.delivery.sender import FalcoClient
 from forwarder.metrics import DeliveryHistory, Health, Metrics, serve
 from workshop import pipeline
 from workshop.cli import main

@@ -27,8 +27,8 @@ from typing import Any
 
 from support.kube_api import FakeKubeApi
 
-from forwarder.checkpoint import Saved
-from forwarder.checkpoint_codec import Checkpoint, Positions, Remembered
+from forwarder.checkpoint.codec import Checkpoint, Positions, Remembered
+from forwarder.checkpoint.store import Saved
 
 COMMIT = "80c13676c41ffc8e840727994fa38698a53a5480"
 """Release 0.3.0."""

@@ -29,13 +29,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .checkpoint import HASHES_KEY, CheckpointError, positions_in
-from .checkpoint_codec import Checkpoint, Remembered, decode_remembered
-from .clock import Clock
-from .kube import KubeApi, KubeError
+from ..checkpoint.codec import Checkpoint, Remembered, decode_remembered
+from ..checkpoint.store import HASHES_KEY, CheckpointError, positions_in
+from ..clock import Clock
+from ..kube import KubeApi, KubeError
+from ..retry import LOG_EVERY
 from .lease import API as LEASE_API
 from .lease import MIN_POLL_SECONDS
-from .retry import LOG_EVERY
 
 log = logging.getLogger("forwarder.upgrade")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .config import EVENT_LIST_OVERHEAD, EVENT_LIST_PREFIX, EVENT_LIST_SUFFIX
+from ..config import EVENT_LIST_OVERHEAD, EVENT_LIST_PREFIX, EVENT_LIST_SUFFIX
 
 
 def payload_size(bodies: Sequence[bytes]) -> int:

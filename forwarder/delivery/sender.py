@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from ..clock import Clock, SystemClock
+from ..metrics import Metrics
+from ..retry import Backoff, Retrier
 from .batching import Batch
-from .clock import Clock, SystemClock
-from .metrics import Metrics
-from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.delivery")
 

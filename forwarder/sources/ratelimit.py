@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from .clock import Clock
+from ..clock import Clock
 
 # On a throttle the rate is multiplied by this, at most once per DECREASE_SPACING_SECONDS (the throttles
 # of one burst are one signal, not several).

@@ -31,8 +31,8 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..model import LogEvent
 from .dedup import HashSet, event_hash, pack, unpack
-from .model import LogEvent
 
 BUCKET_MS = 5_000
 ALL_TIME = (-(2**63), 2**63 - 1)

@@ -23,8 +23,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..metrics import Metrics
 from .aws_client import build_client
-from .metrics import Metrics
 
 LIST_SHARDS = "ListShards"
 GET_SHARD_ITERATOR = "GetShardIterator"

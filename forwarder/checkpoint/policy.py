@@ -33,11 +33,11 @@ import logging
 import threading
 from functools import partial
 
-from .checkpoint import CheckpointError, CheckpointStore, FencedError, Saved, SelfWrites
-from .checkpoint_codec import Positions, Remembered
-from .clock import Clock
+from ..clock import Clock
+from ..metrics import Metrics
+from .codec import Positions, Remembered
 from .ledger import BUCKET_MS, Ledger
-from .metrics import Metrics
+from .store import CheckpointError, CheckpointStore, FencedError, Saved, SelfWrites
 
 log = logging.getLogger("forwarder.checkpoint")
 

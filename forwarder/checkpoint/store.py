@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .checkpoint_codec import (
+from ..clock import Clock, SystemClock
+from ..kube import SERVICE_ACCOUNT_DIR, KubeApi, KubeError
+from ..retry import Backoff, Retrier
+from .codec import (
     HASH_SHARDS,
     Checkpoint,
     CodecError,
@@ -48,9 +51,6 @@ from .checkpoint_codec import (
     merge_remembered,
     split_remembered,
 )
-from .clock import Clock, SystemClock
-from .kube import SERVICE_ACCOUNT_DIR, KubeApi, KubeError
-from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.checkpoint")
 

@@ -41,8 +41,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..checkpoint.ledger import Ledger
 from .arrival import ArrivalEstimate
-from .ledger import Ledger
 
 log = logging.getLogger("forwarder.schedule")
 

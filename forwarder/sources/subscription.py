@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
-from .model import LogEvent
+from ..model import LogEvent
 
 _loads: Callable[[bytes], Any]
 try:

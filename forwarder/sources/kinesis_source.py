@@ -38,8 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from .checkpoint_codec import Checkpoint
-from .clock import Clock
+from ..checkpoint.codec import Checkpoint
+from ..checkpoint.ledger import ALL_TIME, BUCKET_MS, EventKey, Ledger
+from ..clock import Clock
+from ..metrics import Metrics
+from ..model import LogEvent
+from ..retry import LOG_EVERY, Backoff
 from .kinesis import (
     BadStartError,
     IteratorExpiredError,
@@ -51,10 +55,6 @@ from .kinesis import (
     ThrottledError,
     UnavailableError,
 )
-from .ledger import ALL_TIME, BUCKET_MS, EventKey, Ledger
-from .metrics import Metrics
-from .model import LogEvent
-from .retry import LOG_EVERY, Backoff
 from .subscription import DATA, KINDS, MALFORMED, decode
 
 log = logging.getLogger("forwarder.kinesis")

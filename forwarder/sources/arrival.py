@@ -25,7 +25,7 @@ import collections
 import threading
 from collections.abc import Sequence
 
-from .model import LogEvent
+from ..model import LogEvent
 
 MAX_OVERLAP_MS = 60_000
 OVERLAP_MARGIN_MS = 1_000

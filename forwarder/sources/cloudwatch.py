@@ -28,12 +28,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..clock import Clock
+from ..metrics import Metrics
+from ..model import LogEvent
+from ..retry import Backoff, Retrier
 from .aws_client import build_client
-from .clock import Clock
-from .metrics import Metrics
-from .model import LogEvent
 from .ratelimit import RateLimiter
-from .retry import Backoff, Retrier
 
 log = logging.getLogger("forwarder.cloudwatch")
 

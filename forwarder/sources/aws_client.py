@@ -8,7 +8,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import NoRegionError, ProfileNotFound
 
-from .config import ConfigError
+from ..config import ConfigError
 
 NO_REGION = ("no AWS Region: give --region REGION (or set FORWARDER_REGION or AWS_REGION), or set a region in the "
              "AWS profile")

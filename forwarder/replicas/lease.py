@@ -33,11 +33,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .checkpoint import FencedError, Term
-from .clock import Clock
-from .kube import KubeApi, KubeError
-from .metrics import Metrics
-from .retry import LOG_EVERY
+from ..checkpoint.store import FencedError, Term
+from ..clock import Clock
+from ..kube import KubeApi, KubeError
+from ..metrics import Metrics
+from ..retry import LOG_EVERY
 
 log = logging.getLogger("forwarder.lease")
 

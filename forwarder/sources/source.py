@@ -24,16 +24,16 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
+from ..checkpoint.codec import SOURCE_CLOUDWATCH_POLL, Checkpoint
+from ..checkpoint.ledger import BUCKET_MS, EventKey, Ledger
+from ..clock import Clock
+from ..config import RunConfig
+from ..metrics import Metrics
+from ..model import LogEvent
 from .arrival import ArrivalEstimate
-from .checkpoint_codec import SOURCE_CLOUDWATCH_POLL, Checkpoint
-from .clock import Clock
 from .cloudwatch import LogsReader, Page
-from .config import RunConfig
 from .kinesis import KinesisReader
 from .kinesis_source import KinesisSource, restore_kinesis_ledger
-from .ledger import BUCKET_MS, EventKey, Ledger
-from .metrics import Metrics
-from .model import LogEvent
 from .ratelimit import RateLimiter
 from .reader import ReadLoop
 from .schedule import FINAL, PROBE, Read, Schedule, Stage, build_stages

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from .clock import Clock
+from ..clock import Clock
 from .cloudwatch import LogsReader, Page, TokenExpiredError
 from .schedule import Read, Schedule
 
