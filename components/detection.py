@@ -38,15 +38,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .alert_destinations import SidekickIdentity, create_alert_destinations, look_up_destinations
+from .alerts.destinations import SidekickIdentity, create_alert_destinations, look_up_destinations
 from .args import Architecture, AuditSource, ForwarderBuild, from_inputs, schema_args
-from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
-from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
 from .falco import Falco, FalcoNames, FalcoSettings
-from .forwarder_iam import STS_AUDIENCE, issuer_host_path
-from .mirror import check_image_reference, mirrored
+from .falco.mirror import check_image_reference, mirrored
+from .forwarding.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from .forwarding.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
+from .forwarding.iam import STS_AUDIENCE, issuer_host_path
 
 COMPONENT_TYPE = "falco-eks:index:FalcoDetection"
 

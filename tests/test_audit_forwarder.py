@@ -26,9 +26,9 @@ from pulumi_mocks import (
     run_program,
 )
 
-from components.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
 from components.errors import ConfigError
-from components.forwarder_workload import Resources
+from components.forwarding.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from components.forwarding.workload import Resources
 
 ROOT = Path(__file__).resolve().parents[1]
 FORWARDER_DIR = ROOT / "forwarder"
@@ -242,7 +242,7 @@ def test_with_a_customer_key_the_role_may_decrypt_with_that_key_only() -> None:
 def test_policies_grant_exactly_the_calls_the_forwarder_makes() -> None:
     """The polling policy's actions are the forwarder's CloudWatch Logs calls, the Kinesis policy's its Kinesis
     calls (ListShards, GetShardIterator, GetRecords: the contract between the two)."""
-    from components.forwarder_iam import LOG_READER_ACTIONS, STREAM_READER_ACTIONS
+    from components.forwarding.iam import LOG_READER_ACTIONS, STREAM_READER_ACTIONS
 
     calls = _aws_calls_in_forwarder_source()
     assert sorted(LOG_READER_ACTIONS) == sorted(calls["logs"])

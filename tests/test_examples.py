@@ -28,7 +28,7 @@ from typescript_literals import New, Ref, parse
 
 import components
 from components.package import NAME, ComponentPackage
-from components.schema_inputs import check_inputs
+from components.package.schema_inputs import check_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -17,7 +17,8 @@ from functools import cache
 import pytest
 from support.falco_engine import FalcoEngine, Settings
 
-from components.falco_rules import (
+from components.falco.rules import DETECTION_FILE_NAME
+from components.falco.upstream_changes import (
     ADMIN_RULE,
     DISALLOWED_USER_RULE,
     RULES_FILE_NAME,
@@ -25,7 +26,6 @@ from components.falco_rules import (
     references,
     rules_files,
 )
-from components.rules import DETECTION_FILE_NAME
 
 ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "arn:aws:iam::111122223333:user/alice")
 ADMIN_SESSION = "arn:aws:sts::111122223333:assumed-role/WorkshopAdmin/session-1"

@@ -18,9 +18,9 @@ from support.audit_events import make_event
 from support.falco_receiver import FalcoReceiver
 from support.moto_server import MotoServer, create_log_group, moto, moto_server, now_ms, put_events  # noqa: F401
 
-from components.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
 from components.detection import CONNECTIONS_PER_AUDIT_REPLICA
 from components.falco import MAX_AUDIT_REPLICAS
+from components.forwarding.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
 from forwarder import pipeline
 from forwarder.config import MAX_FALCO_CONNECTIONS, ConfigError, RunConfig, StartAt, parse
 from forwarder.delivery.batching import Batch

@@ -26,9 +26,9 @@ from support.audit_events import shared_corpus_file
 from support.falco_engine import Alert, FalcoEngine, Settings
 from support.falco_engine.plugins_repo import K8SAUDIT_RULES, k8saudit_tag, plugins_file
 
-import components.k8saudit_upstream as upstream
-from components.falco_rules import rules_files
-from components.rules import DETECTION_FILE_NAME, RULES, hostile_sources_file, source_match
+import components.falco.k8saudit_upstream as upstream
+from components.falco.rules import DETECTION_FILE_NAME, RULES, hostile_sources_file, source_match
+from components.falco.upstream_changes import rules_files
 
 ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "alice")
 ALLOWED = ("arn:aws:iam::111122223333:role/CICDDeployRole", "arn:aws:iam::111122223333:role/DevRole")
@@ -305,7 +305,7 @@ def _workshop(audit: str, alerts: str) -> tuple[Counter[tuple[str, ...]], Counte
 
 
 def test_the_workshops_promised_alerts_are_still_exactly_what_the_real_falco_wrote() -> None:
-    from components.falco_rules import UPSTREAM_CHANGES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
     now, then = _workshop("kube-apiserver-1.36-workshop-audit.jsonl", "falco-0.44.1-alerts-shipped-settings.jsonl")
@@ -326,7 +326,7 @@ def test_the_workshops_promised_alerts_are_still_exactly_what_the_real_falco_wro
 
 
 def test_other_identities_are_still_reported_and_eks_own_components_spared() -> None:
-    from components.falco_rules import UPSTREAM_CHANGES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
     now, then = _workshop(

@@ -6,10 +6,10 @@ import pytest
 import yaml
 from support.falco_engine import FalcoEngine, RulesLoadError, Settings
 
-from components import falco_fields
-from components.rules import RULES, detection_rules, guardduty
-from components.rules.document import problems, render
-from components.rules.language import (
+from components.falco import fields as falco_fields
+from components.falco.rules import RULES, detection_rules, guardduty
+from components.falco.rules.document import problems, render
+from components.falco.rules.language import (
     Expr,
     FalcoList,
     Macro,

@@ -12,8 +12,8 @@ from functools import cache
 from support.falco_engine import Alert, FalcoEngine, Settings
 from support.k8s_requests import Request
 
-from components.falco_rules import admin_matchers
-from components.rules import detection_rules, hostile_sources_file, source_match
+from components.falco.rules import detection_rules, hostile_sources_file, source_match
+from components.falco.upstream_changes import admin_matchers
 
 ADMIN_ROLE_ARN = "arn:aws:iam::111122223333:role/WorkshopAdmin"
 HOSTILE_EXAMPLE = ("185.220.101.34", "198.51.100.0/24", "2001:db8:beef::/48")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from components import falco_fields
-from components.falco_fields import FieldSpec
+from components.falco import fields as falco_fields
+from components.falco.fields import FieldSpec
 
 from . import jsonvalue as jv
 from . import k8saudit

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from ..errors import ConfigError
 from . import k8saudit_upstream as upstream
-from .errors import ConfigError
 from .rules import ALLOWED_USERS_NAME, DETECTION_FILE_NAME, detection_rules, guardduty
 from .rules import common as rules_common
 from .rules import document as rules_document

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Sources (read 2026-12-01): the EKS user guide's release calendar ("Understand the Kubernetes version
 # lifecycle on EKS", docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html) as mirrored by

@@ -27,10 +27,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .args import check_whole_number, from_inputs, schema_args
-from .cluster import check_kms_key_arn
-from .errors import ConfigError
-from .forwarder_iam import POLICY_VERSION, log_group_base_arn, stream_access_policy
+from ..args import check_whole_number, from_inputs, schema_args
+from ..cluster import check_kms_key_arn
+from ..errors import ConfigError
+from .iam import POLICY_VERSION, log_group_base_arn, stream_access_policy
 
 COMPONENT_TYPE = "falco-eks:index:AuditStream"
 

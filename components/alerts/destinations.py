@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .alert_outputs import CREATE, AlertOutputs, AwsPlace, check_places
-from .errors import ConfigError
+from ..errors import ConfigError
+from .outputs import CREATE, AlertOutputs, AwsPlace, check_places
 from .sidekick_iam import Destinations, sidekick_policy, sidekick_trust_policy, topic_policy
 
 AWS_MANAGED_SNS_KEY = "alias/aws/sns"

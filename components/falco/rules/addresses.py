@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 MAX_TERMS_PER_ENTRY: Final = 256
 """At most this many addresses or ranges from one entry (a /25 is 128 addresses, a /17 128 ranges)."""

@@ -46,20 +46,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from ..alerts.destinations import look_up_place
+from ..alerts.outputs import CREATE, AlertOutputs, AwsPlace, check_places
+from ..alerts.sidekick_config import output_config_values
+from ..alerts.sidekick_network import HTTPS_PORT, sidekick_network_policies
+from ..alerts.sidekick_upstream import VERSION as SIDEKICK_VERSION
+from ..args import check_whole_number, from_inputs, schema_args
+from ..cluster import check_role_arn
+from ..errors import ConfigError
+from ..renamed import renamed
 from . import k8saudit_upstream
-from .alert_destinations import look_up_place
-from .alert_outputs import CREATE, AlertOutputs, AwsPlace, check_places
-from .args import check_whole_number, from_inputs, schema_args
-from .cluster import check_role_arn
-from .errors import ConfigError
-from .falco_rules import admin_matchers, rules_files
 from .helm_values import check_overrides, deep_merge
 from .mirror import check_chart_source, check_registry, is_oci
-from .renamed import renamed
 from .rules import hostile_sources_file, source_match
-from .sidekick_config import output_config_values
-from .sidekick_network import HTTPS_PORT, sidekick_network_policies
-from .sidekick_upstream import VERSION as SIDEKICK_VERSION
+from .upstream_changes import admin_matchers, rules_files
 
 CHART = "falco"
 DEFAULT_CHART_VERSION = "9.1.0"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from .. import falco_fields
+from .. import fields as falco_fields
 from . import access, common, exposure, identity, rbac, sources, workloads
 from .addresses import SourceMatch, source_match
 from .document import Item, render

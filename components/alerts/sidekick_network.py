@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
-from .forwarder_workload import labels_selector, namespace_selector
+from ..forwarding.workload import labels_selector, namespace_selector
 
 SIDEKICK_CHART = "falcosidekick"
 SIDEKICK_PORT = 2801

@@ -18,7 +18,7 @@ from typing import Any
 
 import pulumi
 
-from .alert_outputs import AlertOutputs, WebhookAlerts
+from .outputs import AlertOutputs, WebhookAlerts
 from .sidekick_upstream import SECURITY_LAKE_INTERVAL_MINUTES
 
 SECURITY_LAKE_BATCH_SIZE = 1000

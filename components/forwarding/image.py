@@ -16,8 +16,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from .args import Architecture
-from .forwarder_source import context_sha256
+from ..args import Architecture
+from .source import context_sha256
 
 PLATFORMS: dict[Architecture, docker_build.Platform] = {
     Architecture.AMD64: docker_build.Platform.LINUX_AMD64,

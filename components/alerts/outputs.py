@@ -23,9 +23,9 @@ from typing import Any
 
 import pulumi
 
-from .args import check_whole_number, schema_args
-from .cluster import CLOUDWATCH_RETENTION_DAYS, check_kms_key_arn
-from .errors import ConfigError
+from ..args import check_whole_number, schema_args
+from ..cluster import CLOUDWATCH_RETENTION_DAYS, check_kms_key_arn
+from ..errors import ConfigError
 from .sidekick_upstream import PRIORITIES
 
 CREATE = "create"

@@ -33,9 +33,9 @@ from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.provider import ConstructResult
 from pulumi.provider.server import ComponentInitError
 
-from . import COMPONENTS
-from .args import schema_path
-from .errors import ConfigError
+from .. import COMPONENTS
+from ..args import schema_path
+from ..errors import ConfigError
 from .schema_inputs import Problem, check_inputs
 
 NAME = "falco-eks"

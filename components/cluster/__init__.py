@@ -39,10 +39,10 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from .args import Architecture, from_inputs, schema_args
-from .errors import ConfigError
+from ..args import Architecture, from_inputs, schema_args
+from ..errors import ConfigError
+from ..renamed import renamed
 from .network import LabVpc, LabVpcArgs
-from .renamed import renamed
 
 COMPONENT_TYPE = "falco-eks:index:AuditedCluster"
 

@@ -13,7 +13,7 @@ When the pinned version changes, re-read the new upstream file and update these 
 
 from __future__ import annotations
 
-from . import falco_fields
+from . import fields as falco_fields
 
 VERSION = "0.16.1"
 """Version of the k8saudit plugin and k8saudit-rules artifacts (falcoctl refs ``k8saudit:0.16.1``, ...)."""

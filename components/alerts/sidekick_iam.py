@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .forwarder_iam import POLICY_VERSION, irsa_trust_policy
+from ..forwarding.iam import POLICY_VERSION, irsa_trust_policy
 from .sidekick_upstream import AWS_CALLS, KMS_CALLS, LOG_STREAM
 
 TOPIC_ADMIN_ACTIONS: tuple[str, ...] = (

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # A ConfigMap holds at most 1 MiB (etcd's object limit); keep room for metadata.
 CONFIGMAP_MAX_BYTES = 900 * 1024
@@ -20,7 +20,7 @@ _SKIP_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_ca
 
 def bundled_forwarder_dir() -> Path:
     """forwarder/ beside components/: the repository layout and the installed wheel's layout alike."""
-    return Path(__file__).resolve().parent.parent / "forwarder"
+    return Path(__file__).resolve().parents[2] / "forwarder"
 
 
 @dataclass(frozen=True)

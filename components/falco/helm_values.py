@@ -8,7 +8,7 @@ holding, a path the component owns, and the error names that path.
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,13 +38,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .args import Architecture, ForwarderBuild, check_whole_number, from_inputs, schema_args
-from .cluster import check_kms_key_arn
-from .errors import ConfigError
-from .forwarder_iam import irsa_trust_policy, log_reader_policy, stream_reader_policy
-from .forwarder_image import build_forwarder_image
-from .forwarder_source import bundled_forwarder_dir, load_forwarder_source
-from .forwarder_workload import (
+from ..args import Architecture, ForwarderBuild, check_whole_number, from_inputs, schema_args
+from ..cluster import check_kms_key_arn
+from ..errors import ConfigError
+from .iam import irsa_trust_policy, log_reader_policy, stream_reader_policy
+from .image import build_forwarder_image
+from .source import bundled_forwarder_dir, load_forwarder_source
+from .workload import (
     SOURCE_HASH_ANNOTATION,
     SOURCE_ROOT,
     PodIdentity,

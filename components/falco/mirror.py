@@ -11,7 +11,7 @@ A chart source is a Helm repository (`https://...`) or an OCI registry path (`oc
 
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # host[:port] then optional path segments; registries are lower case (OCI distribution spec).
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")

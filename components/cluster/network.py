@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from .args import from_inputs, schema_args
-from .errors import ConfigError
+from ..args import from_inputs, schema_args
+from ..errors import ConfigError
 
 COMPONENT_TYPE = "falco-eks:index:LabVpc"
 
