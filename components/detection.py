@@ -20,7 +20,7 @@ already, `pulumi up` stops at the filter with `LimitExceededException: Resource 
 
 Alert outputs (`falco.alertOutputs`): before its first child the component also checks the AWS destinations with
 plain invokes (the provider's account and Region, that a given topic or log group exists), then creates what was
-asked for and Falcosidekick's IRSA role (components/alert_destinations.py) and hands them to Falco.
+asked for and Falcosidekick's IRSA role (components/alerts/destinations.py) and hands them to Falco.
 
 Providers: AWS children and invokes use the AWS provider of the resource options, Kubernetes children the
 Kubernetes provider of the resource options. Without a Kubernetes provider the component makes one for the named

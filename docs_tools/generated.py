@@ -266,8 +266,8 @@ class Block:
 BLOCKS = (
     Block("settings", "settings.md", "Pulumi.yaml", settings_from),
     Block("forwarder-flags", "forwarder.md", "forwarder/config.py", forwarder_flags_from),
-    Block("owned-values", "reuse.md", "components/falco.py OWNED_VALUES", owned_values_from),
-    Block("sdk-names", "reuse.md", "the schema components/package.py serves", sdk_names_from),
+    Block("owned-values", "reuse.md", "components/falco/__init__.py OWNED_VALUES", owned_values_from),
+    Block("sdk-names", "reuse.md", "the schema components/package/__init__.py serves", sdk_names_from),
 )
 
 

@@ -1,6 +1,6 @@
 """The alert outputs as data: their arguments and checks, the Falcosidekick values they become, and the IAM
-documents of Falcosidekick's role, checked against the pinned Falcosidekick's facts (components/sidekick_upstream.py),
-botocore's service models and an IAM policy linter (parliament)."""
+documents of Falcosidekick's role, checked against the pinned Falcosidekick's facts
+(components/alerts/sidekick_upstream.py), botocore's service models and an IAM policy linter (parliament)."""
 
 from __future__ import annotations
 

@@ -211,7 +211,8 @@ def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> No
     policy = _policy(given, ROLE_POLICY, "policy")
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
-    # Exactly the calls forwarder/cloudwatch.py makes (test_policies_grant_exactly_the_calls_the_forwarder_makes).
+    # Exactly the calls forwarder/sources/cloudwatch.py makes
+    # (test_policies_grant_exactly_the_calls_the_forwarder_makes).
     assert statement["Action"] == ["logs:FilterLogEvents"]
     resources = statement["Resource"]
     assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])

@@ -1,4 +1,4 @@
-"""The field catalog (components/falco_fields.py): the pinned plugins' facts, and what the evaluator extracts."""
+"""The field catalog (components/falco/fields.py): the pinned plugins' facts, and what the evaluator extracts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The lab's changes to the upstream rules (components/falco_rules.py) under the evaluator, without the upstream file.
+"""The lab's changes to the upstream rules (components/falco/upstream_changes.py) under the evaluator, without the
+upstream file.
 
 The upstream k8saudit rules may not be committed, so these tests load a stand-in written here, in
 the project's own words, that defines exactly the upstream names the lab file overrides or uses,

@@ -1,4 +1,4 @@
-"""forwarder.batching: EventList payloads within the size limit, exact sizes, order kept."""
+"""forwarder.delivery.batching: EventList payloads within the size limit, exact sizes, order kept."""
 
 from __future__ import annotations
 

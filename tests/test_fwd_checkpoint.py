@@ -1,4 +1,4 @@
-"""forwarder/checkpoint.py and checkpoint_codec.py: the two parts, their encodings, the file and ConfigMap stores."""
+"""forwarder/checkpoint/store.py and codec.py: the two parts, their encodings, the file and ConfigMap stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""forwarder/checkpoint_policy.py: when the checkpoint is saved, what it costs the cluster, what a crash costs.
+"""forwarder/checkpoint/policy.py: when the checkpoint is saved, what it costs the cluster, what a crash costs.
 
 Simulated CloudWatch and clock (the production source and policy, through the factory), no wall-clock
 sleeps; the ConfigMap store runs for real against a fake Kubernetes API on 127.0.0.1 that, like EKS,

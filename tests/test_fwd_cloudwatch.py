@@ -1,4 +1,4 @@
-"""forwarder/cloudwatch.py: FilterLogEvents paging, error handling and call accounting.
+"""forwarder/sources/cloudwatch.py: FilterLogEvents paging, error handling and call accounting.
 
 Scripted fakes for the error paths, and moto in server mode (real boto3 over HTTP) for the
 wire. Where moto differs from AWS (documented in the API reference), the test says so.

@@ -1,4 +1,4 @@
-"""forwarder.delivery.FalcoClient against local webhooks: retries, Retry-After, timeouts,
+"""forwarder.delivery.sender.FalcoClient against local webhooks: retries, Retry-After, timeouts,
 refused connections, isolation of refused events, stop, keep-alive. Waits are faked: the
 injected sleep records the delays and drives the scenario instead of waiting."""
 

@@ -1,4 +1,4 @@
-"""forwarder.jsontext: nesting levels as valyala/fastjson counts them, found by scanning text, and
+"""forwarder.delivery.jsontext: nesting levels as valyala/fastjson counts them, found by scanning text, and
 the compact form. Checked against a count over the parsed value (the receiver's, written apart)."""
 
 from __future__ import annotations

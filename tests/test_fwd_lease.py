@@ -1,5 +1,5 @@
-"""LeaseElector (forwarder/lease.py) against the Kubernetes API stand-in, on a simulated clock: acquiring,
-renewing, two candidates, the end of a term, release, and the fenced checkpoint (checkpoint.py).
+"""LeaseElector (forwarder/replicas/lease.py) against the Kubernetes API stand-in, on a simulated clock: acquiring,
+renewing, two candidates, the end of a term, release, and the fenced checkpoint (forwarder/checkpoint/store.py).
 
 The stand-in enforces the AuditForwarder component's Roles (get and update by name, no create) and holds what
 the stack creates (the empty Lease and ConfigMaps); the ``older`` stand-in is a stack from before, which let the

@@ -1,4 +1,5 @@
-"""forwarder/ledger.py and dedup.py: positions confirmed by acknowledgements, dedup by time bucket, forgetting."""
+"""forwarder/checkpoint/ledger.py and dedup.py: positions confirmed by acknowledgements, dedup by time bucket,
+forgetting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""forwarder/ratelimit.py: a hard cap on calls, and a rate that halves on throttling and recovers slowly."""
+"""forwarder/sources/ratelimit.py: a hard cap on calls, and a rate that halves on throttling and recovers slowly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The read schedule (forwarder/schedule.py, arrival.py, reader.py) on a simulated CloudWatch and clock.
+"""The read schedule (forwarder/sources/schedule.py, arrival.py, reader.py) on a simulated CloudWatch and clock.
 
 Every simulation builds the polling source through the production factory with the default settings
 (fwd_fakes.Harness); only what a test names is changed. The latency table pins the schedule: an event

@@ -1,4 +1,4 @@
-"""forwarder/subscription.py: the records a CloudWatch Logs subscription filter writes to Kinesis, decoded.
+"""forwarder/sources/subscription.py: the records a CloudWatch Logs subscription filter writes to Kinesis, decoded.
 
 The envelope is the documented one (CloudWatch Logs user guide, "Subscription filters"; shared/DESIGN.md):
 gzip of ``{"messageType", "owner", "logGroup", "logStream", "subscriptionFilters", "logEvents"}``."""

@@ -1,5 +1,5 @@
-"""An upgrade from release 0.3 (forwarder/upgrade.py): the forwarder takes over from what a 0.3 forwarder created
-itself, beside the objects today's stack creates, reading the 0.3 objects only.
+"""An upgrade from release 0.3 (forwarder/replicas/upgrade.py): the forwarder takes over from what a 0.3 forwarder
+created itself, beside the objects today's stack creates, reading the 0.3 objects only.
 
 The Kubernetes API stand-in (support/kube_api.py) enforces the AuditForwarder component's Roles (tests/
 test_audit_forwarder.py checks that the rendered Roles are these rules) and holds the stack's objects, empty; the 0.3

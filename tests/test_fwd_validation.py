@@ -1,4 +1,4 @@
-"""forwarder.validation against generated EKS-shaped events, the shared corpus when present, and bad lines."""
+"""forwarder.delivery.validation against generated EKS-shaped events, the shared corpus when present, and bad lines."""
 
 from __future__ import annotations
 

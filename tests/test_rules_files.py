@@ -1,6 +1,6 @@
 """The lab's generated rules files are files Falco 0.44.1 loads: schema, load order, with and without upstream.
 
-What the chart puts in rules.d (components/falco_rules.rules_files) and what the Falco component puts in the
+What the chart puts in rules.d (components/falco/upstream_changes.rules_files) and what the Falco component puts in the
 hostile-sources ConfigMap load in the evaluator, which refuses what Falco refuses, and conform to Falco's rules
 schema (support.falco_rules_schema). With ``FALCO_PLUGINS_REPO`` set, the same files load after the pinned
 upstream file as the audit Falco loads them; without it, the lab's own file loads alone (it needs nothing else).

@@ -1,4 +1,5 @@
-"""The typed rule builder (components/rules/language.py, document.py): what cannot load in Falco cannot be built."""
+"""The typed rule builder (components/falco/rules/language.py, document.py): what cannot load in Falco cannot be
+built."""
 
 from __future__ import annotations
 

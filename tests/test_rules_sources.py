@@ -1,5 +1,5 @@
-"""Hostile source addresses: the operator's list turned into Falco text matches (components/rules/addresses.py),
-and the rule that uses them (components/rules/sources.py) on requests the tests write."""
+"""Hostile source addresses: the operator's list turned into Falco text matches (components/falco/rules/addresses.py),
+and the rule that uses them (components/falco/rules/sources.py) on requests the tests write."""
 
 from __future__ import annotations
 

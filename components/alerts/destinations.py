@@ -11,7 +11,8 @@ Then it creates, as its own children:
   - the log group when asked ("create"): /falco-eks/<cluster>/alerts, with a retention and an optional KMS key like
     the audit log group's; removed on destroy;
   - Falcosidekick's IRSA role, when any AWS output is on: trusted by Falcosidekick's ServiceAccount only, allowed
-    exactly the enabled outputs' calls on those destinations (components/sidekick_iam.py). No AWS output, no role.
+    exactly the enabled outputs' calls on those destinations (components/alerts/sidekick_iam.py). No AWS output, no
+    role.
 The ARNs handed on to Falco resolve only after the policies exist, so Falcosidekick starts with its permissions.
 """
 

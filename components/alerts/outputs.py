@@ -11,7 +11,7 @@ Each output is off unless its settings are given. Falcosidekick delivers to ever
 
 Plain values are checked when the arguments are built; where an output names something in AWS, `check_places`
 compares it with the AWS provider's account and Region before anything is created (components/
-alert_destinations.py asks AWS for those). The facts behind each rule are in components/sidekick_upstream.py.
+destinations.py asks AWS for those). The facts behind each rule are in components/alerts/sidekick_upstream.py.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 environment variables read from the caller's Secret.
 
 How the chart turns them into Falcosidekick's environment (falcosidekick chart 0.12.1, see
-components/sidekick_upstream.py): `config.*` values go into the chart's own Secret, which the container reads with
-`envFrom`; `config.extraEnv` goes verbatim into the container's `env`, which Kubernetes lets win over `envFrom`.
+components/alerts/sidekick_upstream.py): `config.*` values go into the chart's own Secret, which the container reads
+with `envFrom`; `config.extraEnv` goes verbatim into the container's `env`, which Kubernetes lets win over `envFrom`.
 So `SLACK_WEBHOOKURL` from a `secretKeyRef` replaces the chart Secret's empty one, and the URL is never a Helm
 value. Every `secretKeyRef` is optional: while the caller's Secret is missing, Falcosidekick starts without that
 output instead of not starting at all (and taking every other output and the UI with it).

@@ -1,7 +1,7 @@
 """IAM documents for Falcosidekick's IRSA role and for the SNS topic FalcoDetection creates, as plain data.
 
 The role is trusted by Falcosidekick's ServiceAccount only (`sub` and `aud`, as the forwarder's role) and allowed
-exactly the calls its enabled outputs make (components/sidekick_upstream.py, AWS_CALLS), on exactly their
+exactly the calls its enabled outputs make (components/alerts/sidekick_upstream.py, AWS_CALLS), on exactly their
 destinations:
   - SNS: sns:Publish on the topic.
   - CloudWatch Logs: logs:CreateLogStream and logs:PutLogEvents on the one stream Falcosidekick writes,

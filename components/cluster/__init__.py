@@ -25,6 +25,9 @@ What it makes, all children of the component:
 
 AWS resources and invokes use the AWS provider the caller passes in the resource options (inherited through
 ``parent=self``), the remote ``eks.Cluster`` included.
+
+Beside this module: network.py (LabVpc, the VPC a cluster gets when the caller brings none) and
+kubernetes_versions.py (the versions EKS offers a new cluster).
 """
 
 import ipaddress

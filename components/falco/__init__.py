@@ -7,10 +7,10 @@ README's "one active replica" is about plugins that must not see an event twice;
 judge each event alone, so the audit Deployment runs as many replicas as the configured load needs
 (AUDIT_EVENTS_PER_REPLICA), and the forwarder spreads its batches over the pod addresses the
 headless Service resolves to. Falcosidekick, installed once (as a subchart of the syscall release) and fed by both
-releases, when its web UI or any alert output (components/alert_outputs.py) is on; the UI is reached with
+releases, when its web UI or any alert output (components/alerts/outputs.py) is on; the UI is reached with
 `kubectl port-forward`, never a LoadBalancer. NetworkPolicies let only Falco's pods reach Falcosidekick, only
 Falcosidekick reach its UI and only the UI reach Redis; Falcosidekick itself may reach DNS, its UI and HTTPS
-(AWS endpoints, chat webhooks) and nothing else (components/sidekick_network.py).
+(AWS endpoints, chat webhooks) and nothing else (components/alerts/sidekick_network.py).
 Both releases alert on every matching rule, serve Prometheus metrics, and install exact rules
 and plugin versions for the chart version (CHART_RELEASES, PINNED_ARTIFACTS).
 
@@ -20,11 +20,11 @@ their falcosidekick 0.12.x dependency): `values.yaml`, `values-k8saudit.yaml`,
 `templates/pod-template.tpl`, and falcosidekick's `templates/secrets-ui.yaml` and `deployment-ui.yaml`.
 
 The audit release loads the upstream k8saudit rules, the lab's (`customRules`: its own rules and its changes to
-upstream's, components/falco_rules.py) and, last, the hostile source addresses from a ConfigMap of their own, mounted
-as a folder. A new list changes that ConfigMap only, not the release: with the Kubernetes provider's defaults Pulumi
-replaces it (deletes, then creates it under the same name; in place with `enableConfigMapMutable`), the kubelet
-writes the new content into each audit pod's folder at its next sync of the volume (about a minute, plus its
-ConfigMap cache: up to about two; a not-yet-recreated ConfigMap leaves the old content in place), swapping a symlink
+upstream's, components/falco/upstream_changes.py) and, last, the hostile source addresses from a ConfigMap of their
+own, mounted as a folder. A new list changes that ConfigMap only, not the release: with the Kubernetes provider's
+defaults Pulumi replaces it (deletes, then creates it under the same name; in place with `enableConfigMapMutable`),
+the kubelet writes the new content into each audit pod's folder at its next sync of the volume (about a minute, plus
+its ConfigMap cache: up to about two; a not-yet-recreated ConfigMap leaves the old content in place), swapping a symlink
 in that folder; Falco (`watch_config_files`) sees the folder change through inotify, checks the new rules in a dry
 run and restarts its engine in the same process (its pod stays up). During that restart the k8saudit webhook
 closes and reopens: the forwarder's requests meet a refused connection and are retried, and request bodies the
@@ -35,6 +35,10 @@ Callers add Helm values per release (`syscall_values`, `audit_values`), deep-mer
 the paths in OWNED_VALUES stay the component's. The chart and the images can come from a mirror.
 The Kubernetes children use the provider the caller passes in the resource options (inherited through
 ``parent=self``).
+
+Beside this module: fields.py (the fields a ``k8s_audit`` rule may use), k8saudit_upstream.py (what the pinned
+upstream rules define), upstream_changes.py (the lab's changes to them), rules/ (the lab's own rules), helm_values.py
+(a caller's values merged) and mirror.py (a company's mirror).
 """
 
 import re
@@ -551,7 +555,7 @@ def sidekick_values(
     names: FalcoNames, ui: bool = True, config: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The `falcosidekick` subchart values: one replica each, ClusterIP only, Redis without a PVC; the UI only with
-    `ui`, the alert outputs' `config` (components/sidekick_config.py) when given.
+    `ui`, the alert outputs' `config` (components/alerts/sidekick_config.py) when given.
 
     The UI's login comes from the Secret `names.ui_login_secret` (webui.existingSecret); `user` is
     empty so the chart's own UI Secret carries no login at all (its default is admin:admin).
@@ -724,7 +728,7 @@ def release_values(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(syscall, audit) values: the component's, the image mirror's, then the caller's extra values on top; the
     audit pods also mount the hostile source addresses (beside any mounts the caller adds). `sidekick_config` is
-    Falcosidekick's `config` for the alert outputs (components/sidekick_config.py)."""
+    Falcosidekick's `config` for the alert outputs (components/alerts/sidekick_config.py)."""
     release = chart_release(args.chart_version)
     sidekick = sidekick_values(names, args.sidekick_ui, sidekick_config) if args.sidekick else None
     mirror = image_values(args.image_registry, args.sidekick, args.sidekick_ui)

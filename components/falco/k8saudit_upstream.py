@@ -2,9 +2,9 @@
 
 Names only, read from falcosecurity/plugins at tag ``plugins/k8saudit/v0.16.1``:
 ``plugins/k8saudit/rules/k8s_audit_rules.yaml`` (rules, macros, lists) and
-``plugins/k8saudit/pkg/k8saudit/fields.go`` (the plugin's fields; their catalog is components/falco_fields.py).
+``plugins/k8saudit/pkg/k8saudit/fields.go`` (the plugin's fields; their catalog is components/falco/fields.py).
 The rules file is byte-identical at k8saudit 0.15.0, 0.16.0, 0.16.1 and 0.17.0; 0.18.0 changed it.
-components/falco_rules.py checks every name its generated rules override or reference against
+components/falco/upstream_changes.py checks every name its generated rules override or reference against
 this list, so a renamed upstream macro or list fails `pulumi preview` and the tests, not the Falco
 pod at start.
 

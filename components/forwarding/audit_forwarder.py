@@ -22,9 +22,9 @@ AWS and Kubernetes children use the providers the caller passes in the resource 
 
 Upgrading from 0.3: a 0.3 forwarder created its checkpoint's ConfigMaps (`<checkpoint_configmap_name>` and `-hashes`)
 and its Lease (`<deployment>-leader`) itself. The stack's own objects have other names (a create of a name in use
-fails the update), and the forwarder takes over from those once (forwarder/upgrade.py): it waits until the 0.3 Lease
-is free for good before it takes its own, and a first start carries the 0.3 checkpoint over. They stay, unused, until
-`pulumi destroy` deletes the namespace.
+fails the update), and the forwarder takes over from those once (forwarder/replicas/upgrade.py): it waits until the
+0.3 Lease is free for good before it takes its own, and a first start carries the 0.3 checkpoint over. They stay,
+unused, until `pulumi destroy` deletes the namespace.
 """
 
 import json
@@ -64,7 +64,7 @@ from .workload import (
 # Official Python image for build="source", pinned to a patch release (same minor as the project's runtime).
 DEFAULT_SOURCE_MODE_IMAGE = "python:3.11.13-slim-bookworm"
 # The forwarder keeps its remembered hashes in HASH_SHARDS ConfigMaps named after the checkpoint ConfigMap plus
-# HASHES_SUFFIX and the part's number (forwarder/checkpoint.py hashes_names; components import nothing from the
+# HASHES_SUFFIX and the part's number (forwarder/checkpoint/store.py hashes_names; components import nothing from the
 # forwarder, a test keeps the two equal).
 HASHES_SUFFIX = "-hashes-"
 HASH_SHARDS = 7
@@ -72,7 +72,7 @@ HASH_SHARDS = 7
 # turns on plus LEASE_SUFFIX. Neither is a name a 0.3 forwarder gave the objects it created itself.
 STATE_SUFFIX = "-state"
 LEASE_SUFFIX = "-lease"
-# What a 0.3 forwarder created itself, which today's forwarder only reads (forwarder/upgrade.py): its hashes
+# What a 0.3 forwarder created itself, which today's forwarder only reads (forwarder/replicas/upgrade.py): its hashes
 # ConfigMap, the checkpoint ConfigMap's name plus this, and its Lease, the Deployment's name plus the other.
 PREVIOUS_HASHES_SUFFIX = "-hashes"
 PREVIOUS_LEASE_SUFFIX = "-leader"
@@ -443,13 +443,15 @@ class AuditForwarder(pulumi.ComponentResource):
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
-                    # The positions and the parts of the remembered hashes (forwarder/checkpoint.py), nothing else.
+                    # The positions and the parts of the remembered hashes (forwarder/checkpoint/store.py), nothing
+                    # else.
                     resource_names=configmap_names,
                     verbs=["get", "update"],
                 ),
-                # A 0.3 forwarder's own checkpoint: today's forwarder only reads it, once (forwarder/upgrade.py). The
-                # 0.3 replicas still running while the Deployment rolls (this Role changes first) keep writing it
-                # under this same ServiceAccount until they stop: without update they would fail and re-send more.
+                # A 0.3 forwarder's own checkpoint: today's forwarder only reads it, once
+                # (forwarder/replicas/upgrade.py). The 0.3 replicas still running while the Deployment rolls (this
+                # Role changes first) keep writing it under this same ServiceAccount until they stop: without update
+                # they would fail and re-send more.
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""],
                     resources=["configmaps"],
@@ -562,7 +564,8 @@ class AuditForwarder(pulumi.ComponentResource):
             ns_name.apply(lambda n: f"{n}/{lease_name}"),
             "--falco-connections",
             str(args.falco_connections),
-            # Taking over from a 0.3 forwarder, where one ran (forwarder/upgrade.py); a fresh install has neither.
+            # Taking over from a 0.3 forwarder, where one ran (forwarder/replicas/upgrade.py); a fresh install has
+            # neither.
             "--migrate-from",
             ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}"),
             "--wait-for-lease",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# The only CloudWatch Logs calls the forwarder makes (forwarder/cloudwatch.py).
+# The only CloudWatch Logs calls the forwarder makes (forwarder/sources/cloudwatch.py).
 LOG_READER_ACTIONS: tuple[str, ...] = ("logs:FilterLogEvents",)
 
 # The only Kinesis calls the forwarder's Kinesis source makes.

@@ -14,7 +14,7 @@ schema is Pulumi's own inference from the components' type annotations and docst
 - enum members named in PascalCase (`Source`, not the Python member's `SOURCE`), which codegen turns into
   `ForwarderBuildSource` in Go, `ForwarderBuild.Source` in .NET and TypeScript.
 
-Construct checks every input against that schema before the component runs (components/schema_inputs.py), and
+Construct checks every input against that schema before the component runs (components/package/schema_inputs.py), and
 reports a bad setting, the component's own checks included, as an input error naming the property's path: the
 engine prints it as `property cluster.nodeCount ... has a problem: ...`, with no traceback.
 """

@@ -3,7 +3,7 @@
 Positions are all a restart needs to lose nothing: per named position (ledger.py; one per re-read stage
 of the CloudWatch schedule) the instant before which everything was read and acknowledged. The
 remembered hashes only prevent duplicates after a restart: the acknowledged events of the buckets still
-open, 8 bytes each. They are saved apart and less often (checkpoint_policy.py), so each part has its
+open, 8 bytes each. They are saved apart and less often (policy.py), so each part has its
 own encoding:
 
 - positions: ``{"version": 2, "log_group", "stream_prefix", "source", "positions": {name: ms}, "saved_at_ms"}``;
@@ -11,7 +11,7 @@ own encoding:
   ``bucket_ms`` and per bucket ``[start_ms, hashes, events, bytes]``), then the packed hashes in bucket
   order. Random 64-bit hashes do not compress: none is attempted.
 
-The remembered hashes may be kept in ``HASH_SHARDS`` parts by time (a ConfigMap each, checkpoint.py): a bucket
+The remembered hashes may be kept in ``HASH_SHARDS`` parts by time (a ConfigMap each, store.py): a bucket
 belongs to part ``(start_ms // SHARD_MS) % HASH_SHARDS``, so the buckets of the last two minutes share one part and
 a save rewrites only the parts whose buckets changed (at a steady rate, the newest one or two), not every
 remembered hash. Each part is an ordinary remembered-hashes encoding of its buckets; ``merge_remembered`` joins

@@ -2,8 +2,8 @@
 
 A *position* is a cursor that only moves forward: for the CloudWatch schedule an instant on the timeline
 (epoch milliseconds, exclusive: everything before ``read_to`` has been read), one per re-read stage
-(schedule.py); for the Kinesis source a shard's sequence number (everything up to it has been read), one
-per shard (kinesis_source.py). Each advance is *confirmed*
+(sources/schedule.py); for the Kinesis source a shard's sequence number (everything up to it has been read), one
+per shard (sources/kinesis_source.py). Each advance is *confirmed*
 once every event handed out before it was acknowledged (delivered to Falco, or skipped for good),
 so ``confirmed`` is what a restart may rely on: nothing before it is waiting for delivery.
 
@@ -52,7 +52,7 @@ class EventKey:
     event_id: str
     seq: int
     material: bool = True
-    """False for the forwarder's own checkpoint writes read back from the audit log (checkpoint_policy.py)."""
+    """False for the forwarder's own checkpoint writes read back from the audit log (policy.py)."""
 
     def __str__(self) -> str:
         return f"{self.stream}/{self.event_id}"
@@ -132,7 +132,7 @@ class Ledger:
         self.admitted_bytes = 0
         """Everything handed out so far (the schedule derives the recent rate from them)."""
         self.material_acks = 0
-        """Acknowledged events that were not the forwarder's own checkpoint writes (checkpoint_policy.py)."""
+        """Acknowledged events that were not the forwarder's own checkpoint writes (policy.py)."""
         self.acks = 0
         self.dropped_outside = 0
         """Events a read returned outside its own range (never expected from AWS)."""

@@ -1,10 +1,10 @@
 """When the checkpoint is saved, and what counts as a change worth saving.
 
-- Positions (checkpoint_codec.py): at most every ``--checkpoint-interval`` (10 s), when something
+- Positions (codec.py): at most every ``--checkpoint-interval`` (10 s), when something
   material happened since the last save, and once at the start when there was no checkpoint yet.
 - Remembered hashes: at most every ``--checkpoint-hashes-interval`` (60 s), when material, and never
   faster than the store's byte budget allows (a ConfigMap: 900 KiB a minute on average). In ConfigMaps they
-  are kept in parts by time and a save writes only the parts that changed (checkpoint.py): at 100 events/s
+  are kept in parts by time and a save writes only the parts that changed (store.py): at 100 events/s
   both parts together write at most about 0.16 MB a minute to the Kubernetes API (simulated), also about 0.19
   MB in the minute of a Lease takeover (the new holder reads the hashes and writes none until they change),
   and a burst after an idle spell writes only its own part.

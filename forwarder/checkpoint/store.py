@@ -1,5 +1,5 @@
-"""Where the checkpoint lives: two files, or Kubernetes ConfigMaps. What it holds: checkpoint_codec.py; when it
-is saved: checkpoint_policy.py.
+"""Where the checkpoint lives: two files, or Kubernetes ConfigMaps. What it holds: codec.py; when it is saved:
+policy.py.
 
 Two parts, stored apart because they are saved at different cadences: the positions (small, what a
 restart needs to lose nothing) and the remembered hashes (up to about a megabyte, only against
@@ -15,7 +15,7 @@ new version of it, never a mix.
   pod's service account with optimistic concurrency (resourceVersion), fenced by the Lease when replicas share
   it. On EKS every write is itself an audit event in the log the forwarder reads: ``self_writes`` says what
   those look like, so the policy can tell them apart. A first start after an upgrade from release 0.3 carries that
-  forwarder's checkpoint over into them (upgrade.py).
+  forwarder's checkpoint over into them (replicas/upgrade.py).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class CheckpointError(Exception):
 @dataclass(frozen=True)
 class SelfWrites:
     """How the forwarder's own requests (checkpoint writes, the Lease) appear in the Kubernetes audit log
-    (checkpoint_policy.py)."""
+    (policy.py)."""
 
     objects: tuple[tuple[str, str, str], ...]
     """(resource, namespace, name), e.g. ("configmaps", "falco-forwarder", "audit-forwarder-checkpoint")."""
@@ -203,7 +203,7 @@ class FileCheckpointStore:
 POSITIONS_KEY = "positions.json"
 HASHES_KEY = "hashes.bin"
 HASHES_SUFFIX = "-hashes-"
-"""Part ``i`` of the remembered hashes is ConfigMap NAME + HASHES_SUFFIX + ``i`` (checkpoint_codec.shard_of)."""
+"""Part ``i`` of the remembered hashes is ConfigMap NAME + HASHES_SUFFIX + ``i`` (codec.shard_of)."""
 V1_KEY = "checkpoint.json.zlib"
 """The single key of the version 1 checkpoint (read for its positions on upgrade)."""
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
@@ -269,12 +269,12 @@ class _ConflictError(Exception):
 
 
 Stored = tuple[str, str, frozenset[tuple[int, int]]]
-"""What a part of the remembered hashes holds: (log group, stream prefix, checkpoint_codec.fingerprint)."""
+"""What a part of the remembered hashes holds: (log group, stream prefix, codec.fingerprint)."""
 
 
 class ConfigMapCheckpointStore:
     """The positions in ConfigMap NAME, the remembered hashes in HASH_SHARDS ConfigMaps NAME-hashes-<i> by time
-    (checkpoint_codec.py), through the pod's service account (kube.py).
+    (codec.py), through the pod's service account (kube.py).
 
     The stack creates them, empty (an empty ConfigMap is no checkpoint yet), and grants ``get`` and ``update`` on
     these names only: RBAC cannot limit ``create`` by name. Where the service account may create them (an older
@@ -287,7 +287,7 @@ class ConfigMapCheckpointStore:
     minute's byte budget of them at once, newest first (the rest at the next save).
 
     Without ``fence`` this forwarder is the only writer: on 409 Conflict the current version is fetched and the
-    write repeated. With ``fence`` (a Lease, lease.py) several replicas share the checkpoint and it is fenced:
+    write repeated. With ``fence`` (a Lease, replicas/lease.py) several replicas share the checkpoint and it is fenced:
     every write carries the writer's term (the Lease's transitions counter when it acquired it) in an annotation,
     a new holder first rewrites the positions in its term (``claim``), and a write that conflicts with the
     positions of another term raises FencedError instead of being repeated. So once the new holder has claimed the
@@ -321,7 +321,8 @@ class ConfigMapCheckpointStore:
         self.name = name
         self.hashes_names = hashes_names(name)
         self.previous = previous
-        """Reads the checkpoint of the forwarder before an upgrade (upgrade.py), carried over by a first ``claim``."""
+        """Reads the checkpoint of the forwarder before an upgrade (replicas/upgrade.py), carried over by a first
+        ``claim``."""
         self.max_bytes = max_bytes
         self._clock = clock if clock is not None else SystemClock()
         self.fence = fence

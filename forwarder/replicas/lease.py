@@ -13,7 +13,7 @@ its last successful renewal began. Past that it reads, delivers and writes nothi
 thread has noticed yet (a process resumed after SIGSTOP checks before each delivery and each write).
 That keeps two replicas from delivering at once when clocks and networks behave; the checkpoint does
 not rely on it: every write carries the holder's *term* (``leaseTransitions`` when it acquired the
-Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint.py).
+Lease), and the ConfigMap store refuses to overwrite a newer term's checkpoint (checkpoint/store.py).
 
 On a clean stop the holder releases the Lease (empty holder), so a standby takes over within a poll. The
 stack creates the Lease with an empty spec (free: the first standby takes it at once) and grants only ``get``

@@ -12,9 +12,9 @@ the upgrade, until the namespace goes. The forwarder takes over from them once:
   so no 0.3 replica and new one ever deliver at once. A 0.3 replica that got SIGTERM never takes it again.
 - ``read_previous_checkpoint``: on a first start (its own positions ConfigMap still empty), the 0.3 positions and
   hashes are read (``--migrate-from``), and the ConfigMap store writes them into its own objects
-  (checkpoint.ConfigMapCheckpointStore.claim) before the forwarder carries on from there: nothing is read again
-  from ``--start-at``, and what 0.3 delivered is not delivered again. The encodings are the same (checkpoint_codec);
-  only the hashes are split into parts.
+  (checkpoint/store.py, ConfigMapCheckpointStore.claim) before the forwarder carries on from there: nothing is read
+  again from ``--start-at``, and what 0.3 delivered is not delivered again. The encodings are the same
+  (checkpoint/codec.py); only the hashes are split into parts.
 
 A missing object (404) is nothing to take over, silently: a fresh install never had one. The stack grants ``get``
 on them by name (and ``update``, which only the 0.3 replicas use, until the rolling update stops them).

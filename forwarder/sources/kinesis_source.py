@@ -8,7 +8,7 @@ are the polling source's own. What is particular to it:
   read to its end, and every event read from it acknowledged by Falco. So after a reshard the children
   start only after the parent's last records were delivered, and a shard past the stream's retention is
   dropped from the positions.
-- **Positions**: one per shard, the sequence number of the last record handled (ledger.py); a position is
+- **Positions**: one per shard, the sequence number of the last record handled (checkpoint/ledger.py); a position is
   confirmed, and so checkpointed, only once every event handed out before it was acknowledged, whatever
   the order Falco's replicas answer in. A shard without a position (new, or never read) starts at the
   records that arrived from ``since_ms`` on (the first start's ``--start-at``, kept in the checkpoint), so a

@@ -1,7 +1,7 @@
 """The lab's own rules under the evaluator, as the rule tests load them (no upstream file needed).
 
 Loads what the audit Falco loads after the upstream rules, minus the changes to upstream: the lab's own
-rules file (components/rules) and the hostile-sources file the Falco component puts in its ConfigMap,
+rules file (components/falco/rules) and the hostile-sources file the Falco component puts in its ConfigMap,
 with the settings of the lab: rule_matching all, every priority.
 """
 

@@ -3,7 +3,7 @@
 A condition is built from checks on fields and from macro and list references, never written as text,
 so what cannot load in Falco cannot be generated:
 
-- A field is named through the catalog of the pinned plugins (components/falco_fields.py): a field
+- A field is named through the catalog of the pinned plugins (components/falco/fields.py): a field
   that does not exist, or an argument it does not take, fails when the rule is built.
 - A list field (``ka.req.pod.containers.image`` ...) takes only ``in``, ``intersects`` and
   ``exists``, as libsinsp (filter_compare.cpp) allows; any other operator fails here, not at load.
