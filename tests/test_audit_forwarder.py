@@ -773,6 +773,63 @@ def test_source_mode_ships_the_real_forwarder_source(source: Recorded) -> None:
     assert volumes["source"]["configMap"]["name"] == shipped_in
 
 
+def test_source_mode_pod_runs_the_forwarder_from_the_files_the_configmap_projects(
+    source: Recorded, tmp_path: Path
+) -> None:
+    """The pod's tree, rebuilt here from the ConfigMap and the volume's items where the main container mounts them:
+    `python -m forwarder` runs from it, and every module of the package imports from it alone."""
+    import os
+    import subprocess
+    import sys
+
+    data = source.one(CONFIGMAP, "forwarder-source").inputs["data"]
+    volumes = {v["name"]: v for v in _pod(source)["spec"]["volumes"]}
+    main = _container(source)
+    pod_root = tmp_path / "pod"
+    for mount in main["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap")
+        if config_map is None:
+            continue
+        for item in config_map["items"]:
+            # Kubernetes' rules for a ConfigMap key and for an item's path.
+            assert re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", item["key"]), item
+            assert not item["path"].startswith("/") and ".." not in item["path"].split("/"), item
+            target = pod_root / mount["mountPath"].lstrip("/") / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]], encoding="utf-8")
+    package = pod_root / "opt" / "forwarder" / "forwarder"
+    assert {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()} == set(_bundled_files())
+    # PYTHONPATH as the pod has it, the source folder moved under pod_root; the pinned dependencies come from this
+    # interpreter instead of /opt/deps. The working directory is not the repository, so only the pod's copy is found.
+    python_path = ":".join(
+        str(pod_root / entry.lstrip("/")) for entry in _env(main)["PYTHONPATH"].split(":") if entry != "/opt/deps"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": python_path}
+    assert main["command"][:3] == ["python", "-m", "forwarder"]
+    ran = subprocess.run(
+        [sys.executable, *main["command"][1:], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("usage:") and "--log-group" in ran.stdout
+    modules = sorted(
+        ".".join(("forwarder", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+        for p in package.rglob("*.py")
+        if p.name != "__main__.py"
+    )
+    program = (
+        "import importlib, json, sys; "
+        "print(json.dumps({name: importlib.import_module(name).__file__ for name in sys.argv[1:]}))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", program, *modules], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert imported.returncode == 0, imported.stderr
+    files = json.loads(imported.stdout)
+    assert len(files) > 30 and "forwarder.sources.cloudwatch" in files
+    assert all(Path(file).is_relative_to(package) for file in files.values()), files
+
+
 def test_source_mode_installs_pinned_requirements_in_an_init_container(source: Recorded) -> None:
     pod = _pod(source)["spec"]
     (init,) = pod["initContainers"]
