@@ -6,7 +6,7 @@ line belongs to) stays outside the repository. What the project makes of it is c
 - ``threat-verdicts.yaml``: per scenario, the alerts at Warning or above the rules must raise
   (tests/test_rules_coverage.py holds the rules to it; docs/detection.md shows it);
 - ``threat-alerts.json``: per scenario, every rule at Notice or above that fires, how often, and the first alert as
-  Falco prints it (``printed_alerts``; tests/test_docs_data.py recomputes it, docs/detection.md shows it).
+  Falco prints it (``printed_alerts``; tests/test_docs.py recomputes it, docs/detection.md shows it).
 
 Three ways to load the rules, as ``engine`` names them: ``lab`` (the lab's own rules file alone, no upstream file),
 ``lab+upstream`` (as the lab's audit Falco loads them: the pinned upstream k8saudit rules, which need
