@@ -1,6 +1,7 @@
 """Tables in docs/ written from the code: the stack settings (Pulumi.yaml's `config:`), the
-forwarder's flags (its argument parser), the Helm values the Falco component owns, and the names the
-component package's SDKs get in each language (from the schema it serves).
+forwarder's flags (its argument parser), the Helm values the Falco component owns, the names the
+component package's SDKs get in each language (from the schema it serves), and the detection page's
+rules, coverage and scenario results (docs_tools/detection.py).
 
 Each table sits between two marker comments in its page, e.g.
 
@@ -263,11 +264,37 @@ class Block:
         return f"<!-- generated:{self.name} end -->"
 
 
+def _detection(name: str) -> Callable[[Path], str]:
+    """A renderer of docs_tools/detection.py (imported when called: it imports this module)."""
+
+    def render(root: Path) -> str:
+        from . import detection
+
+        return str(getattr(detection, name)(root))
+
+    return render
+
+
 BLOCKS = (
     Block("settings", "settings.md", "Pulumi.yaml", settings_from),
     Block("forwarder-flags", "forwarder.md", "forwarder/config.py", forwarder_flags_from),
     Block("owned-values", "reuse.md", "components/falco/__init__.py OWNED_VALUES", owned_values_from),
     Block("sdk-names", "reuse.md", "the schema components/package/__init__.py serves", sdk_names_from),
+    Block("lab-rules", "detection.md", "components/falco/rules", _detection("lab_rules_from")),
+    Block(
+        "upstream-changes",
+        "detection.md",
+        "components/falco/upstream_changes.py UPSTREAM_CHANGES",
+        _detection("upstream_changes_from"),
+    ),
+    Block(
+        "guardduty-coverage",
+        "detection.md",
+        "the rules' GuardDuty tags and docs/data/guardduty-coverage.yaml",
+        _detection("coverage_from"),
+    ),
+    Block("threat-verdicts", "detection.md", "docs/data/threat-verdicts.yaml", _detection("verdicts_from")),
+    Block("threat-alerts", "detection.md", "docs/data/threat-alerts.json", _detection("alerts_from")),
 )
 
 

@@ -22,7 +22,7 @@ import yaml
 from pulumi_mocks import resolve
 from support.audit_events import SHARED_CORPUS_DIR
 
-from docs_tools import figures
+from docs_tools import detection, figures
 from docs_tools.generated import BLOCKS, DocsError, flags_table, replace_block, settings_table, stale_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -418,6 +418,59 @@ def test_a_recording_that_does_not_say_the_quoted_figure_is_reported(tmp_path: P
     }
     problems = figures.check_recordings(tmp_path, facts)
     assert [p.split(":")[0] for p in problems] == ["wrong_value", "not_said", "mean_wrong", "absent"]
+
+
+# --- what the lab detects -----------------------------------------------------------------------------------
+
+
+def test_the_alerts_shown_for_each_threat_scenario_are_what_the_labs_falco_prints_for_the_recording() -> None:
+    """docs/data/threat-alerts.json is the rule evaluator's output on the recording (kept outside the repository):
+    computed again here, with the rules as they are now, wherever ../shared and FALCO_PLUGINS_REPO are."""
+    from support.threat_scenarios import ALERTS_FILE, printed_alerts, render_alerts
+
+    computed = render_alerts(printed_alerts())
+    assert computed == ALERTS_FILE.read_text(encoding="utf-8"), (
+        "the lab's Falco prints other alerts for the recorded threat scenarios than docs/data/threat-alerts.json "
+        "says: run `python -m docs_tools threat-alerts`, then `make docs`"
+    )
+
+
+def test_the_detection_page_lists_every_rule_and_every_switched_off_upstream_rule() -> None:
+    from components.falco.rules import RULES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
+
+    page = (DOCS / "detection.md").read_text(encoding="utf-8")
+    for rule in RULES:
+        assert f"\n| {detection.cell(rule.name)} | {rule.priority.capitalize()} |" in page, rule.name
+    for change in UPSTREAM_CHANGES:
+        assert f"\n| {detection.cell(change.rule)} | {detection.cell(change.why)} |" in page, change.rule
+
+
+def test_the_coverage_table_names_every_finding_type_the_rules_know_exactly_once() -> None:
+    from components.falco.rules.guardduty import FINDING_TYPES
+
+    entries = yaml.safe_load((ROOT / detection.COVERAGE_FILE).read_text(encoding="utf-8"))
+    table = detection.coverage_table(entries, FINDING_TYPES, {}, {})
+    assert len(table.splitlines()) == 2 + len(entries)
+    first = entries[0]["types"][0]
+    with pytest.raises(DocsError, match=f"missing \\[{re.escape(repr(first))}\\]"):
+        detection.coverage_table(entries[1:], FINDING_TYPES, {}, {})
+    with pytest.raises(DocsError, match="named twice"):
+        detection.coverage_table([*entries, entries[0]], FINDING_TYPES, {}, {})
+    with pytest.raises(DocsError, match="not finding types"):
+        detection.coverage_table([{**entries[0], "types": ["Impact:Kubernetes/Nothing"]}], FINDING_TYPES, {}, {})
+
+
+def test_a_finding_type_with_tactic_variants_is_one_line_of_the_table() -> None:
+    one = detection.finding_types(["Policy:Kubernetes/ExposedDashboard"])
+    assert one == "Policy:<wbr>Kubernetes/<wbr>ExposedDashboard"
+    grouped = detection.finding_types(
+        ["Discovery:Kubernetes/TorIPCaller", "Impact:Kubernetes/TorIPCaller", "Impact:Kubernetes/MaliciousIPCaller"]
+    )
+    assert grouped.split("<br>") == [
+        "•&nbsp;{Discovery, Impact}:<wbr>Kubernetes/<wbr>TorIPCaller",
+        "•&nbsp;Impact:<wbr>Kubernetes/<wbr>MaliciousIPCaller",
+    ]
 
 
 # --- commands the documents show ----------------------------------------------------------------------------
