@@ -7,8 +7,8 @@ them and checks every value before anything is created.
 import pulumi
 import pulumi_aws as aws
 
+from components.cluster.kubernetes_versions import OfferedVersion
 from components.errors import ConfigError
-from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLab
 from components.stack_config import (
     check_alert_destinations,

@@ -8,15 +8,15 @@ the whole lab with ``FalcoEksLab``. The same components are served to other lang
 from typing import Any
 
 from .args import Architecture, AuditSource, ForwarderBuild
-from .audit_forwarder import AuditForwarder, AuditForwarderArgs
-from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterSettings
+from .cluster.network import LabVpc, LabVpcArgs
 from .detection import ClusterNotReadyError, FalcoDetection, FalcoDetectionArgs, KnownCluster
 from .errors import ConfigError
 from .falco import OWNED_VALUES, Falco, FalcoSettings
-from .forwarder_workload import Resources
+from .forwarding.audit_forwarder import AuditForwarder, AuditForwarderArgs
+from .forwarding.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
+from .forwarding.workload import Resources
 from .lab import FalcoEksLab, FalcoEksLabArgs
-from .network import LabVpc, LabVpcArgs
 from .renamed import renamed
 
 COMPONENTS = (FalcoEksLab, AuditedCluster, FalcoDetection, Falco, AuditForwarder, AuditStream, LabVpc)

@@ -20,7 +20,7 @@ already, `pulumi up` stops at the filter with `LimitExceededException: Resource 
 
 Alert outputs (`falco.alertOutputs`): before its first child the component also checks the AWS destinations with
 plain invokes (the provider's account and Region, that a given topic or log group exists), then creates what was
-asked for and Falcosidekick's IRSA role (components/alert_destinations.py) and hands them to Falco.
+asked for and Falcosidekick's IRSA role (components/alerts/destinations.py) and hands them to Falco.
 
 Providers: AWS children and invokes use the AWS provider of the resource options, Kubernetes children the
 Kubernetes provider of the resource options. Without a Kubernetes provider the component makes one for the named
@@ -38,15 +38,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .alert_destinations import SidekickIdentity, create_alert_destinations, look_up_destinations
+from .alerts.destinations import SidekickIdentity, create_alert_destinations, look_up_destinations
 from .args import Architecture, AuditSource, ForwarderBuild, from_inputs, schema_args
-from .audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
-from .audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
 from .falco import Falco, FalcoNames, FalcoSettings
-from .forwarder_iam import STS_AUDIENCE, issuer_host_path
-from .mirror import check_image_reference, mirrored
+from .falco.mirror import check_image_reference, mirrored
+from .forwarding.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from .forwarding.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
+from .forwarding.iam import STS_AUDIENCE, issuer_host_path
 
 COMPONENT_TYPE = "falco-eks:index:FalcoDetection"
 

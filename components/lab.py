@@ -12,13 +12,13 @@ from typing import Any
 
 import pulumi
 
-from .alert_destinations import look_up_destinations
+from .alerts.destinations import look_up_destinations
 from .args import AuditSource, ForwarderBuild, from_inputs, schema_args
-from .audit_stream import KinesisSettings
 from .cluster import AuditedCluster, AuditedClusterSettings, node_architecture_of
 from .detection import FalcoDetection, FalcoDetectionArgs, KnownCluster, check_audit_source
 from .errors import ConfigError
 from .falco import FalcoSettings
+from .forwarding.audit_stream import KinesisSettings
 
 COMPONENT_TYPE = "falco-eks:index:FalcoEksLab"
 

@@ -25,8 +25,8 @@ from typing import Any, Literal, cast
 
 import pulumi
 
-from .alert_destinations import look_up_destinations
-from .alert_outputs import (
+from .alerts.destinations import look_up_destinations
+from .alerts.outputs import (
     CREATE,
     DEFAULT_ALERT_LOG_RETENTION_DAYS,
     AlertOutputs,
@@ -38,7 +38,6 @@ from .alert_outputs import (
     WebhookAlerts,
 )
 from .args import AuditSource
-from .audit_stream import MAX_SHARDS, KinesisSettings
 from .cluster import (
     DEFAULT_KUBERNETES_VERSION,
     DEFAULT_LOG_RETENTION_DAYS,
@@ -47,6 +46,7 @@ from .cluster import (
     AuditedClusterSettings,
     check_role_arn,
 )
+from .cluster.kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
 from .errors import ConfigError
 from .falco import (
     AUDIT_EVENTS_PER_REPLICA,
@@ -55,7 +55,7 @@ from .falco import (
     DEFAULT_CHART_VERSION,
     FalcoSettings,
 )
-from .kubernetes_versions import OfferedVersion, check_calendar, check_offered_by_eks
+from .forwarding.audit_stream import MAX_SHARDS, KinesisSettings
 from .lab import FalcoEksLabArgs
 
 REGION_KEY = "aws:region"

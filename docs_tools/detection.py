@@ -1,12 +1,12 @@
 """The tables of docs/detection.md, written from the rules and the committed results of the recorded scenarios.
 
-- ``lab-rules``: every rule of the lab's own rules file (components/rules), theme by theme: name, priority, what it
-  reports, its MITRE ATT&CK techniques and GuardDuty finding types (the rule's tags).
+- ``lab-rules``: every rule of the lab's own rules file (components/falco/rules), theme by theme: name, priority, what
+  it reports, its MITRE ATT&CK techniques and GuardDuty finding types (the rule's tags).
 - ``upstream-changes``: the upstream k8saudit rules the lab switches off, and those it keeps with a change, with the
-  reason the code gives for each (components/falco_rules.py UPSTREAM_CHANGES).
-- ``guardduty-coverage``: every GuardDuty EKS audit-log finding type the rules name (components/rules/guardduty.py),
-  the rules tagged with it, the recorded scenarios that model it, and what is covered and what is not
-  (docs/data/guardduty-coverage.yaml, which must name every type exactly once).
+  reason the code gives for each (components/falco/upstream_changes.py UPSTREAM_CHANGES).
+- ``guardduty-coverage``: every GuardDuty EKS audit-log finding type the rules name
+  (components/falco/rules/guardduty.py), the rules tagged with it, the recorded scenarios that model it, and what is
+  covered and what is not (docs/data/guardduty-coverage.yaml, which must name every type exactly once).
 - ``threat-verdicts``: the verdict table of the recorded scenarios (docs/data/threat-verdicts.yaml, which
   tests/test_rules_coverage.py holds the rules to).
 - ``threat-alerts``: for each scenario, what the lab's Falco prints (docs/data/threat-alerts.json, computed from the
@@ -37,7 +37,7 @@ THEME_TITLES = {
     "exposure": "Exposure",
     "sources": "Source addresses",
 }
-"""A heading for each module of components/rules, in the order Falco loads them."""
+"""A heading for each module of components/falco/rules, in the order Falco loads them."""
 
 ADMIN_RULE = "Full K8s Administrative Access"
 
@@ -71,7 +71,7 @@ def lab_rules_table(themes: Iterable[Any]) -> str:
     for theme in themes:
         key = theme.__name__.rpartition(".")[2]
         if key not in THEME_TITLES:
-            raise DocsError(f"components/rules/{key}.py has no heading: add it to THEME_TITLES in docs_tools")
+            raise DocsError(f"components/falco/rules/{key}.py has no heading: add it to THEME_TITLES in docs_tools")
         header = "| Rule | Priority | What it reports | MITRE ATT&CK | GuardDuty finding types |"
         out += [f"### {THEME_TITLES[key]}", "", header, "|---|---|---|---|---|"]
         for rule in theme.RULES:
@@ -83,7 +83,7 @@ def lab_rules_table(themes: Iterable[Any]) -> str:
 
 def lab_rules_from(root: Path) -> str:
     del root  # the components package on sys.path is the one in this repository
-    from components.rules import THEMES
+    from components.falco.rules import THEMES
 
     return lab_rules_table(THEMES)
 
@@ -110,7 +110,7 @@ def upstream_changes_table(changes: Iterable[Any]) -> str:
 
 def upstream_changes_from(root: Path) -> str:
     del root
-    from components.falco_rules import UPSTREAM_CHANGES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     return upstream_changes_table(UPSTREAM_CHANGES)
 
@@ -159,9 +159,9 @@ def coverage_table(
 
 
 def coverage_from(root: Path) -> str:
-    from components.falco_rules import UPSTREAM_CHANGES
-    from components.rules import RULES
-    from components.rules.guardduty import FINDING_TYPES
+    from components.falco.rules import RULES
+    from components.falco.rules.guardduty import FINDING_TYPES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     entries = _load_yaml(root, COVERAGE_FILE)
     if not isinstance(entries, list):

@@ -278,13 +278,13 @@ def _detection(name: str) -> Callable[[Path], str]:
 BLOCKS = (
     Block("settings", "settings.md", "Pulumi.yaml", settings_from),
     Block("forwarder-flags", "forwarder.md", "forwarder/config.py", forwarder_flags_from),
-    Block("owned-values", "reuse.md", "components/falco.py OWNED_VALUES", owned_values_from),
-    Block("sdk-names", "reuse.md", "the schema components/package.py serves", sdk_names_from),
-    Block("lab-rules", "detection.md", "components/rules", _detection("lab_rules_from")),
+    Block("owned-values", "reuse.md", "components/falco/__init__.py OWNED_VALUES", owned_values_from),
+    Block("sdk-names", "reuse.md", "the schema components/package/__init__.py serves", sdk_names_from),
+    Block("lab-rules", "detection.md", "components/falco/rules", _detection("lab_rules_from")),
     Block(
         "upstream-changes",
         "detection.md",
-        "components/falco_rules.py UPSTREAM_CHANGES",
+        "components/falco/upstream_changes.py UPSTREAM_CHANGES",
         _detection("upstream_changes_from"),
     ),
     Block(

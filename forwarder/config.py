@@ -151,10 +151,10 @@ class RunConfig:
     """The Kubernetes API for the ConfigMap checkpoint and the Lease; None: in-cluster (service account)."""
     migrate_from: CheckpointSpec | None = None
     """The checkpoint of the forwarder before an upgrade (release 0.3: ConfigMap NAME and NAME-hashes), carried over
-    into ``checkpoint`` on a first start (upgrade.py); only read."""
+    into ``checkpoint`` on a first start (replicas/upgrade.py); only read."""
     wait_for_lease: LeaseSpec | None = None
     """The Lease of the replicas before an upgrade: this replica takes its own Lease (without one: starts) only once
-    that one is free for good (upgrade.py); only read."""
+    that one is free for good (replicas/upgrade.py); only read."""
 
 
 @dataclass(frozen=True)
@@ -557,7 +557,7 @@ def _lease(values: _Values, checkpoint: CheckpointSpec | None, environ: Mapping[
 
 
 def _is_own_configmap(name: str, checkpoint: CheckpointSpec) -> bool:
-    """``name`` is one of the ConfigMaps of ``checkpoint``: NAME, or NAME-hashes-<part> (checkpoint.py)."""
+    """``name`` is one of the ConfigMaps of ``checkpoint``: NAME, or NAME-hashes-<part> (checkpoint/store.py)."""
     own = checkpoint.name or ""
     return name == own or re.fullmatch(re.escape(own) + r"-hashes-\d+", name) is not None
 

@@ -1,14 +1,14 @@
 """``forwarder run``: a source (CloudWatch, or Kinesis) -> validation -> batches -> Falco, with a checkpoint.
 
 Threads, each watched by liveness (metrics.Health):
-- the reader runs the source (source.py: polling CloudWatch on the schedule of schedule.py, or reading a
-  Kinesis stream's shards, kinesis_source.py, and handing over each page's or record's new events); each
+- the reader runs the source (sources/source.py: polling CloudWatch on the schedule of sources/schedule.py, or reading a
+  Kinesis stream's shards, sources/kinesis_source.py, and handing over each page's or record's new events); each
   event is validated and batched here (``_emit``), full batches go into a queue bounded by
   ``max_inflight_bytes``: when Falco is away the queue fills and reading pauses;
 - ``--falco-connections`` deliverers take batches from the queue, each hands them to its own connection
   (delivery.Sender, which retries until Falco acknowledges) and tells the source what was acknowledged,
   in whatever order the answers come;
-- the checkpointer saves the source's positions and remembered hashes when checkpoint_policy.py says so;
+- the checkpointer saves the source's positions and remembered hashes when checkpoint/policy.py says so;
 - the caller's thread supervises: a progress line every minute; on ``stop`` (SIGTERM) reading stops at
   once, the deliverer gets ``shutdown_grace_seconds`` to empty the queue, the checkpoint is saved and
   run() returns 0. Whatever was not acknowledged is not in the checkpoint and is read again after the
@@ -18,13 +18,13 @@ No single event can stop the others: whatever handling one event raises, that ev
 reason ``handling_error`` (counted, logged with its stream and id) and acknowledged as handled, so a
 restart does not meet it again.
 
-With ``--lease`` (lease.py) all of that is one *term*: a standby waits until it holds the Lease, claims
+With ``--lease`` (replicas/lease.py) all of that is one *term*: a standby waits until it holds the Lease, claims
 the checkpoint, and runs a term; when the Lease is lost the term ends at once, without delivering what is
 queued or saving anything (the new holder resumes from the checkpoint), and the replica stands by again.
 A clean stop ends the term as above and then releases the Lease.
 
-After an upgrade from release 0.3 (upgrade.py), ``--wait-for-lease`` keeps a replica from looking at its Lease (or,
-without one, from reading) until the 0.3 replicas are gone, and the first claim carries their checkpoint over.
+After an upgrade from release 0.3 (replicas/upgrade.py), ``--wait-for-lease`` keeps a replica from looking at its Lease
+(or, without one, from reading) until the 0.3 replicas are gone, and the first claim carries their checkpoint over.
 """
 
 from __future__ import annotations
@@ -38,24 +38,24 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
-from .batching import Batch, Batcher
-from .checkpoint import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
-from .checkpoint_codec import Checkpoint
-from .checkpoint_policy import Checkpointer, SelfWriteFilter
+from .checkpoint.codec import Checkpoint
+from .checkpoint.ledger import EventKey
+from .checkpoint.policy import Checkpointer, SelfWriteFilter
+from .checkpoint.store import CheckpointError, CheckpointStore, ConfigMapCheckpointStore, FencedError, Term, open_store
 from .clock import Clock, SystemClock
-from .cloudwatch import SKIP_MALFORMED_RECORD, build_logs_client
 from .config import RunConfig
-from .delivery import SKIP_REASON_REJECTED, FalcoClient, Sender
-from .kinesis import build_kinesis_client
+from .delivery.batching import Batch, Batcher
+from .delivery.sender import SKIP_REASON_REJECTED, FalcoClient, Sender
+from .delivery.validation import REASONS, validate
 from .kube import KubeApi, KubeError
-from .lease import LeaseElector
-from .ledger import EventKey
 from .metrics import Health, Metrics
 from .model import LogEvent
+from .replicas.lease import LeaseElector
+from .replicas.upgrade import PREVIOUS_HASHES_SUFFIX, PreviousLease, read_previous_checkpoint
 from .retry import Backoff, Retrier
-from .source import Source, build_source, source_kind
-from .upgrade import PREVIOUS_HASHES_SUFFIX, PreviousLease, read_previous_checkpoint
-from .validation import REASONS, validate
+from .sources.cloudwatch import SKIP_MALFORMED_RECORD, build_logs_client
+from .sources.kinesis import build_kinesis_client
+from .sources.source import Source, build_source, source_kind
 
 log = logging.getLogger("forwarder.pipeline")
 
@@ -475,8 +475,8 @@ class Pipeline:
 def _wait_for_previous(previous: PreviousLease, store: CheckpointStore | None, *, health: Health,
                        stop: threading.Event) -> bool:
     """Before the first term (or, without a Lease, the run): True once the replicas of the forwarder before an upgrade
-    are gone, False on ``stop``. They are when their Lease is free for good (upgrade.py), or when this checkpoint holds
-    positions already: only a replica that waited for them writes it."""
+    are gone, False on ``stop``. They are when their Lease is free for good (replicas/upgrade.py), or when this
+    checkpoint holds positions already: only a replica that waited for them writes it."""
     health.set_ready(True)  # waiting is this replica's job now: the rolling update goes on, and stops the old ones
     if isinstance(store, ConfigMapCheckpointStore):
         try:

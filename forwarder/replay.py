@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
-from .batching import Batch, Batcher
 from .config import ConfigError, ReplayConfig
-from .delivery import FalcoClient
+from .delivery.batching import Batch, Batcher
+from .delivery.sender import FalcoClient
+from .delivery.validation import NOT_JSON, validate
 from .metrics import Metrics
-from .validation import NOT_JSON, validate
 
 log = logging.getLogger("forwarder.replay")
 

@@ -3,7 +3,7 @@
 Pulumi runs this file (`python <this folder> <engine address>`) when a program that added the package
 previews or deploys, and to read the package's schema when the package is added. The components are the
 repository's own ../components, so the package is whatever commit `pulumi package add` fetched. What the
-package serves (name, namespace, schema, strict inputs) is components/package.py.
+package serves (name, namespace, schema, strict inputs) is components/package/__init__.py.
 """
 
 import sys

@@ -25,8 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from support.kube_api import FakeKubeApi, KubeWrite, Rbac  # noqa: F401 (the stand-in lives in support/; re-exported)
 
-from forwarder.checkpoint import Saved
-from forwarder.checkpoint_codec import (
+from forwarder.checkpoint.codec import (
     Checkpoint,
     Positions,
     Remembered,
@@ -35,12 +34,13 @@ from forwarder.checkpoint_codec import (
     encode_positions,
     encode_remembered,
 )
-from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
+from forwarder.checkpoint.ledger import EventKey
+from forwarder.checkpoint.policy import Checkpointer, SelfWriteFilter
+from forwarder.checkpoint.store import Saved
 from forwarder.config import RunConfig, StartAt
-from forwarder.ledger import EventKey
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
-from forwarder.source import build_polling_source
+from forwarder.sources.source import build_polling_source
 
 
 class FakeClock:
@@ -340,7 +340,7 @@ class AuditedCluster:
 
     def new_store(self, **kwargs: Any) -> Any:
         """The ConfigMap store the forwarder uses in the cluster (``fence``, ``also_own`` as it passes them)."""
-        from forwarder.checkpoint import ConfigMapCheckpointStore
+        from forwarder.checkpoint.store import ConfigMapCheckpointStore
 
         return ConfigMapCheckpointStore(SELF_NAMESPACE, SELF_CONFIGMAP, api=self.kube(), **kwargs)
 
@@ -445,7 +445,7 @@ def takeover_bytes(cluster: AuditedCluster, rate: int = 100, duration: float = 1
     full), is killed right after it saved them (the worst moment), the standby takes over the Lease and the
     checkpoint and runs 4 more minutes. The most bytes written to the API server (ConfigMaps and Lease) in any
     minute from a minute before the kill to two after the claim; and what each replica delivered."""
-    from forwarder.lease import LeaseElector
+    from forwarder.replicas.lease import LeaseElector
 
     clock = cluster.clock
     feeder = Feeder(cluster.logs, rate)

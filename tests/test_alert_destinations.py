@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi_mocks import ACCOUNT_ID, REGION, ExistingCluster, LabMocks, Recorded, Registration, resolve, run_program
 
-from components.alert_outputs import (
+from components.alerts.outputs import (
     CREATE,
     AlertOutputs,
     ChatAlerts,
@@ -20,12 +20,12 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
+from components.alerts.sidekick_upstream import LOG_STREAM
 from components.cluster import AuditedClusterSettings
 from components.detection import FalcoDetection, FalcoDetectionArgs
 from components.errors import ConfigError
 from components.falco import Falco, FalcoSettings
 from components.lab import FalcoEksLab, FalcoEksLabArgs
-from components.sidekick_upstream import LOG_STREAM
 
 PROD = ExistingCluster("prod")
 RELEASE = "kubernetes:helm.sh/v3:Release"

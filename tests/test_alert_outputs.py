@@ -1,6 +1,6 @@
 """The alert outputs as data: their arguments and checks, the Falcosidekick values they become, and the IAM
-documents of Falcosidekick's role, checked against the pinned Falcosidekick's facts (components/sidekick_upstream.py),
-botocore's service models and an IAM policy linter (parliament)."""
+documents of Falcosidekick's role, checked against the pinned Falcosidekick's facts
+(components/alerts/sidekick_upstream.py), botocore's service models and an IAM policy linter (parliament)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.alert_outputs import (
+from components.alerts.outputs import (
     CREATE,
     AlertOutputs,
     AlertPriority,
@@ -26,14 +26,15 @@ from components.alert_outputs import (
     check_places,
     check_priority,
 )
-from components.errors import ConfigError
-from components.falco import OWNED_VALUES, FalcoNames, FalcoSettings, release_values, sidekick_values
-from components.falco_rules import rules_files
-from components.forwarder_iam import log_reader_policy, stream_reader_policy
-from components.helm_values import check_overrides, set_paths
-from components.sidekick_config import output_config_values, secret_env
-from components.sidekick_iam import CANNED_ACL, Destinations, sidekick_policy, sidekick_trust_policy, topic_policy
-from components.sidekick_upstream import (
+from components.alerts.sidekick_config import output_config_values, secret_env
+from components.alerts.sidekick_iam import (
+    CANNED_ACL,
+    Destinations,
+    sidekick_policy,
+    sidekick_trust_policy,
+    topic_policy,
+)
+from components.alerts.sidekick_upstream import (
     AWS_CALLS,
     CHART_ENV,
     CONFIG_KEYS,
@@ -45,6 +46,11 @@ from components.sidekick_upstream import (
     VERSION,
     env_name,
 )
+from components.errors import ConfigError
+from components.falco import OWNED_VALUES, FalcoNames, FalcoSettings, release_values, sidekick_values
+from components.falco.helm_values import check_overrides, set_paths
+from components.falco.upstream_changes import rules_files
+from components.forwarding.iam import log_reader_policy, stream_reader_policy
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"

@@ -26,9 +26,9 @@ from pulumi_mocks import (
     run_program,
 )
 
-from components.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
 from components.errors import ConfigError
-from components.forwarder_workload import Resources
+from components.forwarding.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
+from components.forwarding.workload import Resources
 
 ROOT = Path(__file__).resolve().parents[1]
 FORWARDER_DIR = ROOT / "forwarder"
@@ -211,7 +211,8 @@ def test_permission_policy_reads_only_the_audit_log_group(given: Recorded) -> No
     policy = _policy(given, ROLE_POLICY, "policy")
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
-    # Exactly the calls forwarder/cloudwatch.py makes (test_policies_grant_exactly_the_calls_the_forwarder_makes).
+    # Exactly the calls forwarder/sources/cloudwatch.py makes
+    # (test_policies_grant_exactly_the_calls_the_forwarder_makes).
     assert statement["Action"] == ["logs:FilterLogEvents"]
     resources = statement["Resource"]
     assert sorted(resources) == sorted([LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"])
@@ -242,7 +243,7 @@ def test_with_a_customer_key_the_role_may_decrypt_with_that_key_only() -> None:
 def test_policies_grant_exactly_the_calls_the_forwarder_makes() -> None:
     """The polling policy's actions are the forwarder's CloudWatch Logs calls, the Kinesis policy's its Kinesis
     calls (ListShards, GetShardIterator, GetRecords: the contract between the two)."""
-    from components.forwarder_iam import LOG_READER_ACTIONS, STREAM_READER_ACTIONS
+    from components.forwarding.iam import LOG_READER_ACTIONS, STREAM_READER_ACTIONS
 
     calls = _aws_calls_in_forwarder_source()
     assert sorted(LOG_READER_ACTIONS) == sorted(calls["logs"])
@@ -290,7 +291,7 @@ def test_roles_grant_get_and_update_on_the_stacks_objects_and_the_0_3_ones_by_na
         given: Recorded) -> None:
     from support.kube_api import forwarder_role_rules
 
-    from forwarder.checkpoint import hashes_names
+    from forwarder.checkpoint.store import hashes_names
 
     checkpoint = given.one(RBAC_ROLE, "forwarder-checkpoint").inputs
     leader = given.one(RBAC_ROLE, "forwarder-leader").inputs
@@ -339,7 +340,7 @@ def test_no_object_the_stack_creates_has_the_name_of_one_a_0_3_forwarder_created
 
 def test_the_stack_creates_the_checkpoint_and_the_lease_empty_and_leaves_their_contents_to_the_forwarder(
         given: Recorded) -> None:
-    from forwarder.checkpoint import hashes_names
+    from forwarder.checkpoint.store import hashes_names
 
     objects = _checkpoint_objects(given)
     names = ["audit-forwarder-state", *hashes_names("audit-forwarder-state")]
@@ -366,13 +367,13 @@ def test_the_forwarder_runs_on_the_objects_and_within_the_roles_the_component_re
     checkpoint and Lease work, and nothing it is not granted is asked for; a create is refused."""
     from support.kube_api import FakeKubeApi, Rbac
 
-    from forwarder.checkpoint import CheckpointError, ConfigMapCheckpointStore
-    from forwarder.checkpoint_codec import Positions
+    from forwarder.checkpoint.codec import Positions
+    from forwarder.checkpoint.store import CheckpointError, ConfigMapCheckpointStore
     from forwarder.clock import SystemClock
     from forwarder.kube import KubeApi
-    from forwarder.lease import LeaseElector
     from forwarder.metrics import Metrics
-    from forwarder.upgrade import PreviousLease, read_previous_checkpoint
+    from forwarder.replicas.lease import LeaseElector
+    from forwarder.replicas.upgrade import PreviousLease, read_previous_checkpoint
 
     rules = [rule for role in given.of_type(RBAC_ROLE) for rule in role.inputs["rules"]]
     api = FakeKubeApi(None, rbac=Rbac.from_rules(rules))
@@ -770,6 +771,63 @@ def test_source_mode_ships_the_real_forwarder_source(source: Recorded) -> None:
     assert shipped == expected
     shipped_in = source.one(CONFIGMAP, "forwarder-source").outputs["metadata"]["name"]
     assert volumes["source"]["configMap"]["name"] == shipped_in
+
+
+def test_source_mode_pod_runs_the_forwarder_from_the_files_the_configmap_projects(
+    source: Recorded, tmp_path: Path
+) -> None:
+    """The pod's tree, rebuilt here from the ConfigMap and the volume's items where the main container mounts them:
+    `python -m forwarder` runs from it, and every module of the package imports from it alone."""
+    import os
+    import subprocess
+    import sys
+
+    data = source.one(CONFIGMAP, "forwarder-source").inputs["data"]
+    volumes = {v["name"]: v for v in _pod(source)["spec"]["volumes"]}
+    main = _container(source)
+    pod_root = tmp_path / "pod"
+    for mount in main["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap")
+        if config_map is None:
+            continue
+        for item in config_map["items"]:
+            # Kubernetes' rules for a ConfigMap key and for an item's path.
+            assert re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", item["key"]), item
+            assert not item["path"].startswith("/") and ".." not in item["path"].split("/"), item
+            target = pod_root / mount["mountPath"].lstrip("/") / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]], encoding="utf-8")
+    package = pod_root / "opt" / "forwarder" / "forwarder"
+    assert {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()} == set(_bundled_files())
+    # PYTHONPATH as the pod has it, the source folder moved under pod_root; the pinned dependencies come from this
+    # interpreter instead of /opt/deps. The working directory is not the repository, so only the pod's copy is found.
+    python_path = ":".join(
+        str(pod_root / entry.lstrip("/")) for entry in _env(main)["PYTHONPATH"].split(":") if entry != "/opt/deps"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": python_path}
+    assert main["command"][:3] == ["python", "-m", "forwarder"]
+    ran = subprocess.run(
+        [sys.executable, *main["command"][1:], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("usage:") and "--log-group" in ran.stdout
+    modules = sorted(
+        ".".join(("forwarder", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+        for p in package.rglob("*.py")
+        if p.name != "__main__.py"
+    )
+    program = (
+        "import importlib, json, sys; "
+        "print(json.dumps({name: importlib.import_module(name).__file__ for name in sys.argv[1:]}))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", program, *modules], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert imported.returncode == 0, imported.stderr
+    files = json.loads(imported.stdout)
+    assert len(files) > 30 and "forwarder.sources.cloudwatch" in files
+    assert all(Path(file).is_relative_to(package) for file in files.values()), files
 
 
 def test_source_mode_installs_pinned_requirements_in_an_init_container(source: Recorded) -> None:

@@ -11,8 +11,8 @@ import pulumi_aws as aws
 import pytest
 from pulumi_mocks import ACCOUNT_ID, REGION, Recorded, resolve, run_program
 
-from components.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings, writer_trust_policy
 from components.errors import ConfigError
+from components.forwarding.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings, writer_trust_policy
 
 COMPONENT = "falco-eks:index:AuditStream"
 STREAM = "aws:kinesis/stream:Stream"

@@ -31,8 +31,8 @@ from components.cluster import (
     node_architecture_of,
     same_principal,
 )
+from components.cluster.network import LabVpcArgs
 from components.errors import ConfigError
-from components.network import LabVpcArgs
 
 CLUSTER = "eks:index:Cluster"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"

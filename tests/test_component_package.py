@@ -1,7 +1,7 @@
 """The component package (provider/): the schema other languages get, and components built from their inputs.
 
-The schema is the one the plugin serves (components/package.py: Pulumi's own analyzer, finished). Components are
-built through the plugin itself, started as Pulumi starts it and sent ConstructRequests over gRPC as the engine
+The schema is the one the plugin serves (components/package/__init__.py: Pulumi's own analyzer, finished). Components
+are built through the plugin itself, started as Pulumi starts it and sent ConstructRequests over gRPC as the engine
 sends them for a TypeScript or YAML program (tests/support/package_plugin.py): camelCase inputs in a protobuf
 Struct, numbers as doubles, under mocks served to the plugin as its resource monitor. That is the path on which
 the provider host maps inputs by the schema, so its strictness is tested there, for every component.

@@ -179,3 +179,44 @@ def test_dockerignore_keeps_bytecode_and_caches_out() -> None:
     for required in ("**/__pycache__", "**/*.py[cod]"):
         assert required in patterns
     assert "requirements.txt" not in patterns and "*.py" not in patterns
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule for these patterns: a path is left out when it, or a folder above it, matches a
+    pattern; `**/` is any number of folders (none included), `*` and `?` stay within one name."""
+    for pattern in patterns:
+        regex = ""
+        rest = pattern
+        while rest:
+            if rest.startswith("**/"):
+                regex, rest = regex + "(?:.*/)?", rest[3:]
+            elif rest[0] == "*":
+                regex, rest = regex + "[^/]*", rest[1:]
+            elif rest[0] == "?":
+                regex, rest = regex + "[^/]", rest[1:]
+            elif rest[0] == "[":
+                close = rest.index("]")
+                regex, rest = regex + rest[: close + 1], rest[close + 1 :]
+            else:
+                regex, rest = regex + re.escape(rest[0]), rest[1:]
+        parts = relative.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[: i + 1])) for i in range(len(parts))):
+            return True
+    return False
+
+
+def test_the_build_context_sends_every_module_of_the_package_and_its_requirements() -> None:
+    """The image gets what the context sends: the .dockerignore must not leave out a subpackage's modules."""
+    patterns = [
+        line.strip()
+        for line in (FORWARDER / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    modules = [p.relative_to(FORWARDER).as_posix() for p in FORWARDER.rglob("*.py") if "__pycache__" not in p.parts]
+    assert any("/" in module for module in modules), "the package has subpackages"
+    assert [m for m in [*modules, "requirements.txt"] if _ignored(m, patterns)] == []
+    # The matcher itself: what the file is there to keep out is kept out, at any depth.
+    assert _ignored("sources/__pycache__/cloudwatch.cpython-311.pyc", patterns)
+    assert _ignored("cli.pyc", patterns) and _ignored("checkpoint/store.pyc", patterns)
+    assert _ignored("Dockerfile", patterns) and _ignored("tests/test_x.py", patterns)
+    assert not _ignored("sources/tests.py", patterns) and not _ignored("delivery/sender.py", ["*.py"])

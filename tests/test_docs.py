@@ -131,6 +131,72 @@ def test_every_list_starts_after_a_blank_line_as_the_site_needs() -> None:
     assert glued == []
 
 
+# --- paths of this repository named in the documents ------------------------------------------------------------
+
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_FENCED = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*/?")
+UPSTREAM_PATHS = {
+    "provider/pkg/await/deployment.go": "pulumi-kubernetes' file (operations.md), not this repository's provider/",
+}
+"""Paths that start like a folder of this repository but name another project's file, with where they are quoted."""
+
+
+def project_folders() -> set[str]:
+    """The repository's own top-level folders: those git tracks files in (not site/, sdks/ or .venv/, which a build
+    leaves); without git, every folder but dot-folders and what .gitignore leaves out."""
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=False)
+    if tracked.returncode == 0 and tracked.stdout:
+        return {line.split("/", 1)[0] for line in tracked.stdout.splitlines() if "/" in line and line[0] != "."}
+    ignored = {line.strip().strip("/") for line in (ROOT / ".gitignore").read_text().splitlines() if line.strip()}
+    return {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in ignored}
+
+
+def repository_paths(text: str, folders: set[str]) -> list[str]:
+    """Paths under a folder of the repository quoted as code (`components/falco/__init__.py`, `tests/support/`), and
+    the targets of relative links (resolved against the document's folder by the caller, marked with ./)."""
+    prose = _FENCED.sub("", text)
+    quoted = [
+        token for token in _INLINE_CODE.findall(prose)
+        if "/" in token and _PATH.fullmatch(token) and token.split("/", 1)[0] in folders
+    ]  # fmt: skip
+    linked = [
+        "./" + target.partition("#")[0] for target in _MD_LINK.findall(prose)
+        if not re.match(r"[a-z]+:", target) and not target.startswith("#")
+    ]  # fmt: skip
+    return quoted + linked
+
+
+def test_every_repository_path_the_documents_name_exists() -> None:
+    """A moved or renamed file must take its mentions along: every path under a folder of the repository quoted
+    in docs/*.md or README.md, and every relative link, names something that exists."""
+    folders = project_folders()
+    assert {"components", "forwarder", "tests", "docs"} <= folders
+    missing = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        named = repository_paths(page.read_text(encoding="utf-8"), folders)
+        for path in named:
+            if path in UPSTREAM_PATHS:
+                continue
+            where = page.parent / path.removeprefix("./") if path.startswith("./") else ROOT / path
+            if not where.exists() or (path.endswith("/") and not where.is_dir()):
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert missing == []
+
+
+def test_the_path_finder_sees_quoted_paths_and_links_but_not_commands_or_other_projects_names() -> None:
+    text = (
+        "See `components/falco.py` and `forwarder/checkpoint/` ([the guide](forwarder.md#flags), "
+        "[data](data/bench.json), [site](https://example.com/a/b)); run `make up`, read `falco/falco-falcosidekick`, "
+        "`releases/<version>/urns.json` and `docker build -f forwarder/Dockerfile .`.\n"
+        "```\n`tests/in_a_fence.py`\n```\n"
+    )
+    assert repository_paths(text, {"components", "forwarder", "releases", "tests"}) == [
+        "components/falco.py", "forwarder/checkpoint/", "./forwarder.md", "./data/bench.json",
+    ]  # fmt: skip
+
+
 # --- the README: the door -----------------------------------------------------------------------------------
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -370,8 +436,8 @@ def test_the_alerts_shown_for_each_threat_scenario_are_what_the_labs_falco_print
 
 
 def test_the_detection_page_lists_every_rule_and_every_switched_off_upstream_rule() -> None:
-    from components.falco_rules import UPSTREAM_CHANGES
-    from components.rules import RULES
+    from components.falco.rules import RULES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     page = (DOCS / "detection.md").read_text(encoding="utf-8")
     for rule in RULES:
@@ -381,7 +447,7 @@ def test_the_detection_page_lists_every_rule_and_every_switched_off_upstream_rul
 
 
 def test_the_coverage_table_names_every_finding_type_the_rules_know_exactly_once() -> None:
-    from components.rules.guardduty import FINDING_TYPES
+    from components.falco.rules.guardduty import FINDING_TYPES
 
     entries = yaml.safe_load((ROOT / detection.COVERAGE_FILE).read_text(encoding="utf-8"))
     table = detection.coverage_table(entries, FINDING_TYPES, {}, {})

@@ -3,7 +3,7 @@
 The SDK names come from the served schema by the rules of Pulumi's code generators (tests/sdk_names.py). The
 TypeScript programs are read by a strict reader of their constrained style (tests/typescript_literals.py, since
 no Node.js is guaranteed where the tests run), the YAML programs as YAML; the arguments of each component are
-checked with the same check the plugin runs on every construct (components/schema_inputs.py), references to
+checked with the same check the plugin runs on every construct (components/package/schema_inputs.py), references to
 other resources standing for outputs. Go and C# are checked for their names: import path or namespace,
 constructors, Args types, fields, outputs. The Python programs run under Pulumi's mocks, with the package's
 `falco_eks.components` being the repository's components/ (pyproject.toml's package-dir).
@@ -28,7 +28,7 @@ from typescript_literals import New, Ref, parse
 
 import components
 from components.package import NAME, ComponentPackage
-from components.schema_inputs import check_inputs
+from components.package.schema_inputs import check_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

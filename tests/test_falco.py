@@ -12,7 +12,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi_mocks import Recorded, is_secret, resolve, run_program
 
-from components.alert_outputs import (
+from components.alerts.outputs import (
     AlertOutputs,
     ChatAlerts,
     LogGroupAlerts,
@@ -20,6 +20,8 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
+from components.alerts.sidekick_config import output_config_values
+from components.alerts.sidekick_upstream import VERSION as SIDEKICK_VERSION
 from components.errors import ConfigError
 from components.falco import (
     CHART_RELEASES,
@@ -35,11 +37,9 @@ from components.falco import (
     image_values,
     release_values,
 )
-from components.falco_rules import RULES_FILE_NAME, rules_files
-from components.helm_values import check_overrides, deep_merge
-from components.rules import DETECTION_FILE_NAME
-from components.sidekick_config import output_config_values
-from components.sidekick_upstream import VERSION as SIDEKICK_VERSION
+from components.falco.helm_values import check_overrides, deep_merge
+from components.falco.rules import DETECTION_FILE_NAME
+from components.falco.upstream_changes import RULES_FILE_NAME, rules_files
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADMIN_ROLE = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c"

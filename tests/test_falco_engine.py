@@ -232,7 +232,7 @@ def test_containers_missing_a_key_make_some_fields_vanish_and_others_skip_them()
 
 
 def test_fields_whose_extraction_reads_other_paths_than_their_names_say() -> None:
-    # components.falco_fields.CAVEATS, from extract.go at the pinned tag.
+    # components.falco.fields.CAVEATS, from extract.go at the pinned tag.
     assert not fires("ka.sourceips exists")  # requestObject.rules[].sourceIPs, never the event's
     assert fires("jevt.value[/sourceIPs/0] = 203.0.113.7")
     spec = {"securityContext": {"runAsUser": 1000}, "containers": [{"name": "a", "image": "x"}]}

@@ -1,4 +1,4 @@
-"""The field catalog (components/falco_fields.py): the pinned plugins' facts, and what the evaluator extracts."""
+"""The field catalog (components/falco/fields.py): the pinned plugins' facts, and what the evaluator extracts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from support.falco_engine import FalcoEngine, Settings
 from support.falco_engine.fields import resolve
 from support.falco_engine.plugins_repo import JSON_PLUGIN_GO, K8SAUDIT_FIELDS_GO, json_tag, k8saudit_tag, plugins_file
 
-import components.k8saudit_upstream as upstream
-from components import falco_fields
+import components.falco.k8saudit_upstream as upstream
+from components.falco import fields as falco_fields
 
 _ENTRY = re.compile(r"\{\s*(Type:.*?)\n\t\t\},", re.S)
 

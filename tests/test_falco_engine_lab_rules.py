@@ -1,4 +1,5 @@
-"""The lab's changes to the upstream rules (components/falco_rules.py) under the evaluator, without the upstream file.
+"""The lab's changes to the upstream rules (components/falco/upstream_changes.py) under the evaluator, without the
+upstream file.
 
 The upstream k8saudit rules may not be committed, so these tests load a stand-in written here, in
 the project's own words, that defines exactly the upstream names the lab file overrides or uses,
@@ -17,7 +18,8 @@ from functools import cache
 import pytest
 from support.falco_engine import FalcoEngine, Settings
 
-from components.falco_rules import (
+from components.falco.rules import DETECTION_FILE_NAME
+from components.falco.upstream_changes import (
     ADMIN_RULE,
     DISALLOWED_USER_RULE,
     RULES_FILE_NAME,
@@ -25,7 +27,6 @@ from components.falco_rules import (
     references,
     rules_files,
 )
-from components.rules import DETECTION_FILE_NAME
 
 ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "arn:aws:iam::111122223333:user/alice")
 ADMIN_SESSION = "arn:aws:sts::111122223333:assumed-role/WorkshopAdmin/session-1"

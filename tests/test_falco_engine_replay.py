@@ -28,7 +28,7 @@ from support.audit_events import shared_corpus_file
 from support.falco_engine import FalcoEngine, Settings
 from support.falco_engine.plugins_repo import K8SAUDIT_RULES, k8saudit_tag, plugins_file
 
-import components.k8saudit_upstream as upstream
+import components.falco.k8saudit_upstream as upstream
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,9 @@ import yaml
 from support.audit_events import shared_corpus_file
 from support.falco_engine import FalcoEngine, Settings
 
-import components.k8saudit_upstream as upstream
-from components.falco_rules import (
+import components.falco.k8saudit_upstream as upstream
+from components.falco.rules import DETECTION_FILE_NAME, detection_rules
+from components.falco.upstream_changes import (
     ADMIN_RULE,
     ALLOWED_USERS_MACRO,
     DISALLOWED_USER_RULE,
@@ -32,7 +33,6 @@ from components.falco_rules import (
     rules_files,
     unknown_references,
 )
-from components.rules import DETECTION_FILE_NAME, detection_rules
 from workshop.alerts import parse_line
 
 # The identities the recordings were made with: admin_access_rules([WorkshopAdmin role, user alice]).

@@ -22,9 +22,9 @@ from components.cluster import AuditedClusterSettings
 from components.detection import FalcoDetectionArgs
 from components.errors import ConfigError
 from components.falco import HOSTILE_SOURCES_DIR, HOSTILE_SOURCES_FILE, Falco, FalcoSettings
-from components.falco_rules import ADMIN_RULE, RULES_FILE_NAME
+from components.falco.rules import hostile_sources_file, source_match
+from components.falco.upstream_changes import ADMIN_RULE, RULES_FILE_NAME
 from components.lab import FalcoEksLabArgs
-from components.rules import hostile_sources_file, source_match
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -1,4 +1,4 @@
-"""forwarder.batching: EventList payloads within the size limit, exact sizes, order kept."""
+"""forwarder.delivery.batching: EventList payloads within the size limit, exact sizes, order kept."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from forwarder.batching import Batch, Batcher, payload_size
 from forwarder.config import EVENT_LIST_OVERHEAD
+from forwarder.delivery.batching import Batch, Batcher, payload_size
 
 
 def body(i: int, pad: int = 0) -> bytes:

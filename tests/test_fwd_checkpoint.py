@@ -1,4 +1,4 @@
-"""forwarder/checkpoint.py and checkpoint_codec.py: the two parts, their encodings, the file and ConfigMap stores."""
+"""forwarder/checkpoint/store.py and codec.py: the two parts, their encodings, the file and ConfigMap stores."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ import pytest
 from fwd_fakes import FakeKubeApi
 from support.kube_api import STACK_LABELS, Rbac
 
-from forwarder import checkpoint as cp
-from forwarder.checkpoint import (
-    CheckpointError,
-    ConfigMapCheckpointStore,
-    FileCheckpointStore,
-    SelfWrites,
-)
-from forwarder.checkpoint_codec import (
+from forwarder.checkpoint import store as cp
+from forwarder.checkpoint.codec import (
     Checkpoint,
     CodecError,
     Positions,
@@ -32,9 +26,15 @@ from forwarder.checkpoint_codec import (
     shard_of,
     split_remembered,
 )
-from forwarder.dedup import event_hash, pack
+from forwarder.checkpoint.dedup import event_hash, pack
+from forwarder.checkpoint.ledger import BucketState
+from forwarder.checkpoint.store import (
+    CheckpointError,
+    ConfigMapCheckpointStore,
+    FileCheckpointStore,
+    SelfWrites,
+)
 from forwarder.kube import service_account_username
-from forwarder.ledger import BucketState
 
 GROUP, PREFIX = "/aws/eks/lab/cluster", "kube-apiserver-audit"
 # A service account token's shape (JWT); only its "sub" is read.
@@ -60,7 +60,7 @@ def _remembered(buckets: int = 3, per_bucket: int = 4) -> Remembered:
 
 def test_positions_and_remembered_hashes_round_trip() -> None:
     positions, remembered = _positions(), _remembered()
-    from forwarder.checkpoint_codec import encode_positions
+    from forwarder.checkpoint.codec import encode_positions
 
     assert decode_positions(encode_positions(positions)) == positions
     data, kept, dropped = encode_remembered(remembered)

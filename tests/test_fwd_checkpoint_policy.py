@@ -1,4 +1,4 @@
-"""forwarder/checkpoint_policy.py: when the checkpoint is saved, what it costs the cluster, what a crash costs.
+"""forwarder/checkpoint/policy.py: when the checkpoint is saved, what it costs the cluster, what a crash costs.
 
 Simulated CloudWatch and clock (the production source and policy, through the factory), no wall-clock
 sleeps; the ConfigMap store runs for real against a fake Kubernetes API on 127.0.0.1 that, like EKS,
@@ -31,10 +31,10 @@ from fwd_fakes import (
 )
 from support.audit_events import make_event
 
-from forwarder.checkpoint import FileCheckpointStore, Saved, SelfWrites, hashes_names
-from forwarder.checkpoint_codec import Remembered
-from forwarder.checkpoint_policy import Checkpointer, SelfWriteFilter
-from forwarder.ledger import Ledger
+from forwarder.checkpoint.codec import Remembered
+from forwarder.checkpoint.ledger import Ledger
+from forwarder.checkpoint.policy import Checkpointer, SelfWriteFilter
+from forwarder.checkpoint.store import FileCheckpointStore, Saved, SelfWrites, hashes_names
 from forwarder.metrics import Metrics
 from forwarder.model import LogEvent
 

@@ -25,7 +25,7 @@ import forwarder
 from forwarder import cli, replay
 from forwarder.clock import SystemClock
 from forwarder.config import ReplayConfig, RunConfig
-from forwarder.delivery import FalcoClient
+from forwarder.delivery.sender import FalcoClient
 from forwarder.metrics import Health, Metrics
 
 ROOT = Path(__file__).resolve().parents[1]

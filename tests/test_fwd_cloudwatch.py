@@ -1,4 +1,4 @@
-"""forwarder/cloudwatch.py: FilterLogEvents paging, error handling and call accounting.
+"""forwarder/sources/cloudwatch.py: FilterLogEvents paging, error handling and call accounting.
 
 Scripted fakes for the error paths, and moto in server mode (real boto3 over HTTP) for the
 wire. Where moto differs from AWS (documented in the API reference), the test says so.
@@ -17,10 +17,10 @@ from support.aws_fault_proxy import AwsFaultProxy
 from support.moto_server import create_log_group, moto, moto_server, now_ms, put_events  # noqa: F401
 
 from forwarder.clock import SystemClock
-from forwarder.cloudwatch import LogsReader, TokenExpiredError, build_logs_client
 from forwarder.metrics import Metrics
-from forwarder.ratelimit import RateLimiter
 from forwarder.retry import Backoff
+from forwarder.sources.cloudwatch import LogsReader, TokenExpiredError, build_logs_client
+from forwarder.sources.ratelimit import RateLimiter
 
 GROUP = "/aws/eks/lab/cluster"
 PREFIX = "kube-apiserver-audit"

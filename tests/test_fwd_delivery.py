@@ -1,4 +1,4 @@
-"""forwarder.delivery.FalcoClient against local webhooks: retries, Retry-After, timeouts,
+"""forwarder.delivery.sender.FalcoClient against local webhooks: retries, Retry-After, timeouts,
 refused connections, isolation of refused events, stop, keep-alive. Waits are faked: the
 injected sleep records the delays and drives the scenario instead of waiting."""
 
@@ -15,8 +15,8 @@ import pytest
 from support.falco_receiver import FalcoReceiver
 from support.loopback_http import LoopbackServer, QuietHandler
 
-from forwarder.batching import Batch, Batcher
-from forwarder.delivery import FalcoClient, parse_retry_after
+from forwarder.delivery.batching import Batch, Batcher
+from forwarder.delivery.sender import FalcoClient, parse_retry_after
 from forwarder.metrics import Metrics
 from forwarder.retry import Backoff
 

@@ -18,15 +18,15 @@ from support.audit_events import make_event
 from support.falco_receiver import FalcoReceiver
 from support.moto_server import MotoServer, create_log_group, moto, moto_server, now_ms, put_events  # noqa: F401
 
-from components.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
 from components.detection import CONNECTIONS_PER_AUDIT_REPLICA
 from components.falco import MAX_AUDIT_REPLICAS
+from components.forwarding.audit_forwarder import MAX_FALCO_CONNECTIONS as COMPONENT_MAX
 from forwarder import pipeline
-from forwarder.batching import Batch
-from forwarder.cloudwatch import build_logs_client
 from forwarder.config import MAX_FALCO_CONNECTIONS, ConfigError, RunConfig, StartAt, parse
-from forwarder.delivery import RESOLVE_AFTER_FAILURE_SECONDS, RESOLVE_EVERY_SECONDS, Addresses, FalcoClient
+from forwarder.delivery.batching import Batch
+from forwarder.delivery.sender import RESOLVE_AFTER_FAILURE_SECONDS, RESOLVE_EVERY_SECONDS, Addresses, FalcoClient
 from forwarder.metrics import Health, Metrics
+from forwarder.sources.cloudwatch import build_logs_client
 
 GROUP = "/aws/eks/spread/cluster"
 STREAM = "kube-apiserver-audit-0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c"

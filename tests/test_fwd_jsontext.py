@@ -1,4 +1,4 @@
-"""forwarder.jsontext: nesting levels as valyala/fastjson counts them, found by scanning text, and
+"""forwarder.delivery.jsontext: nesting levels as valyala/fastjson counts them, found by scanning text, and
 the compact form. Checked against a count over the parsed value (the receiver's, written apart)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import pytest
 from support.falco_receiver import json_levels
 
-from forwarder.jsontext import FASTJSON_MAX_DEPTH, compact, deeper_than, value_levels
+from forwarder.delivery.jsontext import FASTJSON_MAX_DEPTH, compact, deeper_than, value_levels
 
 
 @pytest.mark.parametrize(

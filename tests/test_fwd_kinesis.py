@@ -35,18 +35,19 @@ from support.moto_server import (  # noqa: F401
     put_events,
 )
 
-from forwarder import kinesis_source, pipeline
-from forwarder.checkpoint import FileCheckpointStore
-from forwarder.checkpoint_codec import Checkpoint
+from forwarder import pipeline
+from forwarder.checkpoint.codec import Checkpoint
+from forwarder.checkpoint.dedup import event_hash, unpack
+from forwarder.checkpoint.ledger import EventKey
+from forwarder.checkpoint.store import FileCheckpointStore
 from forwarder.config import CheckpointSpec, RunConfig, SourceSpec, StartAt
-from forwarder.dedup import event_hash, unpack
-from forwarder.kinesis import build_kinesis_client
-from forwarder.ledger import EventKey
 from forwarder.metrics import Health, Metrics
 from forwarder.model import LogEvent
 from forwarder.retry import Backoff
-from forwarder.source import build_kinesis_source
-from forwarder.subscription import decode
+from forwarder.sources import kinesis_source
+from forwarder.sources.kinesis import build_kinesis_client
+from forwarder.sources.source import build_kinesis_source
+from forwarder.sources.subscription import decode
 from tests.test_fwd_pipeline import Running
 
 GROUP = "/aws/eks/lab/cluster"

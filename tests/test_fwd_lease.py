@@ -1,5 +1,5 @@
-"""LeaseElector (forwarder/lease.py) against the Kubernetes API stand-in, on a simulated clock: acquiring,
-renewing, two candidates, the end of a term, release, and the fenced checkpoint (checkpoint.py).
+"""LeaseElector (forwarder/replicas/lease.py) against the Kubernetes API stand-in, on a simulated clock: acquiring,
+renewing, two candidates, the end of a term, release, and the fenced checkpoint (forwarder/checkpoint/store.py).
 
 The stand-in enforces the AuditForwarder component's Roles (get and update by name, no create) and holds what
 the stack creates (the empty Lease and ConfigMaps); the ``older`` stand-in is a stack from before, which let the
@@ -16,12 +16,12 @@ import pytest
 from fwd_fakes import FakeClock
 from support.kube_api import STACK_LABELS, FakeKubeApi, Rbac
 
-from forwarder.checkpoint import ConfigMapCheckpointStore, FencedError, Term, hashes_names
-from forwarder.checkpoint_codec import BucketState, Positions, Remembered
+from forwarder.checkpoint.codec import BucketState, Positions, Remembered
+from forwarder.checkpoint.store import ConfigMapCheckpointStore, FencedError, Term, hashes_names
 from forwarder.config import ConfigError, LeaseSpec, RunConfig, parse
 from forwarder.kube import KubeApi
-from forwarder.lease import LeaseElector
 from forwarder.metrics import Metrics
+from forwarder.replicas.lease import LeaseElector
 
 NS, LEASE, CHECKPOINT = "forwarder", "audit-forwarder-leader", "audit-checkpoint"
 DURATION = 15.0

@@ -35,7 +35,7 @@ from support.moto_server import (  # noqa: F401 - pytest fixtures
 GROUP = "/aws/eks/lease/cluster"
 NS, LEASE, CHECKPOINT = "forwarder", "audit-forwarder-leader", "audit-checkpoint"
 DURATION = 2.0
-POLL = DURATION / 10  # a standby's look at the Lease (lease.py)
+POLL = DURATION / 10  # a standby's look at the Lease (forwarder/replicas/lease.py)
 TIMEOUT = 60.0  # generous: the suite may share 2 cores with others; a pass is a few seconds
 
 

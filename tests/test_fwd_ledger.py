@@ -1,11 +1,12 @@
-"""forwarder/ledger.py and dedup.py: positions confirmed by acknowledgements, dedup by time bucket, forgetting."""
+"""forwarder/checkpoint/ledger.py and dedup.py: positions confirmed by acknowledgements, dedup by time bucket,
+forgetting."""
 
 from __future__ import annotations
 
 import hashlib
 
-from forwarder.dedup import HashSet, event_hash, pack, unpack
-from forwarder.ledger import BUCKET_MS, BucketState, Ledger
+from forwarder.checkpoint.dedup import HashSet, event_hash, pack, unpack
+from forwarder.checkpoint.ledger import BUCKET_MS, BucketState, Ledger
 from forwarder.model import LogEvent
 
 STREAM_A = "kube-apiserver-audit-aaaa"

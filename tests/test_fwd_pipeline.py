@@ -19,10 +19,10 @@ from support.falco_receiver import FalcoReceiver
 from support.moto_server import create_log_group, create_log_stream, moto, moto_server, now_ms, put_events  # noqa: F401
 
 from forwarder import pipeline
-from forwarder.checkpoint import FileCheckpointStore
-from forwarder.cloudwatch import build_logs_client
+from forwarder.checkpoint.store import FileCheckpointStore
 from forwarder.config import CheckpointSpec, RunConfig, StartAt
 from forwarder.metrics import Health, Metrics
+from forwarder.sources.cloudwatch import build_logs_client
 
 GROUP = "/aws/eks/lab/cluster"
 STREAM_A = "kube-apiserver-audit-0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"
@@ -339,7 +339,7 @@ class _HungFalco:
         self.senders = [self]
 
     def deliver(self, batch: Any, stop: threading.Event, allowed: Any = None) -> Any:
-        from forwarder.delivery import DeliveryOutcome
+        from forwarder.delivery.sender import DeliveryOutcome
 
         self.entered.set()
         self.release.wait(60)

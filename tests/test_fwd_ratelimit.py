@@ -1,4 +1,4 @@
-"""forwarder/ratelimit.py: a hard cap on calls, and a rate that halves on throttling and recovers slowly."""
+"""forwarder/sources/ratelimit.py: a hard cap on calls, and a rate that halves on throttling and recovers slowly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 from fwd_fakes import FakeClock
 
-from forwarder.ratelimit import RECOVERY_PER_SECOND, RateLimiter
+from forwarder.sources.ratelimit import RECOVERY_PER_SECOND, RateLimiter
 
 
 class SharedQuota:

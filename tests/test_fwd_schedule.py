@@ -1,4 +1,4 @@
-"""The read schedule (forwarder/schedule.py, arrival.py, reader.py) on a simulated CloudWatch and clock.
+"""The read schedule (forwarder/sources/schedule.py, arrival.py, reader.py) on a simulated CloudWatch and clock.
 
 Every simulation builds the polling source through the production factory with the default settings
 (fwd_fakes.Harness); only what a test names is changed. The latency table pins the schedule: an event
@@ -14,9 +14,17 @@ import pytest
 from fwd_fakes import FakeClock, Harness, steady_load
 from support.schedule_sim import simulate
 
-from forwarder import schedule
-from forwarder.checkpoint_codec import Checkpoint, Positions, Remembered
-from forwarder.schedule import BOUND_EXTRA_S, BOUND_FACTOR, FINAL, PROBE, SLACK_S, build_stages, full_reread_limit
+from forwarder.checkpoint.codec import Checkpoint, Positions, Remembered
+from forwarder.sources import schedule
+from forwarder.sources.schedule import (
+    BOUND_EXTRA_S,
+    BOUND_FACTOR,
+    FINAL,
+    PROBE,
+    SLACK_S,
+    build_stages,
+    full_reread_limit,
+)
 
 STREAM_A = "kube-apiserver-audit-aaaa"
 STREAM_B = "kube-apiserver-audit-bbbb"

@@ -1,4 +1,4 @@
-"""forwarder/subscription.py: the records a CloudWatch Logs subscription filter writes to Kinesis, decoded.
+"""forwarder/sources/subscription.py: the records a CloudWatch Logs subscription filter writes to Kinesis, decoded.
 
 The envelope is the documented one (CloudWatch Logs user guide, "Subscription filters"; shared/DESIGN.md):
 gzip of ``{"messageType", "owner", "logGroup", "logStream", "subscriptionFilters", "logEvents"}``."""
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from zlib_ng import zlib_ng
 
-from forwarder import subscription
 from forwarder.model import LogEvent
-from forwarder.subscription import CONTROL, DATA, MALFORMED, OTHER_LOG_GROUP, OTHER_STREAM, decode
+from forwarder.sources import subscription
+from forwarder.sources.subscription import CONTROL, DATA, MALFORMED, OTHER_LOG_GROUP, OTHER_STREAM, decode
 
 GROUP = "/aws/eks/lab/cluster"
 PREFIX = "kube-apiserver-audit-"

@@ -1,5 +1,5 @@
-"""An upgrade from release 0.3 (forwarder/upgrade.py): the forwarder takes over from what a 0.3 forwarder created
-itself, beside the objects today's stack creates, reading the 0.3 objects only.
+"""An upgrade from release 0.3 (forwarder/replicas/upgrade.py): the forwarder takes over from what a 0.3 forwarder
+created itself, beside the objects today's stack creates, reading the 0.3 objects only.
 
 The Kubernetes API stand-in (support/kube_api.py) enforces the AuditForwarder component's Roles (tests/
 test_audit_forwarder.py checks that the rendered Roles are these rules) and holds the stack's objects, empty; the 0.3
@@ -27,8 +27,7 @@ from support import release_0_3 as v03
 from support.audit_events import make_event
 from support.kube_api import FakeKubeApi, Rbac
 
-from forwarder.checkpoint import CheckpointError, ConfigMapCheckpointStore, Term, hashes_names
-from forwarder.checkpoint_codec import (
+from forwarder.checkpoint.codec import (
     Checkpoint,
     Positions,
     Remembered,
@@ -37,13 +36,14 @@ from forwarder.checkpoint_codec import (
     merge_remembered,
     split_remembered,
 )
+from forwarder.checkpoint.dedup import event_hash, pack
+from forwarder.checkpoint.ledger import BucketState
+from forwarder.checkpoint.store import CheckpointError, ConfigMapCheckpointStore, Term, hashes_names
 from forwarder.config import CheckpointSpec, ConfigError, LeaseSpec, RunConfig, StartAt, parse
-from forwarder.dedup import event_hash, pack
 from forwarder.kube import KubeApi
-from forwarder.ledger import BucketState
 from forwarder.metrics import Health
 from forwarder.pipeline import _wait_for_previous
-from forwarder.upgrade import PreviousLease, quiet_seconds, read_previous_checkpoint
+from forwarder.replicas.upgrade import PreviousLease, quiet_seconds, read_previous_checkpoint
 
 NS = v03.NAMESPACE
 STATE, LEASE = "audit-forwarder-state", "audit-forwarder-lease"  # what today's stack creates

@@ -31,8 +31,8 @@ from support.moto_server import (  # noqa: F401 - pytest fixtures
     put_events,
 )
 
-from forwarder.checkpoint_codec import decode_positions
-from forwarder.upgrade import quiet_seconds
+from forwarder.checkpoint.codec import decode_positions
+from forwarder.replicas.upgrade import quiet_seconds
 
 GROUP = "/aws/eks/upgrade/cluster"
 NS = v03.NAMESPACE

@@ -1,4 +1,4 @@
-"""forwarder.validation against generated EKS-shaped events, the shared corpus when present, and bad lines."""
+"""forwarder.delivery.validation against generated EKS-shaped events, the shared corpus when present, and bad lines."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from support.audit_events import GENERATED, generated_lines, shared_corpus_file
 from support.falco_receiver import DroppedPayloadError, is_rfc3339_nano, json_levels, read_payload
 
-import forwarder.validation
-from forwarder.batching import Batch
-from forwarder.jsontext import FASTJSON_MAX_DEPTH, value_levels
-from forwarder.validation import (
+import forwarder.delivery.validation
+from forwarder.delivery.batching import Batch
+from forwarder.delivery.jsontext import FASTJSON_MAX_DEPTH, value_levels
+from forwarder.delivery.validation import (
     BAD_STAGE_TIMESTAMP,
     EVENT_LIST_LEVELS,
     MAX_EVENT_LEVELS,
@@ -51,7 +51,8 @@ INVALID_FILES = {
 @pytest.fixture(autouse=True, params=["orjson", "stdlib"])
 def json_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every test runs with the fast parser (as deployed) and with the standard library alone."""
-    monkeypatch.setattr(forwarder.validation, "FAST_LOADS", orjson.loads if request.param == "orjson" else None)
+    fast_loads = orjson.loads if request.param == "orjson" else None
+    monkeypatch.setattr(forwarder.delivery.validation, "FAST_LOADS", fast_loads)
     yield request.param
 
 
@@ -437,7 +438,7 @@ def test_a_failure_inside_validation_becomes_a_skip_logged_once(monkeypatch: pyt
     def broken(value: object) -> bool:
         raise TypeError("a bug")
 
-    monkeypatch.setattr(forwarder.validation, "is_rfc3339", broken)
+    monkeypatch.setattr(forwarder.delivery.validation, "is_rfc3339", broken)
     with caplog.at_level(logging.ERROR, logger="forwarder.validation"):
         result = validate(compact(event()), MAX)
     assert (result.ok, result.reason) == (False, VALIDATION_ERROR)
@@ -449,8 +450,8 @@ def test_a_parser_that_gives_up_never_stops_validation(monkeypatch: pytest.Monke
     def exhausted(text: str) -> object:
         raise error()
 
-    monkeypatch.setattr(forwarder.validation, "FAST_LOADS", exhausted)
-    monkeypatch.setattr(forwarder.validation, "_DECODER", SimpleNamespace(decode=exhausted))
+    monkeypatch.setattr(forwarder.delivery.validation, "FAST_LOADS", exhausted)
+    monkeypatch.setattr(forwarder.delivery.validation, "_DECODER", SimpleNamespace(decode=exhausted))
     result = validate(compact(event()), MAX)
     assert not result.ok and result.reason in (NOT_JSON, VALIDATION_ERROR)
 

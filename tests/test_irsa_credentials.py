@@ -42,7 +42,7 @@ from support.moto_server import (  # noqa: F401 - pytest fixtures
     put_events,
 )
 
-from components.audit_forwarder import AuditForwarder, AuditForwarderArgs
+from components.forwarding.audit_forwarder import AuditForwarder, AuditForwarderArgs
 
 LOG_GROUP = "/aws/eks/falco-lab/cluster"
 FALCO_LABELS = {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "falco-k8saudit"}

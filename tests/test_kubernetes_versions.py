@@ -7,14 +7,14 @@ from datetime import date, timedelta
 import pytest
 
 from components.cluster import DEFAULT_KUBERNETES_VERSION
-from components.errors import ConfigError
-from components.kubernetes_versions import (
+from components.cluster.kubernetes_versions import (
     CALENDAR_RECORDED_ON,
     EKS_CALENDAR,
     OfferedVersion,
     check_calendar,
     check_offered_by_eks,
 )
+from components.errors import ConfigError
 
 OFFERED = [
     OfferedVersion("1.34", "STANDARD_SUPPORT", "2026-12-02T00:00:00Z"),

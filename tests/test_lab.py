@@ -14,8 +14,8 @@ from pulumi_mocks import OIDC_PROVIDER_ARN, Recorded, is_secret, resolve, run_pr
 
 from components import AuditedCluster, AuditedClusterSettings, AuditForwarder, AuditForwarderArgs, Falco, FalcoSettings
 from components.args import AuditSource, ForwarderBuild
-from components.audit_stream import KinesisSettings
 from components.errors import ConfigError
+from components.forwarding.audit_stream import KinesisSettings
 from components.lab import FalcoEksLab, FalcoEksLabArgs
 
 LAB = "falco-eks:index:FalcoEksLab"

@@ -1,7 +1,7 @@
 """The schema the component package serves follows the rules that make it read well from every language.
 
-Each rule reads the whole served schema (components/package.py, built as the plugin builds it), so a field added
-later is held to it too: descriptions in the schema's own camelCase names, "unset" rather than None, Python only
+Each rule reads the whole served schema (components/package/__init__.py, built as the plugin builds it), so a field
+added later is held to it too: descriptions in the schema's own camelCase names, "unset" rather than None, Python only
 where the text is about Python (the forwarder's Python image), prose paragraphs (no indented blocks), no Python
 constant or source file named, no dataclass repr as a description; secret outputs marked secret; object type
 names that collide with nothing Pulumi's code generators make; lists a caller may take from another resource

@@ -67,6 +67,29 @@ def test_wheel_installs_one_top_level_package_of_its_own(wheel: Path) -> None:
     for shipped in ("forwarder/Dockerfile", "forwarder/requirements.txt", "forwarder/__main__.py",
                     "components/__init__.py", "workshop/__main__.py"):
         assert f"{IMPORT_NAME}/{shipped}" in names, shipped
+    # Every module, in every subpackage.
+    sources = {
+        f"{IMPORT_NAME}/{path.relative_to(ROOT).as_posix()}"
+        for folder in ("components", "forwarder", "workshop")
+        for path in (ROOT / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert sources - set(names) == set()
+
+
+def test_every_subpackage_is_listed_for_the_wheel() -> None:
+    """setuptools ships only the packages pyproject.toml lists: a new folder left out would be missing installed."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(project["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join((IMPORT_NAME, *init.parent.relative_to(ROOT).parts))
+        for folder in ("components", "forwarder", "workshop")
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert on_disk - listed == set()
+    assert listed - on_disk == {IMPORT_NAME}
 
 
 def test_install_requirements_are_ranges_not_pins(wheel: Path) -> None:
@@ -125,7 +148,13 @@ COMPANY_PROGRAM = textwrap.dedent(
     from falco_eks.components import COMPONENTS
     schema = json.loads(ComponentProvider(list(COMPONENTS), "falco-eks", None, "0.0.0").schema)
     lab_inputs = schema["resources"]["falco-eks:index:FalcoEksLab"]["inputProperties"]
+
+    # What the source mode ships and the Docker build's context: the installed forwarder, subpackages and all.
+    from falco_eks.components.forwarding.source import bundled_forwarder_dir, load_forwarder_source
+    shipped = load_forwarder_source(bundled_forwarder_dir())
     print(json.dumps({
+        "forwarder_dir": str(shipped.directory),
+        "forwarder_files": [item.relative_path for item in shipped.files],
         "schema_resources": sorted(schema["resources"]),
         "lab_input_descriptions": all(p.get("description") for p in lab_inputs.values()),
         "falco_eks": __import__("falco_eks").__file__,
@@ -171,6 +200,10 @@ def test_installed_package_builds_a_lab_beside_a_company_components_package(whee
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["falco_eks"].startswith(str(site)), "falco_eks came from the installed wheel"
     assert result["components"] == str(company / "components" / "__init__.py")
+    assert result["forwarder_dir"] == str(site / IMPORT_NAME / "forwarder")
+    assert {"__main__.py", "requirements.txt", "sources/cloudwatch.py", "checkpoint/store.py"} <= set(
+        result["forwarder_files"]
+    )
     for typ in ("falco-eks:index:FalcoEksLab", "falco-eks:index:AuditedCluster", "falco-eks:index:Falco",
                 "falco-eks:index:AuditForwarder", "eks:index:Cluster", "kubernetes:helm.sh/v3:Release"):
         assert typ in result["types"], typ

@@ -36,10 +36,10 @@ from support.threat_scenarios import (
     verdict_table,
 )
 
-import components.k8saudit_upstream as upstream
-from components.falco_rules import rules_files
-from components.rules import RULES, hostile_sources_file, source_match
-from components.rules.guardduty import FINDING_TYPES
+import components.falco.k8saudit_upstream as upstream
+from components.falco.rules import RULES, hostile_sources_file, source_match
+from components.falco.rules.guardduty import FINDING_TYPES
+from components.falco.upstream_changes import rules_files
 
 LAB_RULES = frozenset(rule.name for rule in RULES)
 TABLE = verdict_table()
@@ -148,7 +148,7 @@ def _workshop(audit: str, alerts: str) -> tuple[Counter[tuple[str, ...]], Counte
 
 
 def test_the_workshops_promised_alerts_are_still_exactly_what_the_real_falco_wrote() -> None:
-    from components.falco_rules import UPSTREAM_CHANGES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
     now, then = _workshop("kube-apiserver-1.36-workshop-audit.jsonl", "falco-0.44.1-alerts-shipped-settings.jsonl")
@@ -169,7 +169,7 @@ def test_the_workshops_promised_alerts_are_still_exactly_what_the_real_falco_wro
 
 
 def test_other_identities_are_still_reported_and_eks_own_components_spared() -> None:
-    from components.falco_rules import UPSTREAM_CHANGES
+    from components.falco.upstream_changes import UPSTREAM_CHANGES
 
     switched_off = {change.rule for change in UPSTREAM_CHANGES if not change.enabled}
     now, then = _workshop(

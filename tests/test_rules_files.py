@@ -1,6 +1,6 @@
 """The lab's generated rules files are files Falco 0.44.1 loads: schema, load order, with and without upstream.
 
-What the chart puts in rules.d (components/falco_rules.rules_files) and what the Falco component puts in the
+What the chart puts in rules.d (components/falco/upstream_changes.rules_files) and what the Falco component puts in the
 hostile-sources ConfigMap load in the evaluator, which refuses what Falco refuses, and conform to Falco's rules
 schema (support.falco_rules_schema). With ``FALCO_PLUGINS_REPO`` set, the same files load after the pinned
 upstream file as the audit Falco loads them; without it, the lab's own file loads alone (it needs nothing else).
@@ -18,10 +18,10 @@ from support.falco_rules_schema import schema_warnings
 from support.k8s_requests import DEVELOPER, container, create, pod_spec, workload
 from support.lab_engine import HOSTILE_EXAMPLE, alerts
 
-import components.k8saudit_upstream as upstream
+import components.falco.k8saudit_upstream as upstream
 from components.falco import AUDIT_RULES_FILES, HOSTILE_SOURCES_DIR
-from components.falco_rules import RULES_FILE_NAME, UPSTREAM_CHANGES, rules_files
-from components.rules import DETECTION_FILE_NAME, RULES, hostile_sources_file, source_match
+from components.falco.rules import DETECTION_FILE_NAME, RULES, hostile_sources_file, source_match
+from components.falco.upstream_changes import RULES_FILE_NAME, UPSTREAM_CHANGES, rules_files
 
 ADMINS = ("arn:aws:iam::111122223333:role/WorkshopAdmin", "alice")
 ALLOWED = ("arn:aws:iam::111122223333:role/CICDDeployRole", "arn:aws:iam::111122223333:user/dev")
@@ -130,8 +130,9 @@ def test_the_files_are_the_same_text_in_every_run_so_a_preview_shows_no_change()
     from pathlib import Path
 
     program = (
-        "from components.falco_rules import rules_files; from components.rules import hostile_sources_file, "
-        "source_match; files = rules_files(('alice',), ('bob',), True); "
+        "from components.falco.upstream_changes import rules_files; "
+        "from components.falco.rules import hostile_sources_file, source_match; "
+        "files = rules_files(('alice',), ('bob',), True); "
         "print(''.join(files.values()) + hostile_sources_file(source_match(('10.0.0.0/20', '192.0.2.1'), 'x')))"
     )
     root = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Identity and access rules (components/rules/identity.py, access.py) on requests the tests write:
+"""Identity and access rules (components/falco/rules/identity.py, access.py) on requests the tests write:
 impersonation, minted tokens, default service accounts, certificate approvals, aws-auth, permission probing,
 exec, port-forward, debug containers, anonymous requests and secrets read across the cluster."""
 

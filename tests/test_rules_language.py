@@ -1,4 +1,5 @@
-"""The typed rule builder (components/rules/language.py, document.py): what cannot load in Falco cannot be built."""
+"""The typed rule builder (components/falco/rules/language.py, document.py): what cannot load in Falco cannot be
+built."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import pytest
 import yaml
 from support.falco_engine import FalcoEngine, RulesLoadError, Settings
 
-from components import falco_fields
-from components.rules import RULES, detection_rules, guardduty
-from components.rules.document import problems, render
-from components.rules.language import (
+from components.falco import fields as falco_fields
+from components.falco.rules import RULES, detection_rules, guardduty
+from components.falco.rules.document import problems, render
+from components.falco.rules.language import (
     Expr,
     FalcoList,
     Macro,

@@ -1,4 +1,4 @@
-"""RBAC and exposure rules (components/rules/rbac.py, exposure.py) on requests the tests write: bindings, roles,
+"""RBAC and exposure rules (components/falco/rules/rbac.py, exposure.py) on requests the tests write: bindings, roles,
 published dashboards and admission webhooks, with their look-alikes and EKS's own machinery."""
 
 from __future__ import annotations

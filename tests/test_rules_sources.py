@@ -1,5 +1,5 @@
-"""Hostile source addresses: the operator's list turned into Falco text matches (components/rules/addresses.py),
-and the rule that uses them (components/rules/sources.py) on requests the tests write."""
+"""Hostile source addresses: the operator's list turned into Falco text matches (components/falco/rules/addresses.py),
+and the rule that uses them (components/falco/rules/sources.py) on requests the tests write."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from support.lab_engine import fired as lab_fired
 from support.lab_engine import lab_engine
 
 from components.errors import ConfigError
-from components.rules.addresses import MAX_PREFIXES, MAX_TERMS_PER_ENTRY, go_ip_string, source_match
-from components.rules.sources import MAX_SOURCE_ADDRESSES
+from components.falco.rules.addresses import MAX_PREFIXES, MAX_TERMS_PER_ENTRY, go_ip_string, source_match
+from components.falco.rules.sources import MAX_SOURCE_ADDRESSES
 
 SETTING = "hostile_source_addresses"
 HOSTILE = "Request From Hostile Source Address"

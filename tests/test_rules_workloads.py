@@ -1,4 +1,5 @@
-"""The workload rules (components/rules/workloads.py) on pod specs the tests write, in every kind that carries one.
+"""The workload rules (components/falco/rules/workloads.py) on pod specs the tests write, in every kind that carries
+one.
 
 Every kind (a pod, a Deployment, DaemonSet, StatefulSet, ReplicaSet, Job, CronJob, ReplicationController), every
 place a container sits (containers, initContainers, an ephemeral container), other names, namespaces and

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.alert_outputs import (
+from components.alerts.outputs import (
     AlertOutputs,
     ChatAlerts,
     LogGroupAlerts,
@@ -31,11 +31,11 @@ from components.alert_outputs import (
     SnsAlerts,
     WebhookAlerts,
 )
+from components.alerts.sidekick_config import output_config_values
+from components.alerts.sidekick_network import REDIS_PORT, SIDEKICK_PORT, UI_PORT, sidekick_pod_labels
+from components.alerts.sidekick_upstream import CHART_ENV, CHART_VERSION, READ_ENV, SDK_ENV, VERSION
 from components.falco import CHART_RELEASES, FalcoNames, FalcoSettings, release_values
-from components.falco_rules import rules_files
-from components.sidekick_config import output_config_values
-from components.sidekick_network import REDIS_PORT, SIDEKICK_PORT, UI_PORT, sidekick_pod_labels
-from components.sidekick_upstream import CHART_ENV, CHART_VERSION, READ_ENV, SDK_ENV, VERSION
+from components.falco.upstream_changes import rules_files
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"

@@ -12,8 +12,8 @@ import yaml
 from pulumi_mocks import run_program
 
 from components.cluster import AuditedClusterSettings
+from components.cluster.kubernetes_versions import OfferedVersion
 from components.errors import ConfigError
-from components.kubernetes_versions import OfferedVersion
 from components.lab import FalcoEksLabArgs
 from components.stack_config import (
     SETTINGS,

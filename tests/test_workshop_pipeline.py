@@ -33,10 +33,10 @@ from support.falco_receiver import FalcoReceiver
 from support.falco_snapshots import Request, delivered_by, deliveries, log_text, snapshots
 from support.loopback_http import LoopbackServer, QuietHandler
 
-from components.audit_forwarder import LEASE_SUFFIX, AuditForwarderArgs
 from components.falco import METRICS_PORT, FalcoSettings, chart_fullname
-from forwarder.batching import Batch
-from forwarder.delivery import FalcoClient
+from components.forwarding.audit_forwarder import LEASE_SUFFIX, AuditForwarderArgs
+from forwarder.delivery.batching import Batch
+from forwarder.delivery.sender import FalcoClient
 from forwarder.metrics import DeliveryHistory, Health, Metrics, serve
 from workshop import pipeline
 from workshop.cli import main

@@ -14,7 +14,7 @@ forwarder's replica is the one holding its Lease, the other waits on standby):
 - Falco's audit instance: its Prometheus /metrics (alerts per source, dropped outputs). Falco 0.44
   exports no per-source event counter for plugin sources there (falcosecurity/falco#3584), so the
   evaluated count is read from the newest "Falco internal: metrics snapshot" of the k8s_audit
-  source in the pod's log (`falco.num_evts`, at most once a minute; components/falco.py).
+  source in the pod's log (`falco.num_evts`, at most once a minute; components/falco/__init__.py).
 
 How a snapshot counts (seen on a real Falco 0.44.1, shared/corpus/real-falco/, and in Falco's
 process_events.cpp and stats_writer.cpp): its timer ticks every interval, and the snapshot is written
@@ -46,7 +46,7 @@ from typing import TextIO
 
 from .kubectl import Kubectl, WorkshopError
 
-# Defaults of components/falco.py (FalcoArgs, the chart) and components/audit_forwarder.py.
+# Defaults of components/falco/__init__.py (FalcoArgs, the chart) and components/forwarding/audit_forwarder.py.
 FALCO_NAMESPACE = "falco"
 AUDIT_RELEASE = "falco-k8saudit"
 FALCO_METRICS_PORT = 8765

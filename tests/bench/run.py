@@ -513,7 +513,7 @@ def cpu_seconds(pid: int) -> float:
 def phase_schedule(args: argparse.Namespace) -> dict[str, float]:
     from support.schedule_sim import simulate
 
-    from forwarder.schedule import build_stages, full_reread_limit
+    from forwarder.sources.schedule import build_stages, full_reread_limit
 
     loads, delays = (1, 50, 200, 400), (5, 30, 90, 300)
     say("[schedule] latency from timestamp to delivery, simulated (real schedule, default settings): "
@@ -644,8 +644,8 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
 def phase_checkpoint(workdir: Path) -> dict[str, float]:
     from fwd_fakes import AuditedCluster, FakeClock, Harness, steady_load
 
-    from forwarder.checkpoint_policy import Checkpointer
-    from forwarder.ledger import Ledger
+    from forwarder.checkpoint.ledger import Ledger
+    from forwarder.checkpoint.policy import Checkpointer
     from forwarder.metrics import Metrics
     from forwarder.model import LogEvent
 
@@ -705,7 +705,14 @@ CATCH_UP_CHUNK_EVENTS = 50_000  # schedule.CHUNK_TARGET_EVENTS: the final stage 
 def lookback_cost(rate: float, event_bytes: int, seconds: float, cap: float) -> tuple[int, float, float]:
     """Reading ``seconds`` of ``rate`` events/s back once, computed from the paging rules: (FilterLogEvents calls,
     calls/s the live stages leave over at the cap ``cap``, seconds it takes; inf when none is left over)."""
-    from forwarder.schedule import PAGE_BYTES, PAGE_EVENTS, UTILISATION, affordable_stages, build_stages, stage_cost
+    from forwarder.sources.schedule import (
+        PAGE_BYTES,
+        PAGE_EVENTS,
+        UTILISATION,
+        affordable_stages,
+        build_stages,
+        stage_cost,
+    )
 
     events = rate * seconds
     size = events * (event_bytes + 26)

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs
 
 from support.loopback_http import LoopbackServer, QuietHandler
 
-from forwarder.checkpoint import hashes_names
+from forwarder.checkpoint.store import hashes_names
 
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
 STACK_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/part-of": "falco-eks-lab"}

@@ -1,7 +1,7 @@
 """The lab's own rules under the evaluator, as the rule tests load them (no upstream file needed).
 
 Loads what the audit Falco loads after the upstream rules, minus the changes to upstream: the lab's own
-rules file (components/rules) and the hostile-sources file the Falco component puts in its ConfigMap,
+rules file (components/falco/rules) and the hostile-sources file the Falco component puts in its ConfigMap,
 with the settings of the lab: rule_matching all, every priority.
 """
 
@@ -12,8 +12,8 @@ from functools import cache
 from support.falco_engine import Alert, FalcoEngine, Settings
 from support.k8s_requests import Request
 
-from components.falco_rules import admin_matchers
-from components.rules import detection_rules, hostile_sources_file, source_match
+from components.falco.rules import detection_rules, hostile_sources_file, source_match
+from components.falco.upstream_changes import admin_matchers
 
 ADMIN_ROLE_ARN = "arn:aws:iam::111122223333:role/WorkshopAdmin"
 HOSTILE_EXAMPLE = ("185.220.101.34", "198.51.100.0/24", "2001:db8:beef::/48")

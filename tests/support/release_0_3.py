@@ -1,5 +1,5 @@
 """What a forwarder of release 0.3.0 (commit 80c1367) left in the cluster, written the way it wrote it, for the tests
-of an upgrade from it (forwarder/upgrade.py).
+of an upgrade from it (forwarder/replicas/upgrade.py).
 
 A 0.3 forwarder created its objects itself, in its namespace: ConfigMap NAME (key ``positions.json``: the
 positions), ConfigMap NAME-hashes (binary key ``hashes.bin``: every remembered hash in one part) and the Lease its
@@ -27,8 +27,8 @@ from typing import Any
 
 from support.kube_api import FakeKubeApi
 
-from forwarder.checkpoint import Saved
-from forwarder.checkpoint_codec import Checkpoint, Positions, Remembered
+from forwarder.checkpoint.codec import Checkpoint, Positions, Remembered
+from forwarder.checkpoint.store import Saved
 
 COMMIT = "80c13676c41ffc8e840727994fa38698a53a5480"
 """Release 0.3.0."""

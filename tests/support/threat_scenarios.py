@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import yaml
 
-import components.k8saudit_upstream as upstream
-from components.falco_rules import rules_files
-from components.rules import DETECTION_FILE_NAME, hostile_sources_file, source_match
+import components.falco.k8saudit_upstream as upstream
+from components.falco.rules import DETECTION_FILE_NAME, hostile_sources_file, source_match
+from components.falco.upstream_changes import rules_files
 
 from .audit_events import shared_corpus_file
 from .falco_engine import Alert, FalcoEngine, Settings

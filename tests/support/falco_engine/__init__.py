@@ -22,7 +22,7 @@ Modules, in the order data flows: ``event`` (what the webhook keeps of an event)
 (fastjson, as the plugins parse it), ``k8saudit`` and ``fields`` (field extraction),
 ``condition`` (the filter grammar), ``operators`` and ``compiler`` (checks), ``loader`` (rules
 files: lists, macros, overrides, exceptions), ``output`` (formats), ``engine`` (rule matching and
-alerts). The field catalog is components/falco_fields.py.
+alerts). The field catalog is components/falco/fields.py.
 """
 
 from .engine import PINNED_PLUGINS, Alert, FalcoEngine, Settings

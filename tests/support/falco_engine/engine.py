@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from components import falco_fields
+from components.falco import fields as falco_fields
 
 from .errors import UnsupportedError
 from .event import DEFAULT_MAX_EVENT_SIZE, AuditEvent

@@ -16,7 +16,7 @@ import calendar
 import re
 from typing import Final
 
-from forwarder.jsontext import FASTJSON_MAX_DEPTH, deeper_than
+from forwarder.delivery.jsontext import FASTJSON_MAX_DEPTH, deeper_than
 
 from . import jsonvalue as jv
 from .errors import EventRejectedError, UnsupportedError

@@ -1,7 +1,7 @@
 """Fields of the ``k8s_audit`` source: resolving a name as libsinsp does, and extracting its value.
 
 Names resolve against three providers in Falco's order: libsinsp's generic ``evt.*`` fields, then
-the k8saudit and json plugins (the catalog in components/falco_fields.py). As in libsinsp 0.25.4
+the k8saudit and json plugins (the catalog in components/falco/fields.py). As in libsinsp 0.25.4
 (``filter_check_list::new_filter_check_from_fldname``, ``plugin_filtercheck.cpp``), a provider claims
 the longest of its names that starts the text; the claim must then cover the whole text, argument
 included, or the field does not exist. The argument is cut at the first ``]``, the whole text at the
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from components import falco_fields
-from components.falco_fields import FieldSpec
+from components.falco import fields as falco_fields
+from components.falco.fields import FieldSpec
 
 from . import jsonvalue as jv
 from . import k8saudit

@@ -14,7 +14,7 @@ failed extraction like a missing one. A list field that extracts no element has 
   ``.privileged`` and most others skip such containers.
 - ``ka.req.service.ports`` is one element: the whole ``ports`` array as JSON.
 - ``ka.sourceips`` reads ``requestObject.rules[].sourceIPs``, and ``eff_run_as_user/group`` read
-  paths Kubernetes never writes (see components.falco_fields.CAVEATS).
+  paths Kubernetes never writes (see components.falco.fields.CAVEATS).
 - ``ka.uri.param`` is missing when Go's ``url.ParseQuery`` reports any error for the query,
   e.g. a raw ``;`` anywhere in it (Go 1.17+).
 """
