@@ -11,10 +11,11 @@ import warnings
 from typing import Any
 
 RENAMED: dict[str, tuple[str, str]] = {
-    "FalcoArgs": ("components.falco", "FalcoSettings"),
-    "AuditedClusterArgs": ("components.cluster", "AuditedClusterSettings"),
+    "FalcoArgs": (".falco", "FalcoSettings"),
+    "AuditedClusterArgs": (".cluster", "AuditedClusterSettings"),
 }
-"""Old name -> (module, new name)."""
+"""Old name -> (module, relative to this package, so the installed `falco_eks.components` finds its own; new
+name)."""
 
 
 def renamed(module: str, name: str) -> Any:
@@ -24,4 +25,4 @@ def renamed(module: str, name: str) -> Any:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     home, new = RENAMED[name]
     warnings.warn(f"{name} is deprecated since 0.4.0; use {new}, the same class", DeprecationWarning, stacklevel=3)
-    return getattr(importlib.import_module(home, package=None), new)
+    return getattr(importlib.import_module(home, package=__package__), new)

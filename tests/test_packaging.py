@@ -140,6 +140,17 @@ COMPANY_PROGRAM = textwrap.dedent(
     mocks = importlib.util.module_from_spec(spec)
     sys.modules["pulumi_mocks"] = mocks
     spec.loader.exec_module(mocks)
+    # The deprecated names resolve to the installed classes, not to anything in the company's `components`.
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from falco_eks.components import FalcoArgs
+        from falco_eks.components.cluster import AuditedClusterArgs
+    from falco_eks.components.falco import FalcoSettings
+    assert FalcoArgs is FalcoSettings and AuditedClusterArgs is AuditedClusterSettings
+    ours = {(w.category, str(w.message).split()[0]) for w in caught if "deprecated since 0.4.0" in str(w.message)}
+    assert ours == {(DeprecationWarning, "FalcoArgs"), (DeprecationWarning, "AuditedClusterArgs")}, ours
+
     args = FalcoEksLabArgs(cluster=AuditedClusterSettings(cluster_name="company-lab"))
     recorded = mocks.run_program(lambda: FalcoEksLab("lab", args))
 
