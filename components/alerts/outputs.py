@@ -26,6 +26,7 @@ import pulumi
 from ..args import check_whole_number, schema_args
 from ..cluster import CLOUDWATCH_RETENTION_DAYS, check_kms_key_arn
 from ..errors import ConfigError
+from ..names import is_data_key, is_dns_subdomain
 from .sidekick_upstream import PRIORITIES
 
 CREATE = "create"
@@ -57,8 +58,6 @@ class AlertPriority(StrEnum):
 
 # Kubernetes names (apimachinery validation): a Secret's name is a DNS subdomain, a data key is
 # [-._a-zA-Z0-9]+; both at most 253 characters.
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # SNS: arn:<partition>:sns:<region>:<account>:<name>, the name 1-256 letters, digits, '-' or '_' (.fifo for FIFO).
 _TOPIC_ARN = re.compile(r"^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$")
 # CloudWatch Logs group names: 1-512 of letters, digits, '_', '-', '/', '.', '#'.
@@ -85,13 +84,13 @@ def check_priority(setting: str, value: object) -> AlertPriority:
 
 def check_secret_ref(name_setting: str, name: object, key_setting: str, key: object) -> None:
     """Refuse a Secret name or key that Kubernetes would refuse."""
-    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+    if not is_dns_subdomain(name):
         raise ConfigError(
             name_setting,
             f"{name!r} is not a Kubernetes Secret name (lower-case letters, digits, '-' and '.', at most 253 "
             "characters)",
         )
-    if not isinstance(key, str) or len(key) > 253 or not _SECRET_KEY.match(key):
+    if not is_data_key(key):
         raise ConfigError(key_setting, f"{key!r} is not a Kubernetes Secret key (letters, digits, '-', '_' and '.')")
 
 

@@ -58,6 +58,7 @@ from ..alerts.sidekick_upstream import VERSION as SIDEKICK_VERSION
 from ..args import check_whole_number, from_inputs, schema_args
 from ..cluster import check_role_arn
 from ..errors import ConfigError
+from ..names import is_dns_label
 from ..renamed import renamed
 from . import k8saudit_upstream
 from .helm_values import check_overrides, deep_merge
@@ -188,7 +189,6 @@ REDIS_RESOURCES = _resources("50m", "128Mi", "500m", "512Mi")
 UI_USER_SECRET_KEY = "FALCOSIDEKICK_UI_USER"  # noqa: S105 (a key name)
 """The key the Falcosidekick UI reads its "<login>:<password>" from (chart templates/secrets-ui.yaml)."""
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LOGIN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Hardening for containers that need no privilege: falcoctl, Falcosidekick and its UI.
@@ -370,7 +370,7 @@ class FalcoSettings:
     """How long Helm waits for each release's pods to become ready."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
+        if not is_dns_label(self.namespace):
             raise ConfigError("namespace", f"{self.namespace!r} is not a valid Kubernetes namespace name")
         chart_release(self.chart_version, "chart_version")  # raises ConfigError naming the field
         check_chart_source("chart_repository", self.chart_repository)
@@ -400,7 +400,7 @@ class FalcoSettings:
         for setting in ("syscall_release_name", "audit_release_name"):
             value = getattr(self, setting)
             # Helm release names: DNS labels of at most 53 characters.
-            if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 53:
+            if not is_dns_label(value, most=53):
                 raise ConfigError(setting, f"{value!r} is not a valid Helm release name (DNS label, at most 53 chars)")
         if self.syscall_release_name == self.audit_release_name:
             raise ConfigError("audit_release_name", "must differ from syscall_release_name")

@@ -41,6 +41,7 @@ import pulumi_kubernetes as k8s
 from ..args import Architecture, ForwarderBuild, check_whole_number, from_inputs, schema_args
 from ..cluster import check_kms_key_arn
 from ..errors import ConfigError
+from ..names import is_dns_label, is_dns_subdomain, is_label_key, is_label_value, is_region
 from .iam import irsa_trust_policy, log_reader_policy, stream_reader_policy
 from .image import build_forwarder_image
 from .source import bundled_forwarder_dir, load_forwarder_source
@@ -94,17 +95,12 @@ def previous_configmap_names(checkpoint_configmap_name: str) -> list[str]:
     return [checkpoint_configmap_name, checkpoint_configmap_name + PREVIOUS_HASHES_SUFFIX]
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|k|M|G)?$")
 _STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[A-Za-z0-9_.-]{1,128}$")
 
 
 def _check_dns_label(setting: str, value: object) -> None:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+    if not is_dns_label(value):
         raise ConfigError(setting, f"must be a DNS-1123 label (a-z, 0-9, '-', at most 63), got {value!r}")
 
 
@@ -116,9 +112,7 @@ def _check_port(setting: str, value: object) -> None:
 def _check_label_key(setting: str, key: object) -> None:
     if not isinstance(key, str) or not key:
         raise ConfigError(setting, f"label key must be a non-empty string, got {key!r}")
-    prefix, _, name = key.rpartition("/")
-    bad_prefix = bool(prefix) and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))
-    if bad_prefix or len(name) > 63 or not _LABEL_NAME.match(name):
+    if not is_label_key(key):
         raise ConfigError(setting, f"{key!r} is not a valid Kubernetes label key")
 
 
@@ -229,7 +223,7 @@ class AuditForwarderArgs:
             not arn.startswith("arn:") or ":oidc-provider/" not in arn
         ):
             raise ConfigError("oidc_provider_arn", f"must be an IAM OIDC provider ARN, got {arn!r}")
-        if (region := _plain(self.region)) is not None and not _REGION.match(region):
+        if (region := _plain(self.region)) is not None and not is_region(region):
             raise ConfigError("region", f"must be an AWS region such as us-west-2, got {region!r}")
         if (url := _plain(self.falco_url)) is not None and not url.startswith(("http://", "https://")):
             raise ConfigError("falco_url", f"must be an http:// or https:// URL, got {url!r}")
@@ -241,7 +235,7 @@ class AuditForwarderArgs:
             raise ConfigError("falco_pod_labels", "must name at least one label of the Falco audit pods")
         for key, value in self.falco_pod_labels.items():
             _check_label_key("falco_pod_labels", key)
-            if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            if not is_label_value(value):
                 raise ConfigError("falco_pod_labels", f"value of {key!r} is not a valid label value: {value!r}")
         _check_port("falco_port", self.falco_port)
         check_whole_number("replicas", self.replicas, 1, MAX_REPLICAS)
@@ -267,7 +261,7 @@ class AuditForwarderArgs:
             _check_dns_label(setting, getattr(self, setting))
         name = self.checkpoint_configmap_name
         longest = len(PREVIOUS_HASHES_SUFFIX)
-        if not isinstance(name, str) or len(name) + longest > 253 or not _DNS_SUBDOMAIN.match(name):
+        if not is_dns_subdomain(name, most=253 - longest):
             raise ConfigError(
                 "checkpoint_configmap_name",
                 f"must be a DNS-1123 subdomain of at most {253 - longest} characters, got {name!r}",
