@@ -57,6 +57,7 @@ from .falco import (
 )
 from .forwarding.audit_stream import MAX_SHARDS, KinesisSettings
 from .lab import FalcoEksLabArgs
+from .names import is_region
 
 REGION_KEY = "aws:region"
 ASSUME_ROLES_KEY = "aws:assumeRoles"
@@ -485,7 +486,6 @@ SETTINGS: tuple[Setting, ...] = _LAB_SETTINGS + ALERT_SETTINGS
 _KEY_OF_FIELD: dict[str, str] = {s.field.rpartition(".")[2]: s.key for s in SETTINGS if s not in ALERT_SETTINGS}
 _KEY_OF_PATH: dict[str, str] = {s.field: s.key for s in SETTINGS}
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
 def default_cluster_name(project: str, stack: str) -> str:
@@ -535,7 +535,8 @@ def read_lab_args(
             if values[path] != unset:
                 raise ConfigError(
                     _KEY_OF_PATH[path],
-                    "takes effect only with auditSource kinesis: `pulumi config set auditSource kinesis`, or remove it",
+                    "takes effect only with auditSource kinesis: `make config KEY=auditSource VALUE=kinesis`, or "
+                    "remove it",
                 )
     for path, unset in unset_kinesis.items():
         if values[path] == unset:
@@ -607,8 +608,12 @@ def stack_region(aws_config: pulumi.Config, environ: Mapping[str, str]) -> str:
     """The region the stack's AWS provider uses: aws:region, else AWS_REGION / AWS_DEFAULT_REGION."""
     region = aws_config.get("region") or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if not region:
-        raise ConfigError(REGION_KEY, "is not set: run `pulumi config set aws:region <region>`, e.g. us-west-2")
-    if not _REGION.match(region):
+        raise ConfigError(
+            REGION_KEY,
+            "is not set: run `make config KEY=aws:region VALUE=<region>` (or `pulumi config set aws:region "
+            "<region>`), e.g. us-west-2",
+        )
+    if not is_region(region):
         raise ConfigError(REGION_KEY, f"{region!r} is not an AWS region such as us-west-2")
     return region
 

@@ -208,7 +208,7 @@ def test_the_audit_source_and_load_settings_are_read_with_their_types():
 def test_a_kinesis_setting_while_polling_is_refused_with_what_to_set(key):
     error = refused({key: {"kinesisShardCount": "2", "kinesisKmsKeyArn": KEY_ARN}[key]})
     assert error.setting == key
-    assert "pulumi config set auditSource kinesis" in str(error)
+    assert "make config KEY=auditSource VALUE=kinesis" in str(error)
 
 
 def test_the_audit_source_setting_says_a_log_group_takes_two_subscription_filters(project):
@@ -319,7 +319,7 @@ def test_bad_kinesis_value_is_refused_with_its_key(key, value):
 def test_missing_region_is_refused_with_how_to_set_it():
     error = refused({"aws:region": ""})
     assert error.setting == "aws:region"
-    assert "pulumi config set aws:region" in str(error)
+    assert "make config KEY=aws:region" in str(error) and "pulumi config set aws:region" in str(error)
 
 
 def test_malformed_region_is_refused():
