@@ -27,7 +27,14 @@ def test_dns_labels(value: object, most: int, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("audit-forwarder.state", True), ("a" * 253, True), ("a" * 254, False), ("a..b", False), ("A", False), ("", False)],
+    [
+        ("audit-forwarder.state", True),
+        ("a" * 253, True),
+        ("a" * 254, False),
+        ("a..b", False),
+        ("A", False),
+        ("", False),
+    ],
 )
 def test_dns_subdomains(value: str, expected: bool) -> None:
     assert is_dns_subdomain(value) is expected
