@@ -770,6 +770,23 @@ def alert_config(args: FalcoSettings, opts: pulumi.InvokeOptions) -> dict[str, A
     )
 
 
+def _release_args(
+    args: FalcoSettings, release_name: str, namespace: pulumi.Input[str], values: pulumi.Input[Mapping[str, Any]]
+) -> k8s.helm.v3.ReleaseArgs:
+    """The two releases differ only in their name and values: same chart, source, namespace and timeout."""
+    return k8s.helm.v3.ReleaseArgs(
+        name=release_name,
+        chart=args.chart,
+        version=args.chart_version,
+        repository_opts=args.repository_opts,
+        namespace=namespace,
+        values=values,
+        timeout=args.release_timeout_seconds,
+        # A failed install leaves nothing behind that would block the next `pulumi up` under the same name.
+        cleanup_on_fail=True,
+    )
+
+
 class Falco(pulumi.ComponentResource):
     """Falco's syscall and audit instances (and Falcosidekick, for its UI or alert outputs) in one namespace."""
 
@@ -854,16 +871,7 @@ class Falco(pulumi.ComponentResource):
 
         syscall = k8s.helm.v3.Release(
             f"{name}-syscall",
-            k8s.helm.v3.ReleaseArgs(
-                name=args.syscall_release_name,
-                chart=args.chart,
-                version=args.chart_version,
-                repository_opts=args.repository_opts,
-                namespace=namespace,
-                values=syscall_release_values,
-                timeout=args.release_timeout_seconds,
-                cleanup_on_fail=True,
-            ),
+            _release_args(args, args.syscall_release_name, namespace, syscall_release_values),
             # The UI pod reads its login from the Secret at start.
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=syscall_depends_on)),
         )
@@ -885,16 +893,7 @@ class Falco(pulumi.ComponentResource):
         )
         audit = k8s.helm.v3.Release(
             f"{name}-audit",
-            k8s.helm.v3.ReleaseArgs(
-                name=args.audit_release_name,
-                chart=args.chart,
-                version=args.chart_version,
-                repository_opts=args.repository_opts,
-                namespace=namespace,
-                values=audit_release_values,
-                timeout=args.release_timeout_seconds,
-                cleanup_on_fail=True,
-            ),
+            _release_args(args, args.audit_release_name, namespace, audit_release_values),
             # The pods mount the ConfigMap (not optional: a pod waits for it rather than start without the list).
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.hostile_sources])),
         )
