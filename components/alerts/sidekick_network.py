@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
-from ..forwarding.workload import labels_selector, namespace_selector
+from ..network_policy import anywhere_egress, dns_egress, labels_selector, tcp_port
 
 SIDEKICK_CHART = "falcosidekick"
 SIDEKICK_PORT = 2801
@@ -31,11 +31,6 @@ UI_PORT = 2802
 REDIS_PORT = 6379
 HTTPS_PORT = 443
 FALCO_CHART = "falco"
-
-_EVERYWHERE = (
-    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0")),
-    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="::/0")),
-)
 
 
 def sidekick_pod_labels(release: str, component: str) -> dict[str, str]:
@@ -55,10 +50,6 @@ class Policy:
     spec: k8s.networking.v1.NetworkPolicySpecArgs
 
 
-def _tcp(port: int) -> k8s.networking.v1.NetworkPolicyPortArgs:
-    return k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port)
-
-
 def sidekick_network_policies(
     release: str, falco_releases: Sequence[str], ui: bool, egress_ports: Sequence[int] = (HTTPS_PORT,)
 ) -> list[Policy]:
@@ -74,28 +65,12 @@ def sidekick_network_policies(
             ),
         ]
     )
-    egress = [
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-            to=[
-                k8s.networking.v1.NetworkPolicyPeerArgs(
-                    namespace_selector=namespace_selector("kube-system"),
-                    pod_selector=labels_selector({"k8s-app": "kube-dns"}),
-                )
-            ],
-            ports=[
-                k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53),
-                k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=53),
-            ],
-        ),
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-            to=list(_EVERYWHERE), ports=[_tcp(port) for port in sorted(set(egress_ports))]
-        ),
-    ]
+    egress = [dns_egress(), anywhere_egress(egress_ports)]
     if ui:
         egress.append(
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(
                 to=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=labels_selector(ui_labels))],
-                ports=[_tcp(UI_PORT)],
+                ports=[tcp_port(UI_PORT)],
             )
         )
     policies = [
@@ -108,7 +83,7 @@ def sidekick_network_policies(
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         # No namespace selector: Falco's pods in this namespace only.
                         from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=falco_pods)],
-                        ports=[_tcp(SIDEKICK_PORT)],
+                        ports=[tcp_port(SIDEKICK_PORT)],
                     )
                 ],
                 egress=egress,
@@ -125,7 +100,7 @@ def sidekick_network_policies(
                     ingress=[
                         k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                             from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=labels_selector(core))],
-                            ports=[_tcp(UI_PORT)],
+                            ports=[tcp_port(UI_PORT)],
                         )
                     ],
                 ),
@@ -138,7 +113,7 @@ def sidekick_network_policies(
                     ingress=[
                         k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                             from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=labels_selector(ui_labels))],
-                            ports=[_tcp(REDIS_PORT)],
+                            ports=[tcp_port(REDIS_PORT)],
                         )
                     ],
                 ),

@@ -42,6 +42,7 @@ from ..args import Architecture, ForwarderBuild, check_whole_number, from_inputs
 from ..cluster import check_kms_key_arn
 from ..errors import ConfigError
 from ..names import is_dns_label, is_dns_subdomain, is_label_key, is_label_value, is_region
+from ..network_policy import labels_selector
 from .iam import irsa_trust_policy, log_reader_policy, stream_reader_policy
 from .image import build_forwarder_image
 from .source import bundled_forwarder_dir, load_forwarder_source
@@ -53,7 +54,6 @@ from .workload import (
     falco_webhook_ingress_spec,
     forwarder_container,
     forwarder_network_spec,
-    labels_selector,
     pip_install_container,
     pod_security_context,
     source_mode_mounts,

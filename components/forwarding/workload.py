@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..network_policy import anywhere_egress, dns_egress, labels_selector, namespace_selector, tcp_port
+
 METRICS_PORT_NAME = "metrics"
 SOURCE_ROOT = "/opt/forwarder"  # PYTHONPATH entry; the package is mounted at <root>/forwarder
 DEPS_DIR = "/opt/deps"  # pip --target of the init container, read-only in the main container
@@ -205,15 +207,6 @@ def spread_over_nodes(labels: Mapping[str, str]) -> list[k8s.core.v1.TopologySpr
     ]
 
 
-def labels_selector(labels: Mapping[str, str]) -> k8s.meta.v1.LabelSelectorArgs:
-    return k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels))
-
-
-def namespace_selector(namespace: pulumi.Input[str]) -> k8s.meta.v1.LabelSelectorArgs:
-    # kubernetes.io/metadata.name is set by the API server on every namespace (Kubernetes >= 1.22).
-    return k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace})
-
-
 def falco_webhook_ingress_spec(
     *,
     falco_pod_labels: Mapping[str, str],
@@ -242,7 +235,7 @@ def falco_webhook_ingress_spec(
                         pod_selector=labels_selector(forwarder_labels),
                     )
                 ],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=falco_port)],
+                ports=[tcp_port(falco_port)],
             )
         ],
     )
@@ -262,29 +255,13 @@ def forwarder_network_spec(
     the Kubernetes API for the checkpoint ConfigMap (the `kubernetes` Service on 443 and, after DNAT, the EKS
     control plane's ENIs, also on 443), and in the source mode pip's downloads from PyPI at pod start.
     """
-    tcp = "TCP"
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=labels_selector(forwarder_labels),
         policy_types=["Ingress", "Egress"],
-        ingress=[
-            # Prometheus scrapes and the kubelet's probes; port-forward enters the pod's netns and needs no rule.
-            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=metrics_port)]
-            )
-        ],
+        # Prometheus scrapes and the kubelet's probes; port-forward enters the pod's netns and needs no rule.
+        ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=[tcp_port(metrics_port)])],
         egress=[
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[
-                    k8s.networking.v1.NetworkPolicyPeerArgs(
-                        namespace_selector=namespace_selector("kube-system"),
-                        pod_selector=labels_selector({"k8s-app": "kube-dns"}),
-                    )
-                ],
-                ports=[
-                    k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53),
-                    k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=53),
-                ],
-            ),
+            dns_egress(),
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(
                 to=[
                     k8s.networking.v1.NetworkPolicyPeerArgs(
@@ -292,14 +269,8 @@ def forwarder_network_spec(
                         pod_selector=labels_selector(falco_pod_labels),
                     )
                 ],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=falco_port)],
+                ports=[tcp_port(falco_port)],
             ),
-            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[
-                    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0")),
-                    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="::/0")),
-                ],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=443)],
-            ),
+            anywhere_egress([443]),
         ],
     )
