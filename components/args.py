@@ -125,12 +125,19 @@ def _takes_outputs(hint: Any) -> bool:
     return any(typing.get_origin(m) is pulumi.Output or isinstance(m, typing.ForwardRef) for m in members)
 
 
-def unknown_setting(key: str, known: Iterable[str]) -> str:
-    """Why `key` is refused, with the nearest known name in the caller's spelling (camelCase or snake_case)."""
+def unknown_setting(key: str, known: Iterable[str], *, ignore_case: bool = False, otherwise: str = "") -> str:
+    """Why `key` is refused, with the nearest known name in the caller's spelling (camelCase or snake_case).
+
+    `ignore_case`: a name that differs only in case (nodeCOUNT, SidekickUi) is a near miss too. `otherwise`: the
+    hint when no name is near (e.g. the names there are)."""
     camel = "_" not in key and key != key.lower()
     names = {(_camel(name) if camel else name): name for name in known}
     close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
-    return f"unknown setting; did you mean {close[0]}?" if close else "unknown setting"
+    if not close and ignore_case:
+        close = [name for name in names if name.lower() == key.lower()]
+    if close:
+        return f"unknown setting; did you mean {close[0]}?"
+    return f"unknown setting; {otherwise}" if otherwise else "unknown setting"
 
 
 def from_inputs(cls: type[A], value: A | Mapping[str, Any]) -> A:

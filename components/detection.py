@@ -42,7 +42,7 @@ from .alerts.destinations import SidekickIdentity, create_alert_destinations, lo
 from .args import Architecture, AuditSource, ForwarderBuild, from_inputs, schema_args
 from .cluster import check_cluster_name, check_role_arn, kubeconfig_document
 from .errors import ConfigError
-from .falco import Falco, FalcoNames, FalcoSettings
+from .falco import Falco, FalcoSettings
 from .falco.mirror import check_image_reference, mirrored
 from .forwarding.audit_forwarder import DEFAULT_SOURCE_MODE_IMAGE, AuditForwarder, AuditForwarderArgs
 from .forwarding.audit_stream import AuditStream, AuditStreamArgs, KinesisSettings
@@ -388,7 +388,7 @@ class FalcoDetection(pulumi.ComponentResource):
             )
             child = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.kubernetes_provider})
 
-        falco_names = FalcoNames(args.falco.namespace, args.falco.syscall_release_name, args.falco.audit_release_name)
+        falco_names = args.falco.names
         destinations = create_alert_destinations(
             name,
             alerts,

@@ -26,6 +26,7 @@ from components.falco.upstream_changes import (
     DISALLOWED_USER_RULE,
     IDENTITY_MACRO,
     LAB_RULE_CHANGES,
+    RULES_FILE_NAME,
     UPSTREAM_CHANGES,
     admin_matcher,
     lab_rules,
@@ -65,7 +66,7 @@ SWITCHED_OFF = frozenset(change.rule for change in UPSTREAM_CHANGES if not chang
 
 
 def test_full_admin_access_is_switched_on_for_every_session_of_the_admin_roles() -> None:
-    items = _items(lab_rules(("arn:aws:iam::123456789012:role/ops/Admin", "arn:aws:iam::123456789012:user/alice")))
+    items = _items(lab_rules())
     assert items["allowed_full_admin_users"] == {
         "macro": "allowed_full_admin_users",
         "condition": "(k8s_audit_never_true)",
@@ -86,14 +87,14 @@ def test_full_admin_access_is_switched_on_for_every_session_of_the_admin_roles()
 
 
 def test_full_admin_access_stays_off_unless_asked_for() -> None:
-    items = _items(lab_rules(RECORDED_ADMINS, admin_access_alerts=False))
+    items = _items(lab_rules(admin_access_alerts=False))
     assert "allowed_full_admin_users" not in items and ADMIN_RULE not in items
     # The admins are still spared by "Disallowed K8s User".
     assert items[DISALLOWED_USER_RULE]["condition"] == f"and not {ALLOWED_USERS_MACRO}"
 
 
 def test_disallowed_k8s_user_allows_the_admins_and_eks_users_by_appending_to_upstream() -> None:
-    items = _items(lab_rules(RECORDED_ADMINS))
+    items = _items(lab_rules())
     # Appended, not replaced: upstream's own lists (allowed_k8s_users, eks_allowed_k8s_users) and
     # non_system_user (nodes, service accounts) still apply.
     assert items[DISALLOWED_USER_RULE] == {
@@ -113,7 +114,7 @@ def test_rules_without_identities_match_no_user() -> None:
     items = _detection_items(())
     assert items[IDENTITY_MACRO]["condition"] == "eks_lab_never"
     assert items["eks_lab_allowed_identities"]["condition"] == "eks_lab_never"
-    assert unknown_references(lab_rules(())) == []
+    assert unknown_references(lab_rules()) == []
 
 
 def test_admin_matcher_kinds() -> None:
@@ -133,8 +134,9 @@ def test_admin_matcher_kinds() -> None:
     [(), RECORDED_ADMINS, ("arn:aws-us-gov:iam::123456789012:role/a/b/Admin", "arn:aws:iam::123456789012:user/x")],
 )
 def test_every_name_the_generated_rules_touch_exists_upstream_or_in_the_file(identities: tuple[str, ...]) -> None:
-    text = lab_rules(identities)
-    assert unknown_references(text, detection_rules()) == []
+    files = rules_files(identities, admin_access_alerts=True)
+    text = files[RULES_FILE_NAME]
+    assert unknown_references(text, files[DETECTION_FILE_NAME]) == []
     refs = references(text)
     changed = {change.rule for change in (*UPSTREAM_CHANGES, *LAB_RULE_CHANGES)}
     assert refs.overridden == {
@@ -176,7 +178,7 @@ def test_every_name_the_generated_rules_touch_exists_upstream_or_in_the_file(ide
     ],
 )
 def test_an_override_that_no_longer_fits_upstream_is_reported(edit: tuple[str, str], reported: str) -> None:
-    text = lab_rules(RECORDED_ADMINS).replace(*edit)
+    text = lab_rules().replace(*edit)
     assert reported in unknown_references(text)
 
 
@@ -184,7 +186,7 @@ def test_a_renamed_upstream_macro_stops_the_rules_before_any_pod_starts(monkeypa
     # As if the pinned upstream file had renamed non_system_user: generating the rules fails.
     monkeypatch.setattr(upstream, "MACROS", upstream.MACROS - {"non_system_user"})
     with pytest.raises(RuntimeError, match="non_system_user"):
-        lab_rules(RECORDED_ADMINS)
+        lab_rules()
 
 
 def test_the_upstream_names_are_the_pinned_version_s_facts() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pulumi
 
 from ..args import check_whole_number, schema_args
-from ..cluster import CLOUDWATCH_RETENTION_DAYS, check_kms_key_arn
+from ..cluster import check_kms_key_arn, check_retention_days
 from ..errors import ConfigError
 from ..names import is_data_key, is_dns_subdomain
 from .sidekick_upstream import PRIORITIES
@@ -170,12 +170,7 @@ class LogGroupAlerts:
                 raise ConfigError("log_group", f"{group!r}: give the log group's name, not its ARN")
             if not _LOG_GROUP_NAME.match(group):
                 raise ConfigError("log_group", f"{group!r} is not a CloudWatch Logs log group name")
-        if isinstance(self.retention_days, bool) or self.retention_days not in CLOUDWATCH_RETENTION_DAYS:
-            raise ConfigError(
-                "retention_days",
-                f"{self.retention_days!r} is not a retention CloudWatch Logs accepts; use one of "
-                + ", ".join(str(d) for d in sorted(CLOUDWATCH_RETENTION_DAYS)),
-            )
+        check_retention_days("retention_days", self.retention_days)
         check_kms_key_arn("kms_key_arn", self.kms_key_arn)
         existing = isinstance(group, str) and group != CREATE
         if existing and (self.kms_key_arn is not None or self.retention_days != DEFAULT_ALERT_LOG_RETENTION_DAYS):

@@ -171,6 +171,16 @@ def same_principal(listed_arn: str, caller_arn: str) -> bool:
     return listed is not None and listed == caller
 
 
+def check_retention_days(setting: str, value: object) -> None:
+    """Refuse a retention CloudWatch Logs does not accept (CLOUDWATCH_RETENTION_DAYS); a bool is not a number."""
+    if isinstance(value, bool) or value not in CLOUDWATCH_RETENTION_DAYS:
+        raise ConfigError(
+            setting,
+            f"{value!r} is not a retention CloudWatch Logs accepts; use one of "
+            + ", ".join(str(d) for d in sorted(CLOUDWATCH_RETENTION_DAYS)),
+        )
+
+
 def check_kms_key_arn(setting: str, arn: object) -> None:
     """Refuse a plain value that is not a KMS key ARN (an alias would not match the key in an IAM policy);
     Outputs are taken as they come."""
@@ -293,12 +303,7 @@ class AuditedClusterSettings:
         if self.max_size < self.node_count:
             raise ConfigError("node_max_count", f"{self.max_size} is smaller than node_count ({self.node_count})")
 
-        if isinstance(self.log_retention_days, bool) or self.log_retention_days not in CLOUDWATCH_RETENTION_DAYS:
-            raise ConfigError(
-                "log_retention_days",
-                f"{self.log_retention_days!r} is not a retention CloudWatch Logs accepts; use one of "
-                + ", ".join(str(d) for d in sorted(CLOUDWATCH_RETENTION_DAYS)),
-            )
+        check_retention_days("log_retention_days", self.log_retention_days)
 
         if isinstance(self.extra_log_types, str):
             raise ConfigError("extra_log_types", "must be a list of log types, not one string")

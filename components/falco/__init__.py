@@ -53,7 +53,7 @@ import pulumi_random as random
 from ..alerts.destinations import look_up_place
 from ..alerts.outputs import CREATE, AlertOutputs, AwsPlace, check_places
 from ..alerts.sidekick_config import output_config_values
-from ..alerts.sidekick_network import HTTPS_PORT, sidekick_network_policies
+from ..alerts.sidekick_network import HTTPS_PORT, SIDEKICK_PORT, UI_PORT, sidekick_network_policies
 from ..alerts.sidekick_upstream import VERSION as SIDEKICK_VERSION
 from ..args import check_whole_number, from_inputs, schema_args
 from ..cluster import check_role_arn
@@ -87,9 +87,6 @@ up after a backlog, not planned load."""
 DEFAULT_AUDIT_EVENTS_PER_SECOND = 1000
 """The design load when nothing else is said: about what one account can poll (FilterLogEvents' quota)."""
 MAX_AUDIT_REPLICAS = 100
-
-SIDEKICK_PORT = 2801
-UI_PORT = 2802
 
 METRICS_PORT = 8765
 """Falco's webserver: /healthz and, with metrics on, Prometheus /metrics."""
@@ -420,6 +417,11 @@ class FalcoSettings:
     def sidekick(self) -> bool:
         """Whether Falcosidekick is installed: for its UI, or for an alert output."""
         return self.sidekick_ui or self.alert_outputs.enabled
+
+    @property
+    def names(self) -> "FalcoNames":
+        """The Kubernetes names the chart will produce for these settings."""
+        return FalcoNames(self.namespace, self.syscall_release_name, self.audit_release_name)
 
     @property
     def audit_replica_count(self) -> int:
@@ -810,7 +812,7 @@ class Falco(pulumi.ComponentResource):
     def __init__(self, name: str, args: FalcoSettings, opts: pulumi.ResourceOptions | None = None) -> None:
         args = from_inputs(FalcoSettings, args)
         super().__init__("falco-eks:index:Falco", name, None, opts)
-        names = FalcoNames(args.namespace, args.syscall_release_name, args.audit_release_name)
+        names = args.names
         # Checked before the first child: a refusal leaves nothing behind.
         sidekick_config = alert_config(args, pulumi.InvokeOptions(parent=self)) if args.sidekick else None
         rules = rules_files(args.admin_identities, args.allowed_identities, args.admin_access_alerts)

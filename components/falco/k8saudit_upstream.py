@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import fields as falco_fields
 
-VERSION = "0.16.1"
+VERSION = falco_fields.K8SAUDIT_VERSION
 """Version of the k8saudit plugin and k8saudit-rules artifacts (falcoctl refs ``k8saudit:0.16.1``, ...)."""
 
 

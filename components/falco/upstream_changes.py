@@ -265,15 +265,13 @@ LAB_RULE_CHANGES: tuple[UpstreamChange, ...] = (
 )
 
 
-def lab_rules(identities: Iterable[str], allowed: Iterable[str] = (), admin_access_alerts: bool = True) -> str:
-    """The lab's changes to the upstream k8saudit rules (YAML text), with `identities` as the lab's admins.
+def lab_rules(admin_access_alerts: bool = True) -> str:
+    """The lab's changes to the upstream k8saudit rules (YAML text).
 
     Load it after k8s_audit_rules.yaml and after the lab's own rules (rules.DETECTION_FILE_NAME), whose
     macros it uses (the chart's rules_files order and the files' names do that). `admin_access_alerts`
     turns upstream's "Full K8s Administrative Access" on for the admin identities.
     """
-    admin_matchers(identities)  # refuse what cannot be matched, naming admin_identities
-    admin_matchers(allowed, "allowed_identities")
     documents: list[dict[str, object]] = []
     if admin_access_alerts:
         documents += [
@@ -326,7 +324,7 @@ def rules_files(
     admins = admin_matchers(admin_identities)
     allowed = admin_matchers(allowed_identities, "allowed_identities")
     detection = detection_rules([(m.value, m.prefix) for m in admins], [(m.value, m.prefix) for m in allowed])
-    overrides = lab_rules(admin_identities, allowed_identities, admin_access_alerts)
+    overrides = lab_rules(admin_access_alerts)
     return {DETECTION_FILE_NAME: detection, RULES_FILE_NAME: overrides}
 
 

@@ -15,7 +15,6 @@ component when they resolve, or not at all.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 
 import pulumi
 from pulumi.output import Unknown
+
+from ..args import unknown_setting
 
 ANY = "pulumi.json#/Any"
 
@@ -181,12 +182,9 @@ class _Checker:
         for key in value:
             if key in properties:
                 continue
-            close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
-            if not close:
-                # Case slips (nodeCOUNT, SidekickUi) are a near miss too.
-                close = [name for name in properties if name.lower() == str(key).lower()]
-            hint = f"did you mean {close[0]}?" if close else f"{owner} takes {', '.join(sorted(properties))}"
-            self.fail(_join(path, str(key)), f"unknown setting; {hint}")
+            # The nearest property, case slips (nodeCOUNT, SidekickUi) included, else what the type takes.
+            takes = f"{owner} takes {', '.join(sorted(properties))}"
+            self.fail(_join(path, str(key)), unknown_setting(str(key), properties, ignore_case=True, otherwise=takes))
         for name, prop in properties.items():
             if value.get(name) is None:
                 if name in required:

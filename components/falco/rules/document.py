@@ -9,7 +9,7 @@ Priorities are written in capitals and tags as strings, as Falco's rules schema 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import yaml
 
@@ -19,11 +19,11 @@ from .language import FalcoList, Macro, Rule
 Item = FalcoList | Macro | Rule
 
 
-def problems(items: Sequence[Item], known_macros: Iterable[str] = (), known_lists: Iterable[str] = ()) -> list[str]:
-    """What Falco would refuse in a file of `items` loaded after files defining `known_macros`/`known_lists`."""
+def problems(items: Sequence[Item]) -> list[str]:
+    """What Falco would refuse in a file of `items` (it stands alone: no macro or list comes from another file)."""
     found: list[str] = []
-    macros: set[str] = set(known_macros)
-    lists: set[str] = set(known_lists)
+    macros: set[str] = set()
+    lists: set[str] = set()
     defined_here: set[tuple[str, str]] = set()
     all_macros = macros | {i.name for i in items if isinstance(i, Macro)}
     all_lists = lists | {i.name for i in items if isinstance(i, FalcoList)}
@@ -72,16 +72,10 @@ def dump(items: Sequence[dict[str, object]]) -> str:
     return yaml.safe_dump(list(items), sort_keys=False, width=2**31, default_flow_style=False, allow_unicode=False)
 
 
-def render(
-    items: Sequence[Item],
-    header: str,
-    known_macros: Iterable[str] = (),
-    known_lists: Iterable[str] = (),
-    preamble: Sequence[dict[str, object]] = (),
-) -> str:
+def render(items: Sequence[Item], header: str, preamble: Sequence[dict[str, object]] = ()) -> str:
     """The rules file's text (`preamble`, e.g. required_plugin_versions, first); ValueError listing every problem
     (a programming error in the lab's rules)."""
-    found = problems(items, known_macros, known_lists)
+    found = problems(items)
     if found:
         raise ValueError("the lab's rules would not load in Falco:\n- " + "\n- ".join(found))
     text = dump([*preamble, *(item_dict(i) for i in items)])

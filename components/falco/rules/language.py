@@ -20,7 +20,7 @@ they under ``not`` turned true. Rules here say ``exists`` where they mean it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -159,13 +159,6 @@ class Macro:
 def check_name(name: str) -> None:
     if not _NAME.match(name) or not name.startswith(LAB_PREFIX):
         raise ValueError(f"{name!r}: the lab's macros and lists are lower_snake_case names starting with {LAB_PREFIX}")
-
-
-def upstream_macro(name: str, known: Iterable[str]) -> Expr:
-    """A reference to a macro of another rules file (checked against `known`, the names that file defines)."""
-    if name not in set(known):
-        raise ValueError(f"macro {name!r} is not defined by the rules file it is expected from")
-    return Expr(name, macros=frozenset({name}))
 
 
 _LIST_OPERATORS: Final = frozenset({"in", "intersects", "exists"})
