@@ -83,33 +83,21 @@ class DeliveryHistory:
             }
 
 
-class _DeliveredCounter(Counter):
-    """forwarder_events_delivered_total. The delivery increments it once per request Falco acknowledged, with
-    that request's events: each increment also goes into the DeliveryHistory."""
-
-    history: DeliveryHistory
-
-    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
-        super().inc(amount, exemplar)
-        self.history.record(int(amount))
-
-
 class Metrics:
     """Every metric the forwarder exports. Counters end in ``_total``; drops are counted by reason."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_read_total = Counter(
             "forwarder_events_read_total",
             "Log events read (from CloudWatch Logs, or from Kinesis subscription records)", registry=r
         )
-        self.deliveries = DeliveryHistory(clock=clock)
-        """The recent acknowledgements (GET /deliveries), kept by events_delivered_total."""
-        self.events_delivered_total = _DeliveredCounter(
+        self.deliveries = DeliveryHistory()
+        """The recent acknowledgements (GET /deliveries); see delivered()."""
+        self.events_delivered_total = Counter(
             "forwarder_events_delivered_total", "Audit events Falco acknowledged", registry=r
         )
-        self.events_delivered_total.history = self.deliveries
         self.events_skipped_total = Counter(
             "forwarder_events_skipped_total",
             "Events not delivered, by reason (validation failures, or 'rejected' by Falco with a 4xx)",
@@ -262,6 +250,11 @@ class Metrics:
             "forwarder_batches_by_address_total", "Requests Falco acknowledged, by the address they went to",
             ["address"], registry=r,
         )
+
+    def delivered(self, count: int) -> None:
+        """Falco acknowledged a request of ``count`` events: the counter and /deliveries' history, together."""
+        self.events_delivered_total.inc(count)
+        self.deliveries.record(count)
 
 
 def liveness_window_seconds(request_timeout_seconds: float) -> float:

@@ -488,12 +488,8 @@ def _wait_for_previous(previous: PreviousLease, store: CheckpointStore | None, *
 
 
 def _run_terms(config: RunConfig, lease: LeaseElector, *, health: Health, stop: threading.Event,
-               make: Callable[[threading.Event, Term], Pipeline],
-               before_first: Callable[[], bool] | None = None) -> int:
-    """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it. The Lease
-    is not looked at before ``before_first()`` is True (0 without taking it when it is not: stopped)."""
-    if before_first is not None and not before_first():
-        return 0
+               make: Callable[[threading.Event, Term], Pipeline]) -> int:
+    """Stand by until this replica holds the Lease, run a term, and again, until ``stop``; then release it."""
     lease_stop = threading.Event()
     elector = threading.Thread(target=_watched(health, "lease", partial(lease.run, lease_stop)),
                                name="forwarder-lease", daemon=True)
@@ -606,14 +602,14 @@ def run(
         return Pipeline(config, metrics=metrics, health=health, stop=term_stop, shutdown=stop, aws_client=aws_client,
                         falco=falco, store=store, clock=clock, lease=lease, term=term)
 
-    before_first = None if previous is None else partial(_wait_for_previous, previous, store, health=health, stop=stop)
     try:
+        # Neither the run nor the Lease starts before the replicas of the forwarder before an upgrade are gone.
+        if previous is not None and not _wait_for_previous(previous, store, health=health, stop=stop):
+            return 0
         if lease is None:
-            if before_first is not None and not before_first():
-                return 0
             metrics.active.set(1)
             return make(stop).run()
-        return _run_terms(config, lease, health=health, stop=stop, make=make, before_first=before_first)
+        return _run_terms(config, lease, health=health, stop=stop, make=make)
     finally:
         if owns_falco:
             falco.close()

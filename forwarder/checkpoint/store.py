@@ -239,6 +239,42 @@ def hashes_names(name: str) -> tuple[str, ...]:
     return tuple(f"{name}{HASHES_SUFFIX}{i}" for i in range(HASH_SHARDS))
 
 
+def remembered_in(doc: Mapping[str, Any] | None, where: str,
+                  what: str = "remembered hashes") -> Remembered | None:
+    """The remembered hashes a ConfigMap holds (key hashes.bin); None when it holds none, or when they are unreadable:
+    only duplicates depend on them, so a warning naming ``where``, and on without them."""
+    raw = ((doc or {}).get("binaryData") or {}).get(HASHES_KEY)
+    if raw is None:
+        return None
+    try:
+        return decode_remembered(base64.b64decode(raw))
+    except (ValueError, binascii.Error) as exc:
+        log.warning(f"the {what} are unreadable; events of their time may be sent again",
+                    extra={"where": where, "error": str(exc)})
+        return None
+
+
+def configmap_error(method: str, namespace: str, name: str, status: int, doc: Mapping[str, Any],
+                    denied_hint: str) -> CheckpointError:
+    """A refused ConfigMap request; ``denied_hint`` (what the service account needs) added on 401 and 403."""
+    hint = f" ({denied_hint})" if status in (401, 403) else ""
+    return CheckpointError(f"{method} configmap {namespace}/{name}: HTTP {status} {doc.get('message', '')}".rstrip()
+                           + hint)
+
+
+def get_configmap(api: KubeApi, namespace: str, name: str, denied_hint: str) -> dict[str, Any] | None:
+    """ConfigMap ``name`` (None: there is none); CheckpointError naming it when it cannot be read."""
+    try:
+        status, doc = api.request("GET", api.path("api/v1", namespace, "configmaps", name))
+    except KubeError as exc:
+        raise CheckpointError(f"GET configmap {namespace}/{name}: {exc}") from exc
+    if status == 404:
+        return None
+    if status != 200:
+        raise configmap_error("GET", namespace, name, status, doc, denied_hint)
+    return doc
+
+
 class FencedError(CheckpointError):
     """The checkpoint belongs to a newer holder of the Lease (or this replica no longer holds it): stop."""
 
@@ -350,25 +386,22 @@ class ConfigMapCheckpointStore:
         except KubeError as exc:
             raise CheckpointError(str(exc)) from exc
 
+    @property
+    def _denied_hint(self) -> str:
+        return (f"the service account needs get and update on it: the AuditForwarder component of the same version "
+                f"grants them on {self.name} and {self.name}{HASHES_SUFFIX}0 to {HASH_SHARDS - 1}")
+
     def _fail(self, method: str, name: str, status: int, doc: Mapping[str, Any]) -> CheckpointError:
-        hint = ""
-        if status in (401, 403):
-            hint = (f" (the service account needs get and update on it: the AuditForwarder component of the same "
-                    f"version grants them on {self.name} and {self.name}{HASHES_SUFFIX}0 to {HASH_SHARDS - 1})")
-        return CheckpointError(
-            f"{method} configmap {self.namespace}/{name}: HTTP {status} {doc.get('message', '')}".rstrip() + hint
-        )
+        return configmap_error(method, self.namespace, name, status, doc, self._denied_hint)
 
     # --- the objects ------------------------------------------------------------------------------------
 
     def _get(self, name: str) -> dict[str, Any] | None:
-        status, doc = self._request("GET", self._path(name))
-        if status == 404:
+        doc = get_configmap(self.api, self.namespace, name, self._denied_hint)
+        if doc is None:
             self._seen.pop(name, None)
-            return None
-        if status != 200:
-            raise self._fail("GET", name, status, doc)
-        self._seen[name] = doc
+        else:
+            self._seen[name] = doc
         return doc
 
     def _create(self, name: str) -> dict[str, Any]:
@@ -399,19 +432,12 @@ class ConfigMapCheckpointStore:
         hint = "replace its data with nothing to start afresh"
         remembered: list[Remembered] = []
         for i, part in enumerate(parts):
-            self._stored[i] = None
-            raw = ((part or {}).get("binaryData") or {}).get(HASHES_KEY)
-            if raw is None:
-                continue
-            try:
-                decoded = decode_remembered(base64.b64decode(raw))
-            except (ValueError, binascii.Error) as exc:
-                # Only duplicates depend on it: say so and go on without (rewritten when it has buckets again).
-                log.warning("remembered hashes unreadable; events of their time may be sent again",
-                            extra={"where": f"configmap {self.namespace}/{self.hashes_names[i]}", "error": str(exc)})
-                continue
-            self._stored[i] = (decoded.log_group, decoded.stream_prefix, fingerprint(decoded))
-            remembered.append(decoded)
+            # An unreadable part counts as empty: rewritten when it has buckets again.
+            decoded = remembered_in(part, f"configmap {self.namespace}/{self.hashes_names[i]}")
+            self._stored[i] = None if decoded is None else (decoded.log_group, decoded.stream_prefix,
+                                                            fingerprint(decoded))
+            if decoded is not None:
+                remembered.append(decoded)
         positions = positions_in(doc, where, hint)
         if positions is None:
             return None  # missing, or empty as the stack creates it: no checkpoint yet
@@ -458,9 +484,7 @@ class ConfigMapCheckpointStore:
         if carried.remembered is not None:
             for i, part in enumerate(split_remembered(carried.remembered)):
                 if part.buckets:
-                    data, _, _ = encode_remembered(part, self.max_bytes)
-                    self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
-                    self._stored[i] = (part.log_group, part.stream_prefix, fingerprint(part))
+                    self._write_part(i, part, (part.log_group, part.stream_prefix, fingerprint(part)))
         self.save_positions(carried.positions)
         return carried
 
@@ -548,11 +572,17 @@ class ConfigMapCheckpointStore:
         for _, i, part, now in changed:
             if written >= REMEMBERED_BYTES_PER_MINUTE:
                 return Saved(written, dropped, pending=True)
-            data, _, lost = encode_remembered(part, self.max_bytes)
-            written += self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
+            size, lost = self._write_part(i, part, now)
+            written += size
             dropped += lost
-            self._stored[i] = now
         return Saved(written, dropped)
+
+    def _write_part(self, i: int, part: Remembered, stored: Stored) -> tuple[int, int]:
+        """Write part ``i`` of the remembered hashes: (bytes written, hashes left out to fit)."""
+        data, _, lost = encode_remembered(part, self.max_bytes)
+        written = self._put(self.hashes_names[i], {}, {HASHES_KEY: base64.b64encode(data).decode("ascii")})
+        self._stored[i] = stored
+        return written, lost
 
 
 def open_store(kind: str, *, path: str | None = None, namespace: str | None = None, name: str | None = None,

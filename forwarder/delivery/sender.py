@@ -265,7 +265,7 @@ class Sender:
                 todo.popleft()
                 self.retrier.succeeded()
                 outcome.acknowledged.extend(piece.keys)
-                self.metrics.events_delivered_total.inc(len(piece.keys))
+                self.metrics.delivered(len(piece.keys))
                 self.metrics.batches_total.labels(outcome="acknowledged").inc()
                 self.metrics.batches_by_address_total.labels(address=attempt.address).inc()
                 self.metrics.last_delivery_timestamp_seconds.set(self._clock.time())

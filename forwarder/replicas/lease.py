@@ -46,6 +46,16 @@ API = "apis/coordination.k8s.io/v1"
 MIN_POLL_SECONDS = 0.1
 
 
+def poll_seconds(duration_seconds: float) -> float:
+    """How often a standby looks at a Lease of this duration: a tenth of it."""
+    return max(MIN_POLL_SECONDS, duration_seconds / 10)
+
+
+def request_timeout_seconds(duration_seconds: float) -> float:
+    """How long one Lease request may take: a quarter of the duration, between 0.5 and 10 s."""
+    return max(0.5, min(10.0, duration_seconds / 4))
+
+
 def micro_time(epoch_seconds: float) -> str:
     """A Kubernetes MicroTime: RFC3339 with microseconds, in UTC."""
     return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -70,12 +80,12 @@ class LeaseElector:
         self.name = name
         self.identity = identity
         self.duration = duration_seconds
-        self.poll = max(MIN_POLL_SECONDS, duration_seconds / 10)
+        self.poll = poll_seconds(duration_seconds)
         self.renew_every = duration_seconds / 3
         self.margin = duration_seconds / 5
         self.clock = clock
         self.metrics = metrics
-        self._timeout = max(0.5, min(10.0, duration_seconds / 4))
+        self._timeout = request_timeout_seconds(duration_seconds)
         self._cond = threading.Condition()
         self._term: Term | None = None
         self._valid_until = float("-inf")

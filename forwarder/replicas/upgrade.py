@@ -22,20 +22,17 @@ on them by name (and ``update``, which only the 0.3 replicas use, until the roll
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
-from ..checkpoint.codec import Checkpoint, Remembered, decode_remembered
-from ..checkpoint.store import HASHES_KEY, CheckpointError, positions_in
+from ..checkpoint.codec import Checkpoint
+from ..checkpoint.store import get_configmap, positions_in, remembered_in
 from ..clock import Clock
 from ..kube import KubeApi, KubeError
 from ..retry import LOG_EVERY
 from .lease import API as LEASE_API
-from .lease import MIN_POLL_SECONDS
+from .lease import poll_seconds, request_timeout_seconds
 
 log = logging.getLogger("forwarder.upgrade")
 
@@ -46,28 +43,16 @@ PREVIOUS_HASHES_SUFFIX = "-hashes"
 def quiet_seconds(duration_seconds: float) -> float:
     """How long a free 0.3 Lease must stay unchanged before it counts as free for good: half its duration, at least a
     second; more than a 0.3 standby takes to see it free and take it (a tenth of the duration to its next look, and
-    that request's timeout, a quarter of the duration, at least 0.5 s)."""
+    that request's timeout, a quarter of the duration, at least 0.5 s: lease.poll_seconds and
+    request_timeout_seconds)."""
     return max(1.0, duration_seconds / 2)
 
 
 # --- the checkpoint ----------------------------------------------------------------------------------------
 
 
-def _get(api: KubeApi, path: str, what: str) -> dict[str, Any] | None:
-    """The object at ``path`` (None: there is none); CheckpointError naming ``what`` when it cannot be read."""
-    try:
-        status, doc = api.request("GET", path)
-    except KubeError as exc:
-        raise CheckpointError(f"GET {what}: {exc}") from exc
-    if status == 404:
-        return None
-    if status != 200:
-        hint = ""
-        if status in (401, 403):
-            hint = (" (the service account needs get on it to carry the checkpoint of the forwarder before the upgrade "
-                    "over: the AuditForwarder component of the same version grants it)")
-        raise CheckpointError(f"GET {what}: HTTP {status} {doc.get('message', '')}".rstrip() + hint)
-    return doc
+_DENIED = ("the service account needs get on it to carry the checkpoint of the forwarder before the upgrade over: "
+           "the AuditForwarder component of the same version grants it")
 
 
 def read_previous_checkpoint(api: KubeApi, namespace: str, name: str) -> Checkpoint | None:
@@ -75,24 +60,16 @@ def read_previous_checkpoint(api: KubeApi, namespace: str, name: str) -> Checkpo
 
     CheckpointError when it cannot be read or its positions are not valid (the pipeline retries, logging it): going on
     without would read the last hour again. Unreadable hashes only cost duplicates: a warning, and on without them."""
-    doc = _get(api, api.path("api/v1", namespace, "configmaps", name), f"configmap {namespace}/{name}")
+    doc = get_configmap(api, namespace, name, _DENIED)
     where = f"configmap {namespace}/{name} (the checkpoint of the forwarder before the upgrade)"
     hint = f"delete it to start from --start-at instead: kubectl -n {namespace} delete configmap {name}"
     positions = positions_in(doc, where, hint)
     if positions is None:
         return None
     hashes_name = name + PREVIOUS_HASHES_SUFFIX
-    hashes_doc = _get(api, api.path("api/v1", namespace, "configmaps", hashes_name),
-                      f"configmap {namespace}/{hashes_name}")
-    raw = ((hashes_doc or {}).get("binaryData") or {}).get(HASHES_KEY)
-    remembered: Remembered | None = None
-    if raw is not None:
-        try:
-            remembered = decode_remembered(base64.b64decode(raw))
-        except (ValueError, binascii.Error) as exc:
-            log.warning("the remembered hashes of the forwarder before the upgrade are unreadable; events of its last "
-                        "minutes may be sent again", extra={"where": f"configmap {namespace}/{hashes_name}",
-                                                            "error": str(exc)})
+    remembered = remembered_in(get_configmap(api, namespace, hashes_name, _DENIED),
+                               f"configmap {namespace}/{hashes_name}",
+                               "remembered hashes of the forwarder before the upgrade")
     if remembered is not None and (remembered.log_group, remembered.stream_prefix) != (
             positions.log_group, positions.stream_prefix):
         remembered = None
@@ -133,18 +110,15 @@ class PreviousLease:
     def lease(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def _poll(self, duration: float) -> float:
-        return max(MIN_POLL_SECONDS, duration / 10)
-
     def step(self) -> float:
         """One look: 0.0 once the Lease is free for good (or missing, never seen), else seconds until the next look."""
         duration = self._seen.duration if self._seen is not None else self.default_duration
         try:
             status, doc = self.api.request("GET", self.api.path(LEASE_API, self.namespace, "leases", self.name),
-                                           timeout_seconds=max(0.5, min(10.0, duration / 4)))
+                                           timeout_seconds=request_timeout_seconds(duration))
         except KubeError as exc:
             self._failed(str(exc))
-            return self._poll(duration)
+            return poll_seconds(duration)
         now = self.clock.monotonic()
         if status == 404:
             if self._seen is None:
@@ -152,7 +126,7 @@ class PreviousLease:
             # Deleted since it was last seen (kubectl delete): its holder may not know yet. Wait as if unchanged.
         elif status != 200:
             self._failed(f"HTTP {status} {doc.get('message', '')}".rstrip(), status)
-            return self._poll(duration)
+            return poll_seconds(duration)
         else:
             spec, metadata = doc.get("spec") or {}, doc.get("metadata") or {}
             version = metadata.get("resourceVersion")
@@ -176,7 +150,7 @@ class PreviousLease:
             self._waiting_since = now
             log.info("waiting until the Lease of the forwarder before the upgrade is free (the rolling update stops "
                      "its replicas)", extra={"lease": self.lease, "holder": seen.holder})
-        return min(self._poll(seen.duration), left)
+        return min(poll_seconds(seen.duration), left)
 
     def _failed(self, error: str, status: int | None = None) -> None:
         """A look that failed: waiting goes on (a 0.3 replica may still deliver); logged at the first and every
