@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,10 +238,9 @@ def sdk_names_table(schema: Mapping[str, Any]) -> str:
 
 def sdk_names_from(root: Path) -> str:
     from components.package import ComponentPackage
+    from tools.release import version_of
 
-    with (root / "pyproject.toml").open("rb") as project:
-        version = str(tomllib.load(project)["project"]["version"])
-    return sdk_names_table(ComponentPackage(version).schema_spec)
+    return sdk_names_table(ComponentPackage(version_of(root)).schema_spec)
 
 
 # --- the blocks and their pages -----------------------------------------------------------------------------

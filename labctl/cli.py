@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import BAD_INPUT, INTERRUPTED, LabError
-from .stack import Project, check_stack_name, own_env
+from .stack import Project, check_stack_name, export_lines, own_env
 
 if TYPE_CHECKING:
     from .commands import Options
@@ -114,7 +114,7 @@ def print_env(project: Project, stack: str, environ: Mapping[str, str], assignme
     if assignments:
         print(" ".join(f"{name}={shlex.quote(value)}" for name, value in needed.items()), flush=True)
     else:
-        print("".join(f"export {name}={shlex.quote(value)}\n" for name, value in needed.items()), end="", flush=True)
+        print("".join(f"{line}\n" for line in export_lines(needed)), end="", flush=True)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -22,6 +22,7 @@ from .stack import (
     Say,
     StackSettings,
     config_hint,
+    export_lines,
     log_group_name,
     own_env,
     select_backend,
@@ -181,7 +182,7 @@ def own_commands(project: Project, stack: str, environ: Mapping[str, str], backe
     example = f"pulumi config set <key> <value> --stack {stack}"
     if not needed:
         return f"Your own pulumi commands reach it as they are (in {backend}), e.g.: {example}"
-    exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in needed.items())
+    exports = "\n".join(f"  {line}" for line in export_lines(needed))
     return (
         f"For your own pulumi commands on this stack, in your shell:\n{exports}\n"
         f"('eval \"$(make -s env{stack_arg(stack)})\"' does that), then e.g.: {example}"
@@ -205,7 +206,7 @@ def next_steps(settings: StackSettings, region: str, needed_env: Mapping[str, st
     """What to do once the lab is up; `needed_env`: what the user's own pulumi commands need (own_env)."""
     stack, cluster = settings.stack, settings.cluster_name
     on = f"--stack {shlex.quote(stack)}"
-    lines = [f"  export {name}={shlex.quote(value)}   # for your pulumi commands" for name, value in needed_env.items()]
+    lines = [f"  {line}   # for your pulumi commands" for line in export_lines(needed_env)]
     lines += [
         f"  aws eks update-kubeconfig --region {region} --name {cluster}",
         "  kubectl get pods -A",

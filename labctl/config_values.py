@@ -118,7 +118,8 @@ def _project_steps(
     if kind != "array":
         if segments:
             raise LabError(f"{name} is a {kind}, not a list: no path after it (KEY={name})", BAD_INPUT)
-        return [Step(name, _scalar(name, kind, value))], _scalar(name, kind, value)
+        scalar = _scalar(name, kind, value)
+        return [Step(name, scalar)], scalar
     current = _structured(settings.values.get(base), declared.get("default", []))
     if segments:
         if len(segments) != 1 or not isinstance(segments[0], int):
@@ -152,7 +153,8 @@ def _aws_steps(settings: StackSettings, name: str, segments: list[int | str], va
     if kind != "string":
         if segments:
             raise LabError(f"{key} is a {kind}: no path after it", BAD_INPUT)
-        return [Step(key, _scalar(key, kind, value))], _scalar(key, kind, value)
+        scalar = _scalar(key, kind, value)
+        return [Step(key, scalar)], scalar
     if segments:
         # Objects such as aws:assumeRoles are set one field at a time; Pulumi types the leaf as it reads it.
         path = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in segments)

@@ -20,11 +20,9 @@ def check_prerequisites(runner: Runner, command: str, stack: str, needs_docker: 
     identity = ""
     if runner.which("pulumi") is None:
         missing.append(PULUMI)
-    if not needs_aws:
-        pass
-    elif runner.which("aws") is None:
+    if needs_aws and runner.which("aws") is None:
         missing.append(AWS_CLI)
-    else:
+    elif needs_aws:
         answer = runner.capture(["aws", "sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
         if answer.ok:
             identity = answer.stdout.strip()

@@ -296,6 +296,11 @@ def own_env(project: Project, stack: str, environ: Mapping[str, str]) -> dict[st
     return needed
 
 
+def export_lines(needed: Mapping[str, str]) -> list[str]:
+    """`export NAME=value` for each variable, quoted for a POSIX shell."""
+    return [f"export {name}={shlex.quote(value)}" for name, value in needed.items()]
+
+
 def select_passphrase(runner: Runner, backend: str, project: Project, stack: str, create: bool, say: Say) -> None:
     """Stacks in a file backend encrypt their secrets (kubeconfig, UI password) with a passphrase.
 

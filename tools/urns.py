@@ -79,8 +79,6 @@ class Registered:
 class UpgradePlan:
     """What `pulumi up` of the new program would do with the old state's URNs."""
 
-    urns: dict[int, str] = field(default_factory=dict)
-    """Each new registration (by its index) -> its URN."""
     claimed: dict[str, str] = field(default_factory=dict)
     """Old URN -> the new URN that takes it over (itself, or through an alias)."""
     deleted: list[str] = field(default_factory=list)
@@ -168,8 +166,8 @@ def plan_upgrade(
     old_urns = list(olds)
     engine = Engine(stack, project, old_urns)
     plan = UpgradePlan()
-    for index, reg in enumerate(registrations):
-        plan.urns[index] = engine.register(reg)
+    for reg in registrations:
+        engine.register(reg)
     plan.claimed = dict(engine.claims)
     plan.deleted = [urn for urn in old_urns if urn not in engine.claims]
     plan.conflicts = engine.conflicts
