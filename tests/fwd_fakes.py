@@ -334,9 +334,7 @@ class AuditedCluster:
 
     def kube(self) -> Any:
         """A client of the stand-in with the service account's token."""
-        from forwarder.kube import KubeApi
-
-        return KubeApi(self.api.url, token_path=str(self.token), ca_path=None)
+        return self.api.client(token_path=str(self.token))
 
     def new_store(self, **kwargs: Any) -> Any:
         """The ConfigMap store the forwarder uses in the cluster (``fence``, ``also_own`` as it passes them)."""
@@ -379,41 +377,36 @@ def steady_load(h: Harness, rate: int, seconds: float, *, size: int = 300, delay
                 late_every: int = 0, late_s: float = 0.0, stream: str = "kube-apiserver-audit-0a0a") -> list[str]:
     """Run ``h`` while ``rate`` events/s of ``size`` bytes arrive for ``seconds``, each visible ``delay_s`` after
     its timestamp (every ``late_every``-th ``late_s`` after it); their ids."""
-    ids: list[str] = []
-    state = {"next": h.clock.now, "n": 0}
     end = h.clock.now + seconds
-    body = "x" * size
-
-    def feed(now: float) -> None:
-        while state["next"] <= now and state["next"] < end:
-            t = state["next"]
-            for k in range(rate):
-                state["n"] += 1
-                late = late_every and state["n"] % late_every == 0
-                ts = int(t * 1000) + k * 1000 // rate
-                ids.append(h.logs.add(stream, ts, body, visible_at=ts / 1000 + (late_s if late else delay_s)))
-            state["next"] = t + 1
-
-    h.run_until(end, on_step=feed)
-    return ids
+    feeder = Feeder(h.logs, rate, size=size, delay_s=delay_s, late_every=late_every, late_s=late_s, stream=stream,
+                    start=h.clock.now, end=end)
+    h.run_until(end, on_step=feeder.feed)
+    return feeder.ids
 
 
 class Feeder:
-    """Events arriving in the simulated log at ``rate`` a second (``size`` bytes, visible ``delay_s`` after their
-    timestamps) until ``feed`` is no longer called; their ids in ``ids``."""
+    """Events arriving in the simulated log at ``rate`` a second from ``start`` (by default the log's clock now)
+    until ``end`` or until ``feed`` is no longer called (``size`` bytes, visible ``delay_s`` after their timestamps;
+    every ``late_every``-th ``late_s`` after it); their ids in ``ids``."""
 
-    def __init__(self, logs: FakeLogs, rate: int, *, size: int = 300, delay_s: float = 1.0,
-                 stream: str = "kube-apiserver-audit-0a0a") -> None:
+    def __init__(self, logs: FakeLogs, rate: int, *, size: int = 300, delay_s: float = 1.0, late_every: int = 0,
+                 late_s: float = 0.0, stream: str = "kube-apiserver-audit-0a0a", start: float | None = None,
+                 end: float = float("inf")) -> None:
         self.logs, self.rate, self.delay_s, self.stream = logs, rate, delay_s, stream
+        self.late_every, self.late_s, self.end = late_every, late_s, end
         self.body = "x" * size
-        self.next = logs.clock.now
+        self.next = logs.clock.now if start is None else start
+        self.count = 0
         self.ids: list[str] = []
 
     def feed(self, now: float) -> None:
-        while self.next <= now:
+        while self.next <= now and self.next < self.end:
             for k in range(self.rate):
+                self.count += 1
+                late = self.late_every and self.count % self.late_every == 0
                 ts = int(self.next * 1000) + k * 1000 // self.rate
-                self.ids.append(self.logs.add(self.stream, ts, self.body, visible_at=ts / 1000 + self.delay_s))
+                self.ids.append(self.logs.add(self.stream, ts, self.body,
+                                              visible_at=ts / 1000 + (self.late_s if late else self.delay_s)))
             self.next += 1
 
 

@@ -539,3 +539,31 @@ def is_secret(output: Any) -> bool:
     if not isinstance(output, pulumi.Output):
         return False
     return bool(asyncio.get_event_loop().run_until_complete(output.is_secret()))
+
+
+def unwrap_secret(value: Any) -> tuple[Any, bool]:
+    """(plain value, whether the engine received it marked secret) for a registered input."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value["value"], True
+    return value, False
+
+
+def run_falco(*, refusal_as_result: bool = False, **settings: Any) -> Recorded:
+    """The Falco component on its own under mocks: ``Falco("falco", FalcoSettings(**settings))`` with a Kubernetes
+    provider of its own (no cluster). With ``refusal_as_result``, a ConfigError of the settings or the component is
+    the program's result (``Recorded.result``) instead of an error."""
+    import pulumi_kubernetes as k8s
+
+    from components.errors import ConfigError
+    from components.falco import Falco, FalcoSettings
+
+    def build() -> Falco | ConfigError:
+        try:
+            provider = k8s.Provider("cluster", kubeconfig="{}")
+            return Falco("falco", FalcoSettings(**settings), opts=pulumi.ResourceOptions(provider=provider))
+        except ConfigError as err:
+            if not refusal_as_result:
+                raise
+            return err
+
+    return run_program(build)

@@ -6,10 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
 import pytest
-from pulumi_mocks import ACCOUNT_ID, REGION, ExistingCluster, LabMocks, Recorded, Registration, resolve, run_program
+from pulumi_mocks import (
+    ACCOUNT_ID,
+    REGION,
+    ExistingCluster,
+    LabMocks,
+    Recorded,
+    Registration,
+    resolve,
+    run_falco,
+    run_program,
+)
 
 from components.alerts.outputs import (
     CREATE,
@@ -262,15 +270,7 @@ def test_falcodetection_makes_falcosidekicks_role_itself() -> None:
 
 
 def falco_alone(outputs: AlertOutputs, **args: Any) -> Recorded:
-    def program() -> Falco | ConfigError:
-        try:
-            provider = k8s.Provider("cluster", kubeconfig="{}")
-            opts = pulumi.ResourceOptions(provider=provider)
-            return Falco("falco", FalcoSettings(alert_outputs=outputs, **args), opts=opts)
-        except ConfigError as err:
-            return err
-
-    return run_program(program)
+    return run_falco(alert_outputs=outputs, refusal_as_result=True, **args)
 
 
 def test_falco_alone_creates_nothing_in_aws() -> None:

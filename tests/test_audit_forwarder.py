@@ -14,7 +14,6 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
-from pulumi.runtime import rpc
 from pulumi_mocks import (
     ACCOUNT_ID,
     OIDC_ISSUER,
@@ -24,6 +23,7 @@ from pulumi_mocks import (
     Registration,
     resolve,
     run_program,
+    unwrap_secret,
 )
 
 from components.errors import ConfigError
@@ -128,13 +128,6 @@ def _flags(container: dict[str, Any]) -> dict[str, str]:
     args = container["args"]
     assert len(args) % 2 == 0, args
     return dict(zip(args[0::2], args[1::2], strict=True))
-
-
-def _unwrap_secret(value: Any) -> tuple[Any, bool]:
-    """(plain value, whether the engine received it marked secret)."""
-    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-        return value["value"], True
-    return value, False
 
 
 def _netpol(recorded: Recorded, namespace: str) -> dict[str, Any]:
@@ -719,7 +712,7 @@ def test_default_builds_the_bundled_forwarder_for_the_nodes(built: Recorded) -> 
     repo_url = repo.outputs["repositoryUrl"]
     (tag,) = image["tags"]
     assert tag.startswith(f"{repo_url}:") and tag.endswith("-amd64")
-    registries, secret = _unwrap_secret(image["registries"])
+    registries, secret = unwrap_secret(image["registries"])
     assert secret, "the ECR token must reach the engine as a secret"
     (registry,) = registries
     assert registry == {"address": repo_url.split("/")[0], "username": "AWS", "password": "mock-token"}

@@ -20,6 +20,7 @@ from pulumi_mocks import (
     is_secret,
     resolve,
     run_program,
+    unwrap_secret,
 )
 
 from components.cluster import (
@@ -41,13 +42,6 @@ ADDON = "aws:eks/addon:Addon"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SUBNET = "aws:ec2/subnet:Subnet"
 KMS_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-
-
-def unwrap(value: Any) -> Any:
-    """A registered input without the engine's secret wrapper."""
-    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-        return value["value"]
-    return value
 
 
 def build(**overrides: Any) -> tuple[Recorded, AuditedCluster]:
@@ -207,7 +201,7 @@ def test_kubernetes_provider_uses_the_kubeconfig_as_a_secret_and_waits_for_nodes
     assert provider.parent == urn_of(recorded, "falco-eks:index:AuditedCluster")
     raw = provider.inputs["kubeconfig"]
     assert raw.get(rpc._special_sig_key) == rpc._special_secret_sig, "kubeconfig must reach the provider as a secret"
-    assert json.loads(unwrap(raw))["clusters"][0]["name"] == "falco-lab"
+    assert json.loads(unwrap_secret(raw)[0])["clusters"][0]["name"] == "falco-lab"
     assert urn_of(recorded, NODE_GROUP) in provider.dependencies
 
 
@@ -536,7 +530,7 @@ def test_stack_kubeconfig_names_no_profile_even_when_aws_profile_is_set(monkeypa
     # profile that is gone at `pulumi destroy` time would then stop the destroy.
     monkeypatch.setenv("AWS_PROFILE", "workshop-admin")
     recorded, cluster = build()
-    stored = json.loads(unwrap(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"]))
+    stored = json.loads(unwrap_secret(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"])[0])
     exported = json.loads(resolve(cluster.kubeconfig))
     assert stored == exported
     assert stored["clusters"][0]["cluster"] == {"server": EKS_ENDPOINT, "certificate-authority-data": EKS_CA_DATA}
@@ -592,7 +586,7 @@ def test_an_explicit_aws_provider_serves_every_child_the_eks_component_and_the_i
     assert exec_args[-2:] == ["--role-arn", role]
     assert recorded.one(CLUSTER).inputs["providerCredentialOpts"] == {"roleArn": role}
     # The Kubernetes provider the component makes is its own, built from that kubeconfig.
-    kubeconfig = json.loads(unwrap(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"]))
+    kubeconfig = json.loads(unwrap_secret(recorded.one("pulumi:providers:kubernetes").inputs["kubeconfig"])[0])
     assert kubeconfig["users"][0]["user"]["exec"]["args"][-2:] == ["--role-arn", role]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from pulumi_mocks import resolve
-from support.audit_events import SHARED_CORPUS_DIR
+from support.audit_events import SHARED_CORPUS_DIR, shared_corpus_file
 
 from docs_tools import detection, figures
 from docs_tools.generated import BLOCKS, DocsError, flags_table, replace_block, settings_table, stale_blocks
@@ -407,8 +407,7 @@ def test_the_latency_table_shown_has_the_recorded_worst_cases() -> None:
 
 
 def test_the_recordings_say_what_the_documents_quote_from_them() -> None:
-    if not (SHARED / "corpus" / "real-falco" / "README.md").is_file():
-        pytest.skip(f"the recordings are not beside the repository ({SHARED}); they stay outside it")
+    shared_corpus_file("real-falco/README.md")  # the recordings: skipped where they are not beside the repository
     assert figures.check_recordings(SHARED, figures.load_recordings()) == []
 
 
@@ -484,7 +483,7 @@ def test_a_finding_type_with_tactic_variants_is_one_line_of_the_table() -> None:
 
 
 def test_the_forwarder_guide_shows_the_commands_the_stack_outputs_hold() -> None:
-    from test_audit_forwarder import GIVEN_IMAGE, _deploy
+    from tests.test_audit_forwarder import GIVEN_IMAGE, _deploy
 
     forwarder = _deploy(image=GIVEN_IMAGE).result
     page = (DOCS / "forwarder.md").read_text(encoding="utf-8")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from pulumi.runtime import rpc
-from pulumi_mocks import Recorded, is_secret, resolve, run_program
+from pulumi_mocks import Recorded, is_secret, resolve, run_falco, run_program, unwrap_secret
 
 from components.alerts.outputs import (
     AlertOutputs,
@@ -47,27 +44,12 @@ ADMIN_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/botocore-sessio
 NAMES = FalcoNames("falco", "falco", "falco-k8saudit")
 
 
-def _provider() -> k8s.Provider:
-    return k8s.Provider("cluster", kubeconfig="{}")
-
-
 def _deploy(**overrides: Any) -> Recorded:
-    def build() -> Falco:
-        args = FalcoSettings(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
-        return Falco("falco", args, opts=pulumi.ResourceOptions(provider=_provider()))
-
-    return run_program(build)
-
-
-def _unwrap(value: Any) -> tuple[Any, bool]:
-    """(plain value, was it marked secret) for a value as the engine received it."""
-    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-        return value["value"], True
-    return value, False
+    return run_falco(admin_identities=(ADMIN_ROLE, ADMIN_SESSION), **overrides)
 
 
 def _values(recorded: Recorded, name: str) -> dict[str, Any]:
-    values, _ = _unwrap(recorded.one(RELEASE, name).inputs["values"])
+    values, _ = unwrap_secret(recorded.one(RELEASE, name).inputs["values"])
     return values
 
 
@@ -337,10 +319,10 @@ def test_ui_login_is_a_kubernetes_secret_and_the_release_values_stay_readable(la
     assert login.inputs["metadata"]["name"] == "falco-falcosidekick-ui-login"
     assert login.inputs["metadata"]["namespace"] == "falco"
     # The key the UI reads (falcosidekick chart templates/secrets-ui.yaml), marked secret.
-    string_data, data_secret = _unwrap(login.inputs["stringData"])
+    string_data, data_secret = unwrap_secret(login.inputs["stringData"])
     assert data_secret and string_data == {"FALCOSIDEKICK_UI_USER": f"admin:{generated}"}
     for name in ("falco-syscall", "falco-audit"):
-        values, secret = _unwrap(lab.one(RELEASE, name).inputs["values"])
+        values, secret = unwrap_secret(lab.one(RELEASE, name).inputs["values"])
         assert not secret, f"{name}: values must stay readable in previews"
         assert generated not in json.dumps(values)
     webui = _values(lab, "falco-syscall")["falcosidekick"]["webui"]
@@ -395,7 +377,7 @@ def test_sidekick_off_installs_no_sidekick_and_no_password() -> None:
         assert values["falcosidekick"] == {"enabled": False}
         assert "http_output" not in values["falco"]
         assert values["falco"]["json_output"] is True
-        _, secret = _unwrap(recorded.one(RELEASE, name).inputs["values"])
+        _, secret = unwrap_secret(recorded.one(RELEASE, name).inputs["values"])
         assert not secret
 
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from pulumi.runtime import rpc
-from pulumi_mocks import Recorded, run_program
+from pulumi_mocks import Recorded, run_falco, run_program, unwrap_secret
 
 from components.cluster import AuditedClusterSettings
 from components.detection import FalcoDetectionArgs
 from components.errors import ConfigError
-from components.falco import HOSTILE_SOURCES_DIR, HOSTILE_SOURCES_FILE, Falco, FalcoSettings
+from components.falco import HOSTILE_SOURCES_DIR, HOSTILE_SOURCES_FILE, FalcoSettings
 from components.falco.rules import hostile_sources_file, source_match
 from components.falco.upstream_changes import ADMIN_RULE, RULES_FILE_NAME
 from components.lab import FalcoEksLabArgs
@@ -31,24 +28,14 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 TOR_EXIT = "185.220.101.34"
 
 
-def _deploy(**args: Any) -> Recorded:
-    def build() -> Falco:
-        provider = k8s.Provider("cluster", kubeconfig="{}")
-        return Falco("falco", FalcoSettings(**args), opts=pulumi.ResourceOptions(provider=provider))
-
-    return run_program(build)
-
-
 def _values(recorded: Recorded, name: str = "falco-audit") -> dict[str, Any]:
-    values = recorded.one(RELEASE, name).inputs["values"]
-    if isinstance(values, dict) and values.get(rpc._special_sig_key) == rpc._special_secret_sig:
-        return values["value"]
+    values, _ = unwrap_secret(recorded.one(RELEASE, name).inputs["values"])
     return values
 
 
 @pytest.fixture(scope="module")
 def listed() -> Recorded:
-    return _deploy(hostile_source_addresses=(TOR_EXIT, "198.51.100.0/24"))
+    return run_falco(hostile_source_addresses=(TOR_EXIT, "198.51.100.0/24"))
 
 
 def test_the_hostile_list_is_a_rules_file_in_a_configmap_of_its_own(listed: Recorded) -> None:
@@ -77,7 +64,7 @@ def test_the_audit_pods_mount_it_as_a_watched_rules_folder_loaded_last(listed: R
 
 
 def test_a_new_hostile_list_changes_the_configmap_and_nothing_else(listed: Recorded) -> None:
-    other = _deploy(hostile_source_addresses=("203.0.113.0/24", "2001:db8:beef::/48"))
+    other = run_falco(hostile_source_addresses=("203.0.113.0/24", "2001:db8:beef::/48"))
     before = {(r.type, r.name): r.inputs for r in listed.resources}
     after = {(r.type, r.name): r.inputs for r in other.resources}
     assert before.keys() == after.keys()
@@ -86,7 +73,7 @@ def test_a_new_hostile_list_changes_the_configmap_and_nothing_else(listed: Recor
 
 
 def test_an_empty_list_still_ships_a_file_that_loads() -> None:
-    recorded = _deploy()
+    recorded = run_falco()
     text = recorded.one(CONFIG_MAP).inputs["data"][HOSTILE_SOURCES_FILE]
     assert yaml.safe_load(text.split("\n", 1)[1]) == [
         {"list": "eks_lab_hostile_addresses", "items": [], "override": {"items": "replace"}}
@@ -95,7 +82,7 @@ def test_an_empty_list_still_ships_a_file_that_loads() -> None:
 
 def test_mounts_of_the_callers_own_are_kept_beside_it() -> None:
     extra = {"name": "ca", "configMap": {"name": "company-ca"}}
-    recorded = _deploy(
+    recorded = run_falco(
         audit_values={"mounts": {"volumes": [extra], "volumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/company"}]}}
     )
     mounts = _values(recorded)["mounts"]
@@ -133,14 +120,14 @@ def test_full_admin_access_alerts_are_a_choice_off_for_a_company_and_on_in_the_l
     assert FalcoSettings().admin_access_alerts is False
     assert FalcoDetectionArgs(cluster_name="prod").falco.admin_access_alerts is False
     assert FalcoEksLabArgs(cluster=AuditedClusterSettings(cluster_name="lab")).falco.admin_access_alerts is True
-    off = _deploy(admin_identities=("arn:aws:iam::123456789012:role/Admin",))
-    on = _deploy(admin_identities=("arn:aws:iam::123456789012:role/Admin",), admin_access_alerts=True)
+    off = run_falco(admin_identities=("arn:aws:iam::123456789012:role/Admin",))
+    on = run_falco(admin_identities=("arn:aws:iam::123456789012:role/Admin",), admin_access_alerts=True)
     assert ADMIN_RULE not in {item.get("rule") for item in _overrides(off)}
     assert ADMIN_RULE in {item.get("rule") for item in _overrides(on)}
 
 
 def test_allowed_identities_reach_the_rules_every_session_of_a_role_included() -> None:
-    recorded = _deploy(allowed_identities=("arn:aws:iam::123456789012:role/CICDDeployRole", "jenkins"))
+    recorded = run_falco(allowed_identities=("arn:aws:iam::123456789012:role/CICDDeployRole", "jenkins"))
     detection = yaml.safe_load(_values(recorded)["customRules"]["falco-eks-lab-detection.yaml"])
     macro = next(i for i in detection if i.get("macro") == "eks_lab_allowed_identities")
     assert macro["condition"] == (

@@ -163,12 +163,9 @@ def kube(tmp_path: Path) -> Iterator[tuple[FakeKubeApi, Path]]:
     """The stand-in as the stack leaves it: the component's Roles, and the checkpoint's ConfigMaps, empty."""
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    api = FakeKubeApi(TOKEN, rbac=Rbac.forwarder("audit-forwarder-leader", NAME))
-    api.create_like_the_stack(NS, NAME)
-    try:
+    with FakeKubeApi(TOKEN, rbac=Rbac.forwarder("audit-forwarder-leader", NAME)) as api:
+        api.create_like_the_stack(NS, NAME)
         yield api, token
-    finally:
-        api.close()
 
 
 def _store(api: FakeKubeApi, token: Path, **kwargs: Any) -> ConfigMapCheckpointStore:
@@ -334,8 +331,7 @@ def test_a_missing_configmap_the_forwarder_may_not_create_is_one_error_naming_it
 def test_where_the_forwarder_may_create_them_missing_configmaps_are_created_empty(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(TOKEN)
-    api = FakeKubeApi(TOKEN)  # kubectl proxy with an admin's rights: nothing created yet
-    try:
+    with FakeKubeApi(TOKEN) as api:  # kubectl proxy with an admin's rights: nothing created yet
         store = _store(api, token)
         assert store.claim() is None
         assert sorted(api.objects) == sorted((NAME, *PARTS))
@@ -343,21 +339,16 @@ def test_where_the_forwarder_may_create_them_missing_configmaps_are_created_empt
                    for o in api.objects.values())
         store.save_positions(_positions())
         assert _store(api, token).load() == Checkpoint(_positions(), None)
-    finally:
-        api.close()
 
 
 def test_against_an_older_stack_the_refusal_names_the_configmap_and_what_grants_it(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(TOKEN)
-    api = FakeKubeApi(TOKEN, rbac=Rbac.older_stack("audit-forwarder-leader", NAME))
-    try:
+    with FakeKubeApi(TOKEN, rbac=Rbac.older_stack("audit-forwarder-leader", NAME)) as api:
         with pytest.raises(CheckpointError) as info:
             _store(api, token).claim()
         assert str(info.value).startswith(f"GET configmap {NS}/{PARTS[0]}: HTTP 403 ")
         assert "the AuditForwarder component of the same version grants them" in str(info.value)
-    finally:
-        api.close()
 
 
 def test_configmap_reads_the_rotated_token_and_explains_rbac_failures(kube) -> None:

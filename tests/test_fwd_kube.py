@@ -19,11 +19,8 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/forwarder/leases/audit-forward
 
 @pytest.fixture
 def api() -> Iterator[FakeKubeApi]:
-    server = FakeKubeApi(SELF_TOKEN)
-    try:
+    with FakeKubeApi(SELF_TOKEN) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize(("host", "url"), [("10.100.0.1", "https://10.100.0.1:443"),

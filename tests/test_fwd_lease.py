@@ -19,7 +19,6 @@ from support.kube_api import STACK_LABELS, FakeKubeApi, Rbac
 from forwarder.checkpoint.codec import BucketState, Positions, Remembered
 from forwarder.checkpoint.store import ConfigMapCheckpointStore, FencedError, Term, hashes_names
 from forwarder.config import ConfigError, LeaseSpec, RunConfig, parse
-from forwarder.kube import KubeApi
 from forwarder.metrics import Metrics
 from forwarder.replicas.lease import LeaseElector
 
@@ -29,30 +28,20 @@ DURATION = 15.0
 
 @pytest.fixture
 def api() -> Iterator[FakeKubeApi]:
-    server = FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT))
-    server.create_like_the_stack(NS, CHECKPOINT, LEASE)
-    try:
+    with FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT)) as server:
+        server.create_like_the_stack(NS, CHECKPOINT, LEASE)
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def older() -> Iterator[FakeKubeApi]:
     """A stack from before: no Lease yet, and the forwarder may create one."""
-    server = FakeKubeApi(None, rbac=Rbac.older_stack(LEASE, CHECKPOINT))
-    try:
+    with FakeKubeApi(None, rbac=Rbac.older_stack(LEASE, CHECKPOINT)) as server:
         yield server
-    finally:
-        server.close()
-
-
-def _kube(api: FakeKubeApi) -> KubeApi:
-    return KubeApi(api.url, token_path="/nonexistent/token", ca_path=None)
 
 
 def _elector(api: FakeKubeApi, clock: FakeClock, identity: str, duration: float = DURATION) -> LeaseElector:
-    return LeaseElector(_kube(api), NS, LEASE, identity, duration_seconds=duration, clock=clock, metrics=Metrics())
+    return LeaseElector(api.client(), NS, LEASE, identity, duration_seconds=duration, clock=clock, metrics=Metrics())
 
 
 def _value(elector: LeaseElector, name: str, **labels: str) -> float:
@@ -199,7 +188,7 @@ def test_of_two_candidates_racing_for_the_lease_only_one_wins(older: FakeKubeApi
 def test_two_electors_in_threads_never_hold_the_same_term(api: FakeKubeApi) -> None:
     from forwarder.clock import SystemClock
 
-    electors = [LeaseElector(_kube(api), NS, LEASE, f"fwd-{n}", duration_seconds=1.0, clock=SystemClock(),
+    electors = [LeaseElector(api.client(), NS, LEASE, f"fwd-{n}", duration_seconds=1.0, clock=SystemClock(),
                              metrics=Metrics()) for n in "ab"]
     stop = threading.Event()
     threads = [threading.Thread(target=e.run, args=(stop,), daemon=True) for e in electors]
@@ -381,8 +370,7 @@ def test_release_on_a_clean_stop_hands_the_lease_over_at_the_standbys_next_look(
 
 
 def test_rbac_refusal_is_logged_with_what_the_service_account_needs(caplog: pytest.LogCaptureFixture) -> None:
-    api = FakeKubeApi(None, rbac=Rbac.forwarder("another-lease", CHECKPOINT))
-    try:
+    with FakeKubeApi(None, rbac=Rbac.forwarder("another-lease", CHECKPOINT)) as api:
         a = _elector(api, FakeClock(), "fwd-a")
         with caplog.at_level(logging.ERROR, logger="forwarder.lease"):
             a.step()
@@ -398,15 +386,13 @@ def test_rbac_refusal_is_logged_with_what_the_service_account_needs(caplog: pyte
         refusals = [r for r in caplog.records if "refused a Lease request" in r.getMessage()]
         assert [r.attempt for r in refusals] == [1, 11, 21]  # type: ignore[attr-defined]
         assert _value(a, "forwarder_lease_events_total", event="look_failed") == 25
-    finally:
-        api.close()
 
 
 # --- the fenced checkpoint ---------------------------------------------------------------------------
 
 
 def _store(api: FakeKubeApi, fence: Any) -> ConfigMapCheckpointStore:
-    return ConfigMapCheckpointStore(NS, CHECKPOINT, api=_kube(api), fence=fence)
+    return ConfigMapCheckpointStore(NS, CHECKPOINT, api=api.client(), fence=fence)
 
 
 def test_a_deposed_holder_cannot_write_the_checkpoint(api: FakeKubeApi) -> None:

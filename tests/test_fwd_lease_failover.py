@@ -6,7 +6,7 @@ each delivering to its own receiver (so the receivers say which replica delivere
 The Lease duration is 2 s. The takeover is checked on the Lease's writes as the stand-in recorded them (who,
 in which term, in which order); every wait is a bounded poll."""
 
-# ruff: noqa: F811 - pytest fixtures imported from support.moto_server are parameters here by design
+# ruff: noqa: F811 - pytest fixtures imported from support/ (moto, started) are parameters here by design
 
 from __future__ import annotations
 
@@ -17,49 +17,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.audit_events import make_event, new_stream_name
 from support.falco_receiver import FalcoReceiver
-from support.forwarder_process import ForwarderProcess, forwarder_env
+from support.forwarder_process import ForwarderProcess, forwarder_env, started, wait_until  # noqa: F401 - fixture
 from support.kube_api import FakeKubeApi, KubeWrite, Rbac
 from support.moto_server import (  # noqa: F401 - pytest fixtures
     MotoServer,
     create_log_group,
-    create_log_stream,
     create_subscribed_stream,
     moto,
     moto_server,
     now_ms,
-    put_events,
+    put_batch,
 )
 
 GROUP = "/aws/eks/lease/cluster"
 NS, LEASE, CHECKPOINT = "forwarder", "audit-forwarder-leader", "audit-checkpoint"
 DURATION = 2.0
 POLL = DURATION / 10  # a standby's look at the Lease (forwarder/replicas/lease.py)
-TIMEOUT = 60.0  # generous: the suite may share 2 cores with others; a pass is a few seconds
 
 
 @pytest.fixture
 def kube() -> Iterator[FakeKubeApi]:
-    api = FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT))
-    api.create_like_the_stack(NS, CHECKPOINT, LEASE)  # as the AuditForwarder component does
-    try:
+    with FakeKubeApi(None, rbac=Rbac.forwarder(LEASE, CHECKPOINT)) as api:
+        api.create_like_the_stack(NS, CHECKPOINT, LEASE)  # as the AuditForwarder component does
         yield api
-    finally:
-        api.close()
-
-
-@pytest.fixture
-def started() -> Iterator[list[ForwarderProcess]]:
-    """Forwarder processes a test started; killed (and resumed first, if paused) at the end."""
-    procs: list[ForwarderProcess] = []
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.alive():
-                os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
 
 
 @pytest.fixture
@@ -78,23 +59,8 @@ def _forwarder(tmp_path: Path, moto: MotoServer, kube: FakeKubeApi, receiver: Fa
     return ForwarderProcess(args, forwarder_env(moto.env()), tmp_path / f"{identity}.log")
 
 
-def _wait(what: str, predicate: Callable[[], bool], *procs: ForwarderProcess) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.log_path.name}\n{p.tail(30)}" for p in procs)
-            raise AssertionError(f"timed out waiting until {what}\n{tails}")
-        time.sleep(0.05)
-
-
 def _put_batch(moto: MotoServer, count: int) -> set[str]:
-    logs = moto.client("logs")
-    stream = new_stream_name()
-    create_log_stream(logs, GROUP, stream)
-    start = now_ms() - 5_000
-    events = [make_event(start + i, size=600) for i in range(count)]
-    put_events(logs, GROUP, stream, [(start + i, line) for i, (_, line) in enumerate(events)])
-    return {audit_id for audit_id, _ in events}
+    return put_batch(moto, GROUP, count, now_ms() - 5_000)
 
 
 def _lease_writes(kube: FakeKubeApi, holder: str) -> list[KubeWrite]:
@@ -117,11 +83,11 @@ def _start_leader_and_standby(tmp_path: Path, moto: MotoServer, kube: FakeKubeAp
                               ) -> tuple[ForwarderProcess, ForwarderProcess]:
     a = _forwarder(tmp_path, moto, kube, receivers["fwd-a"], "fwd-a", source)
     started.append(a.start())
-    _wait("fwd-a holds the Lease", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-a", a)
+    wait_until("fwd-a holds the Lease", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-a", a)
     b = _forwarder(tmp_path, moto, kube, receivers["fwd-b"], "fwd-b", source)
     started.append(b.start())
-    _wait("fwd-b stands by", lambda: b.scrape() is not None and b.metric("forwarder_active") == 0
-          and b.metric("forwarder_lease_term") == -1, b)
+    wait_until("fwd-b stands by", lambda: b.scrape() is not None and b.metric("forwarder_active") == 0
+               and b.metric("forwarder_lease_term") == -1, b)
     return a, b
 
 
@@ -143,13 +109,13 @@ def test_killed_leader_is_replaced_within_the_lease_duration_and_nothing_is_lost
     a, b = _start_leader_and_standby(tmp_path, moto, kube, receivers, started, "cloudwatch")
     _assert_standby_probes(b)
     first = _put_batch(moto, 300)
-    _wait("fwd-a delivered the first batch", lambda: first <= receivers["fwd-a"].unique_ids, a)
-    _wait("fwd-a checkpointed it", _checkpointed(kube, receivers["fwd-a"], "fwd-a"), a)
+    wait_until("fwd-a delivered the first batch", lambda: first <= receivers["fwd-a"].unique_ids, a)
+    wait_until("fwd-a checkpointed it", _checkpointed(kube, receivers["fwd-a"], "fwd-a"), a)
     second = _put_batch(moto, 300)  # in flight, or not yet read, when the leader dies
 
     a.kill()
     third = _put_batch(moto, 300)
-    _wait("fwd-b delivered everything", lambda: first | second | third <= _delivered(receivers), b)
+    wait_until("fwd-b delivered everything", lambda: first | second | third <= _delivered(receivers), b)
 
     assert a.proc is not None and a.proc.returncode == -signal.SIGKILL
     last_a = _lease_writes(kube, "fwd-a")[-1]
@@ -174,8 +140,8 @@ def test_paused_leader_resumed_after_its_lease_delivers_and_writes_nothing(
     arn = create_subscribed_stream(moto, GROUP)
     a, b = _start_leader_and_standby(tmp_path, moto, kube, receivers, started, f"kinesis:{arn}")
     first = _put_batch(moto, 200)
-    _wait("fwd-a delivered the first batch", lambda: first <= receivers["fwd-a"].unique_ids, a)
-    _wait("fwd-a checkpointed it", _checkpointed(kube, receivers["fwd-a"], "fwd-a"), a)
+    wait_until("fwd-a delivered the first batch", lambda: first <= receivers["fwd-a"].unique_ids, a)
+    wait_until("fwd-a checkpointed it", _checkpointed(kube, receivers["fwd-a"], "fwd-a"), a)
 
     receivers["fwd-a"].slow(1.0)  # so that the leader has deliveries in flight when it is paused
     second = _put_batch(moto, 200)
@@ -183,16 +149,16 @@ def test_paused_leader_resumed_after_its_lease_delivers_and_writes_nothing(
     os.kill(a.pid, signal.SIGSTOP)
     try:
         third = _put_batch(moto, 200)
-        _wait("fwd-b took over and delivered what came since",
-              lambda: first | second | third <= _delivered(receivers), b)
+        wait_until("fwd-b took over and delivered what came since",
+                   lambda: first | second | third <= _delivered(receivers), b)
     finally:
         resumed_wall, resumed = time.time(), time.monotonic()
         os.kill(a.pid, signal.SIGCONT)
-    _wait("the resumed fwd-a knows it lost the Lease",
-          lambda: a.metric("forwarder_lease_events_total", event="lost") >= 1, a)
-    _wait("the resumed fwd-a stands by", lambda: a.metric("forwarder_active") == 0, a)
+    wait_until("the resumed fwd-a knows it lost the Lease",
+               lambda: a.metric("forwarder_lease_events_total", event="lost") >= 1, a)
+    wait_until("the resumed fwd-a stands by", lambda: a.metric("forwarder_active") == 0, a)
     fourth = _put_batch(moto, 200)
-    _wait("fwd-b delivered the fourth batch", lambda: fourth <= receivers["fwd-b"].unique_ids, b)
+    wait_until("fwd-b delivered the fourth batch", lambda: fourth <= receivers["fwd-b"].unique_ids, b)
 
     assert a.alive() and b.alive()
     _assert_standby_probes(a)
@@ -214,9 +180,9 @@ def test_paused_leader_resumed_after_its_lease_delivers_and_writes_nothing(
 
     # A clean stop (SIGTERM) releases the Lease: the old leader, standing by, takes over at its next look.
     assert b.terminate(10) == 0
-    _wait("fwd-a holds the Lease again", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-a", a)
+    wait_until("fwd-a holds the Lease again", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-a", a)
     released = [w for w in kube.successful_writes("leases") if w.holder is None]
     assert released and kube.lease(LEASE)["leaseTransitions"] == 2
     fifth = _put_batch(moto, 100)
-    _wait("fwd-a delivers again", lambda: fifth <= receivers["fwd-a"].unique_ids, a)
+    wait_until("fwd-a delivers again", lambda: fifth <= receivers["fwd-a"].unique_ids, a)
     _assert_rbac_and_terms(kube)

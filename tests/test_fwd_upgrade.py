@@ -40,7 +40,6 @@ from forwarder.checkpoint.dedup import event_hash, pack
 from forwarder.checkpoint.ledger import BucketState
 from forwarder.checkpoint.store import CheckpointError, ConfigMapCheckpointStore, Term, hashes_names
 from forwarder.config import CheckpointSpec, ConfigError, LeaseSpec, RunConfig, StartAt, parse
-from forwarder.kube import KubeApi
 from forwarder.metrics import Health
 from forwarder.pipeline import _wait_for_previous
 from forwarder.replicas.upgrade import PreviousLease, quiet_seconds, read_previous_checkpoint
@@ -63,21 +62,14 @@ def _rbac(previous: bool = True) -> Rbac:
 @pytest.fixture
 def api() -> Iterator[FakeKubeApi]:
     """An upgraded lab before the new forwarder's first start: the stack's objects, empty, and the Roles."""
-    server = FakeKubeApi(None, rbac=_rbac())
-    server.create_like_the_stack(NS, STATE, LEASE)
-    try:
+    with FakeKubeApi(None, rbac=_rbac()) as server:
+        server.create_like_the_stack(NS, STATE, LEASE)
         yield server
-    finally:
-        server.close()
-
-
-def _kube(api: FakeKubeApi) -> KubeApi:
-    return KubeApi(api.url, token_path="/nonexistent/token", ca_path=None)
 
 
 def _store(api: FakeKubeApi, **kwargs: Any) -> ConfigMapCheckpointStore:
     """The ConfigMap store as the pipeline opens it with the component's flags (--migrate-from)."""
-    kube = _kube(api)
+    kube = api.client()
     return ConfigMapCheckpointStore(NS, STATE, api=kube, previous=partial(read_previous_checkpoint, kube, NS,
                                                                            v03.CHECKPOINT), **kwargs)
 
@@ -109,9 +101,7 @@ def _paths(api: FakeKubeApi, *names: str) -> list[tuple[str, str]]:
 def release_0_3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """0.3's forwarder package from the project's history, imported as ``forwarder_0_3``."""
     root = tmp_path_factory.mktemp("release-0.3")
-    if v03.checkout(root, "forwarder_0_3") is None:
-        pytest.skip(f"the project's history (commit {v03.COMMIT[:7]}, release 0.3.0) is not at hand: a source archive "
-                    "or a shallow clone")
+    v03.checkout_or_skip(root, "forwarder_0_3")
     sys.path.insert(0, str(root))
     try:
         yield importlib.import_module("forwarder_0_3")
@@ -132,8 +122,7 @@ def test_the_0_3_fixture_writes_byte_for_byte_what_a_0_3_forwarder_wrote(release
     assert checkpoint.remembered is not None
     remembered = old_codec.Remembered(GROUP, PREFIX, tuple(
         old_ledger.BucketState(b.start_ms, b.hashes, b.events, b.bytes) for b in checkpoint.remembered.buckets))
-    written, fixture = FakeKubeApi(None, rbac=Rbac.older_stack(v03.LEASE, v03.CHECKPOINT)), FakeKubeApi(None)
-    try:
+    with FakeKubeApi(None, rbac=Rbac.older_stack(v03.LEASE, v03.CHECKPOINT)) as written, FakeKubeApi(None) as fixture:
         # 0.3's own store, as its holder in term 4 saved: it creates both ConfigMaps (its stack let it).
         store = old_cp.ConfigMapCheckpointStore(NS, v03.CHECKPOINT, api=old_kube.KubeApi(
             written.url, token_path="/nonexistent/token", ca_path=None), fence=lambda: old_cp.Term(4, "fwd-03"))
@@ -160,18 +149,14 @@ def test_the_0_3_fixture_writes_byte_for_byte_what_a_0_3_forwarder_wrote(release
         holder.release()
         assert written.lease(v03.LEASE).keys() == fixture.lease(v03.LEASE).keys()
         assert "holderIdentity" not in fixture.lease(v03.LEASE)
-    finally:
-        written.close()
-        fixture.close()
     # And today's codec reads 0.3's encodings (the carry-over copies them, splitting only the hashes).
     assert decode_positions(v03.encode_positions(checkpoint.positions)) == checkpoint.positions
     assert decode_remembered(v03.encode_hashes(checkpoint.remembered)) == checkpoint.remembered
 
 
 def test_the_fixture_names_the_objects_0_3_created_itself_as_0_3_named_them() -> None:
-    component, store = v03.source("components/audit_forwarder.py"), v03.source("forwarder/checkpoint.py")
-    if component is None or store is None:
-        pytest.skip(f"the project's history (commit {v03.COMMIT[:7]}, release 0.3.0) is not at hand")
+    component = v03.source_or_skip("components/audit_forwarder.py")
+    store = v03.source_or_skip("forwarder/checkpoint.py")
     # 0.3's component ran the forwarder with --checkpoint configmap:<namespace>/<checkpointConfigmapName> and
     # --lease <namespace>/<deploymentName>-leader, and let it create them; its store added "-hashes".
     assert 'ns_name.apply(lambda n: f"configmap:{n}/{args.checkpoint_configmap_name}")' in component
@@ -291,7 +276,7 @@ def test_without_get_on_the_0_3_checkpoint_the_first_start_says_what_grants_it(a
 
 
 def _gate(api: FakeKubeApi, clock: FakeClock) -> PreviousLease:
-    return PreviousLease(_kube(api), NS, v03.LEASE, clock=clock, duration_seconds=DURATION)
+    return PreviousLease(api.client(), NS, v03.LEASE, clock=clock, duration_seconds=DURATION)
 
 
 def _look_until_free(gate: PreviousLease, clock: FakeClock, limit: float, during: Any = None) -> float | None:
@@ -432,7 +417,7 @@ def test_a_stop_while_waiting_for_the_0_3_lease_ends_the_wait(api: FakeKubeApi) 
             stop.set()
             return super().wait(seconds, event)
 
-    gate = PreviousLease(_kube(api), NS, v03.LEASE, clock=Stopping(), duration_seconds=DURATION)
+    gate = PreviousLease(api.client(), NS, v03.LEASE, clock=Stopping(), duration_seconds=DURATION)
     assert not _wait_for_previous(gate, _store(api), health=health, stop=stop)
     assert health.ready()  # a replica waiting is doing its job: the rolling update goes on and stops the 0.3 ones
 

@@ -7,28 +7,26 @@ Moto in server mode is CloudWatch; each forwarder delivers to its own receiver (
 delivered what); the Kubernetes API stand-in enforces the Roles throughout. The Lease duration is 2 s; every wait is
 a bounded poll."""
 
-# ruff: noqa: F811 - pytest fixtures imported from support.moto_server are parameters here by design
+# ruff: noqa: F811 - pytest fixtures imported from support/ (moto, started) are parameters here by design
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import release_0_3 as v03
-from support.audit_events import make_event, new_stream_name
 from support.falco_receiver import FalcoReceiver
-from support.forwarder_process import ForwarderProcess, forwarder_env
+from support.forwarder_process import ForwarderProcess, forwarder_env, started, wait_until  # noqa: F401 - fixture
 from support.kube_api import FakeKubeApi, Rbac
 from support.moto_server import (  # noqa: F401 - pytest fixtures
     MotoServer,
     create_log_group,
-    create_log_stream,
     moto,
     moto_server,
     now_ms,
-    put_events,
+    put_batch,
 )
 
 from forwarder.checkpoint.codec import decode_positions
@@ -38,56 +36,25 @@ GROUP = "/aws/eks/upgrade/cluster"
 NS = v03.NAMESPACE
 STATE, LEASE = "audit-forwarder-state", "audit-forwarder-lease"  # the stack's own objects today
 DURATION = 2.0
-TIMEOUT = 60.0  # generous: the suite may share 2 cores with others; a pass is well under a minute
 
 
 @pytest.fixture
 def release_0_3(tmp_path: Path) -> Path:
     root = tmp_path / "release-0.3"
-    if v03.checkout(root) is None:
-        pytest.skip(f"the project's history (commit {v03.COMMIT[:7]}, release 0.3.0) is not at hand: a source archive "
-                    "or a shallow clone")
+    v03.checkout_or_skip(root)
     return root
 
 
 @pytest.fixture
 def kube() -> Iterator[FakeKubeApi]:
     """A 0.3 lab: its Roles let the forwarder create the objects, and none exists yet."""
-    api = FakeKubeApi(None, rbac=Rbac.older_stack(v03.LEASE, v03.CHECKPOINT))
-    try:
+    with FakeKubeApi(None, rbac=Rbac.older_stack(v03.LEASE, v03.CHECKPOINT)) as api:
         yield api
-    finally:
-        api.close()
-
-
-@pytest.fixture
-def started() -> Iterator[list[ForwarderProcess]]:
-    procs: list[ForwarderProcess] = []
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.kill()
-
-
-def _wait(what: str, predicate: Callable[[], bool], *procs: ForwarderProcess) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p.log_path.name}\n{p.tail(30)}" for p in procs)
-            raise AssertionError(f"timed out waiting until {what}\n{tails}")
-        time.sleep(0.05)
 
 
 def _put(moto: MotoServer, count: int, age_s: float = 0.0) -> set[str]:
     """``count`` audit events, ``age_s`` old, in a new stream; their audit IDs."""
-    logs = moto.client("logs")
-    stream = new_stream_name()
-    create_log_stream(logs, GROUP, stream)
-    start = now_ms() - int(age_s * 1000)
-    events = [make_event(start + i, size=600) for i in range(count)]
-    put_events(logs, GROUP, stream, [(start + i, line) for i, (_, line) in enumerate(events)])
-    return {audit_id for audit_id, _ in events}
+    return put_batch(moto, GROUP, count, now_ms() - int(age_s * 1000))
 
 
 def _stage_cursor_ms(proc: ForwarderProcess, stage: str) -> int:
@@ -116,10 +83,11 @@ def test_a_0_3_lab_upgrades_in_place_one_forwarder_delivering_at_a_time_losing_a
              "--lease", f"{NS}/{v03.LEASE}", "--lease-identity", "fwd-03", "--kube-api-url", kube.url],
             env, tmp_path / "fwd-03.log", cwd=release_0_3)
         started.append(old.start())
-        _wait("the 0.3 forwarder holds its Lease", lambda: kube.lease(v03.LEASE).get("holderIdentity") == "fwd-03", old)
+        wait_until("the 0.3 forwarder holds its Lease",
+                   lambda: kube.lease(v03.LEASE).get("holderIdentity") == "fwd-03", old)
         first = _put(moto, 300)
-        _wait("0.3 delivered the first events", lambda: first <= old_falco.unique_ids, old)
-        _wait("0.3 created its checkpoint", lambda: {v03.CHECKPOINT, v03.HASHES} <= set(kube.objects), old)
+        wait_until("0.3 delivered the first events", lambda: first <= old_falco.unique_ids, old)
+        wait_until("0.3 created its checkpoint", lambda: {v03.CHECKPOINT, v03.HASHES} <= set(kube.objects), old)
 
         # pulumi up: the Roles as today's component renders them (tests/test_audit_forwarder.py), then the stack's
         # objects, then the Deployment rolls: a new replica starts beside the running 0.3 one.
@@ -132,10 +100,11 @@ def test_a_0_3_lab_upgrades_in_place_one_forwarder_delivering_at_a_time_losing_a
              "--lease-identity", "fwd-04", "--kube-api-url", kube.url],
             forwarder_env(moto.env()), tmp_path / "fwd-04.log")
         started.append(new.start())
-        _wait("the new replica is ready (waiting is its job: the rolling update goes on)",
-              lambda: new.health("/readyz") == 200, new)
+        wait_until("the new replica is ready (waiting is its job: the rolling update goes on)",
+                   lambda: new.health("/readyz") == 200, new)
         second = _put(moto, 300)
-        _wait("0.3 delivered what came meanwhile, under the new Roles", lambda: second <= old_falco.unique_ids, old)
+        wait_until("0.3 delivered what came meanwhile, under the new Roles",
+                   lambda: second <= old_falco.unique_ids, old)
         waited_until = time.monotonic() + 3 * DURATION
         while time.monotonic() < waited_until:
             assert kube.lease(v03.LEASE).get("holderIdentity") == "fwd-03"
@@ -145,24 +114,24 @@ def test_a_0_3_lab_upgrades_in_place_one_forwarder_delivering_at_a_time_losing_a
         assert kube.lease(LEASE) == {} and new_falco.unique_ids == set() and new.metric("forwarder_active") == 0
         third = _put(moto, 100)  # just before the rolling update stops 0.3: its 21 s stage has not read them again
         third_until = now_ms()
-        _wait("0.3 delivered them", lambda: third <= old_falco.unique_ids, old)
+        wait_until("0.3 delivered them", lambda: third <= old_falco.unique_ids, old)
 
         assert old.terminate(timeout=20) == 0
         released = [w for w in kube.successful_writes("leases") if w.name == v03.LEASE][-1]
         assert released.holder is None, "0.3 released its Lease on SIGTERM"
-        _wait("the new replica holds its Lease", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-04", new)
+        wait_until("the new replica holds its Lease", lambda: kube.lease(LEASE).get("holderIdentity") == "fwd-04", new)
         taken = next(w for w in kube.successful_writes("leases") if w.name == LEASE)
         took_over = taken.at - released.at
         # Not before a 0.3 standby would have taken the released Lease; within the Lease duration (plus the
         # scheduling noise of a shared machine).
         assert quiet_seconds(DURATION) - 0.05 <= took_over <= DURATION + 1.5, took_over
         fourth = _put(moto, 300)
-        _wait("the new replica delivered what came after", lambda: fourth <= new_falco.unique_ids, new)
+        wait_until("the new replica delivered what came after", lambda: fourth <= new_falco.unique_ids, new)
         # Its 21 s stage reads again what 0.3 delivered last (0.3's had not yet): the carried-over hashes keep it from
         # sending them again. Once that stage is past them with nothing left unacknowledged, all was said.
-        _wait("the new replica's 21 s stage read 0.3's last events again",
-              lambda: _stage_cursor_ms(new, "21s") > third_until
-              and new.metric("forwarder_oldest_unacknowledged_seconds") == 0, new)
+        wait_until("the new replica's 21 s stage read 0.3's last events again",
+                   lambda: _stage_cursor_ms(new, "21s") > third_until
+                   and new.metric("forwarder_oldest_unacknowledged_seconds") == 0, new)
 
         log = new.output()
         assert "carrying over the checkpoint of the forwarder before the upgrade" in log

@@ -70,9 +70,19 @@ class Lab:
         env.update(extra)
         return env
 
-    def run(self, command: str, stack: str = "dev", **extra: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "labctl", command, "--stack", stack, "--project-dir", str(self.project)]
+    def run(self, command: str, *args: str, stack: str = "dev", **extra: str) -> subprocess.CompletedProcess[str]:
+        """`python -m labctl COMMAND --stack STACK --project-dir ... ARGS` with ``extra`` in its environment."""
+        argv = [sys.executable, "-m", "labctl", command, "--stack", stack, "--project-dir", str(self.project), *args]
         return subprocess.run(argv, cwd=ROOT, env=self.env(**extra), capture_output=True, text=True, timeout=120)
+
+    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`make ARGS` in the repository, with the stand-ins first on PATH and then the system's make and bash."""
+        system = os.pathsep.join(
+            sorted({str(Path(shutil.which(tool) or "/usr/bin/x").parent) for tool in ("make", "bash")})
+        )
+        env = self.env(PATH=os.pathsep.join([str(self.cli.folder), system]))
+        argv = ["make", "--no-print-directory", "-C", str(ROOT), *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
     def group_exists(self, name: str = DEV_GROUP) -> bool:
         return any(
@@ -165,18 +175,7 @@ def test_make_down_with_empty_flags_really_calls_pulumi_destroy(lab):
     stack = f"t{uuid.uuid4().hex[:8]}"  # the Makefile works in the repository: a stack name no file uses
     group = f"/aws/eks/falco-eks-lab-{stack}/cluster"
     lab.cli.install(backend=CLOUD, stacks=deployed(stack, group, f"falco-eks-lab-{stack}"))
-    system = os.pathsep.join(
-        sorted({str(Path(shutil.which(tool) or "/usr/bin/x").parent) for tool in ("make", "bash")})
-    )
-    env = lab.env(PATH=os.pathsep.join([str(lab.cli.folder), system]))
-    env.pop("PULUMI_FLAGS", None)
-    done = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), "down", f"STACK={stack}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = lab.make("down", f"STACK={stack}")  # PULUMI_FLAGS not set: the Makefile's empty default
     assert done.returncode == 0, done.stdout + done.stderr
     assert ["destroy", "--stack", stack] in pulumi_calls(lab, "destroy")
     assert ["stack", "rm", stack, "--yes", "--preserve-config"] in pulumi_calls(lab, "stack")

@@ -5,37 +5,30 @@ whose PATH holds only the stand-in CLIs of tests/support/standin_cli.py, which k
 check each stack's secrets passphrase, and write Pulumi.<stack>.yaml as the real `pulumi config set` does.
 """
 
+# ruff: noqa: F811 - the lab fixture imported from test_labctl is a parameter here by design
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from support.moto_server import MotoServer, moto, moto_server  # noqa: F401  (pytest fixtures)
+from support.moto_server import moto, moto_server  # noqa: F401  (pytest fixtures)
 from support.standin_cli import StandIns
 
-from tests.test_labctl import CLOUD, ROOT, Lab, pulumi_calls
+from tests.test_labctl import CLOUD, ROOT, Lab, lab, pulumi_calls  # noqa: F401  (lab: a pytest fixture)
 
 LOCAL = "file://{state}"
 
 
-@pytest.fixture
-def lab(tmp_path: Path, moto: MotoServer) -> Lab:  # noqa: F811
-    return Lab(tmp_path, moto)
-
-
 def config(lab: Lab, key: str, value: str | None, stack: str = "dev", **extra: str) -> subprocess.CompletedProcess[str]:
     """`make config KEY=... VALUE=...` as make runs it: the two reach labctl in the environment."""
-    argv = [sys.executable, "-m", "labctl", "config", "--stack", stack, "--project-dir", str(lab.project)]
-    env = lab.env(KEY=key, **extra)
-    if value is not None:
-        env["VALUE"] = value
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    values = {"KEY": key} if value is None else {"KEY": key, "VALUE": value}
+    return lab.run("config", stack=stack, **values, **extra)
 
 
 def stack_file(lab: Lab, stack: str = "dev") -> dict:
@@ -125,9 +118,7 @@ def test_one_item_of_a_list_by_its_path(lab):
 
 def test_config_takes_key_and_value_as_arguments_too(lab):
     lab.cli.install(backend=CLOUD)
-    argv = [sys.executable, "-m", "labctl", "config", "--stack", "qa", "--project-dir", str(lab.project),
-            "falcoSidekickUi", "False"]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, env=lab.env(), capture_output=True, text=True, timeout=120)
+    done = lab.run("config", "falcoSidekickUi", "False", stack="qa")
     assert done.returncode == 0, done.stderr
     assert stack_file(lab, "qa")["falco-eks-lab:falcoSidekickUi"] == "false"
     assert "'make up STACK=qa' applies it." in done.stdout
@@ -176,10 +167,7 @@ def test_env_adds_nothing_the_user_already_set_or_their_login_provides(lab):
     (lab.project / ".pulumi-state" / "local-backend").write_text("")
     mine = lab.run("env", PULUMI_BACKEND_URL="s3://bucket", PULUMI_CONFIG_PASSPHRASE="theirs")
     assert mine.stdout == ""
-    prefix = subprocess.run(
-        [sys.executable, "-m", "labctl", "env", "--assignments", "--stack", "dev", "--project-dir", str(lab.project)],
-        cwd=ROOT, env=lab.env(), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    prefix = lab.run("env", "--assignments")
     state = lab.project / ".pulumi-state"
     assert prefix.stdout.strip() == (
         f"PULUMI_BACKEND_URL=file://{state} PULUMI_CONFIG_PASSPHRASE_FILE={state / 'passphrase-dev'}"
@@ -256,17 +244,9 @@ def test_a_stack_made_with_the_users_own_passphrase_never_gets_a_generated_one(l
 def test_make_config_passes_a_json_list_through_make_and_the_shell_unchanged(lab):
     stack = f"t{uuid.uuid4().hex[:8]}"  # the Makefile works in the repository: a stack name no file uses
     lab.cli.install(backend=CLOUD)
-    system = os.pathsep.join(
-        sorted({str(Path(shutil.which(tool) or "/usr/bin/x").parent) for tool in ("make", "bash")})
-    )
-    env = lab.env(PATH=os.pathsep.join([str(lab.cli.folder), system]))
     written = ROOT / f"Pulumi.{stack}.yaml"
     try:
-        done = subprocess.run(
-            ["make", "--no-print-directory", "-C", str(ROOT), "config", "KEY=extraLogTypes",
-             'VALUE=["api", "scheduler"]', f"STACK={stack}"],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        done = lab.make("config", "KEY=extraLogTypes", 'VALUE=["api", "scheduler"]', f"STACK={stack}")
         assert done.returncode == 0, done.stdout + done.stderr
         assert yaml.safe_load(written.read_text())["config"]["falco-eks-lab:extraLogTypes"] == ["api", "scheduler"]
     finally:

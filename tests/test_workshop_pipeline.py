@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.audit_events import SHARED_CORPUS_DIR, make_event, shared_corpus_file
+from support.audit_events import make_event, shared_corpus_file
 from support.falco_receiver import FalcoReceiver
 from support.falco_snapshots import Request, delivered_by, deliveries, log_text, snapshots
 from support.loopback_http import LoopbackServer, QuietHandler
@@ -627,10 +627,7 @@ def test_the_real_snapshots_with_a_request_falco_did_not_count_give_dropped() ->
 
 
 def test_the_generated_snapshots_are_shaped_like_the_real_ones() -> None:
-    path = SHARED_CORPUS_DIR / REAL_SNAPSHOTS
-    if not path.is_file():
-        pytest.skip(f"{path} not found (../shared is beside the repository on the development machines only)")
-    real = json.loads(path.read_text(encoding="utf-8").splitlines()[2])
+    real = json.loads(shared_corpus_file(REAL_SNAPSHOTS).read_text(encoding="utf-8").splitlines()[2])
     generated = snapshots(steady(START, 200, seed=1).requests, START)[2]
     assert set(generated) == set(real)
     assert {k: v for k, v in generated.items() if k not in ("output_fields", "time", "hostname")} == {

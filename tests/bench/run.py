@@ -642,7 +642,7 @@ def phase_catch_up(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
 
 
 def phase_checkpoint(workdir: Path) -> dict[str, float]:
-    from fwd_fakes import AuditedCluster, FakeClock, Harness, steady_load
+    from fwd_fakes import AuditedCluster, FakeClock, steady_bytes
 
     from forwarder.checkpoint.ledger import Ledger
     from forwarder.checkpoint.policy import Checkpointer
@@ -651,11 +651,7 @@ def phase_checkpoint(workdir: Path) -> dict[str, float]:
 
     cluster = AuditedCluster(workdir)
     try:
-        h = Harness(clock=cluster.clock, logs=cluster.logs).with_store(cluster.store)
-        t0 = cluster.clock.now
-        minutes = 13
-        steady_load(h, 100, minutes * 60)
-        per_minute = cluster.bytes_per_minute(t0, minutes)
+        per_minute = steady_bytes(cluster, 100, 13)
         say(f"[checkpoint] 100 events/s, simulated, ConfigMaps over HTTP: bytes written a minute "
             f"{per_minute} (the last minutes are the steady state: 11 minutes of hashes remembered)")
         # One save of both parts at 1,000 events/s: 11 minutes of events remembered (the most the window holds).

@@ -9,9 +9,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.moto_server import free_port
 
@@ -166,3 +167,28 @@ def forwarder_env(base: Mapping[str, str]) -> dict[str, str]:
     if "PATH" not in env and "PATH" in os.environ:
         env["PATH"] = os.environ["PATH"]
     return env
+
+
+@pytest.fixture
+def started() -> Iterator[list[ForwarderProcess]]:
+    """Forwarder processes a test started; killed (and resumed first, if paused) at the end. Import it where a test
+    takes it as a parameter."""
+    procs: list[ForwarderProcess] = []
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+
+
+def wait_until(what: str, predicate: Callable[[], bool], *procs: ForwarderProcess, timeout: float = 60.0) -> None:
+    """Poll ``predicate`` until it holds; after ``timeout`` seconds (generous: the suite may share 2 cores with
+    others), fail saying ``what`` was awaited, with the last lines of each of ``procs``' output."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p.log_path.name}\n{p.tail(30)}" for p in procs)
+            raise AssertionError(f"timed out waiting until {what}\n{tails}")
+        time.sleep(0.05)

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 from support.loopback_http import LoopbackServer, QuietHandler
 
 from forwarder.checkpoint.store import hashes_names
+from forwarder.kube import KubeApi
 
 TERM_ANNOTATION = "falco-eks-forwarder/lease-term"
 STACK_LABELS = {"app.kubernetes.io/name": "audit-forwarder", "app.kubernetes.io/part-of": "falco-eks-lab"}
@@ -274,9 +275,6 @@ class FakeKubeApi:
         if self.on_write is not None:
             self.on_write(verb, name)
 
-    def bytes_between(self, first: int, last: int) -> int:
-        return sum(size for _, _, size in self.bodies[first:last])
-
     def put(self, objects: dict[str, dict[str, Any]], name: str, body: dict[str, Any]) -> None:
         self.version += 1
         body = json.loads(json.dumps(body))
@@ -313,5 +311,16 @@ class FakeKubeApi:
     def url(self) -> str:
         return self._server.url()
 
+    def client(self, token_path: str = "/nonexistent/token") -> KubeApi:
+        """The forwarder's client of the stand-in, reading its token from ``token_path`` (by default none: it sends no
+        Authorization header, as behind ``kubectl proxy``)."""
+        return KubeApi(self.url, token_path=token_path, ca_path=None)
+
     def close(self) -> None:
         self._server.stop()
+
+    def __enter__(self) -> FakeKubeApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

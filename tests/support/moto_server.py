@@ -40,6 +40,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from support.audit_events import make_event, new_stream_name
 from support.moto_aws_pages import aws_like_pages
 
 REGION = "us-west-2"
@@ -277,6 +278,17 @@ def put_events(logs: Any, group: str, stream: str, events: Sequence[tuple[int, s
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def put_batch(moto_: MotoServer, group: str, count: int, start_ms: int) -> set[str]:
+    """``count`` audit events of 600 bytes, a millisecond apart from ``start_ms``, in a new stream of ``group``;
+    their audit IDs."""
+    logs = moto_.client("logs")
+    stream = new_stream_name()
+    create_log_stream(logs, group, stream)
+    events = [make_event(start_ms + i, size=600) for i in range(count)]
+    put_events(logs, group, stream, [(start_ms + i, line) for i, (_, line) in enumerate(events)])
+    return {audit_id for audit_id, _ in events}
 
 
 def scrub_env(env: Mapping[str, str], *names: str) -> dict[str, str]:

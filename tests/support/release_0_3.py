@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.kube_api import FakeKubeApi
 
 from forwarder.checkpoint.codec import Checkpoint, Positions, Remembered
@@ -32,6 +33,8 @@ from forwarder.checkpoint.store import Saved
 
 COMMIT = "80c13676c41ffc8e840727994fa38698a53a5480"
 """Release 0.3.0."""
+NOT_AT_HAND = f"the project's history (commit {COMMIT[:7]}, release 0.3.0) is not at hand"
+"""Why a test that needs 0.3's own code is skipped."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The names 0.3's AuditForwarder component gave them by default (its namespace, checkpointConfigmapName, and its
@@ -211,4 +214,20 @@ def checkout(dest: Path, package: str = "forwarder") -> Path | None:
             extracted = tar.extractfile(member)
             assert extracted is not None
             path.write_bytes(extracted.read())
+    return target
+
+
+def source_or_skip(path: str) -> str:
+    """``source``; skips the calling test where the history is not at hand."""
+    text = source(path)
+    if text is None:
+        pytest.skip(NOT_AT_HAND)
+    return text
+
+
+def checkout_or_skip(dest: Path, package: str = "forwarder") -> Path:
+    """``checkout``; skips the calling test where the history is not at hand."""
+    target = checkout(dest, package)
+    if target is None:
+        pytest.skip(f"{NOT_AT_HAND}: a source archive or a shallow clone")
     return target
