@@ -15,6 +15,7 @@ from pulumi_mocks import (
     EKS_ENDPOINT,
     OIDC_ISSUER,
     OIDC_PROVIDER_ARN,
+    LabMocks,
     Recorded,
     addon_version,
     is_secret,
@@ -691,6 +692,48 @@ def test_a_root_creator_is_accepted_and_matches_no_listed_identity():
         cluster_admin_arns=("arn:aws:iam::123456789012:role/Admin",),
     )
     assert args.cluster_admin_arns == ("arn:aws:iam::123456789012:role/Admin",)
+
+
+CALLER_TOKEN = "aws:index/getCallerIdentity:getCallerIdentity"
+
+
+def build_refused(mocks: LabMocks, **overrides: Any) -> Recorded:
+    """`build`, with a refusal from inside the component coming back as the result."""
+    args = AuditedClusterSettings(**{"cluster_name": "falco-lab", **overrides})
+
+    def program() -> AuditedCluster | ConfigError:
+        try:
+            return AuditedCluster("lab", args)
+        except ConfigError as err:
+            return err
+
+    return run_program(program, mocks=mocks)
+
+
+@pytest.mark.parametrize("setting", ["cluster_admin_arns", "cluster_viewer_arns"])
+def test_unset_the_creator_is_the_aws_providers_caller_and_listing_it_is_refused_before_any_child(setting):
+    mocks = LabMocks()
+    mocks.caller_arn = CREATOR_SESSION
+    recorded = build_refused(mocks, **{setting: ("arn:aws:iam::123456789012:role/platform/OnCall",)})
+    error = recorded.result
+    assert isinstance(error, ConfigError) and error.setting == setting
+    assert CREATOR_SESSION in str(error) and "already has cluster-admin as the cluster's creator" in str(error)
+    assert [r.type for r in recorded.resources if r.custom] == []
+    assert [i.token for i in recorded.invokes].count(CALLER_TOKEN) == 1
+
+
+def test_the_creator_is_looked_up_only_when_a_list_could_name_it_or_it_is_not_given():
+    mocks = LabMocks()
+    mocks.caller_arn = CREATOR_SESSION
+    nobody_listed = build_refused(mocks)
+    assert isinstance(nobody_listed.result, AuditedCluster)
+    assert CALLER_TOKEN not in [i.token for i in nobody_listed.invokes]
+    mocks = LabMocks()
+    given = build_refused(
+        mocks, cluster_creator_arn=CREATOR_SESSION, cluster_viewer_arns=("arn:aws:iam::123456789012:user/OnCall",)
+    )
+    assert isinstance(given.result, AuditedCluster)
+    assert CALLER_TOKEN not in [i.token for i in given.invokes]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ Beside this module: network.py (LabVpc, the VPC a cluster gets when the caller b
 kubernetes_versions.py (the versions EKS offers a new cluster).
 """
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -276,7 +277,8 @@ class AuditedClusterSettings:
     """The identity that creates the cluster, as STS GetCallerIdentity names the caller of the AWS provider that
     deploys it (an IAM user ARN or an assumed-role ARN). EKS gives that identity cluster-admin access itself, and
     a second access entry for it fails while deploying, so clusterAdminArns and clusterViewerArns may not list it
-    (a role matches its sessions: same account and role name). Unset: not checked."""
+    (a role matches its sessions: same account and role name). Unset: looked up (STS GetCallerIdentity through the
+    component's AWS provider) when either list names anyone."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
     """Tags added to the AWS resources the component creates directly."""
@@ -556,6 +558,11 @@ class AuditedCluster(pulumi.ComponentResource):
         workloads have nodes."""
         args = from_inputs(AuditedClusterSettings, args)
         super().__init__(COMPONENT_TYPE, name, None, opts)
+        if args.cluster_creator_arn is None and (args.cluster_admin_arns or args.cluster_viewer_arns):
+            # Before any child: the caller of this component's AWS provider creates the cluster, and a list naming
+            # it would fail half-way through the deployment (its second access entry).
+            creator = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).arn
+            args = dataclasses.replace(args, cluster_creator_arn=creator)
         tags = dict(args.tags)
         self.node_architecture = node_architecture_of(args.node_instance_type)
 
